@@ -102,9 +102,9 @@ class StatusOr {
 }  // namespace mtps
 
 // Returns from the enclosing function if `expr` yields a non-OK Status.
-#define MTPS_RETURN_IF_ERROR(expr)          \
-  do {                                      \
-    ::mtps::Status _mtps_status = (expr);   \
+#define MTPS_RETURN_IF_ERROR(expr)               \
+  do {                                           \
+    ::mtps::Status _mtps_status = (expr);        \
     if (!_mtps_status.ok()) return _mtps_status; \
   } while (0)
 

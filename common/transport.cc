@@ -1,1 +1,2 @@
-// Placeholder: to be written.
+// Transport is an interface; see common/zmq_transport.cc for ZeroMQ.
+#include "common/transport.h"

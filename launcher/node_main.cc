@@ -1,1 +1,135 @@
-int main() { return 0; }
+// mtps-node: one process of an mtps job — the scheduler, a parameter server
+// or a worker, chosen by --role. The only place besides the launcher that
+// reads flags: they become option structs here and nothing below sees them.
+//
+//   mtps-node --role=scheduler --config=FILE [--set='a.b=v;c.d=w'] --num_servers=N
+//             --num_workers=M --run_dir=DIR [--host=127.0.0.1] [--port=0]
+//   mtps-node --role=server|worker --scheduler=tcp://HOST:PORT [--rank=R] [--host=127.0.0.1]
+//
+// Servers and workers receive the job config from the scheduler.
+#include <signal.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include <string>
+#include <vector>
+
+#include <gflags/gflags.h>
+#include <glog/logging.h>
+
+#include <zmq.hpp>
+
+#include "common/cluster_member.h"
+#include "common/config.h"
+#include "common/zmq_transport.h"
+#include "ps/scheduler.h"
+#include "ps/server.h"
+#include "worker/trainer.h"
+
+DEFINE_string(role, "", "scheduler, server or worker");
+DEFINE_string(config, "", "scheduler: job config (Protobuf text format, see proto/config.proto)");
+DEFINE_string(set, "", "scheduler: config overrides 'a.b=v', separated by ';'");
+DEFINE_int32(num_servers, 1, "scheduler: number of parameter servers in the job");
+DEFINE_int32(num_workers, 1, "scheduler: number of workers in the job");
+DEFINE_string(run_dir, ".",
+              "scheduler: directory for scheduler.addr, cluster.json, progress, results");
+DEFINE_string(scheduler, "", "server/worker: the scheduler's endpoint, tcp://HOST:PORT");
+DEFINE_int32(rank, -1, "server/worker: rank to ask for (-1: any)");
+DEFINE_string(host, "127.0.0.1", "address to bind and to advertise to peers");
+DEFINE_int32(port, 0, "port to bind (0: any free port)");
+DEFINE_int32(register_timeout_ms, 60000, "server/worker: deadline for joining the job");
+DEFINE_bool(exit_with_parent, false, "die when the parent process dies (set by the launcher)");
+
+namespace {
+
+std::vector<std::string> SplitOverrides(const std::string& s) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= s.size()) {
+    size_t end = s.find(';', start);
+    if (end == std::string::npos) end = s.size();
+    std::string item = s.substr(start, end - start);
+    if (!item.empty()) out.push_back(item);
+    start = end + 1;
+  }
+  return out;
+}
+
+int Fail(const mtps::Status& s, const char* what) {
+  LOG(ERROR) << what << ": " << s;
+  std::fprintf(stderr, "mtps-node: %s: %s\n", what, s.ToString().c_str());
+  return 1;
+}
+
+int RunScheduler(zmq::context_t* context) {
+  if (FLAGS_config.empty())
+    return Fail(mtps::Status::InvalidArgument("--config is required"), "scheduler");
+  auto config = mtps::LoadConfig(FLAGS_config, SplitOverrides(FLAGS_set));
+  if (!config.ok()) return Fail(config.status(), "cannot load the config");
+  mtps::SchedulerOptions o;
+  o.config = std::move(config).value();
+  o.num_servers = FLAGS_num_servers;
+  o.num_workers = FLAGS_num_workers;
+  o.host = FLAGS_host;
+  o.port = FLAGS_port;
+  o.run_dir = FLAGS_run_dir;
+  mtps::Scheduler scheduler(std::make_unique<mtps::ZmqTransport>(context), std::move(o));
+  mtps::Status s = scheduler.Start();
+  if (!s.ok()) return Fail(s, "scheduler cannot start");
+  s = scheduler.Run();
+  if (!s.ok()) return Fail(s, "job failed");
+  return 0;
+}
+
+int RunMember(zmq::context_t* context, mtps::wire::Role role) {
+  if (FLAGS_scheduler.empty()) {
+    return Fail(mtps::Status::InvalidArgument("--scheduler is required"), "cannot join");
+  }
+  mtps::MemberOptions o;
+  o.role = role;
+  o.requested_rank = FLAGS_rank;
+  o.host = FLAGS_host;
+  o.port = FLAGS_port;
+  o.scheduler_endpoint = FLAGS_scheduler;
+  o.register_timeout_ms = FLAGS_register_timeout_ms;
+  mtps::ClusterMember member(std::make_unique<mtps::ZmqTransport>(context), o);
+  mtps::Status s = member.Join();
+  if (!s.ok()) return Fail(s, "cannot join the job");
+  if (role == mtps::wire::SERVER) {
+    mtps::ParameterServer server(&member);
+    s = server.Run();
+  } else {
+    mtps::Trainer trainer(&member);
+    s = trainer.Run();
+  }
+  if (!s.ok()) return Fail(s, role == mtps::wire::SERVER ? "server failed" : "worker failed");
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  gflags::SetUsageMessage("one process of an mtps job: --role=scheduler|server|worker");
+  gflags::ParseCommandLineFlags(&argc, &argv, true);
+  FLAGS_logtostderr = true;
+  google::InitGoogleLogging(argv[0]);
+  if (FLAGS_exit_with_parent) {
+    // The launcher may die without cleaning up (SIGKILL); take us with it.
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() == 1) return 1;  // the parent is already gone
+  }
+  zmq::context_t context(1);
+  int rc;
+  if (FLAGS_role == "scheduler") {
+    rc = RunScheduler(&context);
+  } else if (FLAGS_role == "server") {
+    rc = RunMember(&context, mtps::wire::SERVER);
+  } else if (FLAGS_role == "worker") {
+    rc = RunMember(&context, mtps::wire::WORKER);
+  } else {
+    std::fprintf(stderr, "mtps-node: --role must be scheduler, server or worker (got '%s')\n",
+                 FLAGS_role.c_str());
+    rc = 2;
+  }
+  return rc;
+}

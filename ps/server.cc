@@ -1,1 +1,136 @@
-// Placeholder: to be written.
+// The parameter server's request handling (see ps/server.h).
+#include "ps/server.h"
+
+namespace mtps {
+namespace {
+
+SparseTableOptions TableOptions(const config::Config& config) {
+  SparseTableOptions o;
+  o.dim = config.model().embedding_dim();
+  o.init_scale = config.server().embedding_init_scale();
+  o.seed = config.train().seed();
+  o.adagrad = config.server().sparse_optimizer().adagrad();
+  return o;
+}
+
+}  // namespace
+
+ParameterServer::ParameterServer(ClusterMember* member)
+    : member_(member),
+      table_(TableOptions(member->config())),
+      dense_(member->config().server().dense_optimizer()) {
+  member_->rpc().set_request_handler([this](Incoming&& request) { Handle(std::move(request)); });
+}
+
+Status ParameterServer::Run() {
+  for (;;) {
+    Status s = member_->Tick(Deadline::In(100));
+    if (!s.ok()) return s;
+    if (member_->finished()) break;
+  }
+  LOG(INFO) << "job finished: " << table_.size() << " rows (" << table_.memory_bytes() / (1 << 20)
+            << " MiB), " << dense_.size() << " dense parameters, " << stats_.pulls << " pulls, "
+            << stats_.pushes << " pushes, " << stats_.rejected << " rejected requests";
+  return Status::OK();
+}
+
+void ParameterServer::Handle(Incoming&& request) {
+  const wire::Meta& meta = request.msg.meta;
+  Rpc& rpc = member_->rpc();
+  Status s;
+  Message response;
+  if (meta.op() != wire::PING && meta.cluster_epoch() != rpc.epoch()) {
+    s = Status::StaleEpoch("request of cluster epoch " + std::to_string(meta.cluster_epoch()) +
+                           ", this server is in epoch " + std::to_string(rpc.epoch()));
+  } else if (meta.timeout_ms() <= 0) {
+    s = Status::InvalidArgument("request without a deadline (timeout_ms " +
+                                std::to_string(meta.timeout_ms()) + ")");
+  } else {
+    switch (meta.op()) {
+      case wire::PULL_SPARSE:
+        s = HandlePullSparse(request, &response);
+        break;
+      case wire::PUSH_SPARSE:
+        s = HandlePushSparse(request);
+        break;
+      case wire::PULL_DENSE:
+        s = HandlePullDense(&response);
+        break;
+      case wire::PUSH_DENSE:
+        s = HandlePushDense(request);
+        break;
+      case wire::INIT_DENSE:
+        s = HandleInitDense(request);
+        break;
+      case wire::PING:
+        break;
+      default:
+        s = Status::InvalidArgument("a server does not serve op " + wire::Op_Name(meta.op()));
+    }
+  }
+  if (!s.ok()) {
+    ++stats_.rejected;
+    LOG_EVERY_N(WARNING, 100) << "rejected " << wire::Op_Name(meta.op()) << " from node "
+                              << meta.sender() << ": " << s;
+    rpc.ReplyError(request, s);
+    return;
+  }
+  rpc.Reply(request, std::move(response));
+}
+
+Status ParameterServer::HandlePullSparse(const Incoming& request, Message* response) {
+  const Message& msg = request.msg;
+  MTPS_RETURN_IF_ERROR(msg.Expect({wire::U64}));
+  size_t n = msg.payloads[0].count();
+  const uint64_t* keys = msg.payloads[0].Data<uint64_t>(&key_scratch_);
+  std::vector<float> values(n * static_cast<size_t>(table_.dim()));
+  table_.Pull(keys, n, msg.meta.create_missing(), values.data());
+  response->payloads.push_back(Payload::FromVector(std::move(values)));
+  ++stats_.pulls;
+  stats_.keys_pulled += static_cast<int64_t>(n);
+  return Status::OK();
+}
+
+Status ParameterServer::HandlePushSparse(const Incoming& request) {
+  const Message& msg = request.msg;
+  MTPS_RETURN_IF_ERROR(msg.Expect({wire::U64, wire::F32}));
+  size_t n = msg.payloads[0].count();
+  size_t want = n * static_cast<size_t>(table_.dim());
+  if (msg.payloads[1].count() != want) {
+    return Status::InvalidArgument("PUSH_SPARSE of " + std::to_string(n) + " keys needs " +
+                                   std::to_string(want) + " gradient values (dim " +
+                                   std::to_string(table_.dim()) + "), got " +
+                                   std::to_string(msg.payloads[1].count()));
+  }
+  const uint64_t* keys = msg.payloads[0].Data<uint64_t>(&key_scratch_);
+  const float* grads = msg.payloads[1].Data<float>(&value_scratch_);
+  table_.Push(keys, n, grads);
+  ++stats_.pushes;
+  stats_.keys_pushed += static_cast<int64_t>(n);
+  return Status::OK();
+}
+
+Status ParameterServer::HandlePullDense(Message* response) {
+  if (!dense_.initialized()) {
+    return Status::Unavailable("dense parameters are not initialised yet (no INIT_DENSE)");
+  }
+  response->payloads.push_back(Payload::Copy(dense_.values(), dense_.size()));
+  return Status::OK();
+}
+
+Status ParameterServer::HandlePushDense(const Incoming& request) {
+  MTPS_RETURN_IF_ERROR(request.msg.Expect({wire::F32}));
+  const float* grads = request.msg.payloads[0].Data<float>(&value_scratch_);
+  return dense_.Push(grads, request.msg.payloads[0].count());
+}
+
+Status ParameterServer::HandleInitDense(const Incoming& request) {
+  MTPS_RETURN_IF_ERROR(request.msg.Expect({wire::F32}));
+  const float* values = request.msg.payloads[0].Data<float>(&value_scratch_);
+  if (!dense_.Init(values, request.msg.payloads[0].count())) {
+    LOG(INFO) << "ignoring a repeated INIT_DENSE from node " << request.msg.meta.sender();
+  }
+  return Status::OK();
+}
+
+}  // namespace mtps

@@ -1,1 +1,164 @@
-// Placeholder: to be written.
+// Sliced, pipelined pulls and pushes (see worker/kv_client.h).
+#include "worker/kv_client.h"
+
+#include <cstring>
+
+#include "common/partition.h"
+
+namespace mtps {
+
+KvClient::KvClient(Rpc* rpc, std::vector<int> server_ids, KvClientOptions options)
+    : rpc_(rpc), server_ids_(std::move(server_ids)), options_(options) {
+  slice_keys_.resize(server_ids_.size());
+  slice_positions_.resize(server_ids_.size());
+}
+
+void KvClient::Slice(const std::vector<uint64_t>& keys) {
+  int n = static_cast<int>(server_ids_.size());
+  for (int s = 0; s < n; ++s) {
+    slice_keys_[s].clear();
+    slice_positions_[s].clear();
+  }
+  for (size_t i = 0; i < keys.size(); ++i) {
+    int s = n == 1 ? 0 : ShardOfKey(keys[i], n);
+    slice_keys_[s].push_back(keys[i]);
+    slice_positions_[s].push_back(static_cast<uint32_t>(i));
+  }
+}
+
+Status KvClient::InitDense(const float* params) {
+  int n = static_cast<int>(server_ids_.size());
+  std::vector<uint64_t> ids;
+  for (int s = 0; s < n; ++s) {
+    DenseBlock b = DenseBlockOf(options_.num_params, s, n);
+    Message msg(wire::INIT_DENSE);
+    msg.payloads.push_back(Payload::Copy(params + b.begin, static_cast<size_t>(b.size())));
+    MTPS_ASSIGN_OR_RETURN(uint64_t id,
+                          rpc_->Start(server_ids_[s], std::move(msg), options_.request_timeout_ms));
+    ids.push_back(id);
+  }
+  Status first_error;
+  for (uint64_t id : ids) {
+    auto r = rpc_->Wait(id);
+    if (!r.ok() && first_error.ok()) first_error = r.status();
+  }
+  return first_error;
+}
+
+Status KvClient::Pull(const std::vector<uint64_t>& keys, bool create_missing, float* emb,
+                      float* dense) {
+  MTPS_RETURN_IF_ERROR(push_error_);
+  const int n = static_cast<int>(server_ids_.size());
+  const size_t dim = static_cast<size_t>(options_.dim);
+  Slice(keys);
+  // Every request goes out before the first wait.
+  std::vector<uint64_t> sparse_ids(n, 0), dense_ids(n, 0);
+  for (int s = 0; s < n; ++s) {
+    if (!slice_keys_[s].empty()) {
+      Message msg(wire::PULL_SPARSE);
+      msg.meta.set_create_missing(create_missing);
+      msg.payloads.push_back(Payload::Copy(slice_keys_[s].data(), slice_keys_[s].size()));
+      MTPS_ASSIGN_OR_RETURN(
+          sparse_ids[s], rpc_->Start(server_ids_[s], std::move(msg), options_.request_timeout_ms));
+    }
+    if (dense != nullptr && DenseBlockOf(options_.num_params, s, n).size() > 0) {
+      MTPS_ASSIGN_OR_RETURN(dense_ids[s], rpc_->Start(server_ids_[s], Message(wire::PULL_DENSE),
+                                                      options_.request_timeout_ms));
+    }
+  }
+  Status first_error;
+  for (int s = 0; s < n; ++s) {
+    if (sparse_ids[s] != 0) {
+      auto r = rpc_->Wait(sparse_ids[s]);
+      Status st = r.ok() ? r->Expect({wire::F32}) : r.status();
+      if (st.ok() && r->payloads[0].count() != slice_keys_[s].size() * dim) {
+        st = Status::Corruption("server " + std::to_string(s) + " answered " +
+                                std::to_string(r->payloads[0].count()) + " values for " +
+                                std::to_string(slice_keys_[s].size()) + " keys of dim " +
+                                std::to_string(dim));
+      }
+      if (st.ok()) {
+        const float* v = r->payloads[0].Data<float>(&scratch_);
+        const std::vector<uint32_t>& pos = slice_positions_[s];
+        for (size_t i = 0; i < pos.size(); ++i) {
+          std::memcpy(emb + pos[i] * dim, v + i * dim, dim * sizeof(float));
+        }
+      } else if (first_error.ok()) {
+        first_error = st;
+      }
+    }
+    if (dense_ids[s] != 0) {
+      DenseBlock b = DenseBlockOf(options_.num_params, s, n);
+      auto r = rpc_->Wait(dense_ids[s]);
+      Status st = r.ok() ? r->Expect({wire::F32}) : r.status();
+      if (st.ok() && static_cast<int64_t>(r->payloads[0].count()) != b.size()) {
+        st = Status::Corruption(
+            "server " + std::to_string(s) + " holds " + std::to_string(r->payloads[0].count()) +
+            " dense parameters, this worker expects " + std::to_string(b.size()) +
+            " (do all workers run the same model config?)");
+      }
+      if (st.ok()) {
+        std::memcpy(dense + b.begin, r->payloads[0].Data<float>(&scratch_),
+                    static_cast<size_t>(b.size()) * sizeof(float));
+      } else if (first_error.ok()) {
+        first_error = st;
+      }
+    }
+  }
+  return first_error;
+}
+
+Status KvClient::WaitForInflightBelow(int limit) {
+  Deadline deadline = Deadline::In(options_.request_timeout_ms);
+  while (inflight_push_requests_ > limit) {
+    if (deadline.Expired()) {
+      return Status::DeadlineExceeded(std::to_string(inflight_push_requests_) +
+                                      " push requests still unanswered after " +
+                                      std::to_string(options_.request_timeout_ms) + " ms");
+    }
+    // Each push has its own deadline, so this returns as answers or expiries come in.
+    rpc_->Poll(deadline, /*return_after_one=*/true);
+  }
+  return push_error_;
+}
+
+Status KvClient::Push(const std::vector<uint64_t>& keys, const float* emb_grad,
+                      const float* dense_grad) {
+  MTPS_RETURN_IF_ERROR(push_error_);
+  const int n = static_cast<int>(server_ids_.size());
+  const size_t dim = static_cast<size_t>(options_.dim);
+  MTPS_RETURN_IF_ERROR(WaitForInflightBelow((options_.max_inflight_pushes - 1) * 2 * n));
+  Slice(keys);
+  auto on_done = [this](StatusOr<Message>&& r) {
+    --inflight_push_requests_;
+    if (!r.ok() && push_error_.ok()) push_error_ = r.status();
+  };
+  for (int s = 0; s < n; ++s) {
+    if (!slice_keys_[s].empty()) {
+      std::vector<float> grads(slice_keys_[s].size() * dim);
+      const std::vector<uint32_t>& pos = slice_positions_[s];
+      for (size_t i = 0; i < pos.size(); ++i) {
+        std::memcpy(grads.data() + i * dim, emb_grad + pos[i] * dim, dim * sizeof(float));
+      }
+      Message msg(wire::PUSH_SPARSE);
+      msg.payloads.push_back(Payload::Copy(slice_keys_[s].data(), slice_keys_[s].size()));
+      msg.payloads.push_back(Payload::FromVector(std::move(grads)));
+      MTPS_RETURN_IF_ERROR(
+          rpc_->StartAsync(server_ids_[s], std::move(msg), options_.request_timeout_ms, on_done));
+      ++inflight_push_requests_;
+    }
+    DenseBlock b = DenseBlockOf(options_.num_params, s, n);
+    if (dense_grad != nullptr && b.size() > 0) {
+      Message msg(wire::PUSH_DENSE);
+      msg.payloads.push_back(Payload::Copy(dense_grad + b.begin, static_cast<size_t>(b.size())));
+      MTPS_RETURN_IF_ERROR(
+          rpc_->StartAsync(server_ids_[s], std::move(msg), options_.request_timeout_ms, on_done));
+      ++inflight_push_requests_;
+    }
+  }
+  return Status::OK();
+}
+
+Status KvClient::Flush() { return WaitForInflightBelow(0); }
+
+}  // namespace mtps

@@ -1,1 +1,165 @@
-// Placeholder: to be written.
+// The worker's training and evaluation loop (see worker/trainer.h).
+#include "worker/trainer.h"
+
+#include <cstring>
+
+#include "worker/embedding_bag.h"
+#include "worker/reader.h"
+
+namespace mtps {
+
+Trainer::Trainer(ClusterMember* member) : member_(member), config_(member->config()) {}
+
+Status Trainer::Setup() {
+  rank_ = member_->self().rank();
+  num_workers_ = member_->num_workers();
+  dim_ = config_.model().embedding_dim();
+  MTPS_ASSIGN_OR_RETURN(schema_, ReadSchema(config_.data(), config_.data().train_path()));
+  int input_dim =
+      static_cast<int>(schema_.slots.size()) * dim_ + static_cast<int>(schema_.dense_names.size());
+  MTPS_ASSIGN_OR_RETURN(model_,
+                        CreateModel<float>(config_.model(), input_dim, schema_.label_names));
+  params_.assign(static_cast<size_t>(model_->num_params()), 0.0f);
+  param_grad_.assign(params_.size(), 0.0f);
+  loss_sum_.assign(model_->loss_names().size(), 0.0);
+
+  KvClientOptions o;
+  o.dim = dim_;
+  o.num_params = model_->num_params();
+  o.request_timeout_ms = config_.cluster().request_timeout_ms();
+  o.max_inflight_pushes = config_.train().max_inflight_pushes();
+  kv_ = std::make_unique<KvClient>(&member_->rpc(), member_->server_ids(), o);
+  LOG(INFO) << "worker " << rank_ << ": " << schema_.slots.size() << " sparse slots of dim " << dim_
+            << ", " << schema_.dense_names.size() << " dense features, " << model_->num_params()
+            << " dense parameters";
+  return Status::OK();
+}
+
+Status Trainer::Run() {
+  MTPS_RETURN_IF_ERROR(Setup());
+  if (rank_ == 0) {
+    model_->InitParams(config_.train().seed(), params_.data());
+    MTPS_RETURN_IF_ERROR(kv_->InitDense(params_.data()));
+  }
+  MTPS_RETURN_IF_ERROR(member_->Barrier("start", num_workers_));
+  MTPS_RETURN_IF_ERROR(TrainEpochs());
+  MTPS_RETURN_IF_ERROR(member_->Barrier("trained", num_workers_));
+  MTPS_RETURN_IF_ERROR(Evaluate());
+  return member_->Barrier("end", num_workers_);
+}
+
+Status Trainer::TrainEpochs() {
+  const config::DataConfig& data = config_.data();
+  MTPS_ASSIGN_OR_RETURN(auto reader,
+                        ExampleReader::Open(data, data.train_path(), rank_, num_workers_));
+  train_start_ = SteadyClock::now();
+  last_report_ = train_start_;
+  Batch batch;
+  for (int epoch = 0; epoch < config_.train().epochs(); ++epoch) {
+    if (epoch > 0) MTPS_RETURN_IF_ERROR(reader->Rewind());
+    for (;;) {
+      MTPS_RETURN_IF_ERROR(reader->Next(config_.train().batch_size(), &batch));
+      if (batch.num_examples == 0) break;
+      MTPS_RETURN_IF_ERROR(TrainBatch(batch));
+      // Heartbeats and progress between batches; never blocks.
+      MTPS_RETURN_IF_ERROR(member_->Tick(Deadline::Now()));
+      MTPS_RETURN_IF_ERROR(MaybeReportProgress(false));
+    }
+    LOG(INFO) << "worker " << rank_ << " finished epoch " << epoch + 1 << " (" << examples_
+              << " examples)";
+  }
+  MTPS_RETURN_IF_ERROR(kv_->Flush());
+  return MaybeReportProgress(true);
+}
+
+Status Trainer::TrainBatch(const Batch& batch) {
+  UniqueKeys(batch.keys, &unique_keys_, &key_index_);
+  emb_.resize(unique_keys_.size() * static_cast<size_t>(dim_));
+  MTPS_RETURN_IF_ERROR(
+      kv_->Pull(unique_keys_, /*create_missing=*/true, emb_.data(), params_.data()));
+
+  PoolEmbeddings<float>(batch, schema_.slots, key_index_, emb_.data(), dim_, &input_);
+  labels_ =
+      Eigen::Map<const RowMatrix<float>>(batch.labels.data(), batch.num_examples, batch.num_labels);
+  model_->ForwardBackward(params_.data(), input_, labels_, param_grad_.data(), &input_grad_,
+                          &losses_);
+  emb_grad_.resize(emb_.size());
+  PoolEmbeddingsBackward<float>(batch, schema_.slots, key_index_, input_grad_, dim_,
+                                unique_keys_.size(), emb_grad_.data());
+  MTPS_RETURN_IF_ERROR(kv_->Push(unique_keys_, emb_grad_.data(), param_grad_.data()));
+
+  examples_ += batch.num_examples;
+  for (size_t i = 0; i < losses_.size() && i < loss_sum_.size(); ++i) loss_sum_[i] += losses_[i];
+  ++loss_batches_;
+  return Status::OK();
+}
+
+Status Trainer::MaybeReportProgress(bool force) {
+  auto now = SteadyClock::now();
+  double since = std::chrono::duration<double>(now - last_report_).count();
+  if (!force && since < config_.train().progress_interval_sec()) return Status::OK();
+  Message msg(wire::PROGRESS);
+  wire::Progress* p = msg.meta.mutable_progress();
+  p->set_examples(examples_);
+  p->set_seconds(SecondsSince(train_start_));
+  for (size_t i = 0; i < loss_sum_.size(); ++i) {
+    p->add_loss_names(model_->loss_names()[i]);
+    p->add_mean_loss(loss_batches_ > 0 ? loss_sum_[i] / static_cast<double>(loss_batches_) : 0.0);
+    loss_sum_[i] = 0.0;
+  }
+  loss_batches_ = 0;
+  last_report_ = now;
+  // Fire and forget: a lost progress report only delays the progress line.
+  return member_->rpc().StartAsync(kSchedulerNodeId, std::move(msg),
+                                   config_.cluster().request_timeout_ms(),
+                                   [](StatusOr<Message>&& r) {
+                                     if (!r.ok())
+                                       LOG(WARNING) << "progress report failed: " << r.status();
+                                   });
+}
+
+Status Trainer::Evaluate() {
+  double train_seconds = SecondsSince(train_start_);
+  const config::DataConfig& data = config_.data();
+  MTPS_ASSIGN_OR_RETURN(auto reader,
+                        ExampleReader::Open(data, data.test_path(), rank_, num_workers_));
+  // Training is over everywhere (the "trained" barrier): one dense pull serves
+  // every evaluation batch.
+  bool dense_pulled = false;
+  Batch batch;
+  eval_.clear();
+  int64_t examples = 0;
+  for (;;) {
+    MTPS_RETURN_IF_ERROR(reader->Next(config_.train().eval_batch_size(), &batch));
+    if (batch.num_examples == 0) break;
+    UniqueKeys(batch.keys, &unique_keys_, &key_index_);
+    emb_.resize(unique_keys_.size() * static_cast<size_t>(dim_));
+    MTPS_RETURN_IF_ERROR(kv_->Pull(unique_keys_, /*create_missing=*/false, emb_.data(),
+                                   dense_pulled ? nullptr : params_.data()));
+    dense_pulled = true;
+    PoolEmbeddings<float>(batch, schema_.slots, key_index_, emb_.data(), dim_, &input_);
+    labels_ = Eigen::Map<const RowMatrix<float>>(batch.labels.data(), batch.num_examples,
+                                                 batch.num_labels);
+    model_->Evaluate(params_.data(), input_, labels_, &eval_);
+    examples += batch.num_examples;
+    MTPS_RETURN_IF_ERROR(member_->Tick(Deadline::Now()));
+  }
+  LOG(INFO) << "worker " << rank_ << " scored " << examples << " held-out examples";
+
+  Message msg(wire::EVAL_REPORT);
+  wire::EvalReport* r = msg.meta.mutable_eval_report();
+  r->set_train_examples(examples_);
+  r->set_train_seconds(train_seconds);
+  const std::vector<std::string>& tasks = model_->eval_task_names();
+  eval_.resize(tasks.size());
+  for (size_t t = 0; t < tasks.size(); ++t) {
+    r->add_tasks(tasks[t]);
+    msg.payloads.push_back(Payload::FromVector(std::move(eval_[t].scores)));
+    msg.payloads.push_back(Payload::FromVector(std::move(eval_[t].labels)));
+  }
+  auto reply =
+      member_->rpc().Call(kSchedulerNodeId, std::move(msg), config_.cluster().request_timeout_ms());
+  return reply.status();
+}
+
+}  // namespace mtps

@@ -1,0 +1,55 @@
+// ParameterServer: one server process's share of the model.
+//
+// Holds the sparse embedding rows whose keys hash to this server
+// (common/partition.h) and one contiguous block of the dense tower
+// parameters, and answers pulls and pushes until the scheduler reports the
+// job finished. A request is validated completely before anything is
+// applied; a bad request gets an error response and never stops the server.
+// Single-threaded: the thread calling Run owns the tables, so rows need no
+// locks.
+#ifndef MTPS_PS_SERVER_H_
+#define MTPS_PS_SERVER_H_
+
+#include <cstdint>
+#include <vector>
+
+#include "common/cluster_member.h"
+#include "common/status.h"
+#include "ps/dense_store.h"
+#include "ps/sparse_table.h"
+
+namespace mtps {
+
+class ParameterServer {
+ public:
+  // `member` has joined the job and outlives the server.
+  explicit ParameterServer(ClusterMember* member);
+
+  // Serves until the job finishes (OK) or is aborted / the scheduler is lost.
+  Status Run();
+
+  // Counters, for logs and tests.
+  struct Stats {
+    int64_t pulls = 0, pushes = 0, keys_pulled = 0, keys_pushed = 0, rejected = 0;
+  };
+  const Stats& stats() const { return stats_; }
+
+ private:
+  void Handle(Incoming&& request);
+  Status HandlePullSparse(const Incoming& request, Message* response);
+  Status HandlePushSparse(const Incoming& request);
+  Status HandlePullDense(Message* response);
+  Status HandlePushDense(const Incoming& request);
+  Status HandleInitDense(const Incoming& request);
+
+  ClusterMember* member_;
+  SparseTable table_;
+  DenseStore dense_;
+  Stats stats_;
+  std::vector<uint64_t> key_scratch_;
+  std::vector<float> value_scratch_;
+};
+
+}  // namespace mtps
+
+#endif  // MTPS_PS_SERVER_H_

@@ -1,0 +1,67 @@
+// KvClient: a worker's view of the parameter servers.
+//
+// Slices each request by server (sparse keys by ShardOfKey, the dense
+// parameter array by DenseBlockOf), keeps every slice in flight at once, and
+// reassembles the answers. Pushes are asynchronous: Push returns once the
+// requests are queued and only waits while too many are unanswered; an
+// error of an earlier push surfaces on the next call. Requests to one server
+// travel over one ordered connection, so a pull sees this worker's earlier
+// pushes to that server.
+// Not thread-safe: uses the Rpc of the thread that owns it.
+#ifndef MTPS_WORKER_KV_CLIENT_H_
+#define MTPS_WORKER_KV_CLIENT_H_
+
+#include <cstdint>
+#include <vector>
+
+#include "common/rpc.h"
+#include "common/status.h"
+
+namespace mtps {
+
+struct KvClientOptions {
+  int dim = 8;             // embedding width
+  int64_t num_params = 0;  // length of the dense parameter array
+  int request_timeout_ms = 30000;
+  int max_inflight_pushes = 8;  // pushes (one per batch) unanswered before Push waits
+};
+
+class KvClient {
+ public:
+  // `rpc` outlives the client; server_ids[r] is the node id of server rank r.
+  KvClient(Rpc* rpc, std::vector<int> server_ids, KvClientOptions options);
+
+  // Sends every server its block of `params` (the first INIT_DENSE wins).
+  Status InitDense(const float* params);
+
+  // Fetches the rows of `keys` (distinct) into emb (keys.size() x dim) and,
+  // when dense is not null, the dense parameters into dense (num_params).
+  // create_missing=false answers unknown keys with their initial value
+  // without creating rows (evaluation).
+  Status Pull(const std::vector<uint64_t>& keys, bool create_missing, float* emb, float* dense);
+
+  // Sends the gradients of `keys` (emb_grad: keys.size() x dim) and, when
+  // dense_grad is not null, of the dense parameters.
+  Status Push(const std::vector<uint64_t>& keys, const float* emb_grad, const float* dense_grad);
+
+  // Waits until every push is answered; returns the first push error.
+  Status Flush();
+
+ private:
+  // Splits keys by server: (*slices)[s] the keys, (*positions)[s] their indexes.
+  void Slice(const std::vector<uint64_t>& keys);
+  Status WaitForInflightBelow(int limit);
+
+  Rpc* rpc_;
+  std::vector<int> server_ids_;
+  KvClientOptions options_;
+  std::vector<std::vector<uint64_t>> slice_keys_;
+  std::vector<std::vector<uint32_t>> slice_positions_;
+  int inflight_push_requests_ = 0;
+  Status push_error_;
+  std::vector<float> scratch_;
+};
+
+}  // namespace mtps
+
+#endif  // MTPS_WORKER_KV_CLIENT_H_

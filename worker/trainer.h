@@ -1,0 +1,67 @@
+// Trainer: a worker process's job — train on its share of the data, then
+// score its share of the held-out data and report to the scheduler.
+//
+// Per batch: de-duplicate the batch's keys, pull their rows and the dense
+// parameters once (every request in flight together), pool embeddings, run
+// the model's forward and backward on Eigen, sum gradients per unique key,
+// push asynchronously. Rank 0 initialises the dense parameters on the servers
+// before the start barrier. Owned by the worker's main thread.
+#ifndef MTPS_WORKER_TRAINER_H_
+#define MTPS_WORKER_TRAINER_H_
+
+#include <memory>
+#include <vector>
+
+#include "common/cluster_member.h"
+#include "common/status.h"
+#include "worker/example.h"
+#include "worker/kv_client.h"
+#include "worker/model.h"
+
+namespace mtps {
+
+class Trainer {
+ public:
+  // `member` has joined the job and outlives the trainer.
+  explicit Trainer(ClusterMember* member);
+
+  // Runs the whole job on this worker: start barrier, epochs, the "trained"
+  // barrier, evaluation, the report, the "end" barrier.
+  Status Run();
+
+ private:
+  Status Setup();
+  Status TrainEpochs();
+  Status TrainBatch(const Batch& batch);
+  Status Evaluate();
+  Status MaybeReportProgress(bool force);
+
+  ClusterMember* member_;
+  const config::Config& config_;
+  int rank_ = 0;
+  int num_workers_ = 1;
+  FeatureSchema schema_;
+  std::unique_ptr<Model<float>> model_;
+  std::unique_ptr<KvClient> kv_;
+  int dim_ = 0;
+
+  // Buffers reused across batches.
+  std::vector<float> params_, param_grad_;
+  std::vector<uint64_t> unique_keys_;
+  std::vector<uint32_t> key_index_;
+  std::vector<float> emb_, emb_grad_;
+  RowMatrix<float> input_, input_grad_, labels_;
+  std::vector<float> losses_;
+
+  // Progress.
+  SteadyClock::time_point train_start_;
+  SteadyClock::time_point last_report_;
+  int64_t examples_ = 0;
+  std::vector<double> loss_sum_;
+  int64_t loss_batches_ = 0;
+  std::vector<EvalColumn> eval_;
+};
+
+}  // namespace mtps
+
+#endif  // MTPS_WORKER_TRAINER_H_
