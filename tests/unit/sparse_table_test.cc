@@ -1,0 +1,331 @@
+// Tests of SparseTable: initial values, Pull without insertion, Adagrad against
+// a direct computation, the empty-key sentinel as a real key, and growth.
+#include "ps/sparse_table.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <map>
+#include <random>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+namespace mtps {
+namespace {
+
+SparseTableOptions MakeOptions(int dim, uint64_t seed = 7) {
+  SparseTableOptions o;
+  o.dim = dim;
+  o.init_scale = 0.05f;
+  o.seed = seed;
+  o.adagrad.set_learning_rate(0.1f);
+  o.adagrad.set_initial_accumulator(0.2f);
+  return o;
+}
+
+std::vector<uint64_t> RandomKeys(size_t n, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<uint64_t> keys(n);
+  for (auto& k : keys) k = rng();
+  return keys;
+}
+
+// Direct Adagrad in double, one row per key, for comparison.
+struct ReferenceRow {
+  std::vector<double> w;
+  std::vector<double> acc;
+};
+
+class ReferenceAdagrad {
+ public:
+  explicit ReferenceAdagrad(const SparseTableOptions& o) : o_(o) {}
+  ReferenceRow& Row(uint64_t key) {
+    auto it = rows_.find(key);
+    if (it == rows_.end()) {
+      ReferenceRow r;
+      for (int j = 0; j < o_.dim; ++j) {
+        r.w.push_back(InitialValue(o_.seed, key, j, o_.init_scale));
+        r.acc.push_back(o_.adagrad.initial_accumulator());
+      }
+      it = rows_.emplace(key, r).first;
+    }
+    return it->second;
+  }
+  void Push(const std::vector<uint64_t>& keys, const std::vector<float>& grads) {
+    for (size_t i = 0; i < keys.size(); ++i) {
+      ReferenceRow& r = Row(keys[i]);
+      for (int j = 0; j < o_.dim; ++j) {
+        const double g = grads[i * o_.dim + j];
+        r.acc[j] += g * g;
+        r.w[j] -= o_.adagrad.learning_rate() * g / std::sqrt(r.acc[j]);
+      }
+    }
+  }
+  const std::map<uint64_t, ReferenceRow>& rows() const { return rows_; }
+
+ private:
+  SparseTableOptions o_;
+  std::map<uint64_t, ReferenceRow> rows_;
+};
+
+TEST(InitialValueTest, UniformInRangeAndDependsOnEverything) {
+  const float scale = 0.5f;
+  float lo = 1.0f, hi = -1.0f;
+  double sum = 0.0;
+  const int kN = 100000;
+  for (int i = 0; i < kN; ++i) {
+    const float v = InitialValue(3, static_cast<uint64_t>(i), i % 16, scale);
+    ASSERT_GE(v, -scale);
+    ASSERT_LE(v, scale);
+    lo = std::min(lo, v);
+    hi = std::max(hi, v);
+    sum += v;
+  }
+  EXPECT_LT(lo, -0.99f * scale);
+  EXPECT_GT(hi, 0.99f * scale);
+  EXPECT_NEAR(sum / kN, 0.0, 0.01);  // mean of U[-0.5,0.5] over 1e5 draws: sd ~ 0.0009
+  // Seed, key and element each change the value.
+  EXPECT_NE(InitialValue(1, 42, 0, scale), InitialValue(2, 42, 0, scale));
+  EXPECT_NE(InitialValue(1, 42, 0, scale), InitialValue(1, 43, 0, scale));
+  EXPECT_NE(InitialValue(1, 42, 0, scale), InitialValue(1, 42, 1, scale));
+  EXPECT_EQ(InitialValue(1, 42, 3, scale), InitialValue(1, 42, 3, scale));
+  EXPECT_EQ(InitialValue(1, 42, 3, 0.0f), 0.0f);
+}
+
+TEST(SparseTableTest, PullOfNewKeysIsInitialValueWhateverTheOrder) {
+  const SparseTableOptions o = MakeOptions(5);
+  std::vector<uint64_t> keys = RandomKeys(1000, 11);
+  keys.push_back(SparseTable::kEmptyKey);
+  keys.push_back(~uint64_t{0});
+  keys.push_back(1);
+
+  SparseTable a(o);
+  EXPECT_EQ(a.dim(), 5);
+  std::vector<float> out_a(keys.size() * 5);
+  a.Pull(keys.data(), keys.size(), /*create_missing=*/true, out_a.data());
+  EXPECT_EQ(a.size(), keys.size());
+  for (size_t i = 0; i < keys.size(); ++i) {
+    for (int j = 0; j < 5; ++j) {
+      ASSERT_EQ(out_a[i * 5 + j], InitialValue(o.seed, keys[i], j, o.init_scale))
+          << "key " << keys[i] << " element " << j;
+    }
+  }
+
+  // Another table fed the keys in another order and in two batches answers the
+  // same row per key.
+  std::vector<uint64_t> shuffled = keys;
+  std::shuffle(shuffled.begin(), shuffled.end(), std::mt19937_64(5));
+  SparseTable b(o);
+  std::vector<float> out_b(shuffled.size() * 5);
+  const size_t half = shuffled.size() / 2;
+  b.Pull(shuffled.data(), half, true, out_b.data());
+  b.Pull(shuffled.data() + half, shuffled.size() - half, true, out_b.data() + half * 5);
+  std::map<uint64_t, std::vector<float>> by_key;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    by_key[keys[i]].assign(out_a.begin() + i * 5, out_a.begin() + (i + 1) * 5);
+  }
+  for (size_t i = 0; i < shuffled.size(); ++i) {
+    std::vector<float> row(out_b.begin() + i * 5, out_b.begin() + (i + 1) * 5);
+    ASSERT_EQ(row, by_key[shuffled[i]]) << "key " << shuffled[i];
+  }
+
+  // Pulling again returns the stored rows and inserts nothing.
+  std::vector<float> again(keys.size() * 5);
+  a.Pull(keys.data(), keys.size(), true, again.data());
+  EXPECT_EQ(again, out_a);
+  EXPECT_EQ(a.size(), keys.size());
+}
+
+TEST(SparseTableTest, PullWithoutCreateDoesNotInsert) {
+  const SparseTableOptions o = MakeOptions(4);
+  SparseTable table(o);
+  const std::vector<uint64_t> keys = {5, 6, SparseTable::kEmptyKey, 5};
+  std::vector<float> out(keys.size() * 4);
+  table.Pull(keys.data(), keys.size(), /*create_missing=*/false, out.data());
+  EXPECT_EQ(table.size(), 0u);
+  for (size_t i = 0; i < keys.size(); ++i) {
+    for (int j = 0; j < 4; ++j) {
+      EXPECT_EQ(out[i * 4 + j], InitialValue(o.seed, keys[i], j, o.init_scale));
+    }
+  }
+
+  // Once a row exists and has been trained, a non-creating Pull returns it
+  // rather than the initial value, and still inserts no other key.
+  const uint64_t trained = 6;
+  const std::vector<float> grad = {1.0f, -1.0f, 0.5f, 2.0f};
+  table.Push(&trained, 1, grad.data());
+  ASSERT_EQ(table.size(), 1u);
+  table.Pull(keys.data(), keys.size(), false, out.data());
+  EXPECT_EQ(table.size(), 1u);
+  for (int j = 0; j < 4; ++j) {
+    EXPECT_NE(out[1 * 4 + j], InitialValue(o.seed, trained, j, o.init_scale));
+    EXPECT_EQ(out[0 * 4 + j], InitialValue(o.seed, 5, j, o.init_scale));
+  }
+}
+
+TEST(SparseTableTest, PushAppliesAdagradOverSeveralStepsWithRepeatedKeys) {
+  const SparseTableOptions o = MakeOptions(8);
+  SparseTable table(o);
+  ReferenceAdagrad ref(o);
+  std::mt19937_64 rng(99);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  const std::vector<uint64_t> pool = {
+      1, 2, 3, 0x8000000000000000ULL, SparseTable::kEmptyKey, ~uint64_t{0}};
+  for (int step = 0; step < 6; ++step) {
+    // Every batch repeats some keys (key 1 twice and, every other step, the
+    // sentinel twice), in varying order.
+    std::vector<uint64_t> keys = {1, pool[step % pool.size()], 1, 2};
+    if (step % 2 == 0) keys.insert(keys.end(), {SparseTable::kEmptyKey, SparseTable::kEmptyKey});
+    std::vector<float> grads(keys.size() * 8);
+    for (auto& g : grads) g = normal(rng);
+    table.Push(keys.data(), keys.size(), grads.data());
+    ref.Push(keys, grads);
+  }
+  ASSERT_EQ(table.size(), ref.rows().size());
+  for (const auto& [key, row] : ref.rows()) {
+    std::vector<float> out(8);
+    table.Pull(&key, 1, false, out.data());
+    for (int j = 0; j < 8; ++j) {
+      EXPECT_NEAR(out[j], row.w[j], 1e-5 * (1.0 + std::fabs(row.w[j])))
+          << "key " << key << " element " << j;
+    }
+  }
+}
+
+TEST(SparseTableTest, RepeatedKeyInOneCallIsAppliedPerOccurrence) {
+  const SparseTableOptions o = MakeOptions(1);
+  SparseTable table(o);
+  const uint64_t keys[2] = {77, 77};
+  const float grads[2] = {1.0f, 3.0f};
+  table.Push(keys, 2, grads);
+  float out = 0.0f;
+  table.Pull(keys, 1, false, &out);
+  // By hand: acc 0.2 -> 1.2 -> 10.2.
+  const double w0 = InitialValue(o.seed, 77, 0, o.init_scale);
+  const double expected = w0 - 0.1 * 1.0 / std::sqrt(1.2) - 0.1 * 3.0 / std::sqrt(10.2);
+  EXPECT_NEAR(out, expected, 1e-6);
+}
+
+TEST(SparseTableTest, SentinelKeyIsAnOrdinaryKey) {
+  const SparseTableOptions o = MakeOptions(3);
+  SparseTable table(o);
+  const uint64_t sentinel = SparseTable::kEmptyKey;
+  const uint64_t neighbours[3] = {sentinel, 1, ~uint64_t{0}};
+  std::vector<float> out(9);
+  table.Pull(neighbours, 3, true, out.data());
+  table.Pull(&sentinel, 1, true, out.data());
+  EXPECT_EQ(table.size(), 3u);
+
+  const float grad[3] = {0.5f, -0.25f, 1.0f};
+  table.Push(&sentinel, 1, grad);
+  float got[3];
+  table.Pull(&sentinel, 1, false, got);
+  for (int j = 0; j < 3; ++j) {
+    const double acc = 0.2 + double(grad[j]) * grad[j];
+    const double expected =
+        InitialValue(o.seed, sentinel, j, o.init_scale) - 0.1 * grad[j] / std::sqrt(acc);
+    EXPECT_NEAR(got[j], expected, 1e-6);
+  }
+  // The other keys were not disturbed by the sentinel's update.
+  table.Pull(neighbours + 1, 2, false, out.data());
+  for (int j = 0; j < 3; ++j) {
+    EXPECT_EQ(out[j], InitialValue(o.seed, 1, j, o.init_scale));
+    EXPECT_EQ(out[3 + j], InitialValue(o.seed, ~uint64_t{0}, j, o.init_scale));
+  }
+  EXPECT_EQ(table.size(), 3u);
+}
+
+TEST(SparseTableTest, GrowthKeepsEveryRowIntact) {
+  const SparseTableOptions o = MakeOptions(8);
+  SparseTable table(o);
+  const size_t kN = 200000;
+  // Random keys plus a run of consecutive ones (worst case for weak hashing).
+  std::vector<uint64_t> keys = RandomKeys(kN - 1000, 2024);
+  for (uint64_t k = 0; k < 1000; ++k) keys.push_back(k);
+  std::sort(keys.begin(), keys.end());
+  ASSERT_EQ(std::unique(keys.begin(), keys.end()), keys.end());
+  std::shuffle(keys.begin(), keys.end(), std::mt19937_64(1));
+
+  // The gradient of element j of a key is a function of (key, j), so the
+  // expected row after one step is known without replaying the table.
+  auto grad_of = [](uint64_t key, int j) {
+    return static_cast<float>(static_cast<int>((key >> (j * 4)) & 0xff) - 128) / 64.0f;
+  };
+  size_t last_memory = table.memory_bytes();
+  const size_t kBatch = 5000;
+  for (size_t begin = 0; begin < kN; begin += kBatch) {
+    std::vector<float> grads(kBatch * 8);
+    for (size_t i = 0; i < kBatch; ++i) {
+      for (int j = 0; j < 8; ++j) grads[i * 8 + j] = grad_of(keys[begin + i], j);
+    }
+    table.Push(keys.data() + begin, kBatch, grads.data());
+    const size_t memory = table.memory_bytes();
+    EXPECT_GE(memory, last_memory);
+    last_memory = memory;
+  }
+  ASSERT_EQ(table.size(), kN);
+
+  std::vector<float> out(kN * 8);
+  table.Pull(keys.data(), kN, /*create_missing=*/false, out.data());
+  EXPECT_EQ(table.size(), kN);
+  size_t bad = 0;
+  for (size_t i = 0; i < kN; ++i) {
+    for (int j = 0; j < 8; ++j) {
+      const double g = grad_of(keys[i], j);
+      const double expected =
+          InitialValue(o.seed, keys[i], j, o.init_scale) - 0.1 * g / std::sqrt(0.2 + g * g);
+      if (std::fabs(out[i * 8 + j] - expected) > 1e-6) ++bad;
+    }
+  }
+  EXPECT_EQ(bad, 0u);
+}
+
+TEST(SparseTableTest, MemoryGrowsWithRows) {
+  SparseTable table(MakeOptions(16));
+  const size_t empty = table.memory_bytes();
+  size_t previous = empty;
+  std::vector<uint64_t> keys = RandomKeys(300000, 3);
+  std::vector<float> out(16 * 100000);
+  for (size_t round = 0; round < 3; ++round) {
+    table.Pull(keys.data() + round * 100000, 100000, true, out.data());
+    const size_t memory = table.memory_bytes();
+    EXPECT_GT(memory, previous) << "after " << table.size() << " rows";
+    // At least the rows themselves (embedding + accumulator) and one key each.
+    EXPECT_GE(memory, table.size() * (2 * 16 * sizeof(float) + sizeof(uint64_t)));
+    previous = memory;
+  }
+}
+
+TEST(SparseTableTest, ReserveGrowsIndexAndKeepsContents) {
+  const SparseTableOptions o = MakeOptions(2);
+  SparseTable table(o);
+  const std::vector<uint64_t> keys = RandomKeys(100, 8);
+  std::vector<float> before(200), after(200);
+  table.Pull(keys.data(), keys.size(), true, before.data());
+  const size_t memory = table.memory_bytes();
+  table.Reserve(100000);
+  EXPECT_GT(table.memory_bytes(), memory);
+  table.Pull(keys.data(), keys.size(), false, after.data());
+  EXPECT_EQ(before, after);
+  EXPECT_EQ(table.size(), 100u);
+}
+
+TEST(SparseTableTest, ValidateRejectsBadOptions) {
+  EXPECT_TRUE(ValidateSparseTableOptions(MakeOptions(8)).ok());
+  SparseTableOptions o = MakeOptions(0);
+  Status s = ValidateSparseTableOptions(o);
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("dim"), std::string::npos) << s;
+  o = MakeOptions(8);
+  o.adagrad.set_initial_accumulator(0.0f);
+  s = ValidateSparseTableOptions(o);
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("initial_accumulator"), std::string::npos) << s;
+  o = MakeOptions(8);
+  o.init_scale = -1.0f;
+  EXPECT_FALSE(ValidateSparseTableOptions(o).ok());
+}
+
+}  // namespace
+}  // namespace mtps
