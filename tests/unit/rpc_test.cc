@@ -1,0 +1,195 @@
+// Transport and Rpc over real ZeroMQ sockets on loopback (port 0): request and
+// response matching, deadlines, and hostile or malformed peers.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <thread>
+
+#include <zmq_addon.hpp>
+
+#include "common/rpc.h"
+#include "common/zmq_transport.h"
+
+namespace mtps {
+namespace {
+
+// An echo service on its own thread: answers PING with the request's payload
+// doubled; ignores HEARTBEAT requests (so callers time out).
+class EchoServer {
+ public:
+  explicit EchoServer(zmq::context_t* ctx) : transport_(ctx), rpc_(&transport_, 1) {
+    auto port = transport_.Bind("127.0.0.1", 0);
+    CHECK(port.ok()) << port.status();
+    port_ = port.value();
+    rpc_.set_request_handler([this](Incoming&& in) {
+      ++served_;
+      if (in.msg.meta.op() == wire::HEARTBEAT) return;  // never answered
+      Status s = in.msg.Expect({wire::F32});
+      if (!s.ok()) {
+        rpc_.ReplyError(in, s);
+        return;
+      }
+      std::vector<float> scratch;
+      const float* v = in.msg.payloads[0].Data<float>(&scratch);
+      std::vector<float> out(v, v + in.msg.payloads[0].count());
+      for (float& x : out) x *= 2;
+      Message reply;
+      reply.payloads.push_back(Payload::FromVector(std::move(out)));
+      rpc_.Reply(in, std::move(reply));
+    });
+    thread_ = std::thread([this] {
+      while (!stop_) rpc_.Poll(Deadline::In(20));
+    });
+  }
+  ~EchoServer() {
+    stop_ = true;
+    thread_.join();
+  }
+  int port() const { return port_; }
+  int served() const { return served_; }
+
+ private:
+  ZmqTransport transport_;
+  Rpc rpc_;
+  int port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::atomic<int> served_{0};
+  std::thread thread_;
+};
+
+Message Ping(std::vector<float> v) {
+  Message m(wire::PING);
+  m.payloads.push_back(Payload::FromVector(std::move(v)));
+  return m;
+}
+
+class RpcTest : public ::testing::Test {
+ protected:
+  zmq::context_t ctx_{1};
+};
+
+TEST_F(RpcTest, CallReturnsTheMatchingResponse) {
+  EchoServer server(&ctx_);
+  ZmqTransport t(&ctx_);
+  Rpc rpc(&t, 7);
+  ASSERT_TRUE(t.Connect(1, "tcp://127.0.0.1:" + std::to_string(server.port())).ok());
+  auto r = rpc.Call(1, Ping({1, 2, 3}), 5000);
+  ASSERT_TRUE(r.ok()) << r.status();
+  std::vector<float> scratch;
+  const float* v = r->payloads[0].Data<float>(&scratch);
+  EXPECT_EQ(v[0], 2);
+  EXPECT_EQ(v[2], 6);
+  EXPECT_TRUE(r->meta.is_response());
+  EXPECT_EQ(rpc.outstanding(), 0u);
+}
+
+TEST_F(RpcTest, ManyRequestsInFlightAreMatchedById) {
+  EchoServer server(&ctx_);
+  ZmqTransport t(&ctx_);
+  Rpc rpc(&t, 7);
+  ASSERT_TRUE(t.Connect(1, "tcp://127.0.0.1:" + std::to_string(server.port())).ok());
+  std::vector<uint64_t> ids;
+  for (int i = 0; i < 50; ++i) {
+    auto id = rpc.Start(1, Ping({static_cast<float>(i)}), 5000);
+    ASSERT_TRUE(id.ok());
+    ids.push_back(id.value());
+  }
+  // Wait in reverse order: earlier responses are kept until asked for.
+  for (int i = 49; i >= 0; --i) {
+    auto r = rpc.Wait(ids[i]);
+    ASSERT_TRUE(r.ok()) << r.status();
+    std::vector<float> scratch;
+    EXPECT_EQ(r->payloads[0].Data<float>(&scratch)[0], 2.0f * i);
+  }
+  EXPECT_EQ(rpc.outstanding(), 0u);
+}
+
+TEST_F(RpcTest, UnansweredRequestFailsAtItsDeadline) {
+  EchoServer server(&ctx_);
+  ZmqTransport t(&ctx_);
+  Rpc rpc(&t, 7);
+  ASSERT_TRUE(t.Connect(1, "tcp://127.0.0.1:" + std::to_string(server.port())).ok());
+  auto start = SteadyClock::now();
+  auto r = rpc.Call(1, Message(wire::HEARTBEAT), 200);
+  EXPECT_EQ(r.status().code(), StatusCode::kDeadlineExceeded) << r.status();
+  EXPECT_GE(SecondsSince(start), 0.19);
+  EXPECT_EQ(rpc.outstanding(), 0u);  // nothing left behind
+}
+
+TEST_F(RpcTest, AsyncCallbackRunsOnceOnResponseAndOnExpiry) {
+  EchoServer server(&ctx_);
+  ZmqTransport t(&ctx_);
+  Rpc rpc(&t, 7);
+  ASSERT_TRUE(t.Connect(1, "tcp://127.0.0.1:" + std::to_string(server.port())).ok());
+  int ok = 0, failed = 0;
+  auto cb = [&](StatusOr<Message>&& r) { r.ok() ? ++ok : ++failed; };
+  ASSERT_TRUE(rpc.StartAsync(1, Ping({1}), 5000, cb).ok());
+  ASSERT_TRUE(rpc.StartAsync(1, Message(wire::HEARTBEAT), 100, cb).ok());
+  Deadline until = Deadline::In(3000);
+  while ((ok + failed) < 2 && !until.Expired()) rpc.Poll(Deadline::In(50));
+  EXPECT_EQ(ok, 1);
+  EXPECT_EQ(failed, 1);
+  EXPECT_EQ(rpc.outstanding(), 0u);
+}
+
+TEST_F(RpcTest, ErrorStatusReachesTheCaller) {
+  EchoServer server(&ctx_);
+  ZmqTransport t(&ctx_);
+  Rpc rpc(&t, 7);
+  ASSERT_TRUE(t.Connect(1, "tcp://127.0.0.1:" + std::to_string(server.port())).ok());
+  Message bad(wire::PING);  // no payload: the service rejects it
+  auto r = rpc.Call(1, std::move(bad), 5000);
+  EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(r.status().message().find("expects 1 payload"), std::string::npos) << r.status();
+}
+
+TEST_F(RpcTest, MalformedRequestsGetAnErrorAndTheServerKeepsServing) {
+  EchoServer server(&ctx_);
+  zmq::socket_t raw(ctx_, zmq::socket_type::dealer);
+  raw.set(zmq::sockopt::linger, 0);
+  raw.set(zmq::sockopt::rcvtimeo, 5000);
+  raw.connect("tcp://127.0.0.1:" + std::to_string(server.port()));
+
+  // 1: garbage meta. 2: a meta declaring a payload that is not there.
+  // 3: payload byte size disagreeing with the declared count.
+  std::vector<std::vector<zmq::message_t>> hostile(3);
+  hostile[0].emplace_back(std::string("\xff\xfe garbage"));
+  {
+    wire::Meta meta;
+    meta.set_op(wire::PING);
+    meta.set_request_id(11);
+    meta.set_timeout_ms(1000);
+    meta.add_frames()->set_dtype(wire::F32);
+    meta.mutable_frames(0)->set_count(4);
+    hostile[1].emplace_back(meta.SerializeAsString());
+    hostile[2].emplace_back(meta.SerializeAsString());
+    hostile[2].emplace_back(size_t{7});
+  }
+  for (auto& frames : hostile) {
+    ASSERT_TRUE(zmq::send_multipart(raw, frames));
+    std::vector<zmq::message_t> reply;
+    ASSERT_TRUE(zmq::recv_multipart(raw, std::back_inserter(reply)));
+    auto decoded = DecodeMessage(std::move(reply));
+    ASSERT_TRUE(decoded.ok()) << decoded.status();
+    EXPECT_TRUE(decoded->meta.is_response());
+    EXPECT_EQ(decoded->meta.status(), wire::INVALID_ARGUMENT);
+    EXPECT_NE(decoded->meta.status_message().find("malformed"), std::string::npos);
+  }
+  // The service is still up and correct.
+  ZmqTransport t(&ctx_);
+  Rpc rpc(&t, 7);
+  ASSERT_TRUE(t.Connect(1, "tcp://127.0.0.1:" + std::to_string(server.port())).ok());
+  auto r = rpc.Call(1, Ping({5}), 5000);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(server.served(), 1);  // malformed requests never reached the handler
+}
+
+TEST_F(RpcTest, ConnectTwiceAndUnknownPeerAreErrors) {
+  ZmqTransport t(&ctx_);
+  ASSERT_TRUE(t.Connect(3, "tcp://127.0.0.1:1").ok());
+  EXPECT_FALSE(t.Connect(3, "tcp://127.0.0.1:1").ok());
+  EXPECT_EQ(t.Send(4, Message(wire::PING)).code(), StatusCode::kUnavailable);
+}
+
+}  // namespace
+}  // namespace mtps
