@@ -96,8 +96,8 @@ int RunMember(zmq::context_t* context, mtps::wire::Role role) {
   mtps::Status s = member.Join();
   if (!s.ok()) return Fail(s, "cannot join the job");
   if (role == mtps::wire::SERVER) {
-    mtps::ParameterServer server(&member);
-    s = server.Run();
+    auto server = mtps::ParameterServer::Create(&member);
+    s = server.ok() ? server.value()->Run() : server.status();
   } else {
     mtps::Trainer trainer(&member);
     s = trainer.Run();

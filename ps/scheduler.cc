@@ -209,8 +209,15 @@ void Scheduler::FinishRegistration() {
     nodes.push_back(n);
     members_[n.node_id()] = Member{n, SteadyClock::now(), false};
   }
+  // cluster.json exists before any node learns it is registered.
+  registered_ = true;
+  Status written = WriteClusterJson();
   std::string config_bytes = options_.config.SerializeAsString();
   for (size_t i = 0; i < pending_registrations_.size(); ++i) {
+    if (!written.ok()) {
+      rpc_.ReplyError(pending_registrations_[i], written);
+      continue;
+    }
     Message reply;
     wire::RegisterReply* r = reply.meta.mutable_register_reply();
     *r->mutable_you() = nodes[i];
@@ -220,9 +227,7 @@ void Scheduler::FinishRegistration() {
     rpc_.Reply(pending_registrations_[i], std::move(reply));
   }
   pending_registrations_.clear();
-  registered_ = true;
-  Status s = WriteClusterJson();
-  if (!s.ok()) Abort("cannot write cluster.json: " + s.message());
+  if (!written.ok()) Abort("cannot write cluster.json: " + written.message());
   LOG(INFO) << "all " << total_nodes() << " nodes registered; cluster epoch " << epoch_;
 }
 

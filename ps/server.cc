@@ -15,6 +15,12 @@ SparseTableOptions TableOptions(const config::Config& config) {
 
 }  // namespace
 
+StatusOr<std::unique_ptr<ParameterServer>> ParameterServer::Create(ClusterMember* member) {
+  MTPS_RETURN_IF_ERROR(ValidateSparseTableOptions(TableOptions(member->config())));
+  MTPS_RETURN_IF_ERROR(ValidateDenseOptimizer(member->config().server().dense_optimizer()));
+  return std::unique_ptr<ParameterServer>(new ParameterServer(member));
+}
+
 ParameterServer::ParameterServer(ClusterMember* member)
     : member_(member),
       table_(TableOptions(member->config())),

@@ -11,6 +11,7 @@
 #define MTPS_PS_SERVER_H_
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "common/cluster_member.h"
@@ -22,8 +23,10 @@ namespace mtps {
 
 class ParameterServer {
  public:
-  // `member` has joined the job and outlives the server.
-  explicit ParameterServer(ClusterMember* member);
+  // `member` has joined the job and outlives the server. Checks the table
+  // and optimizer settings of the job config first (they arrive from the
+  // scheduler and must not crash the server).
+  static StatusOr<std::unique_ptr<ParameterServer>> Create(ClusterMember* member);
 
   // Serves until the job finishes (OK) or is aborted / the scheduler is lost.
   Status Run();
@@ -35,6 +38,7 @@ class ParameterServer {
   const Stats& stats() const { return stats_; }
 
  private:
+  explicit ParameterServer(ClusterMember* member);
   void Handle(Incoming&& request);
   Status HandlePullSparse(const Incoming& request, Message* response);
   Status HandlePushSparse(const Incoming& request);

@@ -15,7 +15,8 @@ Message SampleMessage() {
   msg.meta.set_cluster_epoch(777);
   msg.meta.set_timeout_ms(1500);
   msg.payloads.push_back(Payload::FromVector(std::vector<uint64_t>{1, 2, 0xFFFFFFFFFFFFFFFFULL}));
-  msg.payloads.push_back(Payload::FromVector(std::vector<float>{0.5f, -1.25f, 3.0f, 4.0f, 5.0f, 6.0f}));
+  msg.payloads.push_back(
+      Payload::FromVector(std::vector<float>{0.5f, -1.25f, 3.0f, 4.0f, 5.0f, 6.0f}));
   return msg;
 }
 
@@ -128,7 +129,8 @@ TEST(WireTest, ExpectNamesTheMismatch) {
   Message msg = SampleMessage();
   Status s = msg.Expect({wire::U64});
   EXPECT_FALSE(s.ok());
-  EXPECT_NE(s.message().find("PUSH_SPARSE expects 1 payload frames, got 2"), std::string::npos) << s;
+  EXPECT_NE(s.message().find("PUSH_SPARSE expects 1 payload frames, got 2"), std::string::npos)
+      << s;
   s = msg.Expect({wire::U64, wire::U64});
   EXPECT_NE(s.message().find("payload 1 must be U64, got F32"), std::string::npos) << s;
 }
