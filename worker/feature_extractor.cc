@@ -1,1 +1,295 @@
-// Placeholder: to be written.
+// LineReader (plain/gzip lines via zlib) and FeatureExtractor (row -> example
+// per DataConfig). See worker/feature_extractor.h.
+#include "worker/feature_extractor.h"
+
+#include <zlib.h>
+
+#include <cerrno>
+#include <charconv>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <unordered_map>
+
+#include "common/hash.h"
+
+namespace mtps {
+namespace {
+
+constexpr int kGzBufferBytes = 256 * 1024;
+constexpr int kChunkBytes = 64 * 1024;
+
+gzFile AsGz(void* file) { return static_cast<gzFile>(file); }
+
+// Parses all of `text` as a finite float.
+bool ParseFloat(std::string_view text, float* out) {
+  if (text.empty()) return false;
+  const char* first = text.data();
+  const char* last = text.data() + text.size();
+  if (*first == '+') ++first;  // from_chars rejects a leading '+'.
+  float value = 0;
+  const auto [end, ec] = std::from_chars(first, last, value);
+  if (ec != std::errc() || end != last || !std::isfinite(value)) return false;
+  *out = value;
+  return true;
+}
+
+std::string JoinNames(const std::vector<std::string>& names) {
+  std::string out;
+  for (const std::string& n : names) out += (out.empty() ? "" : ", ") + n;
+  return out;
+}
+
+}  // namespace
+
+std::string_view TrimField(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+// ---------------------------------------------------------------------------
+// LineReader
+// ---------------------------------------------------------------------------
+
+StatusOr<std::unique_ptr<LineReader>> LineReader::Open(const std::string& path) {
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) return Status::NotFound(path + ": no such file");
+  if (std::filesystem::is_directory(path, ec)) {
+    return Status::IoError(path + ": is a directory, expected a data file");
+  }
+  errno = 0;
+  gzFile file = gzopen(path.c_str(), "rb");
+  if (file == nullptr) {
+    return Status::IoError(
+        path + ": cannot open: " + (errno != 0 ? std::strerror(errno) : "out of memory"));
+  }
+  gzbuffer(file, kGzBufferBytes);
+  return std::unique_ptr<LineReader>(new LineReader(path, file));
+}
+
+LineReader::~LineReader() { gzclose(AsGz(file_)); }
+
+Status LineReader::ReadLine(std::string_view* line, bool* eof) {
+  *line = std::string_view();
+  *eof = false;
+  buffer_.clear();
+  if (buffer_.capacity() < kChunkBytes) buffer_.reserve(kChunkBytes);
+  char chunk[kChunkBytes];
+  bool got_any = false;
+  while (true) {
+    if (gzgets(AsGz(file_), chunk, kChunkBytes) == nullptr) {
+      int err = Z_OK;
+      const char* message = gzerror(AsGz(file_), &err);
+      if (err == Z_ERRNO) {
+        return Status::IoError(path_ + ":" + std::to_string(line_number_ + 1) +
+                               ": read failed: " + std::strerror(errno));
+      }
+      if (err != Z_OK) {
+        return Status::Corruption(path_ + ":" + std::to_string(line_number_ + 1) +
+                                  ": gzip data is damaged: " + message);
+      }
+      break;  // End of file.
+    }
+    got_any = true;
+    buffer_.append(chunk, std::strlen(chunk));
+    if (!buffer_.empty() && buffer_.back() == '\n') break;
+  }
+  if (!got_any) {
+    *eof = true;
+    return Status::OK();
+  }
+  ++line_number_;
+  std::string_view view(buffer_);
+  if (!view.empty() && view.back() == '\n') view.remove_suffix(1);
+  if (!view.empty() && view.back() == '\r') view.remove_suffix(1);
+  *line = view;
+  return Status::OK();
+}
+
+Status LineReader::Rewind() {
+  if (gzrewind(AsGz(file_)) != 0) {
+    int err = Z_OK;
+    return Status::IoError(path_ + ": cannot rewind: " + gzerror(AsGz(file_), &err));
+  }
+  line_number_ = 0;
+  return Status::OK();
+}
+
+// ---------------------------------------------------------------------------
+// FeatureExtractor
+// ---------------------------------------------------------------------------
+
+StatusOr<FeatureExtractor> FeatureExtractor::Create(const config::DataConfig& config,
+                                                    const std::vector<std::string>& columns,
+                                                    const std::string& source) {
+  FeatureExtractor fx;
+  fx.source_ = source;
+  fx.num_columns_ = columns.size();
+  fx.column_names_ = columns;
+  std::unordered_map<std::string, int> index;
+  for (size_t i = 0; i < columns.size(); ++i) {
+    if (!index.emplace(columns[i], static_cast<int>(i)).second) {
+      return Status::InvalidArgument(source + ": column '" + columns[i] + "' appears twice");
+    }
+  }
+  auto find = [&](const std::string& column, const std::string& field, int* out) -> Status {
+    auto it = index.find(column);
+    if (it == index.end()) {
+      return Status::InvalidArgument(
+          source + ": column '" + column + "' (data." + field +
+          ") is not in the file; its columns are: " + JoinNames(columns));
+    }
+    *out = it->second;
+    return Status::OK();
+  };
+
+  // What each column is used for; one input role per column, labels no inputs.
+  enum class Role { kUnused, kLabel, kIgnored, kInput };
+  std::vector<Role> roles(columns.size(), Role::kUnused);
+  auto claim = [&](int column, Role role, const std::string& field) -> Status {
+    Role& current = roles[column];
+    const bool ok = current == Role::kUnused || (current == Role::kLabel && role == Role::kLabel) ||
+                    (current == Role::kLabel && role == Role::kIgnored) ||
+                    (current == Role::kIgnored && role == Role::kLabel);
+    if (!ok) {
+      return Status::InvalidArgument(source + ": column '" + columns[column] + "' (data." + field +
+                                     ") already has another role (label, input or ignored)");
+    }
+    if (current != Role::kLabel) current = role;
+    return Status::OK();
+  };
+
+  for (const config::LabelSpec& spec : config.labels()) {
+    Label label;
+    MTPS_RETURN_IF_ERROR(find(spec.column(), "labels.column", &label.column));
+    MTPS_RETURN_IF_ERROR(claim(label.column, Role::kLabel, "labels.column"));
+    for (const std::string& v : spec.positive_values()) {
+      label.positive_values.emplace_back(TrimField(v));
+    }
+    fx.labels_.push_back(std::move(label));
+    fx.schema_.label_names.push_back(spec.name());
+  }
+  for (const std::string& column : config.ignore_columns()) {
+    int c = 0;
+    MTPS_RETURN_IF_ERROR(find(column, "ignore_columns", &c));
+    MTPS_RETURN_IF_ERROR(claim(c, Role::kIgnored, "ignore_columns"));
+  }
+  for (const std::string& column : config.dense_columns()) {
+    int c = 0;
+    MTPS_RETURN_IF_ERROR(find(column, "dense_columns", &c));
+    MTPS_RETURN_IF_ERROR(claim(c, Role::kInput, "dense_columns"));
+    fx.dense_columns_.push_back(c);
+    fx.schema_.dense_names.push_back(column);
+  }
+  fx.log1p_ = config.dense_transform() == config::DataConfig::LOG1P;
+
+  auto add_slot = [&](int column, char separator, Pooling pooling) {
+    Slot slot;
+    slot.column = column;
+    slot.key_seed = HashBytes(std::string_view("\x1f", 1), HashBytes(columns[column]));
+    slot.separator = separator;
+    fx.slots_.push_back(slot);
+    fx.schema_.slots.push_back(SlotInfo{columns[column], pooling});
+  };
+  for (const std::string& column : config.categorical_columns()) {
+    int c = 0;
+    MTPS_RETURN_IF_ERROR(find(column, "categorical_columns", &c));
+    MTPS_RETURN_IF_ERROR(claim(c, Role::kInput, "categorical_columns"));
+    add_slot(c, 0, Pooling::kSum);
+  }
+  for (const config::MultiValuedColumn& mv : config.multi_valued_columns()) {
+    int c = 0;
+    MTPS_RETURN_IF_ERROR(find(mv.name(), "multi_valued_columns.name", &c));
+    MTPS_RETURN_IF_ERROR(claim(c, Role::kInput, "multi_valued_columns.name"));
+    if (mv.separator().size() != 1) {
+      return Status::InvalidArgument("data.multi_valued_columns '" + mv.name() +
+                                     "': separator must be one character, got '" + mv.separator() +
+                                     "'");
+    }
+    add_slot(c, mv.separator()[0],
+             mv.pooling() == config::MultiValuedColumn::MEAN ? Pooling::kMean : Pooling::kSum);
+  }
+  if (config.other_columns() == config::DataConfig::OTHER_CATEGORICAL) {
+    for (size_t c = 0; c < columns.size(); ++c) {
+      if (roles[c] == Role::kUnused) add_slot(static_cast<int>(c), 0, Pooling::kSum);
+    }
+  }
+  return fx;
+}
+
+void FeatureExtractor::ResetBatch(Batch* batch) const {
+  batch->Clear();
+  batch->num_slots = static_cast<int>(schema_.slots.size());
+  batch->num_dense = static_cast<int>(schema_.dense_names.size());
+  batch->num_labels = static_cast<int>(schema_.label_names.size());
+}
+
+Status FeatureExtractor::Error(int64_t line_number, int column, std::string_view text,
+                               const std::string& why) const {
+  return Status::InvalidArgument(source_ + ":" + std::to_string(line_number) + ": column '" +
+                                 column_names_[column] + "': '" + std::string(text) + "' " + why);
+}
+
+Status FeatureExtractor::Append(const std::vector<std::string_view>& fields, int64_t line_number,
+                                Batch* batch) const {
+  DCHECK_EQ(fields.size(), num_columns_);
+  DCHECK_EQ(batch->num_slots, static_cast<int>(slots_.size()));
+  const size_t dense_size = batch->dense.size();
+  const size_t label_size = batch->labels.size();
+  auto fail = [&](Status status) {
+    batch->dense.resize(dense_size);
+    batch->labels.resize(label_size);
+    return status;
+  };
+
+  for (int c : dense_columns_) {
+    const std::string_view text = TrimField(fields[c]);
+    float x = 0;
+    if (!ParseFloat(text, &x)) return fail(Error(line_number, c, text, "is not a number"));
+    if (log1p_) x = std::copysign(std::log1p(std::fabs(x)), x);
+    batch->dense.push_back(x);
+  }
+  for (const Label& label : labels_) {
+    const std::string_view text = TrimField(fields[label.column]);
+    float y = 0;
+    if (!label.positive_values.empty()) {
+      for (const std::string& positive : label.positive_values) {
+        if (text == positive) y = 1;
+      }
+    } else {
+      float x = 0;
+      if (!ParseFloat(text, &x)) {
+        return fail(Error(line_number, label.column, text,
+                          "is not a number (the label has no positive_values)"));
+      }
+      y = x > 0.5f ? 1 : 0;
+    }
+    batch->labels.push_back(y);
+  }
+  // Keys cannot fail, so nothing after this point needs undoing.
+  for (const Slot& slot : slots_) {
+    const std::string_view value = TrimField(fields[slot.column]);
+    if (slot.separator == 0) {
+      batch->keys.push_back(Mix64(HashBytes(value, slot.key_seed)));
+      batch->weights.push_back(1.0f);
+    } else {
+      size_t start = 0;
+      while (start <= value.size()) {
+        size_t end = value.find(slot.separator, start);
+        if (end == std::string_view::npos) end = value.size();
+        const std::string_view id = TrimField(value.substr(start, end - start));
+        if (!id.empty()) {
+          batch->keys.push_back(Mix64(HashBytes(id, slot.key_seed)));
+          batch->weights.push_back(1.0f);
+        }
+        start = end + 1;
+      }
+    }
+    batch->offsets.push_back(static_cast<uint32_t>(batch->keys.size()));
+  }
+  ++batch->num_examples;
+  return Status::OK();
+}
+
+}  // namespace mtps
