@@ -1,1 +1,143 @@
-// Placeholder: to be written.
+// Embedding pooling (see embedding_bag.h); instantiated for float and double.
+#include "worker/embedding_bag.h"
+
+#include <algorithm>
+
+#include <glog/logging.h>
+
+#include "common/hash.h"
+
+namespace mtps {
+
+void UniqueKeys(const std::vector<uint64_t>& keys, std::vector<uint64_t>* unique,
+                std::vector<uint32_t>* index) {
+  unique->clear();
+  index->resize(keys.size());
+  if (keys.empty()) return;
+  // Open addressing with linear probing over a power-of-two table at most
+  // half full; a slot holds 1 + the key's position in *unique (0 = empty).
+  size_t capacity = 16;
+  while (capacity < 2 * keys.size()) capacity *= 2;
+  const size_t mask = capacity - 1;
+  std::vector<uint32_t> table(capacity, 0);
+  unique->reserve(keys.size());
+  for (size_t j = 0; j < keys.size(); ++j) {
+    const uint64_t key = keys[j];
+    size_t slot = Mix64(key) & mask;
+    while (true) {
+      const uint32_t entry = table[slot];
+      if (entry == 0) {
+        table[slot] = static_cast<uint32_t>(unique->size()) + 1;
+        (*index)[j] = static_cast<uint32_t>(unique->size());
+        unique->push_back(key);
+        break;
+      }
+      if ((*unique)[entry - 1] == key) {
+        (*index)[j] = entry - 1;
+        break;
+      }
+      slot = (slot + 1) & mask;
+    }
+  }
+}
+
+namespace {
+
+void CheckBatchShape(const Batch& batch, const std::vector<SlotInfo>& slots,
+                     const std::vector<uint32_t>& index) {
+  CHECK_EQ(slots.size(), static_cast<size_t>(batch.num_slots));
+  CHECK_EQ(batch.offsets.size(), static_cast<size_t>(batch.num_examples) * batch.num_slots + 1);
+  CHECK_EQ(index.size(), batch.keys.size());
+  CHECK_EQ(batch.weights.size(), batch.keys.size());
+  CHECK_EQ(batch.dense.size(), static_cast<size_t>(batch.num_examples) * batch.num_dense);
+  CHECK_LE(batch.offsets.back(), batch.keys.size());
+}
+
+// Sum of the weights of keys [begin, end).
+float WeightSum(const Batch& batch, uint32_t begin, uint32_t end) {
+  float sum = 0;
+  for (uint32_t j = begin; j < end; ++j) sum += batch.weights[j];
+  return sum;
+}
+
+}  // namespace
+
+template <typename T>
+void PoolEmbeddings(const Batch& batch, const std::vector<SlotInfo>& slots,
+                    const std::vector<uint32_t>& index, const float* emb, int dim,
+                    RowMatrix<T>* input) {
+  CheckBatchShape(batch, slots, index);
+  const int num_slots = batch.num_slots;
+  const int num_dense = batch.num_dense;
+  const int cols = num_slots * dim + num_dense;
+  input->resize(batch.num_examples, cols);
+  for (int b = 0; b < batch.num_examples; ++b) {
+    T* row = input->data() + static_cast<size_t>(b) * cols;
+    for (int s = 0; s < num_slots; ++s) {
+      T* out = row + s * dim;
+      std::fill(out, out + dim, T(0));
+      const size_t cell = static_cast<size_t>(b) * num_slots + s;
+      const uint32_t begin = batch.offsets[cell];
+      const uint32_t end = batch.offsets[cell + 1];
+      for (uint32_t j = begin; j < end; ++j) {
+        const T w = batch.weights[j];
+        const float* e = emb + static_cast<size_t>(index[j]) * dim;
+        for (int d = 0; d < dim; ++d) out[d] += w * static_cast<T>(e[d]);
+      }
+      if (slots[s].pooling == Pooling::kMean && end > begin) {
+        const float weight_sum = WeightSum(batch, begin, end);
+        const T scale = weight_sum != 0 ? T(1) / static_cast<T>(weight_sum) : T(0);
+        for (int d = 0; d < dim; ++d) out[d] *= scale;
+      }
+    }
+    const float* dense = batch.dense.data() + static_cast<size_t>(b) * num_dense;
+    for (int d = 0; d < num_dense; ++d) row[num_slots * dim + d] = static_cast<T>(dense[d]);
+  }
+}
+
+template <typename T>
+void PoolEmbeddingsBackward(const Batch& batch, const std::vector<SlotInfo>& slots,
+                            const std::vector<uint32_t>& index, const RowMatrix<T>& input_grad,
+                            int dim, size_t num_unique, float* emb_grad) {
+  CheckBatchShape(batch, slots, index);
+  const int num_slots = batch.num_slots;
+  CHECK_EQ(input_grad.rows(), batch.num_examples);
+  CHECK_GE(input_grad.cols(), static_cast<Eigen::Index>(num_slots) * dim);
+  std::fill(emb_grad, emb_grad + num_unique * dim, 0.0f);
+  for (int b = 0; b < batch.num_examples; ++b) {
+    const T* row = input_grad.data() + static_cast<size_t>(b) * input_grad.cols();
+    for (int s = 0; s < num_slots; ++s) {
+      const T* g = row + s * dim;
+      const size_t cell = static_cast<size_t>(b) * num_slots + s;
+      const uint32_t begin = batch.offsets[cell];
+      const uint32_t end = batch.offsets[cell + 1];
+      if (begin == end) continue;
+      T scale = T(1);
+      if (slots[s].pooling == Pooling::kMean) {
+        const float weight_sum = WeightSum(batch, begin, end);
+        scale = weight_sum != 0 ? T(1) / static_cast<T>(weight_sum) : T(0);
+      }
+      for (uint32_t j = begin; j < end; ++j) {
+        DCHECK_LT(index[j], num_unique);
+        const T coef = scale * static_cast<T>(batch.weights[j]);
+        float* eg = emb_grad + static_cast<size_t>(index[j]) * dim;
+        for (int d = 0; d < dim; ++d) eg[d] += static_cast<float>(coef * g[d]);
+      }
+    }
+  }
+}
+
+template void PoolEmbeddings<float>(const Batch&, const std::vector<SlotInfo>&,
+                                    const std::vector<uint32_t>&, const float*, int,
+                                    RowMatrix<float>*);
+template void PoolEmbeddings<double>(const Batch&, const std::vector<SlotInfo>&,
+                                     const std::vector<uint32_t>&, const float*, int,
+                                     RowMatrix<double>*);
+template void PoolEmbeddingsBackward<float>(const Batch&, const std::vector<SlotInfo>&,
+                                            const std::vector<uint32_t>&, const RowMatrix<float>&,
+                                            int, size_t, float*);
+template void PoolEmbeddingsBackward<double>(const Batch&, const std::vector<SlotInfo>&,
+                                             const std::vector<uint32_t>&, const RowMatrix<double>&,
+                                             int, size_t, float*);
+
+}  // namespace mtps

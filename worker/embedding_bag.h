@@ -1,0 +1,48 @@
+// Embedding pooling: turns a Batch's sparse keys plus the pulled embedding rows
+// into the dense model input, and routes the input gradient back to the rows.
+//
+// The trainer pulls each distinct key of a batch once: UniqueKeys gives the
+// distinct keys and, for every key occurrence, its row among them; the
+// embeddings arrive as a U x dim row-major float array in that order.
+// PoolEmbeddings then fills the B x (num_slots*dim + num_dense) input and
+// PoolEmbeddingsBackward turns d loss / d input into the U x dim gradient of
+// the rows. All three run once per batch; none allocates per example.
+// Free functions with no state: thread-safe on distinct outputs.
+#ifndef MTPS_WORKER_EMBEDDING_BAG_H_
+#define MTPS_WORKER_EMBEDDING_BAG_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "worker/example.h"
+#include "worker/model.h"
+
+namespace mtps {
+
+// Deduplicates keys: *unique gets the distinct keys in first-appearance order, (*index)[j] the
+// position in *unique of keys[j].
+void UniqueKeys(const std::vector<uint64_t>& keys, std::vector<uint64_t>* unique,
+                std::vector<uint32_t>* index);
+
+// Fills *input (resized to B x (num_slots*dim + num_dense)): for example b and slot s, the pooled
+// embedding of that slot's keys (sum, or weighted mean for Pooling::kMean, weighted by
+// batch.weights; zeros when the slot has no keys), with emb the U x dim row-major embeddings of
+// the unique keys and index from UniqueKeys; then the batch's dense features.
+// Mean pooling divides the weighted sum by the sum of the slot's key weights; a slot whose
+// weights sum to 0 pools to zeros. slots.size() must equal batch.num_slots.
+template <typename T>
+void PoolEmbeddings(const Batch& batch, const std::vector<SlotInfo>& slots,
+                    const std::vector<uint32_t>& index, const float* emb, int dim,
+                    RowMatrix<T>* input);
+
+// Backward of PoolEmbeddings: writes the U x dim gradient of the unique embeddings (overwriting
+// emb_grad), summing over every occurrence of a key. The dense columns of input_grad are ignored.
+template <typename T>
+void PoolEmbeddingsBackward(const Batch& batch, const std::vector<SlotInfo>& slots,
+                            const std::vector<uint32_t>& index, const RowMatrix<T>& input_grad,
+                            int dim, size_t num_unique, float* emb_grad);
+
+}  // namespace mtps
+
+#endif  // MTPS_WORKER_EMBEDDING_BAG_H_
