@@ -518,7 +518,8 @@ void ValidateModel(const config::Config& config, Problems* p) {
 
 void ValidateAdagrad(const std::string& field, const config::Adagrad& a, Problems* p) {
   p->Positive(field + ".learning_rate", a.learning_rate());
-  p->NonNegative(field + ".initial_accumulator", a.initial_accumulator());
+  // Zero would make the first Adagrad step 0/0.
+  p->Positive(field + ".initial_accumulator", a.initial_accumulator());
 }
 
 void ValidateTrainServerCluster(const config::Config& config, Problems* p) {

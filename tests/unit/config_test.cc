@@ -103,7 +103,7 @@ TEST_F(ConfigTest, CensusConfigHasTheDocumentedSettings) {
   EXPECT_TRUE(c->model().has_mmoe());
   EXPECT_EQ(c->model().mmoe().num_experts(), 8);
   EXPECT_EQ(c->train().batch_size(), 256);
-  EXPECT_EQ(c->train().epochs(), 3);
+  EXPECT_EQ(c->train().epochs(), 10);
   EXPECT_FLOAT_EQ(c->server().sparse_optimizer().adagrad().learning_rate(), 0.05f);
   EXPECT_FLOAT_EQ(c->server().dense_optimizer().adam().learning_rate(), 0.002f);
   EXPECT_EQ(fs::path(c->data().train_path()),
