@@ -9,10 +9,13 @@ from harness import CONFIGS, RunDirTestCase, describe, read_json, read_progress
 
 CONFIG = CONFIGS / "census_mmoe.pbtxt"
 
-# Held-out AUC floors. The MMOE paper setup reports ~0.94 (income) and
-# ~0.993 (never married) on this data; the floors sit below that to allow
-# for run-to-run variation of asynchronous training.
-MIN_AUC = {"income": 0.90, "never_married": 0.97}
+# Held-out AUC floors. The MMoE paper's census setup reports ~0.94 (income)
+# and ~0.993 (never married). Measured with configs/census_mmoe.pbtxt, 2
+# servers, 2 workers, train.seed 1..6: income 0.9248-0.9293, never_married
+# 0.9945-0.9947. The floors sit about 3x the observed spread below the lowest
+# run, since asynchronous training also varies with timing (and CI runs tests
+# in parallel); they are retuned when the config changes.
+MIN_AUC = {"income": 0.91, "never_married": 0.99}
 
 
 class CensusMmoeTest(RunDirTestCase):

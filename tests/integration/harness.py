@@ -149,9 +149,14 @@ def wait_for(predicate, timeout, interval=0.1):
 # --- Reading configs and data files (as the nodes do, independently) -------
 
 
+def config_text(config_path):
+    """A .pbtxt without its whole-line comments."""
+    return re.sub(r"^\s*#.*$", "", Path(config_path).read_text(), flags=re.M)
+
+
 def config_string(config_path, field):
     """The string value of `field: "..."` in a .pbtxt (first occurrence)."""
-    text = Path(config_path).read_text()
+    text = config_text(config_path)
     match = re.search(r'\b%s\s*:\s*"((?:[^"\\]|\\.)*)"' % re.escape(field), text)
     return match.group(1) if match else None
 
@@ -167,7 +172,7 @@ def config_data_path(config_path, field):
 
 def config_labels(config_path):
     """{label name: column} of a config's data.labels blocks."""
-    text = Path(config_path).read_text()
+    text = config_text(config_path)
     labels = {}
     for block in re.findall(r"\blabels\s*\{([^}]*)\}", text):
         name = re.search(r'\bname\s*:\s*"([^"]*)"', block)

@@ -59,7 +59,9 @@ class InterruptTest(RunDirTestCase):
         self.assertEqual(launch["result"], result, output)
         self.assertEqual(len(launch["nodes"]), 3, launch)
         for node in launch["nodes"]:
+            # The launcher itself stopped and reaped every node.
             self.assertTrue(node["stopped_by_launcher"], node)
+            self.assertIsNotNone(node["exit_code"], node)
         self.assert_nothing_left(run_dir)
         return output
 
