@@ -1,18 +1,6 @@
 // ESMM (see esmm.h); instantiated for float and double.
 
-// Eigen first, with GCC 12's false positives silenced for its headers only:
-// under -march=native the compiler's own AVX-512 intrinsics initialise a dummy
-// register from itself (`__m512d __Y = __Y;`), which -W(maybe-)uninitialized
-// flags wherever Eigen's kernels are inlined (GCC bug 105593, fixed in 13).
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#endif
-#include <Eigen/Core>
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
+#include "worker/eigen.h"
 #include "worker/esmm.h"
 
 #include <algorithm>

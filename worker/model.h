@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include <Eigen/Core>
+#include "worker/eigen.h"
 
 #include "common/status.h"
 #include "proto/config.pb.h"

@@ -3,17 +3,7 @@
 // weighted mean, empty slots, dense tail), and PoolEmbeddingsBackward via the
 // adjoint identity <dOut, Pool(E)> = <Backward(dOut), E>.
 
-// Eigen first, with GCC 12's AVX-512 false positives silenced for its headers
-// only (GCC bug 105593; see worker/layers.cc).
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#endif
-#include <Eigen/Core>
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
+#include "worker/eigen.h"
 
 #include "worker/embedding_bag.h"
 
