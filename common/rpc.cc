@@ -4,6 +4,10 @@
 #include <vector>
 
 namespace mtps {
+namespace {
+// Requests kept while no handler is installed; beyond this they are refused.
+constexpr size_t kMaxBacklog = 4096;
+}  // namespace
 
 StatusOr<uint64_t> Rpc::SendRequest(int peer, Message msg, int64_t timeout_ms,
                                     ResponseCallback done) {
@@ -87,8 +91,10 @@ void Rpc::Dispatch(Incoming&& in) {
     }
     if (handler_) {
       handler_(std::move(in));
+    } else if (backlog_.size() < kMaxBacklog) {
+      backlog_.push_back(std::move(in));
     } else {
-      ReplyError(in, Status::InvalidArgument("this node serves no requests"));
+      ReplyError(in, Status::Unavailable("this node is not serving yet"));
     }
     return;
   }
@@ -110,6 +116,12 @@ void Rpc::Dispatch(Incoming&& in) {
 }
 
 void Rpc::Poll(Deadline until, bool return_after_one) {
+  if (handler_ && !backlog_.empty()) {
+    std::deque<Incoming> waiting;
+    waiting.swap(backlog_);
+    for (Incoming& in : waiting) handler_(std::move(in));
+    if (return_after_one) return;
+  }
   for (;;) {
     // Do not sleep past the earliest pending deadline.
     Deadline wake = until;

@@ -10,6 +10,7 @@
 #define MTPS_COMMON_RPC_H_
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <string>
 #include <unordered_map>
@@ -34,6 +35,9 @@ class Rpc {
   int self_id() const { return self_id_; }
   void set_epoch(uint64_t epoch) { epoch_ = epoch; }
   uint64_t epoch() const { return epoch_; }
+  // Requests that arrive before a handler is installed (a peer can learn of
+  // this node from the scheduler before this node finishes joining) wait in
+  // a bounded backlog and are served by the first Poll after installation.
   void set_request_handler(RequestHandler handler) { handler_ = std::move(handler); }
   Transport* transport() { return transport_; }
 
@@ -85,6 +89,7 @@ class Rpc {
   uint64_t epoch_ = 0;
   uint64_t next_request_id_ = 1;
   RequestHandler handler_;
+  std::deque<Incoming> backlog_;  // requests waiting for a handler
   std::unordered_map<uint64_t, Pending> pending_;
 };
 

@@ -8,7 +8,18 @@
 
 namespace mtps {
 
-Trainer::Trainer(ClusterMember* member) : member_(member), config_(member->config()) {}
+Trainer::Trainer(ClusterMember* member) : member_(member), config_(member->config()) {
+  // A worker serves only PING on its endpoint for now.
+  member_->rpc().set_request_handler([this](Incoming&& request) {
+    if (request.msg.meta.op() == wire::PING) {
+      member_->rpc().Reply(request, Message());
+    } else {
+      member_->rpc().ReplyError(request,
+                                Status::InvalidArgument("a worker does not serve op " +
+                                                        wire::Op_Name(request.msg.meta.op())));
+    }
+  });
+}
 
 Status Trainer::Setup() {
   rank_ = member_->self().rank();

@@ -10,12 +10,15 @@ from harness import CONFIGS, RunDirTestCase, describe, read_json, read_progress
 CONFIG = CONFIGS / "census_mmoe.pbtxt"
 
 # Held-out AUC floors. The MMoE paper's census setup reports ~0.94 (income)
-# and ~0.993 (never married). Measured with configs/census_mmoe.pbtxt, 2
-# servers, 2 workers, train.seed 1..6: income 0.9248-0.9293, never_married
-# 0.9945-0.9947. The floors sit about 3x the observed spread below the lowest
-# run, since asynchronous training also varies with timing (and CI runs tests
-# in parallel); they are retuned when the config changes.
-MIN_AUC = {"income": 0.91, "never_married": 0.99}
+# and ~0.993 (never married). Measured with configs/census_mmoe.pbtxt (10
+# epochs), 2 servers, 2 workers, train.seed 1..5: income 0.9309-0.9349,
+# never_married 0.9947-0.9948. What the floors rule out, measured the same way:
+# embeddings that never learn (sparse learning rate 1e-9) give 0.9296 / 0.9908,
+# frozen towers (dense learning rate 1e-9) 0.774 / 0.980, a single epoch
+# 0.912 / 0.9937. So never_married > 0.993 fails when the sparse path is broken
+# and income > 0.925 when the towers or training length are; both leave about
+# 0.002-0.006 below the weakest healthy run for asynchronous timing noise.
+MIN_AUC = {"income": 0.925, "never_married": 0.993}
 
 
 class CensusMmoeTest(RunDirTestCase):

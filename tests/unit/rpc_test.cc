@@ -184,6 +184,34 @@ TEST_F(RpcTest, MalformedRequestsGetAnErrorAndTheServerKeepsServing) {
   EXPECT_EQ(server.served(), 1);  // malformed requests never reached the handler
 }
 
+// Regression: a worker learned of a server from the scheduler and sent
+// INIT_DENSE before the server had installed its handler; the request was
+// refused and the worker died. Such requests now wait for the handler.
+TEST_F(RpcTest, RequestBeforeHandlerIsServedOnceHandlerIsInstalled) {
+  ZmqTransport server_transport(&ctx_);
+  Rpc server(&server_transport, 1);
+  auto port = server_transport.Bind("127.0.0.1", 0);
+  ASSERT_TRUE(port.ok());
+  ZmqTransport t(&ctx_);
+  Rpc client(&t, 7);
+  ASSERT_TRUE(t.Connect(1, "tcp://127.0.0.1:" + std::to_string(port.value())).ok());
+  auto id = client.Start(1, Ping({1}), 5000);
+  ASSERT_TRUE(id.ok());
+  // The server receives the request while it has no handler.
+  server.Poll(Deadline::In(300));
+  client.Poll(Deadline::In(100));
+  EXPECT_FALSE(client.Done(id.value()));  // not refused, still waiting
+  int served = 0;
+  server.set_request_handler([&](Incoming&& in) {
+    ++served;
+    server.Reply(in, Message());
+  });
+  server.Poll(Deadline::In(50));
+  EXPECT_EQ(served, 1);
+  auto r = client.Wait(id.value());
+  EXPECT_TRUE(r.ok()) << r.status();
+}
+
 TEST_F(RpcTest, ConnectTwiceAndUnknownPeerAreErrors) {
   ZmqTransport t(&ctx_);
   ASSERT_TRUE(t.Connect(3, "tcp://127.0.0.1:1").ok());
