@@ -560,7 +560,6 @@ void ValidateTrainServerCluster(const config::Config& config, Problems* p) {
     // A live node would be declared dead between two of its heartbeats.
     p->Add("cluster.heartbeat_timeout_ms", "must be > cluster.heartbeat_interval_ms");
   }
-  p->Positive("cluster.zmq_io_threads", cluster.zmq_io_threads());
 }
 
 }  // namespace

@@ -38,6 +38,7 @@ DEFINE_int32(rank, -1, "server/worker: rank to ask for (-1: any)");
 DEFINE_string(host, "127.0.0.1", "address to bind and to advertise to peers");
 DEFINE_int32(port, 0, "port to bind (0: any free port)");
 DEFINE_int32(register_timeout_ms, 60000, "server/worker: deadline for joining the job");
+DEFINE_int32(zmq_io_threads, 1, "ZeroMQ I/O threads of this process");
 DEFINE_bool(exit_with_parent, false, "die when the parent process dies (set by the launcher)");
 
 namespace {
@@ -118,7 +119,12 @@ int main(int argc, char** argv) {
     prctl(PR_SET_PDEATHSIG, SIGTERM);
     if (getppid() == 1) return 1;  // the parent is already gone
   }
-  zmq::context_t context(1);
+  if (FLAGS_zmq_io_threads < 1) {
+    std::fprintf(stderr, "mtps-node: --zmq_io_threads must be >= 1 (got %d)\n",
+                 FLAGS_zmq_io_threads);
+    return 2;
+  }
+  zmq::context_t context(FLAGS_zmq_io_threads);
   int rc;
   if (FLAGS_role == "scheduler") {
     rc = RunScheduler(&context);

@@ -4,6 +4,10 @@
 namespace mtps {
 namespace {
 
+// Keys one request may carry: a peer must not make the server allocate
+// unbounded memory (at dim 64 this is 4 GiB of values).
+constexpr size_t kMaxKeysPerRequest = size_t{1} << 24;
+
 SparseTableOptions TableOptions(const config::Config& config) {
   SparseTableOptions o;
   o.dim = config.model().embedding_dim();
@@ -88,6 +92,10 @@ Status ParameterServer::HandlePullSparse(const Incoming& request, Message* respo
   const Message& msg = request.msg;
   MTPS_RETURN_IF_ERROR(msg.Expect({wire::U64}));
   size_t n = msg.payloads[0].count();
+  if (n > kMaxKeysPerRequest) {
+    return Status::InvalidArgument("PULL_SPARSE of " + std::to_string(n) + " keys exceeds the " +
+                                   std::to_string(kMaxKeysPerRequest) + "-key limit per request");
+  }
   const uint64_t* keys = msg.payloads[0].Data<uint64_t>(&key_scratch_);
   std::vector<float> values(n * static_cast<size_t>(table_.dim()));
   table_.Pull(keys, n, msg.meta.create_missing(), values.data());
