@@ -483,7 +483,12 @@ void ValidateModel(const config::Config& config, Problems* p) {
   for (const config::LabelSpec& label : config.data().labels()) labels.insert(label.name());
   switch (model.kind_case()) {
     case config::ModelConfig::KIND_NOT_SET:
-      p->Add("model.kind", "must be set (model.esmm or model.mmoe)");
+      p->Add("model.kind", "must be set (model.esmm, mmoe, shared_bottom, ple or single_task)");
+      break;
+    case config::ModelConfig::kSharedBottom:
+    case config::ModelConfig::kPle:
+    case config::ModelConfig::kSingleTask:
+      // Sizes and label names are checked by CreateModel (worker/model.cc).
       break;
     case config::ModelConfig::kEsmm: {
       const config::EsmmConfig& esmm = model.esmm();

@@ -20,6 +20,12 @@ StatusOr<std::unique_ptr<Model<T>>> CreateModel(const config::ModelConfig& confi
       return CreateEsmm<T>(config.esmm(), input_dim, label_names);
     case config::ModelConfig::kMmoe:
       return CreateMmoe<T>(config.mmoe(), input_dim, label_names);
+    case config::ModelConfig::kSharedBottom:
+    case config::ModelConfig::kPle:
+    case config::ModelConfig::kSingleTask:
+      return Status::InvalidArgument("model: " + config.GetDescriptor()->oneof_decl(0)->name() +
+                                     " kind " + std::to_string(config.kind_case()) +
+                                     " is not built into this version");
     case config::ModelConfig::KIND_NOT_SET:
       break;
   }
