@@ -323,11 +323,26 @@ void Scheduler::HandleEvalReport(Incoming&& request) {
                                 " tasks needs " + std::to_string(2 * r.tasks_size()) +
                                 " payload frames, got " + std::to_string(msg.payloads.size()));
   }
+  const int bins = options_.config.eval().auc_bins();
+  if (s.ok() && r.auc_bins() != bins) {
+    s = Status::InvalidArgument("EVAL_REPORT with auc_bins " + std::to_string(r.auc_bins()) +
+                                ", the job uses " + std::to_string(bins));
+  }
+  if (s.ok() && bins > 0 && r.logloss_sum_size() != r.tasks_size()) {
+    s = Status::InvalidArgument("EVAL_REPORT needs one logloss_sum per task");
+  }
   for (size_t i = 0; s.ok() && i < msg.payloads.size(); i += 2) {
-    if (msg.payloads[i].dtype() != wire::F32 || msg.payloads[i + 1].dtype() != wire::F32 ||
-        msg.payloads[i].count() != msg.payloads[i + 1].count()) {
-      s = Status::InvalidArgument("EVAL_REPORT task " + std::to_string(i / 2) +
-                                  ": scores and labels must be F32 arrays of equal length");
+    const Payload& a = msg.payloads[i];
+    const Payload& b = msg.payloads[i + 1];
+    bool good = bins > 0
+                    ? (a.dtype() == wire::U64 && b.dtype() == wire::U64 &&
+                       a.count() == static_cast<size_t>(bins) && b.count() == a.count())
+                    : (a.dtype() == wire::F32 && b.dtype() == wire::F32 && a.count() == b.count());
+    if (!good) {
+      s = Status::InvalidArgument(
+          "EVAL_REPORT task " + std::to_string(i / 2) +
+          (bins > 0 ? ": needs two U64 histograms of " + std::to_string(bins) + " bins"
+                    : ": scores and labels must be F32 arrays of equal length"));
     }
   }
   if (!s.ok()) {
@@ -417,9 +432,13 @@ Status Scheduler::WriteSummary() {
   }
   const wire::EvalReport& first = eval_reports_.begin()->second.meta.eval_report();
   std::vector<std::string> tasks(first.tasks().begin(), first.tasks().end());
+  const int bins = options_.config.eval().auc_bins();
   std::vector<std::vector<float>> scores(tasks.size()), labels(tasks.size());
+  std::vector<ScoreHistogram> histograms;
+  if (bins > 0) histograms.assign(tasks.size(), ScoreHistogram(bins));
   int64_t train_examples = 0;
   std::vector<float> scratch;
+  std::vector<uint64_t> scratch_u64;
   for (const auto& [rank, msg] : eval_reports_) {
     const wire::EvalReport& r = msg.meta.eval_report();
     if (std::vector<std::string>(r.tasks().begin(), r.tasks().end()) != tasks) {
@@ -428,12 +447,22 @@ Status Scheduler::WriteSummary() {
     }
     train_examples += r.train_examples();
     for (size_t t = 0; t < tasks.size(); ++t) {
-      const Payload& s = msg.payloads[2 * t];
-      const Payload& l = msg.payloads[2 * t + 1];
-      const float* sp = s.Data<float>(&scratch);
-      scores[t].insert(scores[t].end(), sp, sp + s.count());
-      const float* lp = l.Data<float>(&scratch);
-      labels[t].insert(labels[t].end(), lp, lp + l.count());
+      const Payload& a = msg.payloads[2 * t];
+      const Payload& b = msg.payloads[2 * t + 1];
+      if (bins > 0) {
+        ScoreHistogram h(bins);
+        const uint64_t* pos = a.Data<uint64_t>(&scratch_u64);
+        std::copy(pos, pos + bins, h.positives().begin());
+        const uint64_t* neg = b.Data<uint64_t>(&scratch_u64);
+        std::copy(neg, neg + bins, h.negatives().begin());
+        h.logloss_sum() = r.logloss_sum(static_cast<int>(t));
+        histograms[t].Merge(h);
+        continue;
+      }
+      const float* sp = a.Data<float>(&scratch);
+      scores[t].insert(scores[t].end(), sp, sp + a.count());
+      const float* lp = b.Data<float>(&scratch);
+      labels[t].insert(labels[t].end(), lp, lp + b.count());
     }
   }
   double seconds = std::chrono::duration<double>(train_end_ - train_start_).count();
@@ -441,12 +470,14 @@ Status Scheduler::WriteSummary() {
   json << "{\n  \"model\": " << JsonString(ModelName(options_.config.model()))
        << ",\n  \"eval\": {";
   for (size_t t = 0; t < tasks.size(); ++t) {
-    json << (t ? "," : "") << "\n    " << JsonString(tasks[t])
-         << ": {\"auc\": " << JsonNumber(Auc(scores[t], labels[t]))
-         << ", \"logloss\": " << JsonNumber(LogLoss(scores[t], labels[t]))
-         << ", \"examples\": " << scores[t].size() << "}";
-    LOG(INFO) << "eval " << tasks[t] << ": auc " << Auc(scores[t], labels[t]) << ", logloss "
-              << LogLoss(scores[t], labels[t]) << " over " << scores[t].size() << " examples";
+    const bool binned = bins > 0;
+    const double auc = binned ? histograms[t].Auc() : Auc(scores[t], labels[t]);
+    const double logloss = binned ? histograms[t].LogLoss() : LogLoss(scores[t], labels[t]);
+    const int64_t n = binned ? histograms[t].examples() : static_cast<int64_t>(scores[t].size());
+    json << (t ? "," : "") << "\n    " << JsonString(tasks[t]) << ": {\"auc\": " << JsonNumber(auc)
+         << ", \"logloss\": " << JsonNumber(logloss) << ", \"examples\": " << n << "}";
+    LOG(INFO) << "eval " << tasks[t] << ": auc " << auc << ", logloss " << logloss << " over " << n
+              << " examples" << (binned ? " (binned AUC)" : "");
   }
   json << "\n  },\n  \"train\": {\"examples\": " << train_examples
        << ", \"seconds\": " << JsonNumber(seconds) << ", \"examples_per_sec\": "

@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "worker/embedding_bag.h"
+#include "worker/metrics.h"
 #include "worker/reader.h"
 
 namespace mtps {
@@ -140,6 +141,12 @@ Status Trainer::Evaluate() {
   Batch batch;
   eval_.clear();
   int64_t examples = 0;
+  const int bins = config_.eval().auc_bins();
+  const std::vector<std::string>& tasks = model_->eval_task_names();
+  // Binned mode: fold each batch's scores into histograms right away, so
+  // memory does not grow with the test set.
+  std::vector<ScoreHistogram> histograms;
+  if (bins > 0) histograms.assign(tasks.size(), ScoreHistogram(bins));
   for (;;) {
     MTPS_RETURN_IF_ERROR(reader->Next(config_.train().eval_batch_size(), &batch));
     if (batch.num_examples == 0) break;
@@ -152,6 +159,15 @@ Status Trainer::Evaluate() {
     labels_ = Eigen::Map<const RowMatrix<float>>(batch.labels.data(), batch.num_examples,
                                                  batch.num_labels);
     model_->Evaluate(params_.data(), input_, labels_, &eval_);
+    if (bins > 0) {
+      for (size_t t = 0; t < histograms.size() && t < eval_.size(); ++t) {
+        for (size_t i = 0; i < eval_[t].scores.size(); ++i) {
+          histograms[t].Add(eval_[t].scores[i], eval_[t].labels[i]);
+        }
+        eval_[t].scores.clear();
+        eval_[t].labels.clear();
+      }
+    }
     examples += batch.num_examples;
     MTPS_RETURN_IF_ERROR(member_->Tick(Deadline::Now()));
   }
@@ -161,12 +177,18 @@ Status Trainer::Evaluate() {
   wire::EvalReport* r = msg.meta.mutable_eval_report();
   r->set_train_examples(examples_);
   r->set_train_seconds(train_seconds);
-  const std::vector<std::string>& tasks = model_->eval_task_names();
   eval_.resize(tasks.size());
+  if (bins > 0) r->set_auc_bins(bins);
   for (size_t t = 0; t < tasks.size(); ++t) {
     r->add_tasks(tasks[t]);
-    msg.payloads.push_back(Payload::FromVector(std::move(eval_[t].scores)));
-    msg.payloads.push_back(Payload::FromVector(std::move(eval_[t].labels)));
+    if (bins > 0) {
+      r->add_logloss_sum(histograms[t].logloss_sum());
+      msg.payloads.push_back(Payload::FromVector(std::move(histograms[t].positives())));
+      msg.payloads.push_back(Payload::FromVector(std::move(histograms[t].negatives())));
+    } else {
+      msg.payloads.push_back(Payload::FromVector(std::move(eval_[t].scores)));
+      msg.payloads.push_back(Payload::FromVector(std::move(eval_[t].labels)));
+    }
   }
   auto reply =
       member_->rpc().Call(kSchedulerNodeId, std::move(msg), config_.cluster().request_timeout_ms());

@@ -83,3 +83,57 @@ TEST(LogLossTest, ClipsScores) {
 
 }  // namespace
 }  // namespace mtps
+
+namespace mtps {
+namespace {
+
+TEST(ScoreHistogramTest, AgreesWithExactAucAndLogLoss) {
+  std::mt19937_64 rng(7);
+  std::normal_distribution<double> noise(0.0, 1.0);
+  std::vector<float> scores, labels;
+  for (int i = 0; i < 20000; ++i) {
+    const bool y = (rng() % 10) < 3;
+    // Positives score higher on average; logits spread over [-12, 4].
+    const double logit = -4.0 + (y ? 1.5 : 0.0) + 2.5 * noise(rng);
+    scores.push_back(static_cast<float>(1.0 / (1.0 + std::exp(-logit))));
+    labels.push_back(y ? 1.0f : 0.0f);
+  }
+  ScoreHistogram h(1 << 20);
+  for (size_t i = 0; i < scores.size(); ++i) h.Add(scores[i], labels[i]);
+  EXPECT_EQ(h.examples(), 20000);
+  EXPECT_NEAR(h.Auc(), Auc(scores, labels), 1e-5);
+  EXPECT_NEAR(h.LogLoss(), LogLoss(scores, labels), 1e-9);
+  // Few bins: ties within a bin count one half, so AUC moves toward 0.5 but stays close.
+  ScoreHistogram coarse(16);
+  for (size_t i = 0; i < scores.size(); ++i) coarse.Add(scores[i], labels[i]);
+  EXPECT_LT(std::abs(coarse.Auc() - Auc(scores, labels)), 0.05);
+}
+
+TEST(ScoreHistogramTest, MergeEqualsOneHistogramOfEverything) {
+  std::vector<float> scores = {0.1f, 0.9f, 0.4f, 0.35f, 0.8f, 0.2f};
+  std::vector<float> labels = {0, 1, 1, 0, 1, 0};
+  ScoreHistogram all(1024), a(1024), b(1024);
+  for (size_t i = 0; i < scores.size(); ++i) {
+    all.Add(scores[i], labels[i]);
+    (i % 2 ? a : b).Add(scores[i], labels[i]);
+  }
+  a.Merge(b);
+  EXPECT_EQ(a.positives(), all.positives());
+  EXPECT_EQ(a.negatives(), all.negatives());
+  EXPECT_DOUBLE_EQ(a.LogLoss(), all.LogLoss());
+  EXPECT_DOUBLE_EQ(a.Auc(), Auc(scores, labels));  // no two scores share a bin
+}
+
+TEST(ScoreHistogramTest, OneClassIsNanAndTiesAreHalf) {
+  ScoreHistogram h(8);
+  h.Add(0.5f, 1);
+  EXPECT_TRUE(std::isnan(h.Auc()));
+  h.Add(0.5f, 0);
+  EXPECT_DOUBLE_EQ(h.Auc(), 0.5);
+  h.Add(1e-9f, 0);  // clipped into the lowest bin, still counted
+  EXPECT_EQ(h.examples(), 3);
+  EXPECT_DOUBLE_EQ(h.Auc(), 0.75);
+}
+
+}  // namespace
+}  // namespace mtps
