@@ -3,6 +3,8 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+
 namespace mtps {
 
 ClusterMember::ClusterMember(std::unique_ptr<Transport> transport, MemberOptions options)
@@ -53,6 +55,9 @@ Status ClusterMember::Join() {
   }
   last_heartbeat_ok_ = SteadyClock::now();
   next_heartbeat_ = SteadyClock::now();
+  // Heartbeats go out from inside every Rpc wait, so a node blocked on a slow
+  // peer (or busy serving) still shows it is alive.
+  rpc_.set_tick([this] { MaybeHeartbeat(); }, config_.cluster().heartbeat_interval_ms());
   LOG(INFO) << wire::Role_Name(self_.role()) << " rank " << self_.rank() << " is node "
             << self_.node_id() << " on " << self_.host() << ":" << self_.port() << ", epoch "
             << rpc_.epoch() << ", " << num_servers_ << " servers, " << num_workers_ << " workers";
@@ -65,7 +70,11 @@ void ClusterMember::MaybeHeartbeat() {
   const config::ClusterConfig& c = config_.cluster();
   next_heartbeat_ = now + std::chrono::milliseconds(c.heartbeat_interval_ms());
   heartbeat_in_flight_ = true;
-  Status s = rpc_.StartAsync(kSchedulerNodeId, Message(wire::HEARTBEAT), c.heartbeat_timeout_ms(),
+  // A lost heartbeat must not use up the whole liveness window: each one
+  // waits about two intervals, so several attempts fit in the timeout.
+  int64_t timeout =
+      std::min<int64_t>(2 * int64_t{c.heartbeat_interval_ms()}, c.heartbeat_timeout_ms());
+  Status s = rpc_.StartAsync(kSchedulerNodeId, Message(wire::HEARTBEAT), timeout,
                              [this](StatusOr<Message>&& response) {
                                heartbeat_in_flight_ = false;
                                if (!response.ok()) {
@@ -75,6 +84,7 @@ void ClusterMember::MaybeHeartbeat() {
                                last_heartbeat_ok_ = SteadyClock::now();
                                if (response->meta.job_state() != wire::JOB_RUNNING) {
                                  job_state_ = response->meta.job_state();
+                                 end_reason_ = response->meta.status_message();
                                }
                              });
   if (!s.ok()) {
@@ -84,7 +94,9 @@ void ClusterMember::MaybeHeartbeat() {
 }
 
 Status ClusterMember::CheckLiveness() const {
-  if (job_state_ == wire::JOB_ABORTED) return Status::Aborted("the scheduler aborted the job");
+  if (job_state_ == wire::JOB_ABORTED) {
+    return Status::Aborted("the scheduler aborted the job: " + end_reason_);
+  }
   auto silent = std::chrono::duration_cast<std::chrono::milliseconds>(SteadyClock::now() -
                                                                       last_heartbeat_ok_);
   if (silent.count() > config_.cluster().heartbeat_timeout_ms()) {
@@ -95,7 +107,6 @@ Status ClusterMember::CheckLiveness() const {
 }
 
 Status ClusterMember::Tick(Deadline until) {
-  MaybeHeartbeat();
   rpc_.Poll(until);
   return CheckLiveness();
 }
@@ -108,7 +119,6 @@ Status ClusterMember::Barrier(const std::string& name, int expected) {
                                                 config_.cluster().barrier_timeout_ms()));
   // Keep heartbeating while waiting: a barrier can last as long as training.
   while (!rpc_.Done(id)) {
-    MaybeHeartbeat();
     rpc_.Poll(Deadline::In(config_.cluster().heartbeat_interval_ms()), /*return_after_one=*/true);
     MTPS_RETURN_IF_ERROR(CheckLiveness());
   }

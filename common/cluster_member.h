@@ -50,7 +50,7 @@ class ClusterMember {
   const std::vector<int>& server_ids() const { return server_ids_; }
   Rpc& rpc() { return rpc_; }
 
-  // Sends a heartbeat when one is due and serves traffic until `until`.
+  // Serves traffic (and sends heartbeats when due) until `until`.
   // Returns Aborted when the scheduler reports the job aborted, Unavailable
   // when it has been silent longer than the heartbeat timeout.
   Status Tick(Deadline until);
@@ -79,6 +79,7 @@ class ClusterMember {
   SteadyClock::time_point next_heartbeat_;
   bool heartbeat_in_flight_ = false;
   wire::JobState job_state_ = wire::JOB_RUNNING;
+  std::string end_reason_;  // the scheduler's word when it aborted the job
 };
 
 }  // namespace mtps

@@ -75,7 +75,10 @@ void Rpc::ExpireOverdue() {
     if (!p.completed && p.deadline.Expired()) expired.push_back(id);
   }
   for (uint64_t id : expired) {
-    const Pending& p = pending_.at(id);
+    // An earlier callback of this loop may have completed or cancelled it.
+    auto it = pending_.find(id);
+    if (it == pending_.end() || it->second.completed) continue;
+    const Pending& p = it->second;
     std::string what = wire::Op_Name(p.op) + " request " + std::to_string(id) + " to node " +
                        std::to_string(p.peer) + " got no response before its deadline";
     Complete(id, Status::DeadlineExceeded(what));
@@ -115,6 +118,14 @@ void Rpc::Dispatch(Incoming&& in) {
   }
 }
 
+void Rpc::MaybeTick() {
+  if (!tick_ || in_tick_ || SteadyClock::now() < next_tick_) return;
+  next_tick_ = SteadyClock::now() + std::chrono::milliseconds(tick_interval_ms_);
+  in_tick_ = true;  // the tick may itself send (never wait) through this Rpc
+  tick_();
+  in_tick_ = false;
+}
+
 void Rpc::Poll(Deadline until, bool return_after_one) {
   if (handler_ && !backlog_.empty()) {
     std::deque<Incoming> waiting;
@@ -123,21 +134,19 @@ void Rpc::Poll(Deadline until, bool return_after_one) {
     if (return_after_one) return;
   }
   for (;;) {
-    // Do not sleep past the earliest pending deadline.
+    MaybeTick();
+    // Do not sleep past the earliest pending deadline or the next tick.
     Deadline wake = until;
     for (const auto& [id, p] : pending_) {
       if (!p.completed) wake = Deadline::Earlier(wake, p.deadline);
     }
+    if (tick_) wake = Deadline::Earlier(wake, Deadline(next_tick_));
     auto in = transport_->Receive(wake);
-    if (in.ok()) {
-      Dispatch(std::move(in).value());
-      ExpireOverdue();
-      if (return_after_one) return;
-      continue;
-    }
+    if (in.ok()) Dispatch(std::move(in).value());
     ExpireOverdue();
+    if (in.ok() && return_after_one) return;
     if (until.Expired()) return;
-    if (in.status().code() != StatusCode::kDeadlineExceeded) {
+    if (!in.ok() && in.status().code() != StatusCode::kDeadlineExceeded) {
       LOG(WARNING) << "receive failed: " << in.status();
       if (return_after_one) return;
     }

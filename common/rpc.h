@@ -35,6 +35,15 @@ class Rpc {
   int self_id() const { return self_id_; }
   void set_epoch(uint64_t epoch) { epoch_ = epoch; }
   uint64_t epoch() const { return epoch_; }
+  // Runs `tick` from inside Poll (and so inside Wait) at most once per
+  // `interval_ms`, and makes every Poll wake at least that often: a thread
+  // blocked waiting for one response still sends its heartbeats.
+  void set_tick(std::function<void()> tick, int64_t interval_ms) {
+    tick_ = std::move(tick);
+    tick_interval_ms_ = interval_ms;
+    next_tick_ = SteadyClock::now();
+  }
+
   // Requests that arrive before a handler is installed (a peer can learn of
   // this node from the scheduler before this node finishes joining) wait in
   // a bounded backlog and are served by the first Poll after installation.
@@ -49,10 +58,13 @@ class Rpc {
   // traffic meanwhile; fails at the request's deadline. A response with a
   // non-OK status becomes that Status.
   StatusOr<Message> Wait(uint64_t id);
+  // Forgets a request made with Start whose response is no longer wanted.
+  void Cancel(uint64_t id) { pending_.erase(id); }
   // Start + Wait.
   StatusOr<Message> Call(int peer, Message msg, int64_t timeout_ms);
   // Serves traffic until `until`; returns early after at least one message
   // when `return_after_one`. Expired requests complete with DeadlineExceeded.
+  // Returns at `until` even while messages keep arriving.
   void Poll(Deadline until, bool return_after_one = false);
 
   // Answers `request` with `response` (sets is_response, request id, op,
@@ -83,6 +95,7 @@ class Rpc {
   void Dispatch(Incoming&& in);
   void Complete(uint64_t id, StatusOr<Message>&& result);
   void ExpireOverdue();
+  void MaybeTick();
 
   Transport* transport_;
   int self_id_;
@@ -90,6 +103,10 @@ class Rpc {
   uint64_t next_request_id_ = 1;
   RequestHandler handler_;
   std::deque<Incoming> backlog_;  // requests waiting for a handler
+  std::function<void()> tick_;
+  int64_t tick_interval_ms_ = 0;
+  SteadyClock::time_point next_tick_;
+  bool in_tick_ = false;
   std::unordered_map<uint64_t, Pending> pending_;
 };
 

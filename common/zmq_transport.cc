@@ -9,6 +9,8 @@ namespace {
 constexpr int kHighWaterMark = 100000;
 // How long close() may keep flushing unsent messages (e.g. final replies).
 constexpr int kLingerMs = 2000;
+// Largest message frame accepted on the bound endpoint.
+constexpr int64_t kMaxMessageBytes = int64_t{1} << 30;
 
 void ConfigureSocket(zmq::socket_t& socket) {
   socket.set(zmq::sockopt::linger, kLingerMs);
@@ -28,6 +30,9 @@ StatusOr<int> ZmqTransport::Bind(const std::string& host, int port) {
     ConfigureSocket(*router_);
     // Replies to a vanished peer fail loudly instead of being dropped.
     router_->set(zmq::sockopt::router_mandatory, 1);
+    // A peer cannot make this process buffer an arbitrarily large message:
+    // ZeroMQ drops the connection of a sender that exceeds it.
+    router_->set(zmq::sockopt::maxmsgsize, kMaxMessageBytes);
     router_->bind("tcp://" + host + ":" + (port == 0 ? std::string("*") : std::to_string(port)));
     std::string endpoint = router_->get(zmq::sockopt::last_endpoint);
     size_t colon = endpoint.rfind(':');
@@ -108,6 +113,17 @@ StatusOr<Incoming> ZmqTransport::ReadFrom(zmq::socket_t& socket, bool is_router,
   wire::Meta meta;
   auto decoded = DecodeMessage(std::move(frames), &meta);
   if (!decoded.ok()) {
+    // A malformed response whose meta parsed fails its request now (rather
+    // than at its deadline): hand the waiter an error response.
+    if (!is_router && meta.is_response() && meta.request_id() != 0) {
+      in.msg = Message();
+      in.msg.meta.set_op(meta.op());
+      in.msg.meta.set_request_id(meta.request_id());
+      in.msg.meta.set_is_response(true);
+      in.msg.meta.set_status(wire::INVALID_ARGUMENT);
+      in.msg.meta.set_status_message("malformed response: " + decoded.status().message());
+      return in;
+    }
     // Answer a malformed request so its sender fails fast instead of timing
     // out; never answer a response (that could ping-pong forever).
     if (is_router && !meta.is_response()) {
@@ -148,11 +164,9 @@ StatusOr<Incoming> ZmqTransport::Receive(Deadline deadline) {
     } catch (const zmq::error_t& e) {
       if (e.num() != EINTR) return Status::Unavailable(std::string("poll failed: ") + e.what());
     }
-    bool any = false;
     for (size_t k = 0; k < sockets.size(); ++k) {
       size_t i = (next_first_ + k) % sockets.size();
       if ((items[i].revents & ZMQ_POLLIN) == 0) continue;
-      any = true;
       next_first_ = i + 1;
       bool is_router = sockets[i] == router_.get();
       auto in = ReadFrom(*sockets[i], is_router, peers[i]);
@@ -163,8 +177,9 @@ StatusOr<Incoming> ZmqTransport::Receive(Deadline deadline) {
                    << in.status();
       break;
     }
-    if (!any && deadline.Expired())
-      return Status::DeadlineExceeded("no message before the deadline");
+    // Past the deadline with nothing good (even during a flood of malformed
+    // messages): let the caller go.
+    if (deadline.Expired()) return Status::DeadlineExceeded("no message before the deadline");
   }
 }
 

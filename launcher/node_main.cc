@@ -37,7 +37,9 @@ DEFINE_string(scheduler, "", "server/worker: the scheduler's endpoint, tcp://HOS
 DEFINE_int32(rank, -1, "server/worker: rank to ask for (-1: any)");
 DEFINE_string(host, "127.0.0.1", "address to bind and to advertise to peers");
 DEFINE_int32(port, 0, "port to bind (0: any free port)");
-DEFINE_int32(register_timeout_ms, 60000, "server/worker: deadline for joining the job");
+DEFINE_int32(register_timeout_ms, 600000,
+             "server/worker: deadline for joining the job (the scheduler answers earlier "
+             "when its own cluster.register_timeout_ms passes)");
 DEFINE_int32(zmq_io_threads, 1, "ZeroMQ I/O threads of this process");
 DEFINE_bool(exit_with_parent, false, "die when the parent process dies (set by the launcher)");
 

@@ -294,6 +294,7 @@ void Scheduler::HandleBarrier(Incoming&& request) {
 void Scheduler::HandleHeartbeat(Incoming&& request) {
   Message reply;
   reply.meta.set_job_state(state_);
+  if (state_ == wire::JOB_ABORTED) reply.meta.set_status_message(abort_reason_);
   if (state_ != wire::JOB_RUNNING) members_[request.msg.meta.sender()].informed_of_end = true;
   rpc_.Reply(request, std::move(reply));
 }

@@ -1,12 +1,14 @@
 // The parameter server's request handling (see ps/server.h).
 #include "ps/server.h"
 
+#include <new>
+
 namespace mtps {
 namespace {
 
-// Keys one request may carry: a peer must not make the server allocate
-// unbounded memory (at dim 64 this is 4 GiB of values).
-constexpr size_t kMaxKeysPerRequest = size_t{1} << 24;
+// Largest pull answer, in bytes: a peer must not make the server allocate
+// unbounded memory with one small request (KvClient splits larger pulls).
+constexpr size_t kMaxPullBytes = size_t{256} << 20;
 
 SparseTableOptions TableOptions(const config::Config& config) {
   SparseTableOptions o;
@@ -92,9 +94,12 @@ Status ParameterServer::HandlePullSparse(const Incoming& request, Message* respo
   const Message& msg = request.msg;
   MTPS_RETURN_IF_ERROR(msg.Expect({wire::U64}));
   size_t n = msg.payloads[0].count();
-  if (n > kMaxKeysPerRequest) {
-    return Status::InvalidArgument("PULL_SPARSE of " + std::to_string(n) + " keys exceeds the " +
-                                   std::to_string(kMaxKeysPerRequest) + "-key limit per request");
+  const size_t bytes = n * static_cast<size_t>(table_.dim()) * sizeof(float);
+  if (bytes > kMaxPullBytes) {
+    return Status::InvalidArgument("PULL_SPARSE of " + std::to_string(n) + " keys of dim " +
+                                   std::to_string(table_.dim()) + " needs " +
+                                   std::to_string(bytes >> 20) + " MiB, over the " +
+                                   std::to_string(kMaxPullBytes >> 20) + " MiB limit per request");
   }
   const uint64_t* keys = msg.payloads[0].Data<uint64_t>(&key_scratch_);
   std::vector<float> values(n * static_cast<size_t>(table_.dim()));

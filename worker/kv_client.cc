@@ -26,6 +26,12 @@ void KvClient::Slice(const std::vector<uint64_t>& keys) {
   }
 }
 
+void KvClient::CancelAll(const std::vector<uint64_t>& ids) {
+  for (uint64_t id : ids) {
+    if (id != 0) rpc_->Cancel(id);
+  }
+}
+
 Status KvClient::InitDense(const float* params) {
   int n = static_cast<int>(server_ids_.size());
   std::vector<uint64_t> ids;
@@ -33,9 +39,12 @@ Status KvClient::InitDense(const float* params) {
     DenseBlock b = DenseBlockOf(options_.num_params, s, n);
     Message msg(wire::INIT_DENSE);
     msg.payloads.push_back(Payload::Copy(params + b.begin, static_cast<size_t>(b.size())));
-    MTPS_ASSIGN_OR_RETURN(uint64_t id,
-                          rpc_->Start(server_ids_[s], std::move(msg), options_.request_timeout_ms));
-    ids.push_back(id);
+    auto id = rpc_->Start(server_ids_[s], std::move(msg), options_.request_timeout_ms);
+    if (!id.ok()) {
+      CancelAll(ids);
+      return id.status();
+    }
+    ids.push_back(id.value());
   }
   Status first_error;
   for (uint64_t id : ids) {
@@ -58,12 +67,22 @@ Status KvClient::Pull(const std::vector<uint64_t>& keys, bool create_missing, fl
       Message msg(wire::PULL_SPARSE);
       msg.meta.set_create_missing(create_missing);
       msg.payloads.push_back(Payload::Copy(slice_keys_[s].data(), slice_keys_[s].size()));
-      MTPS_ASSIGN_OR_RETURN(
-          sparse_ids[s], rpc_->Start(server_ids_[s], std::move(msg), options_.request_timeout_ms));
+      auto id = rpc_->Start(server_ids_[s], std::move(msg), options_.request_timeout_ms);
+      if (!id.ok()) {
+        CancelAll(sparse_ids);
+        CancelAll(dense_ids);
+        return id.status();
+      }
+      sparse_ids[s] = id.value();
     }
     if (dense != nullptr && DenseBlockOf(options_.num_params, s, n).size() > 0) {
-      MTPS_ASSIGN_OR_RETURN(dense_ids[s], rpc_->Start(server_ids_[s], Message(wire::PULL_DENSE),
-                                                      options_.request_timeout_ms));
+      auto id = rpc_->Start(server_ids_[s], Message(wire::PULL_DENSE), options_.request_timeout_ms);
+      if (!id.ok()) {
+        CancelAll(sparse_ids);
+        CancelAll(dense_ids);
+        return id.status();
+      }
+      dense_ids[s] = id.value();
     }
   }
   Status first_error;

@@ -37,7 +37,8 @@ class KvClient {
   // Fetches the rows of `keys` (distinct) into emb (keys.size() x dim) and,
   // when dense is not null, the dense parameters into dense (num_params).
   // create_missing=false answers unknown keys with their initial value
-  // without creating rows (evaluation).
+  // without creating rows (evaluation). A server refuses a pull whose answer
+  // would exceed 256 MiB.
   Status Pull(const std::vector<uint64_t>& keys, bool create_missing, float* emb, float* dense);
 
   // Sends the gradients of `keys` (emb_grad: keys.size() x dim) and, when
@@ -51,6 +52,8 @@ class KvClient {
   // Splits keys by server: (*slices)[s] the keys, (*positions)[s] their indexes.
   void Slice(const std::vector<uint64_t>& keys);
   Status WaitForInflightBelow(int limit);
+  // Forgets started requests (ids of 0 are skipped) when a call gives up early.
+  void CancelAll(const std::vector<uint64_t>& ids);
 
   Rpc* rpc_;
   std::vector<int> server_ids_;

@@ -241,6 +241,44 @@ TEST_F(ClusterTest, BadRequestsAreRejectedAndTheServerKeepsServing) {
   FinishJob();
 }
 
+// Regression: a server whose request queue never emptied stopped sending
+// heartbeats, and the scheduler aborted a healthy job.
+TEST_F(ClusterTest, BusyServerKeepsTheJobAlive) {
+  config::Config c = SmallJob();
+  c.mutable_cluster()->set_heartbeat_timeout_ms(600);
+  StartCluster(c);
+  Rpc& rpc = worker_->rpc();
+  int answered = 0, failed = 0;
+  auto done = [&](StatusOr<Message>&& r) { r.ok() ? ++answered : ++failed; };
+  Deadline until = Deadline::In(2000);  // more than three heartbeat timeouts
+  uint64_t key = 1;
+  while (!until.Expired()) {
+    while (rpc.outstanding() < 300) {
+      std::vector<uint64_t> keys(64);
+      for (auto& k : keys) k = key++;
+      ASSERT_TRUE(rpc.StartAsync(server_id(), Pull(std::move(keys)), 3000, done).ok());
+    }
+    ASSERT_TRUE(worker_->Tick(Deadline::In(5)).ok());
+  }
+  while (rpc.outstanding() > 0) ASSERT_TRUE(worker_->Tick(Deadline::In(20)).ok());
+  EXPECT_GT(answered, 300);
+  EXPECT_EQ(failed, 0);
+  FinishJob();
+  Join();
+  EXPECT_TRUE(scheduler_status_.ok()) << scheduler_status_;
+  EXPECT_TRUE(server_status_.ok()) << server_status_;
+}
+
+TEST_F(ClusterTest, OversizedPullIsRefused) {
+  StartCluster(SmallJob());
+  // 20M keys of dim 4 would need 305 MiB of answer.
+  auto r = worker_->rpc().Call(server_id(), Pull(std::vector<uint64_t>(20 << 20, 3)), 10000);
+  EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument) << r.status();
+  EXPECT_NE(r.status().message().find("MiB limit"), std::string::npos) << r.status();
+  EXPECT_TRUE(worker_->rpc().Call(server_id(), Pull({1}), 3000).ok());
+  FinishJob();
+}
+
 TEST_F(ClusterTest, SilentNodeAbortsTheJob) {
   config::Config c = SmallJob();
   c.mutable_cluster()->set_heartbeat_timeout_ms(400);
@@ -250,7 +288,9 @@ TEST_F(ClusterTest, SilentNodeAbortsTheJob) {
   Join();
   EXPECT_EQ(scheduler_status_.code(), StatusCode::kAborted) << scheduler_status_;
   EXPECT_NE(scheduler_status_.message().find("worker 0"), std::string::npos) << scheduler_status_;
-  EXPECT_FALSE(server_status_.ok());
+  EXPECT_EQ(server_status_.code(), StatusCode::kAborted) << server_status_;
+  // The server says why: the scheduler's reason reached it.
+  EXPECT_NE(server_status_.message().find("worker 0"), std::string::npos) << server_status_;
 }
 
 TEST_F(ClusterTest, BadOptimizerSettingIsAnErrorNotACrash) {

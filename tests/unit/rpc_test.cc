@@ -212,6 +212,82 @@ TEST_F(RpcTest, RequestBeforeHandlerIsServedOnceHandlerIsInstalled) {
   EXPECT_TRUE(r.ok()) << r.status();
 }
 
+TEST_F(RpcTest, TickRunsWhileWaitingForAResponse) {
+  EchoServer server(&ctx_);
+  ZmqTransport t(&ctx_);
+  Rpc rpc(&t, 7);
+  ASSERT_TRUE(t.Connect(1, "tcp://127.0.0.1:" + std::to_string(server.port())).ok());
+  int ticks = 0;
+  rpc.set_tick([&] { ++ticks; }, 50);
+  auto r = rpc.Call(1, Message(wire::HEARTBEAT), 600);  // never answered
+  EXPECT_EQ(r.status().code(), StatusCode::kDeadlineExceeded);
+  EXPECT_GE(ticks, 8);   // about 12 intervals passed
+  EXPECT_LE(ticks, 14);  // at most once per interval
+}
+
+TEST_F(RpcTest, MalformedResponseFailsItsRequestAtOnce) {
+  // A raw ROUTER answers every request with a meta that promises a payload
+  // frame it does not send.
+  zmq::socket_t raw(ctx_, zmq::socket_type::router);
+  raw.set(zmq::sockopt::linger, 0);
+  raw.bind("tcp://127.0.0.1:*");
+  std::string endpoint = raw.get(zmq::sockopt::last_endpoint);
+  std::thread peer([&] {
+    std::vector<zmq::message_t> req;
+    if (!zmq::recv_multipart(raw, std::back_inserter(req))) return;
+    wire::Meta meta;
+    meta.ParseFromArray(req[1].data(), static_cast<int>(req[1].size()));
+    meta.set_is_response(true);
+    meta.add_frames()->set_dtype(wire::F32);
+    meta.mutable_frames(0)->set_count(1);
+    std::vector<zmq::message_t> reply;
+    reply.push_back(std::move(req[0]));
+    reply.emplace_back(meta.SerializeAsString());
+    zmq::send_multipart(raw, reply);
+  });
+  ZmqTransport t(&ctx_);
+  Rpc rpc(&t, 7);
+  ASSERT_TRUE(t.Connect(1, endpoint).ok());
+  auto start = SteadyClock::now();
+  auto r = rpc.Call(1, Ping({1}), 10000);
+  peer.join();
+  EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument) << r.status();
+  EXPECT_NE(r.status().message().find("malformed response"), std::string::npos) << r.status();
+  EXPECT_LT(SecondsSince(start), 5.0);  // not at the 10 s deadline
+}
+
+TEST_F(RpcTest, PollReturnsAtItsDeadlineUnderAFlood) {
+  // Regression: Poll kept serving while messages kept coming, so a busy
+  // server loop never got back to its own work (heartbeats, job state).
+  ZmqTransport server_transport(&ctx_);
+  Rpc server(&server_transport, 1);
+  auto port = server_transport.Bind("127.0.0.1", 0);
+  ASSERT_TRUE(port.ok());
+  int served = 0;
+  server.set_request_handler([&](Incoming&& in) {
+    ++served;
+    server.Reply(in, Message());
+  });
+  ZmqTransport t(&ctx_);
+  Rpc client(&t, 7);
+  ASSERT_TRUE(t.Connect(1, "tcp://127.0.0.1:" + std::to_string(port.value())).ok());
+  constexpr int kQueued = 20000;
+  for (int i = 0; i < kQueued; ++i) {
+    ASSERT_TRUE(client.StartAsync(1, Message(wire::PING), 20000, [](StatusOr<Message>&&) {}).ok());
+  }
+  // Wait until the first request is in, then give Poll 20 ms.
+  server.Poll(Deadline::In(5000), /*return_after_one=*/true);
+  auto start = SteadyClock::now();
+  server.Poll(Deadline::In(20));
+  double took = SecondsSince(start);
+  EXPECT_LT(took, 0.5);
+  EXPECT_LT(served, kQueued);  // it returned with work still queued
+  // Everything is served eventually.
+  Deadline until = Deadline::In(15000);
+  while (served < kQueued && !until.Expired()) server.Poll(Deadline::In(50));
+  EXPECT_EQ(served, kQueued);
+}
+
 TEST_F(RpcTest, ConnectTwiceAndUnknownPeerAreErrors) {
   ZmqTransport t(&ctx_);
   ASSERT_TRUE(t.Connect(3, "tcp://127.0.0.1:1").ok());
