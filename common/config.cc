@@ -413,10 +413,68 @@ class Problems {
 
 void ValidateData(const config::DataConfig& data, Problems* p) {
   if (data.format() == config::DataConfig::FORMAT_UNSPECIFIED) {
-    p->Add("data.format", "must be set (CENSUS_RAW or CSV)");
+    p->Add("data.format", "must be set (CENSUS_RAW, CSV, ALICCP_RAW or FIELD_ID)");
   }
   if (data.train_path().empty()) p->Add("data.train_path", "must be set");
-  if (data.test_path().empty()) p->Add("data.test_path", "must be set");
+  // With a holdout the test side is the held-out part of train_path.
+  const bool holdout = data.holdout_fraction() > 0;
+  if (!(data.holdout_fraction() >= 0 && data.holdout_fraction() < 1)) {
+    std::ostringstream os;
+    os << "must be in [0, 1) (0: no holdout), got " << data.holdout_fraction();
+    p->Add("data.holdout_fraction", os.str());
+  }
+  if (holdout && !data.test_path().empty()) {
+    p->Add("data.test_path",
+           "must be empty when data.holdout_fraction > 0 (the test side is the held-out part of "
+           "data.train_path)");
+  } else if (!holdout && data.test_path().empty()) {
+    p->Add("data.test_path",
+           "must be set (or hold out part of data.train_path with "
+           "data.holdout_fraction)");
+  }
+  p->NonNegative("data.shuffle_buffer", data.shuffle_buffer());
+  const bool field_ids = data.format() == config::DataConfig::ALICCP_RAW ||
+                         data.format() == config::DataConfig::FIELD_ID;
+  if (data.format() == config::DataConfig::ALICCP_RAW) {
+    if (data.train_common_path().empty()) {
+      p->Add("data.train_common_path", "must be set for format ALICCP_RAW");
+    }
+    if (holdout && !data.test_common_path().empty()) {
+      p->Add("data.test_common_path", "must be empty when data.holdout_fraction > 0");
+    } else if (!holdout && data.test_common_path().empty()) {
+      p->Add("data.test_common_path", "must be set for format ALICCP_RAW");
+    }
+  } else {
+    if (!data.train_common_path().empty()) {
+      p->Add("data.train_common_path", "is only used by format ALICCP_RAW");
+    }
+    if (!data.test_common_path().empty()) {
+      p->Add("data.test_common_path", "is only used by format ALICCP_RAW");
+    }
+  }
+  if (field_ids) {
+    // Features are (field id, feature id) pairs: no dense values, no columns
+    // to enumerate, fixed label columns.
+    const std::string format = config::DataConfig::Format_Name(data.format());
+    const std::set<std::string> label_columns = data.format() == config::DataConfig::ALICCP_RAW
+                                                    ? std::set<std::string>{"click", "conversion"}
+                                                    : std::set<std::string>{"click", "purchase"};
+    for (int i = 0; i < data.labels_size(); ++i) {
+      const std::string& column = data.labels(i).column();
+      if (!column.empty() && !label_columns.count(column)) {
+        p->Add("data.labels[" + std::to_string(i) + "].column",
+               "'" + column + "' is not a label column of format " + format + " (one of " +
+                   *label_columns.begin() + ", " + *label_columns.rbegin() + ")");
+      }
+    }
+    if (data.dense_columns_size() > 0) {
+      p->Add("data.dense_columns", "format " + format + " has no dense columns");
+    }
+    if (data.other_columns() == config::DataConfig::OTHER_CATEGORICAL) {
+      p->Add("data.other_columns",
+             "OTHER_CATEGORICAL is not supported by format " + format + " (name the input fields)");
+    }
+  }
   if (data.delimiter().size() != 1) {
     p->Add("data.delimiter", "must be one character (got '" + data.delimiter() + "')");
   }
@@ -594,6 +652,12 @@ StatusOr<config::Config> LoadConfig(const std::string& path,
     config::DataConfig* data = config.mutable_data();
     if (data->has_train_path()) data->set_train_path(ResolveAgainst(dir, data->train_path()));
     if (data->has_test_path()) data->set_test_path(ResolveAgainst(dir, data->test_path()));
+    if (data->has_train_common_path()) {
+      data->set_train_common_path(ResolveAgainst(dir, data->train_common_path()));
+    }
+    if (data->has_test_common_path()) {
+      data->set_test_common_path(ResolveAgainst(dir, data->test_common_path()));
+    }
   }
 
   for (const std::string& assignment : overrides)

@@ -17,10 +17,10 @@
 namespace mtps {
 
 // Loads a text-format Config. Unknown or ill-typed fields are InvalidArgument
-// naming "file:line:column" and the field. Relative data.train_path /
-// data.test_path are resolved against the config file's directory. Then
-// applies each override (see ApplyOverride) in order and finally
-// ValidateConfig.
+// naming "file:line:column" and the field. Relative data paths (train_path,
+// test_path, train_common_path, test_common_path) are resolved against the
+// config file's directory. Then applies each override (see ApplyOverride) in
+// order and finally ValidateConfig.
 StatusOr<config::Config> LoadConfig(const std::string& path,
                                     const std::vector<std::string>& overrides);
 

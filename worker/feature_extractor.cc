@@ -21,19 +21,6 @@ constexpr int kChunkBytes = 64 * 1024;
 
 gzFile AsGz(void* file) { return static_cast<gzFile>(file); }
 
-// Parses all of `text` as a finite float.
-bool ParseFloat(std::string_view text, float* out) {
-  if (text.empty()) return false;
-  const char* first = text.data();
-  const char* last = text.data() + text.size();
-  if (*first == '+') ++first;  // from_chars rejects a leading '+'.
-  float value = 0;
-  const auto [end, ec] = std::from_chars(first, last, value);
-  if (ec != std::errc() || end != last || !std::isfinite(value)) return false;
-  *out = value;
-  return true;
-}
-
 std::string JoinNames(const std::vector<std::string>& names) {
   std::string out;
   for (const std::string& n : names) out += (out.empty() ? "" : ", ") + n;
@@ -46,6 +33,39 @@ std::string_view TrimField(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
   while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
   return s;
+}
+
+bool ParseFiniteFloat(std::string_view text, float* out) {
+  if (text.empty()) return false;
+  const char* first = text.data();
+  const char* last = text.data() + text.size();
+  if (*first == '+') ++first;  // from_chars rejects a leading '+'.
+  if (first == last) return false;
+  float value = 0;
+  const auto [end, ec] = std::from_chars(first, last, value);
+  if (ec != std::errc() || end != last || !std::isfinite(value)) return false;
+  *out = value;
+  return true;
+}
+
+LabelRule::LabelRule(const config::LabelSpec& spec) {
+  for (const std::string& v : spec.positive_values()) positive_values_.emplace_back(TrimField(v));
+}
+
+bool LabelRule::Parse(std::string_view text, float* y) const {
+  text = TrimField(text);
+  if (positive_values_.empty()) {
+    float x = 0;
+    if (!ParseFiniteFloat(text, &x)) return false;
+    *y = x > 0.5f ? 1.0f : 0.0f;
+    return true;
+  }
+  float value = 0;
+  for (const std::string& positive : positive_values_) {
+    if (text == positive) value = 1;
+  }
+  *y = value;
+  return true;
 }
 
 // ---------------------------------------------------------------------------
@@ -161,12 +181,9 @@ StatusOr<FeatureExtractor> FeatureExtractor::Create(const config::DataConfig& co
   };
 
   for (const config::LabelSpec& spec : config.labels()) {
-    Label label;
+    Label label{0, LabelRule(spec)};
     MTPS_RETURN_IF_ERROR(find(spec.column(), "labels.column", &label.column));
     MTPS_RETURN_IF_ERROR(claim(label.column, Role::kLabel, "labels.column"));
-    for (const std::string& v : spec.positive_values()) {
-      label.positive_values.emplace_back(TrimField(v));
-    }
     fx.labels_.push_back(std::move(label));
     fx.schema_.label_names.push_back(spec.name());
   }
@@ -246,24 +263,16 @@ Status FeatureExtractor::Append(const std::vector<std::string_view>& fields, int
   for (int c : dense_columns_) {
     const std::string_view text = TrimField(fields[c]);
     float x = 0;
-    if (!ParseFloat(text, &x)) return fail(Error(line_number, c, text, "is not a number"));
+    if (!ParseFiniteFloat(text, &x)) return fail(Error(line_number, c, text, "is not a number"));
     if (log1p_) x = std::copysign(std::log1p(std::fabs(x)), x);
     batch->dense.push_back(x);
   }
   for (const Label& label : labels_) {
     const std::string_view text = TrimField(fields[label.column]);
     float y = 0;
-    if (!label.positive_values.empty()) {
-      for (const std::string& positive : label.positive_values) {
-        if (text == positive) y = 1;
-      }
-    } else {
-      float x = 0;
-      if (!ParseFloat(text, &x)) {
-        return fail(Error(line_number, label.column, text,
-                          "is not a number (the label has no positive_values)"));
-      }
-      y = x > 0.5f ? 1 : 0;
+    if (!label.rule.Parse(text, &y)) {
+      return fail(Error(line_number, label.column, text,
+                        "is not a number (the label has no positive_values)"));
     }
     batch->labels.push_back(y);
   }

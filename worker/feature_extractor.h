@@ -22,6 +22,24 @@ namespace mtps {
 // Strips spaces and tabs from both ends.
 std::string_view TrimField(std::string_view s);
 
+// Parses all of `text` as a finite float (a leading '+' is allowed); false if
+// it is empty, not a number, has trailing characters or is not finite.
+bool ParseFiniteFloat(std::string_view text, float* out);
+
+// How one label column's text becomes 0 or 1 (a LabelSpec): 1 when the
+// trimmed text is one of positive_values, else 0; with no positive_values the
+// text must parse as a number and > 0.5 is 1. Immutable; thread-safe.
+class LabelRule {
+ public:
+  explicit LabelRule(const config::LabelSpec& spec);
+  // False (and *y untouched) if the label is numeric and `text` is not a number.
+  bool Parse(std::string_view text, float* y) const;
+  bool numeric() const { return positive_values_.empty(); }
+
+ private:
+  std::vector<std::string> positive_values_;  // trimmed
+};
+
 // Reads a text file line by line, plain or gzip (detected by content, via
 // zlib's gzopen). Owns its file handle. Not thread-safe.
 class LineReader {
@@ -94,7 +112,7 @@ class FeatureExtractor {
   };
   struct Label {
     int column = 0;
-    std::vector<std::string> positive_values;  // empty: numeric label
+    LabelRule rule;
   };
 
   Status Error(int64_t line_number, int column, std::string_view text,

@@ -1,1 +1,237 @@
-// Placeholder: being written.
+// FieldSlots (field id -> slot, keys, labels), SlotGrouper and the FIELD_ID
+// (PaddleRec field:id) reader. See worker/field_id_reader.h.
+#include "worker/field_id_reader.h"
+
+#include <set>
+#include <utility>
+
+#include "common/hash.h"
+
+namespace mtps {
+
+// ---------------------------------------------------------------------------
+// FieldSlots
+// ---------------------------------------------------------------------------
+
+StatusOr<FieldSlots> FieldSlots::Create(const config::DataConfig& config,
+                                        const std::vector<std::string>& label_columns,
+                                        const std::string& format) {
+  FieldSlots fs;
+  fs.table_.assign(kTableSize, Entry());
+  std::string allowed;
+  for (const std::string& c : label_columns) allowed += (allowed.empty() ? "" : ", ") + c;
+  if (config.dense_columns_size() > 0) {
+    return Status::InvalidArgument("data.dense_columns: format " + format +
+                                   " has no dense columns (got '" + config.dense_columns(0) + "')");
+  }
+  if (config.other_columns() == config::DataConfig::OTHER_CATEGORICAL) {
+    return Status::InvalidArgument(
+        "data.other_columns: OTHER_CATEGORICAL is not supported by format " + format +
+        " (name the input fields in data.categorical_columns / multi_valued_columns)");
+  }
+  for (int i = 0; i < config.labels_size(); ++i) {
+    const config::LabelSpec& spec = config.labels(i);
+    int column = -1;
+    for (size_t c = 0; c < label_columns.size(); ++c) {
+      if (label_columns[c] == spec.column()) column = static_cast<int>(c);
+    }
+    if (column < 0) {
+      return Status::InvalidArgument("data.labels[" + std::to_string(i) + "].column: '" +
+                                     spec.column() + "' is not a label column of format " + format +
+                                     " (one of " + allowed + ")");
+    }
+    fs.labels_.push_back(Label{column, LabelRule(spec)});
+    fs.schema_.label_names.push_back(spec.name());
+  }
+
+  std::set<std::string> seen;
+  auto add = [&](const std::string& field, const std::string& name, Pooling pooling) -> Status {
+    if (name.empty()) return Status::InvalidArgument(field + ": empty field id");
+    if (!seen.insert(name).second) {
+      return Status::InvalidArgument(field + ": field '" + name + "' is named more than once");
+    }
+    const int slot = static_cast<int>(fs.key_seeds_.size());
+    if (slot >= kMaxSlots) {
+      return Status::InvalidArgument(field + ": more than " + std::to_string(kMaxSlots) +
+                                     " input fields");
+    }
+    fs.key_seeds_.push_back(HashBytes(std::string_view("\x1f", 1), HashBytes(name)));
+    fs.schema_.slots.push_back(SlotInfo{name, pooling});
+    uint64_t packed = 0;
+    if (Pack(name, &packed)) {
+      size_t i = Bucket(packed);
+      while (fs.table_[i].packed != 0) i = (i + 1) & kTableMask;
+      fs.table_[i] = Entry{packed, slot};
+    } else {
+      fs.long_names_.emplace(name, slot);
+    }
+    return Status::OK();
+  };
+  for (int i = 0; i < config.categorical_columns_size(); ++i) {
+    MTPS_RETURN_IF_ERROR(add("data.categorical_columns[" + std::to_string(i) + "]",
+                             config.categorical_columns(i), Pooling::kSum));
+  }
+  for (int i = 0; i < config.multi_valued_columns_size(); ++i) {
+    const config::MultiValuedColumn& mv = config.multi_valued_columns(i);
+    MTPS_RETURN_IF_ERROR(
+        add("data.multi_valued_columns[" + std::to_string(i) + "].name", mv.name(),
+            mv.pooling() == config::MultiValuedColumn::MEAN ? Pooling::kMean : Pooling::kSum));
+  }
+  if (fs.key_seeds_.empty()) {
+    return Status::InvalidArgument("data: format " + format +
+                                   " needs at least one input field in data.categorical_columns "
+                                   "or data.multi_valued_columns");
+  }
+  return fs;
+}
+
+uint64_t FieldSlots::Key(int slot, std::string_view feature_id) const {
+  return Mix64(HashBytes(feature_id, key_seeds_[slot]));
+}
+
+void FieldSlots::ResetBatch(Batch* batch) const {
+  batch->Clear();
+  batch->num_slots = num_slots();
+  batch->num_dense = 0;
+  batch->num_labels = num_labels();
+}
+
+// ---------------------------------------------------------------------------
+// SlotGrouper
+// ---------------------------------------------------------------------------
+
+void SlotGrouper::Group() {
+  starts_.assign(num_slots_ + 1, 0);
+  for (int s : slots_) ++starts_[s + 1];
+  for (int s = 0; s < num_slots_; ++s) starts_[s + 1] += starts_[s];
+  fill_.assign(starts_.begin(), starts_.end() - 1);
+  grouped_keys_.resize(keys_.size());
+  grouped_weights_.resize(keys_.size());
+  for (size_t i = 0; i < slots_.size(); ++i) {
+    const size_t at = fill_[slots_[i]]++;
+    grouped_keys_[at] = keys_[i];
+    grouped_weights_[at] = weights_[i];
+  }
+}
+
+// ---------------------------------------------------------------------------
+// FIELD_ID reader
+// ---------------------------------------------------------------------------
+
+namespace {
+
+class FieldIdReader : public ExampleReader {
+ public:
+  FieldIdReader(FieldSlots slots, std::unique_ptr<LineReader> lines, const LineSelector& selector)
+      : slots_(std::move(slots)), lines_(std::move(lines)), selector_(selector) {}
+
+  const FeatureSchema& schema() const override { return slots_.schema(); }
+
+  Status Next(int max_examples, Batch* batch) override {
+    if (max_examples <= 0) {
+      return Status::InvalidArgument("ExampleReader::Next: max_examples must be > 0, got " +
+                                     std::to_string(max_examples));
+    }
+    slots_.ResetBatch(batch);
+    while (batch->num_examples < max_examples && !eof_) {
+      std::string_view line;
+      MTPS_RETURN_IF_ERROR(lines_->ReadLine(&line, &eof_));
+      if (eof_) break;
+      if (TrimField(line).empty()) continue;
+      if (!selector_.Keep(data_index_++)) continue;
+      MTPS_RETURN_IF_ERROR(Append(line, batch));
+    }
+    return Status::OK();
+  }
+
+  Status Rewind() override {
+    MTPS_RETURN_IF_ERROR(lines_->Rewind());
+    data_index_ = 0;
+    eof_ = false;
+    return Status::OK();
+  }
+
+ private:
+  std::string Where() const {
+    return lines_->path() + ":" + std::to_string(lines_->line_number()) + ": ";
+  }
+
+  // Parses one data line and appends its example; *batch is unchanged on error.
+  Status Append(std::string_view line, Batch* batch) {
+    // The first three values: sample_id, click, purchase.
+    std::string_view head[3];
+    size_t pos = 0;
+    for (int i = 0; i < 3; ++i) {
+      const size_t comma = line.find(',', pos);
+      if (comma == std::string_view::npos && i < 2) {
+        return Status::InvalidArgument(Where() +
+                                       "expected sample_id,click,purchase,field:id,..., " +
+                                       "found " + std::to_string(i + 1) + " value(s)");
+      }
+      head[i] =
+          line.substr(pos, comma == std::string_view::npos ? std::string_view::npos : comma - pos);
+      pos = comma == std::string_view::npos ? line.size() + 1 : comma + 1;
+    }
+    labels_.clear();
+    for (int i = 0; i < slots_.num_labels(); ++i) {
+      const std::string_view text = TrimField(head[1 + slots_.label_column(i)]);
+      float y = 0;
+      if (!slots_.rule(i).Parse(text, &y)) {
+        return Status::InvalidArgument(
+            Where() + "column '" + FieldIdLabelColumns()[slots_.label_column(i)] + "': '" +
+            std::string(text) + "' is not a number (the label has no positive_values)");
+      }
+      labels_.push_back(y);
+    }
+    grouper_.Reset(slots_.num_slots());
+    int token = 3;
+    while (pos <= line.size()) {
+      size_t comma = line.find(',', pos);
+      if (comma == std::string_view::npos) comma = line.size();
+      const std::string_view t = TrimField(line.substr(pos, comma - pos));
+      ++token;
+      pos = comma + 1;
+      const size_t colon = t.find(':');
+      if (colon == std::string_view::npos || colon == 0 || colon + 1 == t.size()) {
+        return Status::InvalidArgument(Where() + "value " + std::to_string(token) + " '" +
+                                       std::string(t) + "': expected field:id");
+      }
+      const std::string_view field = t.substr(0, colon);
+      const int slot = slots_.SlotOf(field);
+      if (slot >= 0) grouper_.Add(slot, slots_.Key(slot, t.substr(colon + 1)), 1.0f);
+    }
+    grouper_.Group();
+    for (int s = 0; s < slots_.num_slots(); ++s) {
+      batch->keys.insert(batch->keys.end(), grouper_.keys() + grouper_.Begin(s),
+                         grouper_.keys() + grouper_.End(s));
+      batch->weights.insert(batch->weights.end(), grouper_.weights() + grouper_.Begin(s),
+                            grouper_.weights() + grouper_.End(s));
+      batch->offsets.push_back(static_cast<uint32_t>(batch->keys.size()));
+    }
+    batch->labels.insert(batch->labels.end(), labels_.begin(), labels_.end());
+    ++batch->num_examples;
+    return Status::OK();
+  }
+
+  const FieldSlots slots_;
+  const std::unique_ptr<LineReader> lines_;
+  const LineSelector selector_;
+  int64_t data_index_ = 0;  // 0-based index of the next data line
+  bool eof_ = false;
+  SlotGrouper grouper_;        // scratch
+  std::vector<float> labels_;  // scratch
+};
+
+}  // namespace
+
+StatusOr<std::unique_ptr<ExampleReader>> OpenFieldIdReader(const config::DataConfig& config,
+                                                           const std::string& path,
+                                                           const LineSelector& selector) {
+  MTPS_ASSIGN_OR_RETURN(FieldSlots slots,
+                        FieldSlots::Create(config, FieldIdLabelColumns(), "FIELD_ID"));
+  MTPS_ASSIGN_OR_RETURN(std::unique_ptr<LineReader> lines, LineReader::Open(path));
+  return std::unique_ptr<ExampleReader>(
+      new FieldIdReader(std::move(slots), std::move(lines), selector));
+}
+
+}  // namespace mtps

@@ -1,23 +1,48 @@
-// ExampleReader over text files: picks the format (census or CSV) from the
-// DataConfig, shards data lines by index, and fills Batches through the
-// FeatureExtractor. See worker/reader.h.
+// ExampleReader: picks the format from the DataConfig and the files from
+// the split, selects lines (part, holdout side), and wraps training readers
+// in the shuffling reader. The census and CSV readers live here (they fill
+// Batches through the FeatureExtractor); the field-id formats in
+// worker/aliccp_reader.cc and worker/field_id_reader.cc. See worker/reader.h.
 #include "worker/reader.h"
 
+#include <cmath>
 #include <optional>
 #include <string_view>
 #include <utility>
 #include <vector>
 
+#include "common/hash.h"
+#include "worker/aliccp_reader.h"
 #include "worker/census_reader.h"
 #include "worker/csv_reader.h"
 #include "worker/feature_extractor.h"
+#include "worker/field_id_reader.h"
 
 namespace mtps {
+
+bool IsHeldOut(uint64_t line_index, double fraction, uint64_t seed) {
+  // Top 53 bits of a mix of (seed, index) as a uniform double in [0, 1).
+  const uint64_t h = Mix64(Mix64(seed) ^ line_index);
+  return static_cast<double>(h >> 11) * 0x1.0p-53 < fraction;
+}
+
+LineSelector::LineSelector(int part, int num_parts, double holdout_fraction, uint64_t holdout_seed,
+                           DataSplit split)
+    : part_(part),
+      num_parts_(num_parts),
+      holdout_fraction_(holdout_fraction),
+      holdout_seed_(holdout_seed),
+      split_(split) {
+  CHECK(num_parts >= 1 && part >= 0 && part < num_parts) << part << " of " << num_parts;
+}
+
 namespace {
 
 Status CheckFormat(const config::DataConfig& config) {
   switch (config.format()) {
     case config::DataConfig::CENSUS_RAW:
+    case config::DataConfig::ALICCP_RAW:
+    case config::DataConfig::FIELD_ID:
       return Status::OK();
     case config::DataConfig::CSV:
       if (config.delimiter().size() != 1) {
@@ -26,7 +51,7 @@ Status CheckFormat(const config::DataConfig& config) {
       }
       return Status::OK();
     default:
-      return Status::InvalidArgument("data.format must be CENSUS_RAW or CSV");
+      return Status::InvalidArgument("data.format must be CENSUS_RAW, CSV, ALICCP_RAW or FIELD_ID");
   }
 }
 
@@ -50,11 +75,10 @@ StatusOr<std::vector<std::string>> ColumnsOf(const config::DataConfig& config, L
 class TextExampleReader : public ExampleReader {
  public:
   TextExampleReader(const config::DataConfig& config, std::unique_ptr<LineReader> lines,
-                    FeatureExtractor extractor, int part, int num_parts)
+                    FeatureExtractor extractor, const LineSelector& selector)
       : census_(config.format() == config::DataConfig::CENSUS_RAW),
         delimiter_(census_ ? ',' : config.delimiter()[0]),
-        part_(part),
-        num_parts_(num_parts),
+        selector_(selector),
         lines_(std::move(lines)),
         extractor_(std::move(extractor)) {}
 
@@ -72,8 +96,7 @@ class TextExampleReader : public ExampleReader {
       if (eof_) break;
       // Blank lines (e.g. trailing ones) are not data lines.
       if (TrimField(line).empty()) continue;
-      const int64_t index = data_index_++;
-      if (index % num_parts_ != part_) continue;
+      if (!selector_.Keep(data_index_++)) continue;
       if (census_) {
         MTPS_RETURN_IF_ERROR(
             SplitCensusLine(line, lines_->path(), lines_->line_number(), &fields_));
@@ -100,8 +123,7 @@ class TextExampleReader : public ExampleReader {
  private:
   const bool census_;
   const char delimiter_;
-  const int part_;
-  const int num_parts_;
+  const LineSelector selector_;
   const std::unique_ptr<LineReader> lines_;
   const FeatureExtractor extractor_;
   int64_t data_index_ = 0;  // 0-based index of the next data line
@@ -109,27 +131,242 @@ class TextExampleReader : public ExampleReader {
   std::vector<std::string_view> fields_;  // scratch, views into the current line
 };
 
-}  // namespace
-
-StatusOr<std::unique_ptr<ExampleReader>> ExampleReader::Open(const config::DataConfig& config,
-                                                             const std::string& path, int part,
-                                                             int num_parts) {
-  if (num_parts < 1 || part < 0 || part >= num_parts) {
-    return Status::InvalidArgument("ExampleReader::Open(" + path + "): part " +
-                                   std::to_string(part) + " of " + std::to_string(num_parts) +
-                                   " is out of range");
-  }
-  MTPS_RETURN_IF_ERROR(CheckFormat(config));
+// Opens the census or CSV reader of `path`.
+StatusOr<std::unique_ptr<ExampleReader>> OpenTextReader(const config::DataConfig& config,
+                                                        const std::string& path,
+                                                        const LineSelector& selector) {
   MTPS_ASSIGN_OR_RETURN(std::unique_ptr<LineReader> lines, LineReader::Open(path));
   MTPS_ASSIGN_OR_RETURN(std::vector<std::string> columns, ColumnsOf(config, lines.get()));
   MTPS_ASSIGN_OR_RETURN(FeatureExtractor extractor,
                         FeatureExtractor::Create(config, columns, path));
   return std::unique_ptr<ExampleReader>(
-      new TextExampleReader(config, std::move(lines), std::move(extractor), part, num_parts));
+      new TextExampleReader(config, std::move(lines), std::move(extractor), selector));
+}
+
+// Opens the reader of the format; `common_path` is for ALICCP_RAW only.
+StatusOr<std::unique_ptr<ExampleReader>> OpenFormat(const config::DataConfig& config,
+                                                    const std::string& path,
+                                                    const std::string& common_path,
+                                                    const LineSelector& selector) {
+  MTPS_RETURN_IF_ERROR(CheckFormat(config));
+  switch (config.format()) {
+    case config::DataConfig::ALICCP_RAW:
+      return OpenAliccpReader(config, path, common_path, selector);
+    case config::DataConfig::FIELD_ID:
+      return OpenFieldIdReader(config, path, selector);
+    default:
+      return OpenTextReader(config, path, selector);
+  }
+}
+
+Status CheckPart(const std::string& what, int part, int num_parts) {
+  if (num_parts < 1 || part < 0 || part >= num_parts) {
+    return Status::InvalidArgument("ExampleReader::Open(" + what + "): part " +
+                                   std::to_string(part) + " of " + std::to_string(num_parts) +
+                                   " is out of range");
+  }
+  return Status::OK();
+}
+
+// ---------------------------------------------------------------------------
+// Shuffling
+// ---------------------------------------------------------------------------
+
+// One example, copied out of a Batch.
+struct Row {
+  std::vector<uint64_t> keys;
+  std::vector<float> weights;
+  std::vector<uint32_t> slot_ends;  // per slot: end of its keys within `keys`
+  std::vector<float> dense;
+  std::vector<float> labels;
+};
+
+class ShufflingReader : public ExampleReader {
+ public:
+  ShufflingReader(std::unique_ptr<ExampleReader> inner, int window, uint64_t seed)
+      : inner_(std::move(inner)), window_(window), seed_(seed) {
+    CHECK_GE(window, 1);
+    StartEpoch();
+  }
+
+  const FeatureSchema& schema() const override { return inner_->schema(); }
+
+  Status Next(int max_examples, Batch* batch) override {
+    if (max_examples <= 0) {
+      return Status::InvalidArgument("ExampleReader::Next: max_examples must be > 0, got " +
+                                     std::to_string(max_examples));
+    }
+    const FeatureSchema& s = schema();
+    batch->Clear();
+    batch->num_slots = static_cast<int>(s.slots.size());
+    batch->num_dense = static_cast<int>(s.dense_names.size());
+    batch->num_labels = static_cast<int>(s.label_names.size());
+    while (batch->num_examples < max_examples) {
+      while (size_ < static_cast<size_t>(window_) && !inner_done_) {
+        MTPS_RETURN_IF_ERROR(PullOne());
+      }
+      if (size_ == 0) break;
+      // A uniform pick among the window (Lemire's multiply-shift).
+      const size_t j =
+          static_cast<size_t>((static_cast<unsigned __int128>(NextRandom()) * size_) >> 64);
+      AppendRow(rows_[j], batch);
+      std::swap(rows_[j], rows_[size_ - 1]);
+      --size_;
+    }
+    return Status::OK();
+  }
+
+  Status Rewind() override {
+    MTPS_RETURN_IF_ERROR(inner_->Rewind());
+    ++epoch_;
+    StartEpoch();
+    return Status::OK();
+  }
+
+ private:
+  void StartEpoch() {
+    random_state_ = Mix64(seed_ ^ Mix64(epoch_));
+    size_ = 0;
+    staged_.Clear();
+    staged_.num_examples = 0;
+    staged_next_ = 0;
+    inner_done_ = false;
+  }
+
+  uint64_t NextRandom() { return Mix64(random_state_++); }
+
+  // Moves the next input example into rows_[size_], or sets inner_done_.
+  Status PullOne() {
+    if (staged_next_ >= staged_.num_examples) {
+      MTPS_RETURN_IF_ERROR(inner_->Next(kInnerBatch, &staged_));
+      staged_next_ = 0;
+      if (staged_.num_examples == 0) {
+        inner_done_ = true;
+        return Status::OK();
+      }
+    }
+    if (size_ == rows_.size()) rows_.emplace_back();
+    Row& row = rows_[size_++];
+    const int e = staged_next_++;
+    const int slots = staged_.num_slots;
+    const uint32_t begin = staged_.offsets[static_cast<size_t>(e) * slots];
+    const uint32_t end = staged_.offsets[static_cast<size_t>(e + 1) * slots];
+    row.keys.assign(staged_.keys.begin() + begin, staged_.keys.begin() + end);
+    row.weights.assign(staged_.weights.begin() + begin, staged_.weights.begin() + end);
+    row.slot_ends.resize(slots);
+    for (int s = 0; s < slots; ++s) {
+      row.slot_ends[s] = staged_.offsets[static_cast<size_t>(e) * slots + s + 1] - begin;
+    }
+    row.dense.assign(staged_.dense.begin() + static_cast<size_t>(e) * staged_.num_dense,
+                     staged_.dense.begin() + static_cast<size_t>(e + 1) * staged_.num_dense);
+    row.labels.assign(staged_.labels.begin() + static_cast<size_t>(e) * staged_.num_labels,
+                      staged_.labels.begin() + static_cast<size_t>(e + 1) * staged_.num_labels);
+    return Status::OK();
+  }
+
+  static void AppendRow(const Row& row, Batch* batch) {
+    const uint32_t base = static_cast<uint32_t>(batch->keys.size());
+    batch->keys.insert(batch->keys.end(), row.keys.begin(), row.keys.end());
+    batch->weights.insert(batch->weights.end(), row.weights.begin(), row.weights.end());
+    for (uint32_t end : row.slot_ends) batch->offsets.push_back(base + end);
+    batch->dense.insert(batch->dense.end(), row.dense.begin(), row.dense.end());
+    batch->labels.insert(batch->labels.end(), row.labels.begin(), row.labels.end());
+    ++batch->num_examples;
+  }
+
+  static constexpr int kInnerBatch = 256;
+
+  const std::unique_ptr<ExampleReader> inner_;
+  const int window_;
+  const uint64_t seed_;
+  uint64_t epoch_ = 0;
+  uint64_t random_state_ = 0;
+  std::vector<Row> rows_;  // rows_[0, size_) is the window; the rest keeps capacity
+  size_t size_ = 0;
+  Batch staged_;  // the inner reader's last batch
+  int staged_next_ = 0;
+  bool inner_done_ = false;
+};
+
+}  // namespace
+
+std::unique_ptr<ExampleReader> NewShufflingReader(std::unique_ptr<ExampleReader> inner, int window,
+                                                  uint64_t seed) {
+  return std::make_unique<ShufflingReader>(std::move(inner), window, seed);
+}
+
+StatusOr<std::unique_ptr<ExampleReader>> ExampleReader::Open(const config::DataConfig& config,
+                                                             DataSplit split, int part,
+                                                             int num_parts) {
+  const char* side = split == DataSplit::kTrain ? "train" : "test";
+  MTPS_RETURN_IF_ERROR(CheckPart(side, part, num_parts));
+  const double holdout = config.holdout_fraction();
+  if (!(holdout >= 0 && holdout < 1)) {
+    return Status::InvalidArgument("data.holdout_fraction must be in [0, 1), got " +
+                                   std::to_string(holdout));
+  }
+  if (config.shuffle_buffer() < 0) {
+    return Status::InvalidArgument("data.shuffle_buffer must be >= 0, got " +
+                                   std::to_string(config.shuffle_buffer()));
+  }
+  std::string path = config.train_path();
+  std::string common_path = config.train_common_path();
+  if (split == DataSplit::kTest && holdout > 0) {
+    if (!config.test_path().empty() || !config.test_common_path().empty()) {
+      return Status::InvalidArgument(
+          "data.test_path / data.test_common_path must be empty when data.holdout_fraction > 0 "
+          "(the test side is the held-out part of data.train_path)");
+    }
+  } else if (split == DataSplit::kTest) {
+    path = config.test_path();
+    common_path = config.test_common_path();
+  }
+  if (path.empty()) {
+    return Status::InvalidArgument(std::string("data.") + side + "_path is not set");
+  }
+  const LineSelector selector(part, num_parts, holdout, config.holdout_seed(), split);
+  MTPS_ASSIGN_OR_RETURN(std::unique_ptr<ExampleReader> reader,
+                        OpenFormat(config, path, common_path, selector));
+  if (split == DataSplit::kTrain && config.shuffle_buffer() > 0) {
+    // Each worker shuffles its share differently; StartEpoch mixes in the epoch.
+    const uint64_t seed = Mix64(Mix64(config.shuffle_seed()) ^ static_cast<uint64_t>(part));
+    reader = NewShufflingReader(std::move(reader), config.shuffle_buffer(), seed);
+  }
+  return reader;
+}
+
+StatusOr<std::unique_ptr<ExampleReader>> ExampleReader::Open(const config::DataConfig& config,
+                                                             const std::string& path, int part,
+                                                             int num_parts) {
+  MTPS_RETURN_IF_ERROR(CheckPart(path, part, num_parts));
+  std::string common_path;
+  if (config.format() == config::DataConfig::ALICCP_RAW) {
+    if (path == config.train_path()) {
+      common_path = config.train_common_path();
+    } else if (path == config.test_path()) {
+      common_path = config.test_common_path();
+    } else {
+      return Status::InvalidArgument(
+          "ExampleReader::Open(" + path +
+          "): ALICCP_RAW needs its common_features file, known only for data.train_path and "
+          "data.test_path");
+    }
+  }
+  return OpenFormat(config, path, common_path, LineSelector(part, num_parts));
 }
 
 StatusOr<FeatureSchema> ReadSchema(const config::DataConfig& config, const std::string& path) {
   MTPS_RETURN_IF_ERROR(CheckFormat(config));
+  if (config.format() == config::DataConfig::ALICCP_RAW) {
+    MTPS_ASSIGN_OR_RETURN(FieldSlots slots,
+                          FieldSlots::Create(config, AliccpLabelColumns(), "ALICCP_RAW"));
+    return slots.schema();
+  }
+  if (config.format() == config::DataConfig::FIELD_ID) {
+    MTPS_ASSIGN_OR_RETURN(FieldSlots slots,
+                          FieldSlots::Create(config, FieldIdLabelColumns(), "FIELD_ID"));
+    return slots.schema();
+  }
   std::unique_ptr<LineReader> lines;
   if (config.format() == config::DataConfig::CSV) {
     MTPS_ASSIGN_OR_RETURN(lines, LineReader::Open(path));
@@ -138,6 +375,10 @@ StatusOr<FeatureSchema> ReadSchema(const config::DataConfig& config, const std::
   MTPS_ASSIGN_OR_RETURN(FeatureExtractor extractor,
                         FeatureExtractor::Create(config, columns, path));
   return extractor.schema();
+}
+
+StatusOr<FeatureSchema> ReadSchema(const config::DataConfig& config) {
+  return ReadSchema(config, config.train_path());
 }
 
 }  // namespace mtps

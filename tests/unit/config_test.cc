@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -71,7 +72,7 @@ std::string SourceDir() { return MTPS_SOURCE_DIR; }
 
 TEST_F(ConfigTest, ShippedConfigsLoadAndValidate) {
   const std::vector<std::string> expected = {"census_mmoe.pbtxt", "aliccp_esmm.pbtxt",
-                                             "aliexpress_esmm.pbtxt"};
+                                             "aliexpress_esmm.pbtxt", "aliccp_esmm_fieldid.pbtxt"};
   int found = 0;
   for (const auto& entry : fs::directory_iterator(SourceDir() + "/configs")) {
     if (entry.path().extension() != ".pbtxt") continue;
@@ -83,7 +84,16 @@ TEST_F(ConfigTest, ShippedConfigsLoadAndValidate) {
     // bundled files.
     EXPECT_TRUE(fs::path(c->data().train_path()).is_absolute());
     EXPECT_TRUE(fs::is_regular_file(c->data().train_path())) << c->data().train_path();
-    EXPECT_TRUE(fs::is_regular_file(c->data().test_path())) << c->data().test_path();
+    // With a holdout the test side is part of train_path.
+    if (c->data().holdout_fraction() == 0) {
+      EXPECT_TRUE(fs::is_regular_file(c->data().test_path())) << c->data().test_path();
+    }
+    for (const std::string& common :
+         {c->data().train_common_path(), c->data().test_common_path()}) {
+      if (!common.empty()) {
+        EXPECT_TRUE(fs::is_regular_file(common)) << common;
+      }
+    }
   }
   EXPECT_GE(found, static_cast<int>(expected.size()));
   for (const std::string& name : expected) {
@@ -338,6 +348,97 @@ TEST_F(ConfigTest, ValidationNamesTheField) {
   s = ValidateConfig(c);
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.message().find("model.kind"), std::string::npos) << s;
+}
+
+TEST_F(ConfigTest, DataOptionsOfTheNewFormatsNameTheField) {
+  struct Case {
+    std::vector<std::string> overrides;  // applied to the valid (CSV) config
+    std::string field;                   // "" if the result is valid
+    std::string why;                     // a word of the reason
+  };
+  const std::vector<Case> cases = {
+      {{"data.holdout_fraction=1"}, "data.holdout_fraction", "[0, 1)"},
+      {{"data.holdout_fraction=-0.1"}, "data.holdout_fraction", "[0, 1)"},
+      {{"data.holdout_fraction=0.2"}, "data.test_path", "empty"},
+      {{"data.holdout_fraction=0.2", "data.test_path="}, "", ""},
+      {{"data.test_path="}, "data.test_path", "holdout_fraction"},
+      {{"data.shuffle_buffer=-1"}, "data.shuffle_buffer", ">= 0"},
+      {{"data.shuffle_buffer=4096", "data.shuffle_seed=9"}, "", ""},
+      {{"data.train_common_path=/d/c.csv"}, "data.train_common_path", "ALICCP_RAW"},
+      {{"data.test_common_path=/d/c.csv"}, "data.test_common_path", "ALICCP_RAW"},
+      {{"data.format=FIELD_ID", "data.dense_columns="}, "", ""},
+      {{"data.format=FIELD_ID"}, "data.dense_columns", "FIELD_ID"},
+      {{"data.format=FIELD_ID", "data.dense_columns=", "data.other_columns=OTHER_CATEGORICAL"},
+       "data.other_columns",
+       "FIELD_ID"},
+      {{"data.format=ALICCP_RAW", "data.dense_columns=", "data.test_common_path=/d/c"},
+       "data.train_common_path",
+       "ALICCP_RAW"},
+      {{"data.format=ALICCP_RAW", "data.dense_columns=", "data.train_common_path=/d/c"},
+       "data.test_common_path",
+       "ALICCP_RAW"},
+      {{"data.format=ALICCP_RAW", "data.train_common_path=/d/c", "data.test_common_path=/d/c"},
+       "data.dense_columns",
+       "ALICCP_RAW"},
+      {{"data.format=ALICCP_RAW", "data.dense_columns=", "data.train_common_path=/d/c",
+        "data.holdout_fraction=0.1", "data.test_path="},
+       "",
+       ""},
+      {{"data.format=ALICCP_RAW", "data.dense_columns=", "data.train_common_path=/d/c",
+        "data.test_common_path=/d/c", "data.holdout_fraction=0.1", "data.test_path="},
+       "data.test_common_path",
+       "empty"},
+  };
+  for (const Case& t : cases) {
+    std::string joined;
+    for (const std::string& o : t.overrides) joined += o + " ";
+    SCOPED_TRACE(joined);
+    config::Config c = ValidConfig();
+    for (const std::string& o : t.overrides) ASSERT_TRUE(ApplyOverride(o, &c).ok()) << o;
+    // ALICCP_RAW's conversion label column (checked below).
+    if (c.data().format() == config::DataConfig::ALICCP_RAW) {
+      c.mutable_data()->mutable_labels(1)->set_column("conversion");
+    }
+    Status s = ValidateConfig(c);
+    if (t.field.empty()) {
+      EXPECT_TRUE(s.ok()) << s;
+      continue;
+    }
+    ASSERT_FALSE(s.ok());
+    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(s.message().find(t.field + ":"), std::string::npos) << s;
+    EXPECT_NE(s.message().find(t.why), std::string::npos) << s;
+  }
+
+  // The valid config's labels are click and purchase: right for FIELD_ID,
+  // wrong for ALICCP_RAW, whose conversion column is "conversion".
+  config::Config c = ValidConfig();
+  for (const char* o : {"data.format=ALICCP_RAW", "data.dense_columns=",
+                        "data.train_common_path=/d/c", "data.test_common_path=/d/c"}) {
+    ASSERT_TRUE(ApplyOverride(o, &c).ok());
+  }
+  Status s = ValidateConfig(c);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("data.labels[1].column"), std::string::npos) << s;
+  EXPECT_NE(s.message().find("'purchase'"), std::string::npos) << s;
+  c.mutable_data()->mutable_labels(1)->set_column("conversion");
+  EXPECT_TRUE(ValidateConfig(c).ok()) << ValidateConfig(c);
+}
+
+TEST_F(ConfigTest, CommonPathsResolveAgainstConfigDir) {
+  std::string text = kValid;
+  text.replace(text.find("format: CSV"), 11,
+               "format: ALICCP_RAW train_common_path: 'c/train_common.csv' "
+               "test_common_path: '/abs/test_common.csv'");
+  const std::string dense = "dense_columns: \"d\"";
+  text.replace(text.find(dense), dense.size(), "");
+  const std::string purchase = "column: \"purchase\"";
+  text.replace(text.find(purchase), purchase.size(), "column: \"conversion\"");
+  const std::string path = Write("cfgdir/raw.pbtxt", text);
+  StatusOr<config::Config> c = LoadConfig(path, {});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->data().train_common_path(), (dir_ / "cfgdir/c/train_common.csv").string());
+  EXPECT_EQ(c->data().test_common_path(), "/abs/test_common.csv");
 }
 
 TEST_F(ConfigTest, ConfigToTextRoundTrips) {

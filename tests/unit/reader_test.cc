@@ -1,7 +1,8 @@
 // Tests of worker/reader.h on the bundled data (tests/data) and small files
 // written per test: counts, labels, keys, dense transform, sharding, errors,
-// gzip transparency. Expected values come from the raw text, parsed here
-// independently of the reader.
+// gzip transparency, the FIELD_ID format, shuffling and the holdout split.
+// Expected values come from the raw text, parsed here independently of the
+// reader. (ALICCP_RAW: tests/unit/aliccp_reader_test.cc.)
 #include "worker/reader.h"
 
 #include <unistd.h>
@@ -11,6 +12,8 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -30,6 +33,8 @@ const std::string kCensusTrain = kData + "census-income/train.gz";
 const std::string kCensusTest = kData + "census-income/test.gz";
 const std::string kAliCcpTrain = kData + "ali-ccp/ali_ccp_train_sample.csv";
 const std::string kAliExpressTrain = kData + "aliexpress/aliexpress_train_sample.csv";
+const std::string kEsmmTrain = kData + "ali-ccp/esmm_train_small.txt";
+const std::string kEsmmTest = kData + "ali-ccp/esmm_test_small.txt";
 
 // The raw lines of a plain or gzip file, read with zlib directly.
 std::vector<std::string> RawLines(const std::string& path) {
@@ -517,6 +522,374 @@ TEST_F(ReaderTest, MissingFileAndBadArguments) {
   config::DataConfig no_format = SmallCsvConfig();
   no_format.clear_format();
   EXPECT_FALSE(ExampleReader::Open(no_format, kAliCcpTrain, 0, 1).ok());
+}
+
+// ---------------------------------------------------------------------------
+// FIELD_ID
+// ---------------------------------------------------------------------------
+
+TEST_F(ReaderTest, FieldIdSampleCountsLabelsAndKeysFromTheRawText) {
+  const config::DataConfig data = ShippedData("aliccp_esmm_fieldid.pbtxt");
+  ASSERT_EQ(data.format(), config::DataConfig::FIELD_ID);
+  StatusOr<FeatureSchema> schema = ReadSchema(data);
+  ASSERT_TRUE(schema.ok()) << schema.status();
+  ASSERT_EQ(schema->slots.size(), 23u);
+  EXPECT_TRUE(schema->dense_names.empty());
+  EXPECT_EQ(schema->label_names, (std::vector<std::string>{"click", "conversion"}));
+  for (const std::string& path : {kEsmmTrain, kEsmmTest}) {
+    SCOPED_TRACE(path);
+    const std::vector<std::string> raw = RawLines(path);
+    ASSERT_EQ(raw.size(), 10u);  // data README
+    // The test side is never shuffled, so read with shuffle_buffer 0 to
+    // compare line by line.
+    config::DataConfig plain = data;
+    plain.set_shuffle_buffer(0);
+    plain.set_train_path(path);
+    const std::vector<Example> examples = ReadAll(plain, path, 0, 1, 3);
+    ASSERT_EQ(examples.size(), raw.size());
+    int clicks = 0;
+    for (size_t i = 0; i < raw.size(); ++i) {
+      const std::vector<std::string> v = Split(raw[i], ",");
+      ASSERT_GT(v.size(), 800u);
+      EXPECT_EQ(examples[i].labels, (std::vector<float>{std::stof(v[1]), std::stof(v[2])}));
+      clicks += v[1] == "1";
+      // Per slot, the ids of its field in line order.
+      std::map<std::string, std::vector<uint64_t>> by_field;
+      for (size_t t = 3; t < v.size(); ++t) {
+        const size_t colon = v[t].find(':');
+        by_field[v[t].substr(0, colon)].push_back(
+            FeatureKey(v[t].substr(0, colon), v[t].substr(colon + 1)));
+      }
+      size_t total = 0;
+      for (size_t slot = 0; slot < schema->slots.size(); ++slot) {
+        EXPECT_EQ(examples[i].keys[slot], by_field[schema->slots[slot].name])
+            << "line " << i + 1 << " field " << schema->slots[slot].name;
+        total += examples[i].keys[slot].size();
+      }
+      // Every token of this sample is in a named field (all but none).
+      EXPECT_EQ(total, v.size() - 3);
+      EXPECT_EQ(examples[i].weights, std::vector<float>(total, 1.0f));
+    }
+    EXPECT_EQ(clicks, path == kEsmmTrain ? 2 : 1);  // data README
+  }
+  // The many-valued history fields really are many-valued.
+  const std::vector<Example> train = ReadAll(data, kEsmmTrain);
+  ASSERT_EQ(schema->slots[22].name, "150_14");
+  EXPECT_GT(train[0].keys[22].size(), 10u);
+  EXPECT_EQ(schema->slots[22].pooling, Pooling::kMean);
+  EXPECT_TRUE(train[0].keys[5].empty());  // field 126 never occurs
+}
+
+TEST_F(ReaderTest, FieldIdErrorsNameFileLineAndValue) {
+  config::DataConfig data;
+  data.set_format(config::DataConfig::FIELD_ID);
+  config::LabelSpec* click = data.add_labels();
+  click->set_name("click");
+  click->set_column("click");
+  data.add_categorical_columns("101");
+  const std::string ok = Write("ok.txt", "1,1,0,101:5,205:7\n2,0,0\n\n3,0,1,101:6,101:8\n");
+  const std::vector<Example> e = ReadAll(data, ok);
+  ASSERT_EQ(e.size(), 3u);
+  EXPECT_EQ(e[0].keys[0], std::vector<uint64_t>{FeatureKey("101", "5")});
+  EXPECT_TRUE(e[1].keys[0].empty());
+  EXPECT_EQ(e[2].keys[0], (std::vector<uint64_t>{FeatureKey("101", "6"), FeatureKey("101", "8")}));
+  EXPECT_EQ(e[2].labels, std::vector<float>{0});
+
+  struct Case {
+    std::string text;
+    std::vector<std::string> mentions;
+  };
+  for (const Case& t : std::vector<Case>{{"1,1,0,101:5\n2,0,0,101:5,2057\n", {"value 5", "2057"}},
+                                         {"1,1,0,101:5\n2,0,0,:5\n", {"value 4", "':5'"}},
+                                         {"1,1,0,101:5\n2,0,0,101:\n", {"value 4"}},
+                                         {"1,1,0,101:5\n2,0,0,101:5,\n", {"value 5"}},
+                                         {"1,1,0,101:5\n2,yes,0,101:5\n", {"click", "yes"}},
+                                         {"1,1,0,101:5\n2,0\n", {"found 2"}}}) {
+    SCOPED_TRACE(t.text);
+    const std::string path = Write("bad.txt", t.text);
+    const Status s = ReadError(data, path);
+    ASSERT_FALSE(s.ok());
+    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(s.message().find(path + ":2:"), std::string::npos) << s;
+    for (const std::string& m : t.mentions) {
+      EXPECT_NE(s.message().find(m), std::string::npos) << "missing '" << m << "' in " << s;
+    }
+  }
+  // Config problems name the field.
+  config::DataConfig dense = data;
+  dense.add_dense_columns("x");
+  EXPECT_NE(ReadError(dense, ok).message().find("data.dense_columns"), std::string::npos);
+  config::DataConfig label = data;
+  label.mutable_labels(0)->set_column("conversion");
+  const Status s = ReadError(label, ok);
+  EXPECT_NE(s.message().find("data.labels[0].column"), std::string::npos) << s;
+  EXPECT_NE(s.message().find("purchase"), std::string::npos) << s;
+}
+
+// ---------------------------------------------------------------------------
+// Holdout and shuffling, on a CSV whose `id` column numbers the data lines
+// ---------------------------------------------------------------------------
+
+// "id,label,g" then `rows` lines; label = id % 3 == 0, g = id % 7.
+std::string NumberedCsv(int rows) {
+  std::string text = "id,label,g\n";
+  for (int i = 0; i < rows; ++i) {
+    text += std::to_string(i) + "," + (i % 3 == 0 ? "1" : "0") + "," + std::to_string(i % 7) + "\n";
+  }
+  return text;
+}
+
+config::DataConfig NumberedConfig(const std::string& train, const std::string& test) {
+  config::DataConfig data;
+  data.set_format(config::DataConfig::CSV);
+  data.set_train_path(train);
+  data.set_test_path(test);
+  config::LabelSpec* label = data.add_labels();
+  label->set_name("y");
+  label->set_column("label");
+  data.add_categorical_columns("id");
+  data.add_categorical_columns("g");
+  return data;
+}
+
+// The line ids of everything a reader returns, in order, checking each
+// example's label and g key against its id.
+Status ReadIds(ExampleReader* reader, int rows, std::vector<int>* ids, int batch_size = 10) {
+  std::map<uint64_t, int> id_of;
+  for (int i = 0; i < rows; ++i) id_of[FeatureKey("id", std::to_string(i))] = i;
+  Batch batch;
+  while (true) {
+    MTPS_RETURN_IF_ERROR(reader->Next(batch_size, &batch));
+    if (batch.num_examples == 0) return Status::OK();
+    if (batch.num_examples > batch_size) return Status::Internal("batch too large");
+    for (const Example& e : Unpack(batch)) {
+      auto it = id_of.find(e.keys[0].at(0));
+      if (it == id_of.end()) return Status::Internal("unknown id key");
+      const int id = it->second;
+      if (e.labels != std::vector<float>{id % 3 == 0 ? 1.0f : 0.0f} ||
+          e.keys[1] != std::vector<uint64_t>{FeatureKey("g", std::to_string(id % 7))}) {
+        return Status::Internal("example of id " + std::to_string(id) + " is garbled");
+      }
+      ids->push_back(id);
+    }
+  }
+}
+
+std::vector<int> Ids(const config::DataConfig& data, DataSplit split, int rows, int part = 0,
+                     int num_parts = 1) {
+  StatusOr<std::unique_ptr<ExampleReader>> reader =
+      ExampleReader::Open(data, split, part, num_parts);
+  EXPECT_TRUE(reader.ok()) << reader.status();
+  if (!reader.ok()) return {};
+  std::vector<int> ids;
+  const Status s = ReadIds(reader->get(), rows, &ids);
+  EXPECT_TRUE(s.ok()) << s;
+  return ids;
+}
+
+TEST_F(ReaderTest, HoldoutSidesAreDisjointCoverEveryLineAndHaveTheFraction) {
+  constexpr int kRows = 20000;
+  const std::string text = NumberedCsv(kRows);
+  for (const std::string& train : {Write("rows.csv", text), WriteGzip("rows.csv.gz", text)}) {
+    SCOPED_TRACE(train);
+    config::DataConfig data = NumberedConfig(train, "");
+    data.set_holdout_fraction(0.1);
+    data.set_holdout_seed(42);
+    // Without parts: the two sides, each in file order.
+    const std::vector<int> train_ids = Ids(data, DataSplit::kTrain, kRows);
+    const std::vector<int> test_ids = Ids(data, DataSplit::kTest, kRows);
+    EXPECT_TRUE(std::is_sorted(train_ids.begin(), train_ids.end()));
+    EXPECT_TRUE(std::is_sorted(test_ids.begin(), test_ids.end()));
+    std::vector<int> both = train_ids;
+    both.insert(both.end(), test_ids.begin(), test_ids.end());
+    std::sort(both.begin(), both.end());
+    std::vector<int> every(kRows);
+    for (int i = 0; i < kRows; ++i) every[i] = i;
+    EXPECT_EQ(both, every);  // disjoint and covering
+    // Binomial(20000, 0.1): standard deviation 42 rows; allow ~5 of them.
+    EXPECT_NEAR(static_cast<double>(test_ids.size()), 0.1 * kRows, 200);
+    // With parts: part p of 3 holds the side's lines with id % 3 == p.
+    for (DataSplit split : {DataSplit::kTrain, DataSplit::kTest}) {
+      std::vector<int> merged;
+      for (int part = 0; part < 3; ++part) {
+        for (int id : Ids(data, split, kRows, part, 3)) {
+          EXPECT_EQ(id % 3, part);
+          merged.push_back(id);
+        }
+      }
+      std::sort(merged.begin(), merged.end());
+      EXPECT_EQ(merged, split == DataSplit::kTrain ? train_ids : test_ids);
+    }
+    // Another seed holds out other lines; the same seed the same ones.
+    config::DataConfig other = data;
+    other.set_holdout_seed(43);
+    const std::vector<int> other_test = Ids(other, DataSplit::kTest, kRows);
+    EXPECT_NE(other_test, test_ids);
+    EXPECT_NEAR(static_cast<double>(other_test.size()), 0.1 * kRows, 200);
+    EXPECT_EQ(Ids(data, DataSplit::kTest, kRows), test_ids);
+  }
+  // A larger fraction.
+  config::DataConfig half = NumberedConfig(Write("rows2.csv", text), "");
+  half.set_holdout_fraction(0.5);
+  EXPECT_NEAR(static_cast<double>(Ids(half, DataSplit::kTest, kRows).size()), 0.5 * kRows, 350);
+}
+
+TEST_F(ReaderTest, SplitsPickTheirFilesAndHoldoutNeedsNoTestPath) {
+  constexpr int kRows = 50;
+  const std::string train = Write("train.csv", NumberedCsv(kRows));
+  // The test file holds ids 0..9 only.
+  const std::string test = Write("test.csv", NumberedCsv(10));
+  config::DataConfig data = NumberedConfig(train, test);
+  EXPECT_EQ(Ids(data, DataSplit::kTrain, kRows).size(), 50u);
+  EXPECT_EQ(Ids(data, DataSplit::kTest, kRows).size(), 10u);
+  // With a holdout the test side comes from train_path, and test_path must be empty.
+  data.set_holdout_fraction(0.3);
+  StatusOr<std::unique_ptr<ExampleReader>> bad = ExampleReader::Open(data, DataSplit::kTest, 0, 1);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("data.test_path"), std::string::npos) << bad.status();
+  data.clear_test_path();
+  EXPECT_EQ(Ids(data, DataSplit::kTrain, kRows).size() + Ids(data, DataSplit::kTest, kRows).size(),
+            50u);
+  // Out-of-range settings are errors naming the field.
+  for (double f : {1.0, -0.5}) {
+    config::DataConfig c = data;
+    c.set_holdout_fraction(f);
+    StatusOr<std::unique_ptr<ExampleReader>> r = ExampleReader::Open(c, DataSplit::kTrain, 0, 1);
+    ASSERT_FALSE(r.ok());
+    EXPECT_NE(r.status().message().find("data.holdout_fraction"), std::string::npos);
+  }
+  config::DataConfig c = data;
+  c.set_shuffle_buffer(-1);
+  EXPECT_FALSE(ExampleReader::Open(c, DataSplit::kTrain, 0, 1).ok());
+  EXPECT_FALSE(ExampleReader::Open(data, DataSplit::kTrain, 3, 3).ok());
+  // The census format (no header) is split the same way: sides add up.
+  config::DataConfig census = ShippedData("census_mmoe.pbtxt");
+  census.set_train_path(kCensusTest);
+  census.clear_test_path();
+  census.set_holdout_fraction(0.2);
+  size_t total = 0, held_out = 0;
+  for (DataSplit split : {DataSplit::kTrain, DataSplit::kTest}) {
+    StatusOr<std::unique_ptr<ExampleReader>> r = ExampleReader::Open(census, split, 0, 1);
+    ASSERT_TRUE(r.ok()) << r.status();
+    Batch batch;
+    while (true) {
+      ASSERT_TRUE((*r)->Next(1000, &batch).ok());
+      if (batch.num_examples == 0) break;
+      total += batch.num_examples;
+      if (split == DataSplit::kTest) held_out += batch.num_examples;
+    }
+  }
+  EXPECT_EQ(total, 13942u);
+  EXPECT_NEAR(static_cast<double>(held_out) / total, 0.2, 0.02);
+}
+
+TEST_F(ReaderTest, ShufflingIsAWindowedPermutationNewEachEpochAndSeeded) {
+  constexpr int kRows = 3000;
+  constexpr int kWindow = 100;
+  config::DataConfig data = NumberedConfig(WriteGzip("rows.csv.gz", NumberedCsv(kRows)),
+                                           Write("test.csv", NumberedCsv(kRows)));
+  data.set_shuffle_buffer(kWindow);
+  data.set_shuffle_seed(5);
+  std::vector<int> every(kRows);
+  for (int i = 0; i < kRows; ++i) every[i] = i;
+
+  auto epochs = [&](const config::DataConfig& c, int part, int num_parts, int n) {
+    std::vector<std::vector<int>> out;
+    StatusOr<std::unique_ptr<ExampleReader>> reader =
+        ExampleReader::Open(c, DataSplit::kTrain, part, num_parts);
+    EXPECT_TRUE(reader.ok()) << reader.status();
+    if (!reader.ok()) return out;
+    for (int epoch = 0; epoch < n; ++epoch) {
+      if (epoch > 0) {
+        EXPECT_TRUE((*reader)->Rewind().ok());
+      }
+      out.emplace_back();
+      const Status s = ReadIds(reader->get(), kRows, &out.back(), 64);
+      EXPECT_TRUE(s.ok()) << s;
+    }
+    return out;
+  };
+  const std::vector<std::vector<int>> a = epochs(data, 0, 1, 3);
+  ASSERT_EQ(a.size(), 3u);
+  for (const std::vector<int>& order : a) {
+    // A permutation of the lines...
+    std::vector<int> sorted = order;
+    std::sort(sorted.begin(), sorted.end());
+    EXPECT_EQ(sorted, every);
+    // ...not the file order, and no line comes out before the window has
+    // reached it: position k only sees lines < k + window.
+    EXPECT_NE(order, every);
+    int displaced = 0;
+    for (int k = 0; k < kRows; ++k) {
+      EXPECT_LT(order[k], k + kWindow) << "position " << k;
+      displaced += order[k] != k;
+    }
+    EXPECT_GT(displaced, kRows * 9 / 10);
+  }
+  // Each epoch has its own order.
+  EXPECT_NE(a[0], a[1]);
+  EXPECT_NE(a[1], a[2]);
+  // The same seed gives the same orders; another seed others.
+  EXPECT_EQ(epochs(data, 0, 1, 3), a);
+  config::DataConfig other = data;
+  other.set_shuffle_seed(6);
+  const std::vector<std::vector<int>> b = epochs(other, 0, 1, 2);
+  ASSERT_EQ(b.size(), 2u);
+  EXPECT_NE(b[0], a[0]);
+  // Parts shuffle their own lines.
+  const std::vector<std::vector<int>> p1 = epochs(data, 1, 2, 2);
+  ASSERT_EQ(p1.size(), 2u);
+  std::vector<int> sorted = p1[0];
+  std::sort(sorted.begin(), sorted.end());
+  std::vector<int> odd;
+  for (int i = 1; i < kRows; i += 2) odd.push_back(i);
+  EXPECT_EQ(sorted, odd);
+  EXPECT_NE(p1[0], odd);
+  EXPECT_NE(p1[0], p1[1]);
+  // A window of one is the file order; the test side is never shuffled.
+  config::DataConfig one = data;
+  one.set_shuffle_buffer(1);
+  EXPECT_EQ(epochs(one, 0, 1, 1).at(0), every);
+  EXPECT_EQ(Ids(data, DataSplit::kTest, kRows), every);
+  // A window larger than the data shuffles all of it.
+  config::DataConfig big = data;
+  big.set_shuffle_buffer(kRows * 2);
+  const std::vector<int> whole = epochs(big, 0, 1, 1).at(0);
+  EXPECT_EQ(std::set<int>(whole.begin(), whole.end()).size(), static_cast<size_t>(kRows));
+  EXPECT_GT(*std::max_element(whole.begin(), whole.begin() + 10), kWindow);
+}
+
+TEST_F(ReaderTest, ShufflingKeepsEveryExampleWhole) {
+  // Multi-valued slots and dense values travel with their example.
+  const std::string path = Write("mv.csv",
+                                 "label,user,tags,score\n"
+                                 "1,u1,a|b|c,1\n"
+                                 "0,u2,,2\n"
+                                 "1,u3,d,3\n"
+                                 "0,u4,e|f,4\n");
+  config::DataConfig data = SmallCsvConfig();
+  data.set_train_path(path);
+  data.set_test_path(path);
+  const std::vector<Example> plain = ReadAll(data, path);
+  ASSERT_EQ(plain.size(), 4u);
+  data.set_shuffle_buffer(4);
+  for (uint64_t seed = 1; seed <= 5; ++seed) {
+    data.set_shuffle_seed(seed);
+    StatusOr<std::unique_ptr<ExampleReader>> reader =
+        ExampleReader::Open(data, DataSplit::kTrain, 0, 1);
+    ASSERT_TRUE(reader.ok()) << reader.status();
+    std::vector<Example> got;
+    Batch batch;
+    while (true) {
+      ASSERT_TRUE((*reader)->Next(3, &batch).ok());
+      if (batch.num_examples == 0) break;
+      for (const Example& e : Unpack(batch)) got.push_back(e);
+    }
+    ASSERT_EQ(got.size(), 4u);
+    for (const Example& e : got) {
+      EXPECT_EQ(std::count(plain.begin(), plain.end(), e), 1);
+    }
+  }
 }
 
 }  // namespace
