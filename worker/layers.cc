@@ -4,7 +4,9 @@
 
 #include "worker/layers.h"
 
+#include <algorithm>
 #include <cmath>
+#include <set>
 
 #include <glog/logging.h>
 
@@ -26,6 +28,76 @@ double UniformSymmetric(std::mt19937_64* rng, double a) {
   const double u = static_cast<double>((*rng)() >> 11) * 0x1.0p-53;
   return a * (2.0 * u - 1.0);
 }
+
+StatusOr<HiddenOptions> HiddenOptionsFromConfig(const config::ModelConfig& config) {
+  HiddenOptions options;
+  switch (config.activation()) {
+    case config::ModelConfig::RELU:
+      options.activation = Activation::kRelu;
+      break;
+    case config::ModelConfig::PRELU:
+      options.activation = Activation::kPrelu;
+      break;
+    default:
+      return Status::InvalidArgument("model.activation: unknown value " +
+                                     std::to_string(static_cast<int>(config.activation())));
+  }
+  const double rate = config.dropout();
+  // !(rate >= 0) also rejects NaN.
+  if (!(rate >= 0) || rate >= 1) {
+    return Status::InvalidArgument("model.dropout must be in [0, 1), got " + std::to_string(rate));
+  }
+  options.dropout = rate;
+  return options;
+}
+
+double LogOddsOfRate(double positives, double total) {
+  CHECK_GT(total, 0);
+  const double rate = std::clamp(positives / total, kPriorClamp, 1 - kPriorClamp);
+  return std::log(rate / (1 - rate));
+}
+
+StatusOr<int> FindLabel(const std::vector<std::string>& label_names, const std::string& name,
+                        const std::string& field) {
+  const auto it = std::find(label_names.begin(), label_names.end(), name);
+  if (it == label_names.end()) {
+    std::string known;
+    for (const std::string& l : label_names) known += (known.empty() ? "" : ", ") + l;
+    return Status::InvalidArgument(field + " \"" + name +
+                                   "\" is not a data label (data.labels: " + known + ")");
+  }
+  return static_cast<int>(it - label_names.begin());
+}
+
+Status CheckTaskNames(const std::vector<std::string>& label_names, const std::string& model) {
+  if (label_names.empty()) {
+    return Status::InvalidArgument(model + " needs at least one task: data.labels is empty");
+  }
+  if (std::set<std::string>(label_names.begin(), label_names.end()).size() != label_names.size()) {
+    return Status::InvalidArgument(model + " task names (data.labels[].name) must be distinct");
+  }
+  return Status::OK();
+}
+
+template <typename T>
+void SetBiasToPrior(const RowMatrix<T>& labels, int column, int where, int64_t bias_offset,
+                    T* params) {
+  CHECK_LT(column, labels.cols());
+  CHECK_LT(where, labels.cols());
+  double positives = 0;
+  double total = 0;
+  if (where < 0) {
+    positives = static_cast<double>((labels.col(column).array() > T(0.5)).count());
+    total = static_cast<double>(labels.rows());
+  } else {
+    const auto in = labels.col(where).array() > T(0.5);
+    positives = static_cast<double>((in && (labels.col(column).array() > T(0.5))).count());
+    total = static_cast<double>(in.count());
+  }
+  if (total > 0) params[bias_offset] = static_cast<T>(LogOddsOfRate(positives, total));
+}
+template void SetBiasToPrior<float>(const RowMatrix<float>&, int, int, int64_t, float*);
+template void SetBiasToPrior<double>(const RowMatrix<double>&, int, int, int64_t, double*);
 
 // ---------------------------------------------------------------------------
 // Linear
@@ -103,6 +175,74 @@ void Relu<T>::Backward(const RowMatrix<T>& y, const RowMatrix<T>& dy, RowMatrix<
 }
 
 template <typename T>
+Prelu<T>::Prelu(int width, int64_t offset) : width_(width), offset_(offset) {
+  CHECK_GT(width, 0);
+  CHECK_GE(offset, 0);
+}
+
+template <typename T>
+void Prelu<T>::InitParams(T* params) const {
+  std::fill(params + offset_, params + offset_ + width_, T(0.25));
+}
+
+template <typename T>
+void Prelu<T>::Forward(const T* params, const Matrix& x, Matrix* y) const {
+  DCHECK_EQ(x.cols(), width_);
+  Eigen::Map<const Eigen::Array<T, 1, Eigen::Dynamic>> a(params + offset_, width_);
+  y->resize(x.rows(), x.cols());
+  y->array() = (x.array() > T(0)).select(x.array(), x.array().rowwise() * a);
+}
+
+template <typename T>
+void Prelu<T>::Backward(const T* params, const Matrix& x, const Matrix& dy, T* param_grad,
+                        Matrix* dx) const {
+  DCHECK_EQ(x.cols(), width_);
+  DCHECK_EQ(dy.cols(), width_);
+  DCHECK_EQ(x.rows(), dy.rows());
+  Eigen::Map<const Eigen::Array<T, 1, Eigen::Dynamic>> a(params + offset_, width_);
+  Eigen::Map<Eigen::Array<T, 1, Eigen::Dynamic>> da(param_grad + offset_, width_);
+  da = (dy.array() * x.array().min(T(0))).colwise().sum();
+  dx->resize(dy.rows(), dy.cols());
+  dx->array() = (x.array() > T(0)).select(dy.array(), dy.array().rowwise() * a);
+}
+
+template <typename T>
+Dropout<T>::Dropout(double rate) : rate_(rate) {
+  CHECK(rate >= 0 && rate < 1) << "dropout rate " << rate;
+  // Keep probability (2^32 - threshold) / 2^32 = 1 - rate up to 2^-32.
+  threshold_ = static_cast<uint32_t>(std::min(std::round(rate * 4294967296.0), 4294967295.0));
+  scale_ = static_cast<T>(1.0 / (1.0 - rate));
+}
+
+template <typename T>
+void Dropout<T>::Forward(std::mt19937_64* rng, const Matrix& x, Matrix* y) {
+  if (y != &x) *y = x;
+  if (rate_ == 0) return;
+  mask_.resize(x.rows(), x.cols());
+  T* m = mask_.data();
+  const Eigen::Index n = mask_.size();
+  const T scale = scale_;
+  const uint32_t threshold = threshold_;
+  Eigen::Index i = 0;
+  for (; i + 1 < n; i += 2) {  // two 32-bit draws per call
+    const uint64_t bits = (*rng)();
+    m[i] = static_cast<uint32_t>(bits) >= threshold ? scale : T(0);
+    m[i + 1] = static_cast<uint32_t>(bits >> 32) >= threshold ? scale : T(0);
+  }
+  if (i < n) m[i] = static_cast<uint32_t>((*rng)()) >= threshold ? scale : T(0);
+  y->array() *= mask_.array();
+}
+
+template <typename T>
+void Dropout<T>::Backward(const Matrix& dy, Matrix* dx) const {
+  if (dx != &dy) *dx = dy;
+  if (rate_ == 0) return;
+  DCHECK_EQ(dy.rows(), mask_.rows());
+  DCHECK_EQ(dy.cols(), mask_.cols());
+  dx->array() *= mask_.array();
+}
+
+template <typename T>
 T StableSigmoid(T x) {
   if (x >= T(0)) return T(1) / (T(1) + std::exp(-x));
   const T e = std::exp(x);
@@ -127,23 +267,20 @@ void Sigmoid<T>::Backward(const RowMatrix<T>& y, const RowMatrix<T>& dy, RowMatr
 template <typename T>
 void Softmax<T>::Forward(const RowMatrix<T>& x, RowMatrix<T>* y) {
   DCHECK_NE(&x, y);
+  const Eigen::Array<T, Eigen::Dynamic, 1> max = x.array().rowwise().maxCoeff();
   y->resize(x.rows(), x.cols());
-  for (Eigen::Index r = 0; r < x.rows(); ++r) {
-    const T max = x.row(r).maxCoeff();
-    y->row(r) = (x.row(r).array() - max).exp().matrix();
-    y->row(r) /= y->row(r).sum();
-  }
+  y->array() = (x.array().colwise() - max).exp();
+  const Eigen::Array<T, Eigen::Dynamic, 1> sum = y->array().rowwise().sum();
+  y->array().colwise() /= sum;
 }
 
 template <typename T>
 void Softmax<T>::Backward(const RowMatrix<T>& y, const RowMatrix<T>& dy, RowMatrix<T>* dx) {
   DCHECK_EQ(y.rows(), dy.rows());
   DCHECK_EQ(y.cols(), dy.cols());
+  const Eigen::Array<T, Eigen::Dynamic, 1> dot = (y.array() * dy.array()).rowwise().sum();
   dx->resize(y.rows(), y.cols());
-  for (Eigen::Index r = 0; r < y.rows(); ++r) {
-    const T dot = y.row(r).dot(dy.row(r));
-    dx->row(r).array() = y.row(r).array() * (dy.row(r).array() - dot);
-  }
+  dx->array() = y.array() * (dy.array().colwise() - dot);
 }
 
 template <typename T>
@@ -163,9 +300,33 @@ void BceWithLogits<T>::Backward(const ConstColumnRef<T>& logits, const ConstColu
   dz->resize(n, 1);
   if (n == 0) return;
   const T inv_n = T(1) / static_cast<T>(n);
-  for (Eigen::Index i = 0; i < n; ++i) {
-    (*dz)(i, 0) = (StableSigmoid(logits(i)) - labels(i)) * inv_n;
+  dz->col(0).array() =
+      (logits.array().unaryExpr([](T v) { return StableSigmoid(v); }) - labels.array()) * inv_n;
+}
+
+template <typename T>
+T BceWithLogits<T>::MaskedForwardBackward(const ConstColumnRef<T>& logits,
+                                          const ConstColumnRef<T>& labels,
+                                          const ConstColumnRef<T>& mask, RowMatrix<T>* dz) {
+  DCHECK_EQ(logits.rows(), labels.rows());
+  DCHECK_EQ(logits.rows(), mask.rows());
+  const Eigen::Index n = logits.rows();
+  dz->resize(n, 1);
+  const auto keep = mask.array() > T(0.5);
+  const Eigen::Index m = keep.count();
+  if (m == 0) {
+    dz->setZero();
+    return T(0);
   }
+  const T inv_m = T(1) / static_cast<T>(m);
+  const auto z = logits.array();
+  const auto y = labels.array();
+  // select, not a product with the mask: rows outside it may hold anything
+  // (even an infinite logit) without reaching the loss.
+  const T sum = keep.select(z.max(T(0)) - z * y + (-z.abs()).exp().log1p(), T(0)).sum();
+  dz->col(0).array() =
+      keep.select((z.unaryExpr([](T v) { return StableSigmoid(v); }) - y) * inv_m, T(0));
+  return sum * inv_m;
 }
 
 // ---------------------------------------------------------------------------
@@ -173,36 +334,60 @@ void BceWithLogits<T>::Backward(const ConstColumnRef<T>& logits, const ConstColu
 // ---------------------------------------------------------------------------
 
 template <typename T>
-Mlp<T>::Mlp(int in_dim, const std::vector<int>& widths, Output output, int64_t offset)
-    : in_dim_(in_dim), output_(output), offset_(offset) {
+Mlp<T>::Mlp(int in_dim, const std::vector<int>& widths, Output output, int64_t offset,
+            const HiddenOptions& hidden)
+    : in_dim_(in_dim), output_(output), hidden_(hidden), offset_(offset) {
   CHECK(!widths.empty());
   int in = in_dim;
   int64_t at = offset;
+  linears_.reserve(widths.size());
   for (size_t i = 0; i < widths.size(); ++i) {
-    const bool last = i + 1 == widths.size();
-    const auto init =
-        (last && output == Output::kLinear) ? Linear<T>::Init::kXavier : Linear<T>::Init::kHe;
-    layers_.emplace_back(in, widths[i], at, init);
-    at += layers_.back().num_params();
+    const bool is_hidden = i + 1 < widths.size() || output == Output::kHidden;
+    const auto init = is_hidden ? Linear<T>::Init::kHe : Linear<T>::Init::kXavier;
+    linears_.emplace_back(in, widths[i], at, init);
+    at += linears_.back().num_params();
+    if (is_hidden && hidden.activation == Activation::kPrelu) {
+      prelus_.emplace_back(widths[i], at);
+      at += prelus_.back().num_params();
+    }
+    if (is_hidden && hidden.dropout > 0) dropouts_.emplace_back(hidden.dropout);
     in = widths[i];
   }
   num_params_ = at - offset;
-  outs_.resize(layers_.size());
+  pre_.resize(linears_.size());
+  outs_.resize(linears_.size());
 }
 
 template <typename T>
 void Mlp<T>::InitParams(std::mt19937_64* rng, T* params) const {
-  for (const Linear<T>& layer : layers_) layer.InitParams(rng, params);
+  for (size_t i = 0; i < linears_.size(); ++i) {
+    linears_[i].InitParams(rng, params);
+    if (i < prelus_.size()) prelus_[i].InitParams(params);
+  }
 }
 
 template <typename T>
-const typename Mlp<T>::Matrix& Mlp<T>::Forward(const T* params, const Matrix& x) {
+const typename Mlp<T>::Matrix& Mlp<T>::Forward(const T* params, const Matrix& x,
+                                               std::mt19937_64* dropout_rng) {
   input_ = &x;
+  dropped_ = dropout_rng != nullptr && !dropouts_.empty();
+  const bool prelu = !prelus_.empty();
   const Matrix* in = &x;
-  for (size_t i = 0; i < layers_.size(); ++i) {
-    layers_[i].Forward(params, *in, &outs_[i]);
-    const bool relu = i + 1 < layers_.size() || output_ == Output::kRelu;
-    if (relu) outs_[i] = outs_[i].cwiseMax(T(0));
+  for (size_t i = 0; i < linears_.size(); ++i) {
+    if (!IsHidden(i)) {
+      linears_[i].Forward(params, *in, &outs_[i]);
+    } else if (prelu) {
+      linears_[i].Forward(params, *in, &pre_[i]);
+      prelus_[i].Forward(params, pre_[i], &outs_[i]);
+    } else if (dropped_) {
+      linears_[i].Forward(params, *in, &pre_[i]);
+      outs_[i] = pre_[i].cwiseMax(T(0));
+    } else {
+      // ReLU in place: its output alone gives the backward mask.
+      linears_[i].Forward(params, *in, &outs_[i]);
+      outs_[i] = outs_[i].cwiseMax(T(0));
+    }
+    if (dropped_ && IsHidden(i)) dropouts_[i].Forward(dropout_rng, outs_[i], &outs_[i]);
     in = &outs_[i];
   }
   return outs_.back();
@@ -211,25 +396,38 @@ const typename Mlp<T>::Matrix& Mlp<T>::Forward(const T* params, const Matrix& x)
 template <typename T>
 void Mlp<T>::Backward(const T* params, const Matrix& dy, T* param_grad, Matrix* dx, GradMode mode) {
   CHECK(input_ != nullptr) << "Mlp::Backward before Forward";
-  // g holds d loss / d (output of layer i, before its ReLU) at step i.
+  // g holds d loss / d (linear output of layer k) after step k's activation part.
   const Matrix* g = &dy;
   Matrix* buffers[2] = {&grad_a_, &grad_b_};
   int next = 0;
-  for (size_t k = layers_.size(); k-- > 0;) {
-    const bool relu = k + 1 < layers_.size() || output_ == Output::kRelu;
-    if (relu) {
+  const bool prelu = !prelus_.empty();
+  for (size_t k = linears_.size(); k-- > 0;) {
+    if (IsHidden(k)) {
       Matrix* masked = buffers[next];
       next ^= 1;
-      Relu<T>::Backward(outs_[k], *g, masked);
+      const Matrix* from = g;
+      if (dropped_) {
+        dropouts_[k].Backward(*g, masked);
+        from = masked;
+      }
+      if (prelu) {
+        prelus_[k].Backward(params, pre_[k], *from, param_grad, masked);
+      } else {
+        // ReLU: pass where the linear output was > 0 (pre_ when dropout kept
+        // it, else the in-place output, which is > 0 exactly there).
+        const Matrix& sign = dropped_ ? pre_[k] : outs_[k];
+        masked->resize(from->rows(), from->cols());
+        masked->array() = (sign.array() > T(0)).select(from->array(), T(0));
+      }
       g = masked;
     }
     const Matrix& x = k == 0 ? *input_ : outs_[k - 1];
     if (k == 0) {
-      layers_[k].Backward(params, x, *g, param_grad, dx, mode);
+      linears_[k].Backward(params, x, *g, param_grad, dx, mode);
     } else {
       Matrix* gx = buffers[next];
       next ^= 1;
-      layers_[k].Backward(params, x, *g, param_grad, gx, GradMode::kOverwrite);
+      linears_[k].Backward(params, x, *g, param_grad, gx, GradMode::kOverwrite);
       g = gx;
     }
   }
@@ -239,6 +437,10 @@ template class Linear<float>;
 template class Linear<double>;
 template struct Relu<float>;
 template struct Relu<double>;
+template class Prelu<float>;
+template class Prelu<double>;
+template class Dropout<float>;
+template class Dropout<double>;
 template struct Sigmoid<float>;
 template struct Sigmoid<double>;
 template struct Softmax<float>;

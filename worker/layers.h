@@ -1,21 +1,27 @@
-// Layers of the dense towers: Linear, ReLU, Sigmoid, row-wise softmax,
-// binary cross-entropy on logits, and an MLP built from them.
+// Layers of the dense towers: Linear, ReLU, PReLU, inverted Dropout, Sigmoid,
+// row-wise softmax, binary cross-entropy on logits, and an MLP built from
+// them, plus the small helpers every model shares (hidden-layer options from
+// the config, the output-bias prior).
 //
 // Every layer works on a whole batch at once (B rows, one example per row,
 // RowMatrix<T>), with matrix products for the linear maps. Layers own no
-// weights: a Linear reads its weights from the model's flat parameter array
-// at a fixed offset (through Eigen::Map) and writes its gradient at the same
-// offset of the flat gradient array. Templated on the scalar (float for
-// training, double for gradient checks); instantiated for float and double
-// in layers.cc so the Eigen kernels are compiled once.
+// weights: a Linear (or PReLU) reads its weights from the model's flat
+// parameter array at a fixed offset (through Eigen::Map) and writes its
+// gradient at the same offset of the flat gradient array. Templated on the
+// scalar (float for training, double for gradient checks); instantiated for
+// float and double in layers.cc so the Eigen kernels are compiled once.
 //
 // Initialisation (InitParams), all drawn from the caller's seeded
 // std::mt19937_64 in layout order, so a seed fixes every parameter:
-//   - Linear with Init::kHe (a layer followed by a ReLU): W ~ U(-a, a) with
-//     a = sqrt(6 / in) (He uniform), b = 0.
+//   - Linear with Init::kHe (a layer followed by a ReLU or PReLU): W ~ U(-a, a)
+//     with a = sqrt(6 / in) (He uniform), b = 0.
 //   - Linear with Init::kXavier (a layer followed by a sigmoid or softmax, i.e.
 //     the logit layer of a tower and the gates): a = sqrt(6 / (in + out))
 //     (Glorot uniform), b = 0.
+//   - PReLU: every slope = 0.25 (He et al. 2015), no random draw.
+//   - ReLU, Dropout, Sigmoid, Softmax: no parameters.
+// A model may afterwards move its output biases to the label prior
+// (Model::InitOutputBiases, LogOddsOfRate below).
 #ifndef MTPS_WORKER_LAYERS_H_
 #define MTPS_WORKER_LAYERS_H_
 
@@ -25,6 +31,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "proto/config.pb.h"
 #include "worker/model.h"
 
 namespace mtps {
@@ -46,6 +53,44 @@ enum class GradMode { kOverwrite, kAccumulate };
 // (fixed formula, so a seed gives the same parameters on every platform).
 double UniformSymmetric(std::mt19937_64* rng, double a);
 
+// The non-linearity after a hidden layer (ModelConfig.activation).
+enum class Activation { kRelu, kPrelu };
+
+// What every hidden layer of a model gets: its activation and the dropout
+// rate applied after it (training only). Value type.
+struct HiddenOptions {
+  Activation activation = Activation::kRelu;
+  double dropout = 0;  // in [0, 1)
+};
+
+// Reads ModelConfig.activation and .dropout; the error names the field
+// ("model.dropout must be in [0, 1), got 1").
+StatusOr<HiddenOptions> HiddenOptionsFromConfig(const config::ModelConfig& config);
+
+// Largest probability the output-bias prior uses (and 1 minus it the smallest).
+constexpr double kPriorClamp = 1e-4;
+
+// log(r / (1 - r)) for r = positives / total clamped to [kPriorClamp,
+// 1 - kPriorClamp]. total must be > 0.
+double LogOddsOfRate(double positives, double total);
+
+// The column of label_names that is `name`; the error names `field` and the
+// known labels ("model.esmm.click_label \"clk\" is not a data label (data.labels:
+// click, conversion)").
+StatusOr<int> FindLabel(const std::vector<std::string>& label_names, const std::string& name,
+                        const std::string& field);
+
+// Checks the task list of a one-task-per-label model (non-empty, distinct);
+// `model` names it in the error ("model.ple needs at least one task: ...").
+Status CheckTaskNames(const std::vector<std::string>& label_names, const std::string& model);
+
+// Sets params[bias_offset] to LogOddsOfRate of column `column` of labels over
+// the rows where column `where` is 1 (every row when where < 0); leaves it
+// unchanged when there is no such row.
+template <typename T>
+void SetBiasToPrior(const RowMatrix<T>& labels, int column, int where, int64_t bias_offset,
+                    T* params);
+
 // y = x W + b, W is in x out (row-major), b has out entries. Parameters at
 // params[offset, offset + in*out) for W, then out entries for b.
 // Immutable after construction; thread-safe.
@@ -61,6 +106,8 @@ class Linear {
   int out_dim() const { return out_dim_; }
   int64_t offset() const { return offset_; }
   int64_t num_params() const { return static_cast<int64_t>(in_dim_) * out_dim_ + out_dim_; }
+  // Offset of b in the flat array.
+  int64_t bias_offset() const { return offset_ + static_cast<int64_t>(in_dim_) * out_dim_; }
 
   // Writes this layer's block of params (see the file comment).
   void InitParams(std::mt19937_64* rng, T* params) const;
@@ -88,6 +135,67 @@ template <typename T>
 struct Relu {
   static void Forward(const RowMatrix<T>& x, RowMatrix<T>* y);
   static void Backward(const RowMatrix<T>& y, const RowMatrix<T>& dy, RowMatrix<T>* dx);
+};
+
+// Parametric ReLU (He et al. 2015) over `width` units: y = x where x > 0,
+// a_j x where x <= 0, one learned slope a_j per unit (column). The width
+// slopes live at params[offset, offset + width) and start at 0.25.
+// Immutable after construction; thread-safe.
+template <typename T>
+class Prelu {
+ public:
+  using Matrix = RowMatrix<T>;
+
+  Prelu(int width, int64_t offset);
+
+  int width() const { return width_; }
+  int64_t offset() const { return offset_; }
+  int64_t num_params() const { return width_; }
+
+  void InitParams(T* params) const;
+
+  // *y = prelu(x), resized to x's shape. y may alias x.
+  void Forward(const T* params, const Matrix& x, Matrix* y) const;
+
+  // Given x (the Forward input, not the output: a slope may be <= 0, so the
+  // output does not tell the sign of x) and dy: overwrites the slopes' block
+  // of param_grad with d loss / d a_j = sum over rows of dy * min(x, 0), and
+  // writes *dx = dy where x > 0, a_j dy elsewhere (resized). dx may alias dy.
+  void Backward(const T* params, const Matrix& x, const Matrix& dy, T* param_grad,
+                Matrix* dx) const;
+
+ private:
+  int width_;
+  int64_t offset_;
+};
+
+// Inverted dropout at rate p: in training each entry is kept with
+// probability 1 - p and scaled by 1 / (1 - p), else zeroed, so evaluation
+// (which skips the layer) needs no rescaling. The mask is drawn from the
+// caller's RNG (the model's own, seeded at creation), 32 bits per entry.
+// At p = 0 Forward copies and draws nothing.
+// Keeps the mask of the last Forward for Backward; not thread-safe.
+template <typename T>
+class Dropout {
+ public:
+  using Matrix = RowMatrix<T>;
+
+  explicit Dropout(double rate);
+
+  double rate() const { return rate_; }
+
+  // Draws a fresh mask of x's shape and writes *y = x * mask. y may alias x.
+  void Forward(std::mt19937_64* rng, const Matrix& x, Matrix* y);
+  // *dx = dy * mask of the last Forward (resized). dx may alias dy.
+  void Backward(const Matrix& dy, Matrix* dx) const;
+  // The mask of the last Forward: entries 0 or 1 / (1 - p).
+  const Matrix& mask() const { return mask_; }
+
+ private:
+  double rate_;
+  uint32_t threshold_;  // keep an entry when a 32-bit draw is >= threshold_
+  T scale_;             // 1 / (1 - rate)
+  Matrix mask_;
 };
 
 // Stable scalar logistic function 1 / (1 + exp(-x)) (no overflow for any x).
@@ -127,36 +235,51 @@ struct BceWithLogits {
   // d mean / d z = (sigmoid(z) - y) / B, written into *dz (resized to B x 1).
   static void Backward(const ConstColumnRef<T>& logits, const ConstColumnRef<T>& labels,
                        RowMatrix<T>* dz);
+  // The same restricted to the rows where mask (0/1 entries) is 1: returns
+  // the mean of l over those rows and writes dz = mask (sigmoid(z) - y) / m,
+  // m = number of such rows; 0 and a zero dz when m = 0.
+  static T MaskedForwardBackward(const ConstColumnRef<T>& logits, const ConstColumnRef<T>& labels,
+                                 const ConstColumnRef<T>& mask, RowMatrix<T>* dz);
 };
 
-// A stack of Linear layers with a ReLU after every hidden layer; the last
-// layer is linear (kLinear, a tower ending in a logit) or also followed by a
-// ReLU (kRelu, an MMOE expert). Parameters are the layers' blocks back to
-// back from `offset`.
+// A stack of Linear layers, each hidden layer followed by its activation
+// (HiddenOptions.activation) and then dropout (HiddenOptions.dropout, in
+// training only). The last layer is linear (Output::kLinear, a tower ending in
+// a logit) or a hidden layer too (Output::kHidden, an expert or a bottom,
+// whose output other layers read).
+//
+// Parameter layout, from `offset`, layer by layer: the Linear block (W in x
+// out row-major, then b), then, with PReLU and when the layer is hidden, its
+// out slopes. Init: He for hidden layers, Xavier for a linear last layer.
 //
 // Owns its activation workspaces (reused between batches, so a steady batch
-// size allocates nothing). Forward keeps a pointer to its input, which must
-// stay alive and unchanged until Backward. Not thread-safe.
+// size allocates nothing) and its dropout masks. Forward keeps a pointer to
+// its input, which must stay alive and unchanged until Backward. Not
+// thread-safe.
 template <typename T>
 class Mlp {
  public:
   using Matrix = RowMatrix<T>;
-  enum class Output { kLinear, kRelu };
+  enum class Output { kLinear, kHidden };
 
   // widths: output widths of the layers in order (the last is the output
   // width); must be non-empty and positive.
-  Mlp(int in_dim, const std::vector<int>& widths, Output output, int64_t offset);
+  Mlp(int in_dim, const std::vector<int>& widths, Output output, int64_t offset,
+      const HiddenOptions& hidden = HiddenOptions());
 
   int in_dim() const { return in_dim_; }
-  int out_dim() const { return layers_.back().out_dim(); }
+  int out_dim() const { return linears_.back().out_dim(); }
   int64_t offset() const { return offset_; }
   int64_t num_params() const { return num_params_; }
+  // Offset of the last layer's bias (the logit bias of a tower).
+  int64_t output_bias_offset() const { return linears_.back().bias_offset(); }
 
   void InitParams(std::mt19937_64* rng, T* params) const;
 
   // Runs the stack on x (B x in_dim); returns the B x out_dim output, valid
-  // until the next Forward.
-  const Matrix& Forward(const T* params, const Matrix& x);
+  // until the next Forward. dropout_rng: the model's RNG in training (draws
+  // fresh masks), nullptr in evaluation (no dropout).
+  const Matrix& Forward(const T* params, const Matrix& x, std::mt19937_64* dropout_rng);
 
   // Backward of the last Forward given dy = d loss / d output: overwrites the
   // MLP's block of param_grad; writes or adds d loss / d x into *dx unless dx
@@ -165,13 +288,22 @@ class Mlp {
                 GradMode mode = GradMode::kOverwrite);
 
  private:
+  bool IsHidden(size_t layer) const {
+    return layer + 1 < linears_.size() || output_ == Output::kHidden;
+  }
+
   int in_dim_;
   Output output_;
+  HiddenOptions hidden_;
   int64_t offset_;
   int64_t num_params_ = 0;
-  std::vector<Linear<T>> layers_;
+  std::vector<Linear<T>> linears_;
+  std::vector<Prelu<T>> prelus_;      // one per hidden layer with PReLU, else empty
+  std::vector<Dropout<T>> dropouts_;  // one per hidden layer when dropout > 0, else empty
   const Matrix* input_ = nullptr;
-  std::vector<Matrix> outs_;  // outs_[i]: output of layer i, after its ReLU if it has one
+  bool dropped_ = false;      // whether the last Forward applied dropout
+  std::vector<Matrix> pre_;   // pre_[i]: layer i's linear output (kept for PReLU / ReLU masks)
+  std::vector<Matrix> outs_;  // outs_[i]: layer i's output after activation and dropout
   Matrix grad_a_;             // gradient workspaces, ping-ponged between layers
   Matrix grad_b_;
 };

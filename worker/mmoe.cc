@@ -1,10 +1,9 @@
 // MMOE (see mmoe.h); instantiated for float and double.
 
-#include "worker/eigen.h"
 #include "worker/mmoe.h"
+#include "worker/eigen.h"
 
 #include <random>
-#include <set>
 
 #include "worker/layers.h"
 
@@ -21,13 +20,17 @@ class Mmoe final : public Model<T> {
   using Matrix = RowMatrix<T>;
 
   Mmoe(int input_dim, int num_experts, const std::vector<int>& expert_hidden,
-       const std::vector<int>& tower_hidden, const std::vector<std::string>& task_names)
-      : input_dim_(input_dim), task_names_(task_names) {
+       const std::vector<int>& tower_hidden, const HiddenOptions& hidden,
+       const std::vector<std::string>& task_names, bool bias_prior, uint64_t seed)
+      : input_dim_(input_dim),
+        task_names_(task_names),
+        bias_prior_(bias_prior),
+        dropout_rng_(seed) {
     const int num_tasks = static_cast<int>(task_names.size());
     int64_t at = 0;
     experts_.reserve(num_experts);
     for (int e = 0; e < num_experts; ++e) {
-      experts_.emplace_back(input_dim, expert_hidden, Mlp<T>::Output::kRelu, at);
+      experts_.emplace_back(input_dim, expert_hidden, Mlp<T>::Output::kHidden, at, hidden);
       at += experts_.back().num_params();
     }
     const int expert_dim = experts_.front().out_dim();
@@ -40,7 +43,7 @@ class Mmoe final : public Model<T> {
     tower_widths.push_back(1);
     towers_.reserve(num_tasks);
     for (int k = 0; k < num_tasks; ++k) {
-      towers_.emplace_back(expert_dim, tower_widths, Mlp<T>::Output::kLinear, at);
+      towers_.emplace_back(expert_dim, tower_widths, Mlp<T>::Output::kLinear, at, hidden);
       at += towers_.back().num_params();
     }
     num_params_ = at;
@@ -63,10 +66,20 @@ class Mmoe final : public Model<T> {
     for (const Mlp<T>& tower : towers_) tower.InitParams(&rng, params);
   }
 
+  void InitOutputBiases(const Matrix& labels, T* params) const override {
+    if (!bias_prior_) return;
+    CHECK_EQ(labels.cols(), static_cast<Eigen::Index>(task_names_.size()));
+    for (size_t k = 0; k < towers_.size(); ++k) {
+      SetBiasToPrior(labels, static_cast<int>(k), -1, towers_[k].output_bias_offset(), params);
+    }
+  }
+
+  void SeedDropout(uint64_t seed) override { dropout_rng_.seed(seed); }
+
   void ForwardBackward(const T* params, const Matrix& input, const Matrix& labels, T* param_grad,
                        Matrix* input_grad, std::vector<T>* losses) override {
     CHECK_EQ(labels.cols(), static_cast<Eigen::Index>(task_names_.size()));
-    Forward(params, input);
+    Forward(params, input, &dropout_rng_);
     const Eigen::Index n = input.rows();
     const int num_experts = static_cast<int>(experts_.size());
     for (int e = 0; e < num_experts; ++e) {
@@ -74,7 +87,7 @@ class Mmoe final : public Model<T> {
     }
     losses->resize(task_names_.size());
     for (size_t k = 0; k < task_names_.size(); ++k) {
-      const Matrix& logit = towers_[k].Forward(params, task_in_[k]);
+      const Matrix& logit = towers_[k].Forward(params, task_in_[k], &dropout_rng_);
       (*losses)[k] = BceWithLogits<T>::Forward(logit.col(0), labels.col(k));
       BceWithLogits<T>::Backward(logit.col(0), labels.col(k), &logit_grad_);
       towers_[k].Backward(params, logit_grad_, param_grad, &task_grad_, GradMode::kOverwrite);
@@ -102,9 +115,9 @@ class Mmoe final : public Model<T> {
       for (size_t k = 0; k < task_names_.size(); ++k) (*out)[k].task = task_names_[k];
     }
     CHECK_EQ(out->size(), task_names_.size());
-    Forward(params, input);
+    Forward(params, input, nullptr);
     for (size_t k = 0; k < task_names_.size(); ++k) {
-      const Matrix& logit = towers_[k].Forward(params, task_in_[k]);
+      const Matrix& logit = towers_[k].Forward(params, task_in_[k], nullptr);
       EvalColumn& column = (*out)[k];
       for (Eigen::Index i = 0; i < input.rows(); ++i) {
         column.scores.push_back(static_cast<float>(StableSigmoid(logit(i, 0))));
@@ -115,10 +128,11 @@ class Mmoe final : public Model<T> {
 
  private:
   // Experts, gates and the task inputs (the towers run per task afterwards).
-  void Forward(const T* params, const Matrix& input) {
+  // dropout_rng: null in evaluation.
+  void Forward(const T* params, const Matrix& input, std::mt19937_64* dropout_rng) {
     CHECK_EQ(input.cols(), input_dim_);
     for (size_t e = 0; e < experts_.size(); ++e) {
-      expert_out_[e] = &experts_[e].Forward(params, input);
+      expert_out_[e] = &experts_[e].Forward(params, input, dropout_rng);
     }
     for (size_t k = 0; k < gates_.size(); ++k) {
       gates_[k].Forward(params, input, &gate_logits_[k]);
@@ -133,6 +147,8 @@ class Mmoe final : public Model<T> {
 
   const int input_dim_;
   const std::vector<std::string> task_names_;
+  const bool bias_prior_;
+  std::mt19937_64 dropout_rng_;
   int64_t num_params_ = 0;
   std::vector<Mlp<T>> experts_;
   std::vector<Linear<T>> gates_;
@@ -152,11 +168,12 @@ class Mmoe final : public Model<T> {
 }  // namespace
 
 template <typename T>
-StatusOr<std::unique_ptr<Model<T>>> CreateMmoe(const config::MmoeConfig& config, int input_dim,
-                                               const std::vector<std::string>& label_names) {
-  if (input_dim <= 0) {
-    return Status::InvalidArgument("MMOE input_dim must be > 0, got " + std::to_string(input_dim));
-  }
+StatusOr<std::unique_ptr<Model<T>>> CreateMmoe(const config::ModelConfig& model_config,
+                                               const ModelInputs& inputs,
+                                               const std::vector<std::string>& label_names,
+                                               uint64_t seed) {
+  const config::MmoeConfig& config = model_config.mmoe();
+  MTPS_ASSIGN_OR_RETURN(HiddenOptions hidden, HiddenOptionsFromConfig(model_config));
   if (config.num_experts() <= 0) {
     return Status::InvalidArgument("model.mmoe.num_experts must be > 0, got " +
                                    std::to_string(config.num_experts()));
@@ -175,19 +192,17 @@ StatusOr<std::unique_ptr<Model<T>>> CreateMmoe(const config::MmoeConfig& config,
   MTPS_RETURN_IF_ERROR(CheckLayerWidths(expert_hidden, "model.mmoe.expert_hidden"));
   const std::vector<int> tower_hidden(config.tower_hidden().begin(), config.tower_hidden().end());
   MTPS_RETURN_IF_ERROR(CheckLayerWidths(tower_hidden, "model.mmoe.tower_hidden"));
-  if (label_names.empty()) {
-    return Status::InvalidArgument("MMOE needs at least one task: data.labels is empty");
-  }
-  if (std::set<std::string>(label_names.begin(), label_names.end()).size() != label_names.size()) {
-    return Status::InvalidArgument("MMOE task names (data.labels[].name) must be distinct");
-  }
+  MTPS_RETURN_IF_ERROR(CheckTaskNames(label_names, "model.mmoe"));
   return std::unique_ptr<Model<T>>(std::make_unique<Mmoe<T>>(
-      input_dim, config.num_experts(), expert_hidden, tower_hidden, label_names));
+      inputs.sparse_width + inputs.dense_width, config.num_experts(), expert_hidden, tower_hidden,
+      hidden, label_names, model_config.output_bias_from_prior(), seed));
 }
 
 template StatusOr<std::unique_ptr<Model<float>>> CreateMmoe<float>(
-    const config::MmoeConfig& config, int input_dim, const std::vector<std::string>& label_names);
+    const config::ModelConfig& config, const ModelInputs& inputs,
+    const std::vector<std::string>& label_names, uint64_t seed);
 template StatusOr<std::unique_ptr<Model<double>>> CreateMmoe<double>(
-    const config::MmoeConfig& config, int input_dim, const std::vector<std::string>& label_names);
+    const config::ModelConfig& config, const ModelInputs& inputs,
+    const std::vector<std::string>& label_names, uint64_t seed);
 
 }  // namespace mtps

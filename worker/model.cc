@@ -3,35 +3,71 @@
 
 #include "worker/esmm.h"
 #include "worker/mmoe.h"
+#include "worker/ple.h"
+#include "worker/shared_bottom.h"
+#include "worker/single_task.h"
 
 namespace mtps {
+
+template <typename T>
+StatusOr<std::unique_ptr<Model<T>>> CreateModel(const config::ModelConfig& config,
+                                                const ModelInputs& inputs,
+                                                const std::vector<std::string>& label_names,
+                                                uint64_t seed) {
+  if (inputs.sparse_width < 0 || inputs.dense_width < 0) {
+    return Status::InvalidArgument("model input widths must be >= 0, got sparse_width " +
+                                   std::to_string(inputs.sparse_width) + ", dense_width " +
+                                   std::to_string(inputs.dense_width));
+  }
+  if (inputs.sparse_width + inputs.dense_width <= 0) {
+    return Status::InvalidArgument(
+        "model input width must be > 0 (no slots and no dense features?), got sparse_width 0 "
+        "and dense_width 0");
+  }
+  switch (config.kind_case()) {
+    case config::ModelConfig::kEsmm:
+      return CreateEsmm<T>(config, inputs, label_names, seed);
+    case config::ModelConfig::kMmoe:
+      return CreateMmoe<T>(config, inputs, label_names, seed);
+    case config::ModelConfig::kSharedBottom:
+      return CreateSharedBottom<T>(config, inputs, label_names, seed);
+    case config::ModelConfig::kPle:
+      return CreatePle<T>(config, inputs, label_names, seed);
+    case config::ModelConfig::kSingleTask:
+      return CreateSingleTask<T>(config, inputs, label_names, seed);
+    case config::ModelConfig::KIND_NOT_SET:
+      break;
+  }
+  return Status::InvalidArgument(
+      "model: set one of model.esmm, model.mmoe, model.shared_bottom, model.ple or "
+      "model.single_task");
+}
 
 template <typename T>
 StatusOr<std::unique_ptr<Model<T>>> CreateModel(const config::ModelConfig& config, int input_dim,
                                                 const std::vector<std::string>& label_names) {
   if (input_dim <= 0) {
     return Status::InvalidArgument(
-        "model input width must be > 0 (no slots and no dense "
-        "features?), got " +
+        "model input width must be > 0 (no slots and no dense features?), got " +
         std::to_string(input_dim));
   }
-  switch (config.kind_case()) {
-    case config::ModelConfig::kEsmm:
-      return CreateEsmm<T>(config.esmm(), input_dim, label_names);
-    case config::ModelConfig::kMmoe:
-      return CreateMmoe<T>(config.mmoe(), input_dim, label_names);
-    case config::ModelConfig::kSharedBottom:
-    case config::ModelConfig::kPle:
-    case config::ModelConfig::kSingleTask:
-      return Status::InvalidArgument("model: " + config.GetDescriptor()->oneof_decl(0)->name() +
-                                     " kind " + std::to_string(config.kind_case()) +
-                                     " is not built into this version");
-    case config::ModelConfig::KIND_NOT_SET:
-      break;
+  MTPS_ASSIGN_OR_RETURN(std::unique_ptr<Model<T>> model,
+                        CreateModel<T>(config, ModelInputs{input_dim, 0}, label_names, 0));
+  if (model->embedding_groups() != 1) {
+    return Status::InvalidArgument(
+        "model: this model reads " + std::to_string(model->embedding_groups()) +
+        " embedding groups (e.g. model.esmm.variant NO_SHARING or NAIVE), which this trainer "
+        "does not lay out yet");
   }
-  return Status::InvalidArgument("model: set one of model.esmm or model.mmoe");
+  return model;
 }
 
+template StatusOr<std::unique_ptr<Model<float>>> CreateModel<float>(
+    const config::ModelConfig& config, const ModelInputs& inputs,
+    const std::vector<std::string>& label_names, uint64_t seed);
+template StatusOr<std::unique_ptr<Model<double>>> CreateModel<double>(
+    const config::ModelConfig& config, const ModelInputs& inputs,
+    const std::vector<std::string>& label_names, uint64_t seed);
 template StatusOr<std::unique_ptr<Model<float>>> CreateModel<float>(
     const config::ModelConfig& config, int input_dim, const std::vector<std::string>& label_names);
 template StatusOr<std::unique_ptr<Model<double>>> CreateModel<double>(

@@ -1,5 +1,8 @@
 // Gradient checks of the tower layers (worker/layers.h) against central finite
-// differences in double, plus the numerical stability of BCE-with-logits.
+// differences in double (Linear, activations, PReLU, Dropout with a fixed
+// mask, MLPs with either activation and dropout), the numerical stability of
+// BCE-with-logits and its masked form, dropout's mask statistics, and the
+// shared helpers (hidden options, label prior).
 //
 // Every check uses the scalar objective L = <R, y> for a fixed random R, so
 // d L / d y = R is what each Backward receives.
@@ -249,27 +252,43 @@ TEST(BceWithLogitsTest, ReadsAStridedLabelColumn) {
                    BceWithLogits<double>::Forward(z, col1));
 }
 
-void CheckMlp(Mlp<double>::Output output) {
+void CheckMlp(Mlp<double>::Output output, const HiddenOptions& hidden = HiddenOptions()) {
   std::mt19937_64 rng(9);
   const int batch = 7, in = 5;
   const int64_t offset = 3;
-  Mlp<double> mlp(in, {6, 4, 3}, output, offset);
-  ASSERT_EQ(mlp.num_params(), (5 * 6 + 6) + (6 * 4 + 4) + (4 * 3 + 3));
+  Mlp<double> mlp(in, {6, 4, 3}, output, offset, hidden);
+  // PReLU adds one slope per unit of every hidden layer.
+  const bool prelu = hidden.activation == Activation::kPrelu;
+  const int64_t slopes = prelu ? (output == Mlp<double>::Output::kHidden ? 6 + 4 + 3 : 6 + 4) : 0;
+  ASSERT_EQ(mlp.num_params(), (5 * 6 + 6) + (6 * 4 + 4) + (4 * 3 + 3) + slopes);
   ASSERT_EQ(mlp.out_dim(), 3);
   std::vector<double> params(offset + mlp.num_params());
   std::mt19937_64 init_rng(2);
   mlp.InitParams(&init_rng, params.data());
-  // Non-zero biases so every layer's bias gradient is exercised generically.
+  if (prelu) {
+    // The slopes of layer 0 follow its Linear block and start at 0.25.
+    for (int j = 0; j < 6; ++j) EXPECT_EQ(params[offset + 5 * 6 + 6 + j], 0.25);
+  }
+  // Non-zero biases (and varied slopes) so every gradient is exercised generically.
   for (double& p : params) p += std::uniform_real_distribution<double>(-0.3, 0.3)(rng);
   Matrix x = RandomMatrix(batch, in, &rng);
   const Matrix r = RandomMatrix(batch, 3, &rng);
 
-  auto loss = [&] { return Dot(r, mlp.Forward(params.data(), x)); };
-  const Matrix& y = mlp.Forward(params.data(), x);
-  if (output == Mlp<double>::Output::kRelu) {
+  // Training mode with the same masks at every evaluation: reseed first.
+  std::mt19937_64 dropout_rng;
+  auto loss = [&] {
+    dropout_rng.seed(77);
+    return Dot(r, mlp.Forward(params.data(), x, &dropout_rng));
+  };
+  dropout_rng.seed(77);
+  const Matrix& y = mlp.Forward(params.data(), x, &dropout_rng);
+  if (output == Mlp<double>::Output::kHidden && !prelu) {
     EXPECT_GE(y.minCoeff(), 0.0);
   } else {
-    EXPECT_LT(y.minCoeff(), 0.0);  // a linear output goes negative somewhere
+    EXPECT_LT(y.minCoeff(), 0.0);  // a linear (or PReLU) output goes negative somewhere
+  }
+  if (hidden.dropout > 0 && output == Mlp<double>::Output::kHidden) {
+    EXPECT_EQ((y.array() == 0).count() > 0, true);  // some units dropped
   }
   std::vector<double> grad(params.size(), 0.0);
   Matrix dx;
@@ -279,7 +298,201 @@ void CheckMlp(Mlp<double>::Output output) {
 }
 
 TEST(MlpTest, LinearOutputGradients) { CheckMlp(Mlp<double>::Output::kLinear); }
-TEST(MlpTest, ReluOutputGradients) { CheckMlp(Mlp<double>::Output::kRelu); }
+TEST(MlpTest, HiddenOutputGradients) { CheckMlp(Mlp<double>::Output::kHidden); }
+TEST(MlpTest, PreluGradients) {
+  CheckMlp(Mlp<double>::Output::kLinear, {Activation::kPrelu, 0});
+  CheckMlp(Mlp<double>::Output::kHidden, {Activation::kPrelu, 0});
+}
+TEST(MlpTest, DropoutGradientsWithAFixedMask) {
+  CheckMlp(Mlp<double>::Output::kLinear, {Activation::kRelu, 0.3});
+  CheckMlp(Mlp<double>::Output::kHidden, {Activation::kRelu, 0.3});
+  CheckMlp(Mlp<double>::Output::kHidden, {Activation::kPrelu, 0.3});
+}
+
+TEST(MlpTest, DropoutOnlyInTrainingAndRateZeroIsIdentity) {
+  std::mt19937_64 rng(12);
+  const int in = 6;
+  Mlp<double> plain(in, {8, 5}, Mlp<double>::Output::kHidden, 0);
+  Mlp<double> zero(in, {8, 5}, Mlp<double>::Output::kHidden, 0, {Activation::kRelu, 0.0});
+  Mlp<double> half(in, {8, 5}, Mlp<double>::Output::kHidden, 0, {Activation::kRelu, 0.5});
+  ASSERT_EQ(plain.num_params(), half.num_params());  // dropout has no parameters
+  std::vector<double> params(plain.num_params());
+  std::mt19937_64 init(3);
+  plain.InitParams(&init, params.data());
+  for (double& p : params) p += std::uniform_real_distribution<double>(0, 0.2)(rng);
+  const Matrix x = RandomMatrix(40, in, &rng);
+  const Matrix expected = plain.Forward(params.data(), x, nullptr);
+  std::mt19937_64 dropout_rng(5);
+  const std::mt19937_64 before = dropout_rng;
+  EXPECT_EQ(zero.Forward(params.data(), x, &dropout_rng), expected);
+  EXPECT_EQ(dropout_rng, before);  // rate 0 draws nothing
+  // Evaluation (no RNG) never drops.
+  EXPECT_EQ(half.Forward(params.data(), x, nullptr), expected);
+  const Matrix trained = half.Forward(params.data(), x, &dropout_rng);
+  EXPECT_NE(trained, expected);
+  EXPECT_NE(dropout_rng, before);
+}
+
+TEST(PreluTest, ForwardValuesInitAndGradients) {
+  std::mt19937_64 rng(21);
+  const int batch = 6, width = 4;
+  const int64_t offset = 2;
+  Prelu<double> layer(width, offset);
+  ASSERT_EQ(layer.num_params(), width);
+  std::vector<double> params(offset + width + 3, 9.0);
+  layer.InitParams(params.data());
+  for (int j = 0; j < width; ++j) EXPECT_EQ(params[offset + j], 0.25);
+  EXPECT_EQ(params[0], 9.0);  // outside its block: untouched
+  EXPECT_EQ(params[offset + width], 9.0);
+  params[offset + 1] = -0.5;  // slopes may go anywhere in training
+  params[offset + 2] = 1.7;
+  Matrix x = AwayFromZero(batch, width, &rng);
+  Matrix y;
+  layer.Forward(params.data(), x, &y);
+  for (int r = 0; r < batch; ++r) {
+    for (int c = 0; c < width; ++c) {
+      const double v = x(r, c);
+      EXPECT_DOUBLE_EQ(y(r, c), v > 0 ? v : params[offset + c] * v);
+    }
+  }
+  const Matrix dy = RandomMatrix(batch, width, &rng);
+  auto loss = [&] {
+    Matrix out;
+    layer.Forward(params.data(), x, &out);
+    return Dot(dy, out);
+  };
+  std::vector<double> grad(params.size(), 12345.0);
+  Matrix dx;
+  layer.Backward(params.data(), x, dy, grad.data(), &dx);
+  EXPECT_EQ(grad[0], 12345.0);
+  EXPECT_EQ(grad[offset + width], 12345.0);
+  ExpectGradient(loss, params.data() + offset, grad.data() + offset, width, "slope");
+  ASSERT_EQ(dx.rows(), batch);
+  ASSERT_EQ(dx.cols(), width);
+  ExpectGradient(loss, x.data(), dx.data(), x.size(), "x");
+}
+
+TEST(DropoutTest, RateZeroIsIdentity) {
+  std::mt19937_64 rng(22);
+  const Matrix x = RandomMatrix(5, 7, &rng);
+  Dropout<double> dropout(0.0);
+  std::mt19937_64 mask_rng(1);
+  const std::mt19937_64 before = mask_rng;
+  Matrix y;
+  dropout.Forward(&mask_rng, x, &y);
+  EXPECT_EQ(y, x);
+  EXPECT_EQ(mask_rng, before);
+  Matrix dx;
+  dropout.Backward(x, &dx);
+  EXPECT_EQ(dx, x);
+}
+
+TEST(DropoutTest, KeptUnitsScaledAndRateMatches) {
+  std::mt19937_64 rng(23);
+  for (double p : {0.1, 0.5, 0.8}) {
+    const Matrix x = RandomMatrix(200, 500, &rng, 0.5, 1.0);  // no zeros of its own
+    Dropout<double> dropout(p);
+    std::mt19937_64 mask_rng(7);
+    Matrix y;
+    dropout.Forward(&mask_rng, x, &y);
+    int64_t kept = 0;
+    for (int i = 0; i < x.size(); ++i) {
+      if (y.data()[i] == 0) continue;
+      ++kept;
+      EXPECT_NEAR(y.data()[i], x.data()[i] / (1 - p), 1e-12) << "p " << p << " entry " << i;
+    }
+    // 100k Bernoulli draws: the kept fraction is within ~6 sigma of 1 - p.
+    EXPECT_NEAR(static_cast<double>(kept) / x.size(), 1 - p, 0.01) << "p " << p;
+    // The mean is preserved in expectation.
+    EXPECT_NEAR(y.mean() / x.mean(), 1.0, 0.03) << "p " << p;
+    // Backward routes through the same mask.
+    const Matrix dy = RandomMatrix(200, 500, &rng);
+    Matrix dx;
+    dropout.Backward(dy, &dx);
+    for (int i = 0; i < x.size(); i += 97) {
+      EXPECT_DOUBLE_EQ(dx.data()[i], y.data()[i] == 0 ? 0.0 : dy.data()[i] / (1 - p));
+    }
+    // A fresh Forward draws a fresh mask; the same seed the same one.
+    Matrix y2;
+    dropout.Forward(&mask_rng, x, &y2);
+    EXPECT_NE(y2, y);
+    std::mt19937_64 again(7);
+    dropout.Forward(&again, x, &y2);
+    EXPECT_EQ(y2, y);
+  }
+}
+
+TEST(BceWithLogitsTest, MaskedMatchesDirectComputation) {
+  const int n = 8;
+  Eigen::VectorXd z(n), y(n), mask(n);
+  z << 0.3, -1.2, 2.0, 500, -0.7, 1.1, -2.5, 0.05;
+  y << 1, 0, 1, 0, 0, 1, 1, 0;
+  mask << 1, 1, 0, 0, 1, 0, 1, 1;  // row 3 (a huge logit, wrong label) is masked out
+  double expected = 0;
+  int m = 0;
+  for (int i = 0; i < n; ++i) {
+    if (mask(i) == 0) continue;
+    const double s = 1 / (1 + std::exp(-z(i)));
+    expected -= y(i) * std::log(s) + (1 - y(i)) * std::log(1 - s);
+    ++m;
+  }
+  Matrix dz;
+  const double loss = BceWithLogits<double>::MaskedForwardBackward(z, y, mask, &dz);
+  EXPECT_NEAR(loss, expected / m, 1e-12);
+  ASSERT_EQ(dz.rows(), n);
+  for (int i = 0; i < n; ++i) {
+    const double s = 1 / (1 + std::exp(-z(i)));
+    EXPECT_NEAR(dz(i, 0), mask(i) == 0 ? 0.0 : (s - y(i)) / m, 1e-12) << i;
+  }
+  ExpectGradient(
+      [&] {
+        Matrix unused;
+        return BceWithLogits<double>::MaskedForwardBackward(z, y, mask, &unused);
+      },
+      z.data(), dz.data(), n, "logit");
+  // No row in the mask: zero loss and gradient.
+  const Eigen::VectorXd none = Eigen::VectorXd::Zero(n);
+  EXPECT_EQ(BceWithLogits<double>::MaskedForwardBackward(z, y, none, &dz), 0.0);
+  EXPECT_EQ(dz.cwiseAbs().maxCoeff(), 0.0);
+}
+
+TEST(HiddenOptionsTest, FromConfig) {
+  config::ModelConfig config;
+  auto options = HiddenOptionsFromConfig(config);
+  ASSERT_TRUE(options.ok()) << options.status();
+  EXPECT_EQ(options->activation, Activation::kRelu);
+  EXPECT_EQ(options->dropout, 0.0);
+  config.set_activation(config::ModelConfig::PRELU);
+  config.set_dropout(0.25f);
+  options = HiddenOptionsFromConfig(config);
+  ASSERT_TRUE(options.ok()) << options.status();
+  EXPECT_EQ(options->activation, Activation::kPrelu);
+  EXPECT_EQ(options->dropout, 0.25);
+  for (float bad : {1.0f, -0.1f, 7.0f, std::nanf("")}) {
+    config.set_dropout(bad);
+    options = HiddenOptionsFromConfig(config);
+    ASSERT_FALSE(options.ok()) << bad;
+    EXPECT_NE(options.status().message().find("model.dropout"), std::string::npos);
+  }
+}
+
+TEST(PriorTest, LogOddsAndClamp) {
+  EXPECT_NEAR(LogOddsOfRate(1, 4), std::log(0.25 / 0.75), 1e-15);
+  EXPECT_NEAR(LogOddsOfRate(0, 10), std::log(1e-4 / (1 - 1e-4)), 1e-12);
+  EXPECT_NEAR(LogOddsOfRate(10, 10), std::log((1 - 1e-4) / 1e-4), 1e-12);
+  Matrix labels(5, 2);
+  labels << 1, 1, 0, 1, 1, 0, 1, 1, 0, 0;
+  std::vector<double> params(4, 3.0);
+  SetBiasToPrior(labels, 0, -1, 1, params.data());
+  EXPECT_NEAR(params[1], std::log(3.0 / 2.0), 1e-15);  // 3 of 5
+  SetBiasToPrior(labels, 0, 1, 2, params.data());
+  EXPECT_NEAR(params[2], std::log(2.0 / 1.0), 1e-15);  // 2 of the 3 rows with column 1 set
+  EXPECT_EQ(params[0], 3.0);
+  EXPECT_EQ(params[3], 3.0);
+  const Matrix none = Matrix::Zero(3, 2);
+  SetBiasToPrior(none, 0, 1, 3, params.data());  // no row qualifies: unchanged
+  EXPECT_EQ(params[3], 3.0);
+}
 
 TEST(CheckLayerWidthsTest, NamesFieldAndIndex) {
   EXPECT_TRUE(CheckLayerWidths({4, 8}, "model.esmm.tower_hidden").ok());
