@@ -689,6 +689,19 @@ std::string GroundTruthJson(const DatagenOptions& o, const DatagenReport& r,
        ", \"latent_dim\": " + std::to_string(o.latent_dim) +
        ", \"signal_scale\": " + Num(o.signal_scale) +
        ", \"cvr_ctr_correlation\": " + Num(o.cvr_ctr_correlation) + "},\n";
+  std::string scales;
+  for (int f = 0; f < kAliccpNumFields; ++f) {
+    if (kFieldScale[f] == 0) continue;
+    scales += std::string(scales.empty() ? "" : ", ") + "\"" + std::string(kAliccpFieldNames[f]) +
+              "\": " + Num(kFieldScale[f]);
+  }
+  j += "  \"model\": {\"field_effect_sd\": {" + scales + "}, \"cross_mean\": " + Num(kCrossMean) +
+       ", \"position_slope\": " + Num(kPositionSlope) +
+       ", \"interaction_sd\": " + Num(kInteractionSd) +
+       ", \"note\": \"click logit = bias + sum of per-id effects (histories and crosses times "
+       "log1p(count)) + <u(101), v(205)>; conversion logit given click = bias + effects "
+       "correlated cvr_ctr_correlation with the click ones (position: click only); effect sds "
+       "are times signal_scale\"},\n";
   j += "  \"biases\": {\"click\": " + Num(r.click_bias) +
        ", \"conversion\": " + Num(r.conversion_bias) + "},\n";
   j += "  \"files\": {\"train\": [\"sample_skeleton_train.csv\", \"common_features_train.csv\"], "
@@ -718,6 +731,11 @@ StatusOr<DatagenReport> GenerateAliccpWithReport(const DatagenOptions& options) 
   std::filesystem::create_directories(options.out_dir, ec);
   if (ec)
     return Status::IoError(options.out_dir + ": cannot create the directory: " + ec.message());
+  // ground_truth.json is written last: its presence marks a complete run, so
+  // a stale one from an earlier run goes first.
+  const std::string truth_path = options.out_dir + "/ground_truth.json";
+  if (std::filesystem::remove(truth_path, ec); ec)
+    return Status::IoError(truth_path + ": cannot remove the old file: " + ec.message());
   MTPS_ASSIGN_OR_RETURN(AliccpTruthModel model, AliccpTruthModel::Create(options));
 
   const World world(options);
@@ -796,8 +814,7 @@ StatusOr<DatagenReport> GenerateAliccpWithReport(const DatagenOptions& options) 
     }
   }
   report.test_auc_cvr = AucOrNan(clicked_pcvr, clicked_conversion);
-  MTPS_RETURN_IF_ERROR(WriteFileAtomically(options.out_dir + "/ground_truth.json",
-                                           GroundTruthJson(options, report, test)));
+  MTPS_RETURN_IF_ERROR(WriteFileAtomically(truth_path, GroundTruthJson(options, report, test)));
   return report;
 }
 
