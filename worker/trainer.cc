@@ -26,7 +26,7 @@ Status Trainer::Setup() {
   rank_ = member_->self().rank();
   num_workers_ = member_->num_workers();
   dim_ = config_.model().embedding_dim();
-  MTPS_ASSIGN_OR_RETURN(schema_, ReadSchema(config_.data(), config_.data().train_path()));
+  MTPS_ASSIGN_OR_RETURN(schema_, ReadSchema(config_.data()));
   int input_dim =
       static_cast<int>(schema_.slots.size()) * dim_ + static_cast<int>(schema_.dense_names.size());
   MTPS_ASSIGN_OR_RETURN(model_,
@@ -63,7 +63,7 @@ Status Trainer::Run() {
 Status Trainer::TrainEpochs() {
   const config::DataConfig& data = config_.data();
   MTPS_ASSIGN_OR_RETURN(auto reader,
-                        ExampleReader::Open(data, data.train_path(), rank_, num_workers_));
+                        ExampleReader::Open(data, DataSplit::kTrain, rank_, num_workers_));
   train_start_ = SteadyClock::now();
   last_report_ = train_start_;
   Batch batch;
@@ -134,7 +134,7 @@ Status Trainer::Evaluate() {
   double train_seconds = SecondsSince(train_start_);
   const config::DataConfig& data = config_.data();
   MTPS_ASSIGN_OR_RETURN(auto reader,
-                        ExampleReader::Open(data, data.test_path(), rank_, num_workers_));
+                        ExampleReader::Open(data, DataSplit::kTest, rank_, num_workers_));
   // Training is over everywhere (the "trained" barrier): one dense pull serves
   // every evaluation batch.
   bool dense_pulled = false;
