@@ -681,6 +681,10 @@ Status ValidateConfig(const config::Config& config) {
   ValidateData(config.data(), &problems);
   ValidateModel(config, &problems);
   ValidateTrainServerCluster(config, &problems);
+  if (config.eval().auc_bins() < 0 || config.eval().auc_bins() > (1 << 24)) {
+    problems.Add("eval.auc_bins",
+                 "must be in [0, 16777216], got " + std::to_string(config.eval().auc_bins()));
+  }
   return problems.ToStatus();
 }
 
