@@ -27,7 +27,6 @@ documented distributions block by block.
 """
 
 import json
-import math
 import os
 import subprocess
 import sys
