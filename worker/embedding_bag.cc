@@ -140,4 +140,38 @@ template void PoolEmbeddingsBackward<double>(const Batch&, const std::vector<Slo
                                              const std::vector<uint32_t>&, const RowMatrix<double>&,
                                              int, size_t, float*);
 
+uint64_t GroupKey(uint64_t key, int group) {
+  if (group == 0) return key;
+  return Mix64(key ^ (0x9e3779b97f4a7c15ULL * static_cast<uint64_t>(group)));
+}
+
+void ReplicateSlots(const Batch& in, int groups, Batch* out) {
+  CHECK_GE(groups, 1);
+  const int slots = in.num_slots;
+  out->num_examples = in.num_examples;
+  out->num_slots = slots * groups;
+  out->num_dense = in.num_dense;
+  out->num_labels = in.num_labels;
+  out->dense = in.dense;
+  out->labels = in.labels;
+  out->keys.clear();
+  out->weights.clear();
+  out->offsets.assign(1, 0);
+  out->keys.reserve(in.keys.size() * static_cast<size_t>(groups));
+  out->weights.reserve(in.weights.size() * static_cast<size_t>(groups));
+  out->offsets.reserve(static_cast<size_t>(in.num_examples) * out->num_slots + 1);
+  for (int b = 0; b < in.num_examples; ++b) {
+    for (int g = 0; g < groups; ++g) {
+      for (int s = 0; s < slots; ++s) {
+        const size_t cell = static_cast<size_t>(b) * slots + s;
+        for (uint32_t k = in.offsets[cell]; k < in.offsets[cell + 1]; ++k) {
+          out->keys.push_back(GroupKey(in.keys[k], g));
+          out->weights.push_back(in.weights[k]);
+        }
+        out->offsets.push_back(static_cast<uint32_t>(out->keys.size()));
+      }
+    }
+  }
+}
+
 }  // namespace mtps

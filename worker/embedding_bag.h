@@ -25,6 +25,15 @@ namespace mtps {
 void UniqueKeys(const std::vector<uint64_t>& keys, std::vector<uint64_t>* unique,
                 std::vector<uint32_t>* index);
 
+// Embedding groups (Model::embedding_groups): a model whose towers must not
+// share embeddings reads `groups` copies of every slot, each with its own
+// keys. GroupKey gives group g's key for `key` (group 0 keeps the key, so a
+// one-group model sees exactly the data's keys); ReplicateSlots writes into
+// *out a batch with groups * num_slots slots laid out group by group, which
+// PoolEmbeddings turns into the [group 0 | group 1 | ... | dense] input row.
+uint64_t GroupKey(uint64_t key, int group);
+void ReplicateSlots(const Batch& in, int groups, Batch* out);
+
 // Fills *input (resized to B x (num_slots*dim + num_dense)): for example b and slot s, the pooled
 // embedding of that slot's keys (sum, or weighted mean for Pooling::kMean, weighted by
 // batch.weights; zeros when the slot has no keys), with emb the U x dim row-major embeddings of

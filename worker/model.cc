@@ -43,34 +43,11 @@ StatusOr<std::unique_ptr<Model<T>>> CreateModel(const config::ModelConfig& confi
       "model.single_task");
 }
 
-template <typename T>
-StatusOr<std::unique_ptr<Model<T>>> CreateModel(const config::ModelConfig& config, int input_dim,
-                                                const std::vector<std::string>& label_names) {
-  if (input_dim <= 0) {
-    return Status::InvalidArgument(
-        "model input width must be > 0 (no slots and no dense features?), got " +
-        std::to_string(input_dim));
-  }
-  MTPS_ASSIGN_OR_RETURN(std::unique_ptr<Model<T>> model,
-                        CreateModel<T>(config, ModelInputs{input_dim, 0}, label_names, 0));
-  if (model->embedding_groups() != 1) {
-    return Status::InvalidArgument(
-        "model: this model reads " + std::to_string(model->embedding_groups()) +
-        " embedding groups (e.g. model.esmm.variant NO_SHARING or NAIVE), which this trainer "
-        "does not lay out yet");
-  }
-  return model;
-}
-
 template StatusOr<std::unique_ptr<Model<float>>> CreateModel<float>(
     const config::ModelConfig& config, const ModelInputs& inputs,
     const std::vector<std::string>& label_names, uint64_t seed);
 template StatusOr<std::unique_ptr<Model<double>>> CreateModel<double>(
     const config::ModelConfig& config, const ModelInputs& inputs,
     const std::vector<std::string>& label_names, uint64_t seed);
-template StatusOr<std::unique_ptr<Model<float>>> CreateModel<float>(
-    const config::ModelConfig& config, int input_dim, const std::vector<std::string>& label_names);
-template StatusOr<std::unique_ptr<Model<double>>> CreateModel<double>(
-    const config::ModelConfig& config, int input_dim, const std::vector<std::string>& label_names);
 
 }  // namespace mtps

@@ -108,13 +108,6 @@ StatusOr<std::unique_ptr<Model<T>>> CreateModel(const config::ModelConfig& confi
                                                 const std::vector<std::string>& label_names,
                                                 uint64_t seed);
 
-// Deprecated (the trainer's old call; removed once it moves to the one
-// above): inputs {input_dim, 0} and dropout seed 0. Models with more than one
-// embedding group are rejected, since the caller lays out a single group.
-template <typename T>
-StatusOr<std::unique_ptr<Model<T>>> CreateModel(const config::ModelConfig& config, int input_dim,
-                                                const std::vector<std::string>& label_names);
-
 }  // namespace mtps
 
 #endif  // MTPS_WORKER_MODEL_H_

@@ -3,6 +3,9 @@
 
 #include <cstring>
 
+#include <algorithm>
+
+#include "common/hash.h"
 #include "worker/embedding_bag.h"
 #include "worker/metrics.h"
 #include "worker/reader.h"
@@ -27,10 +30,18 @@ Status Trainer::Setup() {
   num_workers_ = member_->num_workers();
   dim_ = config_.model().embedding_dim();
   MTPS_ASSIGN_OR_RETURN(schema_, ReadSchema(config_.data()));
-  int input_dim =
-      static_cast<int>(schema_.slots.size()) * dim_ + static_cast<int>(schema_.dense_names.size());
-  MTPS_ASSIGN_OR_RETURN(model_,
-                        CreateModel<float>(config_.model(), input_dim, schema_.label_names));
+  ModelInputs inputs;
+  inputs.sparse_width = static_cast<int>(schema_.slots.size()) * dim_;
+  inputs.dense_width = static_cast<int>(schema_.dense_names.size());
+  // Dropout masks differ per worker; parameters (InitParams) do not.
+  uint64_t dropout_seed = Mix64(config_.train().seed() ^ Mix64(static_cast<uint64_t>(rank_) + 1));
+  MTPS_ASSIGN_OR_RETURN(
+      model_, CreateModel<float>(config_.model(), inputs, schema_.label_names, dropout_seed));
+  groups_ = model_->embedding_groups();
+  model_slots_.clear();
+  for (int g = 0; g < groups_; ++g) {
+    model_slots_.insert(model_slots_.end(), schema_.slots.begin(), schema_.slots.end());
+  }
   params_.assign(static_cast<size_t>(model_->num_params()), 0.0f);
   param_grad_.assign(params_.size(), 0.0f);
   loss_sum_.assign(model_->loss_names().size(), 0.0);
@@ -42,7 +53,8 @@ Status Trainer::Setup() {
   o.max_inflight_pushes = config_.train().max_inflight_pushes();
   kv_ = std::make_unique<KvClient>(&member_->rpc(), member_->server_ids(), o);
   LOG(INFO) << "worker " << rank_ << ": " << schema_.slots.size() << " sparse slots of dim " << dim_
-            << ", " << schema_.dense_names.size() << " dense features, " << model_->num_params()
+            << (groups_ > 1 ? " in " + std::to_string(groups_) + " embedding groups" : "") << ", "
+            << schema_.dense_names.size() << " dense features, " << model_->num_params()
             << " dense parameters";
   return Status::OK();
 }
@@ -51,6 +63,10 @@ Status Trainer::Run() {
   MTPS_RETURN_IF_ERROR(Setup());
   if (rank_ == 0) {
     model_->InitParams(config_.train().seed(), params_.data());
+    if (config_.model().output_bias_from_prior()) {
+      MTPS_ASSIGN_OR_RETURN(RowMatrix<float> sample, SampleLabels());
+      model_->InitOutputBiases(sample, params_.data());
+    }
     MTPS_RETURN_IF_ERROR(kv_->InitDense(params_.data()));
   }
   MTPS_RETURN_IF_ERROR(member_->Barrier("start", num_workers_));
@@ -84,20 +100,47 @@ Status Trainer::TrainEpochs() {
   return MaybeReportProgress(true);
 }
 
-Status Trainer::TrainBatch(const Batch& batch) {
-  UniqueKeys(batch.keys, &unique_keys_, &key_index_);
-  emb_.resize(unique_keys_.size() * static_cast<size_t>(dim_));
-  MTPS_RETURN_IF_ERROR(
-      kv_->Pull(unique_keys_, /*create_missing=*/true, emb_.data(), params_.data()));
+StatusOr<RowMatrix<float>> Trainer::SampleLabels() {
+  // Labels of the first kPriorSample training examples of this worker's share.
+  constexpr int kPriorSample = 100000;
+  MTPS_ASSIGN_OR_RETURN(
+      auto reader, ExampleReader::Open(config_.data(), DataSplit::kTrain, rank_, num_workers_));
+  std::vector<float> labels;
+  int rows = 0;
+  Batch batch;
+  while (rows < kPriorSample) {
+    MTPS_RETURN_IF_ERROR(reader->Next(std::min(4096, kPriorSample - rows), &batch));
+    if (batch.num_examples == 0) break;
+    labels.insert(labels.end(), batch.labels.begin(), batch.labels.end());
+    rows += batch.num_examples;
+  }
+  const int num_labels = static_cast<int>(schema_.label_names.size());
+  return RowMatrix<float>(Eigen::Map<const RowMatrix<float>>(labels.data(), rows, num_labels));
+}
 
-  PoolEmbeddings<float>(batch, schema_.slots, key_index_, emb_.data(), dim_, &input_);
+Status Trainer::LoadBatch(const Batch& batch, bool training, bool pull_dense) {
+  const Batch* view = &batch;
+  if (groups_ > 1) {
+    ReplicateSlots(batch, groups_, &grouped_);
+    view = &grouped_;
+  }
+  UniqueKeys(view->keys, &unique_keys_, &key_index_);
+  emb_.resize(unique_keys_.size() * static_cast<size_t>(dim_));
+  MTPS_RETURN_IF_ERROR(kv_->Pull(unique_keys_, /*create_missing=*/training, emb_.data(),
+                                 pull_dense ? params_.data() : nullptr));
+  PoolEmbeddings<float>(*view, model_slots_, key_index_, emb_.data(), dim_, &input_);
   labels_ =
       Eigen::Map<const RowMatrix<float>>(batch.labels.data(), batch.num_examples, batch.num_labels);
+  return Status::OK();
+}
+
+Status Trainer::TrainBatch(const Batch& batch) {
+  MTPS_RETURN_IF_ERROR(LoadBatch(batch, /*training=*/true, /*pull_dense=*/true));
   model_->ForwardBackward(params_.data(), input_, labels_, param_grad_.data(), &input_grad_,
                           &losses_);
   emb_grad_.resize(emb_.size());
-  PoolEmbeddingsBackward<float>(batch, schema_.slots, key_index_, input_grad_, dim_,
-                                unique_keys_.size(), emb_grad_.data());
+  PoolEmbeddingsBackward<float>(groups_ > 1 ? grouped_ : batch, model_slots_, key_index_,
+                                input_grad_, dim_, unique_keys_.size(), emb_grad_.data());
   MTPS_RETURN_IF_ERROR(kv_->Push(unique_keys_, emb_grad_.data(), param_grad_.data()));
 
   examples_ += batch.num_examples;
@@ -150,14 +193,8 @@ Status Trainer::Evaluate() {
   for (;;) {
     MTPS_RETURN_IF_ERROR(reader->Next(config_.train().eval_batch_size(), &batch));
     if (batch.num_examples == 0) break;
-    UniqueKeys(batch.keys, &unique_keys_, &key_index_);
-    emb_.resize(unique_keys_.size() * static_cast<size_t>(dim_));
-    MTPS_RETURN_IF_ERROR(kv_->Pull(unique_keys_, /*create_missing=*/false, emb_.data(),
-                                   dense_pulled ? nullptr : params_.data()));
+    MTPS_RETURN_IF_ERROR(LoadBatch(batch, /*training=*/false, /*pull_dense=*/!dense_pulled));
     dense_pulled = true;
-    PoolEmbeddings<float>(batch, schema_.slots, key_index_, emb_.data(), dim_, &input_);
-    labels_ = Eigen::Map<const RowMatrix<float>>(batch.labels.data(), batch.num_examples,
-                                                 batch.num_labels);
     model_->Evaluate(params_.data(), input_, labels_, &eval_);
     if (bins > 0) {
       for (size_t t = 0; t < histograms.size() && t < eval_.size(); ++t) {

@@ -32,7 +32,13 @@ class Trainer {
  private:
   Status Setup();
   Status TrainEpochs();
+  // Pulls what `batch` needs (rows of its keys, in every embedding group,
+  // and the dense parameters when pull_dense) and fills input_ and labels_.
+  // training=false answers unseen keys without creating rows.
+  Status LoadBatch(const Batch& batch, bool training, bool pull_dense);
   Status TrainBatch(const Batch& batch);
+  // Labels of the start of this worker's training share (output-bias prior).
+  StatusOr<RowMatrix<float>> SampleLabels();
   Status Evaluate();
   Status MaybeReportProgress(bool force);
 
@@ -44,9 +50,12 @@ class Trainer {
   std::unique_ptr<Model<float>> model_;
   std::unique_ptr<KvClient> kv_;
   int dim_ = 0;
+  int groups_ = 1;                     // model_->embedding_groups()
+  std::vector<SlotInfo> model_slots_;  // schema_.slots, once per group
 
   // Buffers reused across batches.
   std::vector<float> params_, param_grad_;
+  Batch grouped_;  // the batch with its slots replicated per group
   std::vector<uint64_t> unique_keys_;
   std::vector<uint32_t> key_index_;
   std::vector<float> emb_, emb_grad_;

@@ -196,3 +196,43 @@ TEST(PoolEmbeddingsTest, FloatBackwardMatchesDouble) {
 
 }  // namespace
 }  // namespace mtps
+
+namespace mtps {
+namespace {
+
+TEST(ReplicateSlotsTest, LaysOutGroupsWithTheirOwnKeys) {
+  // Two examples, two slots; example 1 slot 0 empty, slot 1 multi-valued.
+  Batch in;
+  in.num_examples = 2;
+  in.num_slots = 2;
+  in.num_dense = 1;
+  in.num_labels = 1;
+  in.keys = {10, 20, 30, 31};
+  in.weights = {1, 1, 2, 3};
+  in.offsets = {0, 1, 2, 2, 4};
+  in.dense = {0.5f, 1.5f};
+  in.labels = {1, 0};
+  Batch out;
+  ReplicateSlots(in, 2, &out);
+  EXPECT_EQ(out.num_slots, 4);
+  EXPECT_EQ(out.num_examples, 2);
+  EXPECT_EQ(out.dense, in.dense);
+  EXPECT_EQ(out.labels, in.labels);
+  const uint64_t g10 = GroupKey(10, 1), g20 = GroupKey(20, 1), g30 = GroupKey(30, 1),
+                 g31 = GroupKey(31, 1);
+  EXPECT_EQ(out.keys, (std::vector<uint64_t>{10, 20, g10, g20, 30, 31, g30, g31}));
+  EXPECT_EQ(out.weights, (std::vector<float>{1, 1, 1, 1, 2, 3, 2, 3}));
+  EXPECT_EQ(out.offsets, (std::vector<uint32_t>{0, 1, 2, 3, 4, 4, 6, 6, 8}));
+  // Group keys are new keys, distinct per group; group 0 keeps the key.
+  EXPECT_EQ(GroupKey(10, 0), 10u);
+  EXPECT_NE(g10, 10u);
+  EXPECT_NE(GroupKey(10, 2), g10);
+  // One group is a copy.
+  Batch same;
+  ReplicateSlots(in, 1, &same);
+  EXPECT_EQ(same.keys, in.keys);
+  EXPECT_EQ(same.offsets, in.offsets);
+}
+
+}  // namespace
+}  // namespace mtps

@@ -1304,19 +1304,6 @@ TEST(CreateModelTest, RejectsBadConfigsOfTheNewKinds) {
   }
 }
 
-TEST(CreateModelTest, DeprecatedSignatureForwardsAndRejectsTwoGroups) {
-  auto esmm = CreateModel<float>(EsmmConfig(), 5, kEsmmLabels);
-  ASSERT_TRUE(esmm.ok()) << esmm.status();
-  EXPECT_EQ((*esmm)->input_dim(), 5);
-  EXPECT_EQ((*esmm)->num_params(),
-            MustCreate<float>(EsmmConfig(), ModelInputs{3, 2}, kEsmmLabels)->num_params());
-  auto ple = CreateModel<double>(PleConfig(kPleShapes[0]), 5, kMmoeLabels);
-  ASSERT_TRUE(ple.ok()) << ple.status();
-  auto naive = CreateModel<float>(EsmmVariantConfig(config::EsmmConfig::NAIVE), 5, kEsmmLabels);
-  ASSERT_FALSE(naive.ok());
-  EXPECT_NE(naive.status().message().find("embedding groups"), std::string::npos);
-}
-
 TEST(CreateModelTest, EmptyTowerHiddenIsALogisticRegression) {
   config::ModelConfig config;
   config.mutable_esmm();
