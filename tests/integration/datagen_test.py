@@ -6,7 +6,7 @@ structure, recounts the labels from the files against ground_truth.json and
 the flags, byte-identical output for the same seed, and that bad flags exit 2
 and an unwritable output exits 1, each with a message naming the cause. Then
 trains ESMM on the generated data through the launcher
-(tests/integration/synthetic_esmm.pbtxt) and checks its held-out AUCs against
+(configs/synthetic_esmm.pbtxt) and checks its held-out AUCs against
 the ceiling ground_truth.json gives and floors from measurements.
 """
 
@@ -18,7 +18,7 @@ from pathlib import Path
 import harness
 from harness import RunDirTestCase, describe
 
-CONFIG = Path(__file__).resolve().parent / "synthetic_esmm.pbtxt"
+CONFIG = Path(__file__).resolve().parents[2] / "configs" / "synthetic_esmm.pbtxt"
 SPLIT_FILES = ["sample_skeleton_train.csv", "common_features_train.csv",
                "sample_skeleton_test.csv", "common_features_test.csv"]
 FILES = SPLIT_FILES + ["ground_truth.json"]
