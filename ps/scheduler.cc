@@ -32,9 +32,16 @@ std::string ModelName(const config::ModelConfig& model) {
       return "esmm";
     case config::ModelConfig::kMmoe:
       return "mmoe";
-    default:
-      return "unknown";
+    case config::ModelConfig::kSharedBottom:
+      return "shared_bottom";
+    case config::ModelConfig::kPle:
+      return "ple";
+    case config::ModelConfig::kSingleTask:
+      return "single_task";
+    case config::ModelConfig::KIND_NOT_SET:
+      break;
   }
+  return "unknown";  // ValidateConfig rejects a config without a model
 }
 
 std::string NodeLabel(const wire::NodeInfo& n) {
