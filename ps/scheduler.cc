@@ -398,6 +398,8 @@ void Scheduler::MaybeWriteProgress(bool force) {
   if (progress_.empty() || (!force && since < options_.config.train().progress_interval_sec())) {
     return;
   }
+  // After the "trained" barrier (which writes the final line) nothing moves.
+  if (!force && completed_barriers_.count("trained") != 0) return;
   int64_t examples = 0;
   std::vector<std::string> names;
   std::vector<double> loss;

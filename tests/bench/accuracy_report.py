@@ -7,7 +7,8 @@ several seeds each, and prints held-out AUC (mean and spread) as Markdown.
   tests/bench/accuracy_report.py all
 
 Options: --seeds 1,2,3  --servers 2 --workers 2  --out DIR (run dirs, data; default
-runs/accuracy)  --impressions N --cvr R (synthetic data size and conversion rate).
+runs/accuracy)  --impressions N --cvr R (synthetic data size and conversion rate)
+--datagen "--cvr_ctr_correlation 0.9 ..." (more mtps-datagen flags).
 
 The synthetic part generates Ali-CCP raw-format data with build/bin/mtps-datagen
 (selection bias built in) and reports, as the ESMM paper's Table 2 does, CVR AUC
@@ -86,7 +87,7 @@ def synthetic(args):
     truth_file = data / "ground_truth.json"
     if not truth_file.exists():
         cmd = [str(REPO / "build" / "bin" / "mtps-datagen"), "--out", str(data), "--impressions",
-               str(args.impressions), "--seed", "1", "--cvr", str(args.cvr)]
+               str(args.impressions), "--seed", "1", "--cvr", str(args.cvr)] + args.datagen.split()
         print("  generating: " + " ".join(cmd), file=sys.stderr)
         subprocess.run(cmd, check=True)
     truth = json.loads(truth_file.read_text())
@@ -119,10 +120,13 @@ def synthetic(args):
               (ceiling.get("cvr", float("nan")), ceiling.get("ctcvr", float("nan")),
                ceiling.get("ctr", float("nan"))))
     print()
-    print("Data: `build/bin/mtps-datagen --out %s --impressions %d --seed 1 --cvr %g`; seeds %s; "
-          "`tests/bench/accuracy_report.py synthetic --impressions %d --cvr %g --servers %d "
-          "--workers %d`." % (data, args.impressions, args.cvr, ",".join(map(str, args.seeds)),
-                              args.impressions, args.cvr, args.servers, args.workers))
+    extra = (" " + args.datagen) if args.datagen else ""
+    print("Data: `build/bin/mtps-datagen --out %s --impressions %d --seed 1 --cvr %g%s`; seeds %s; "
+          "`tests/bench/accuracy_report.py synthetic --impressions %d --cvr %g%s --servers %d "
+          "--workers %d`." % (data, args.impressions, args.cvr, extra, ",".join(map(str, args.seeds)),
+                              args.impressions, args.cvr,
+                              ' --datagen "%s"' % args.datagen if args.datagen else "",
+                              args.servers, args.workers))
 
 
 def main():
@@ -135,6 +139,7 @@ def main():
     parser.add_argument("--out", default=str(REPO / "runs" / "accuracy"))
     parser.add_argument("--impressions", type=int, default=2000000)
     parser.add_argument("--cvr", type=float, default=0.05)
+    parser.add_argument("--datagen", default="", help="more mtps-datagen flags")
     args = parser.parse_args()
     args.seeds = [int(s) for s in args.seeds.split(",")]
     args.out = Path(args.out).resolve()
