@@ -46,8 +46,8 @@ class Esmm final : public Model<T> {
         click_col_(click_col),
         conversion_col_(conversion_col),
         bias_prior_(bias_prior),
-        ctr_(TowerInput(), WithOutput(tower_hidden), Mlp<T>::Output::kLinear, 0, hidden),
-        cvr_(TowerInput(), WithOutput(tower_hidden), Mlp<T>::Output::kLinear, ctr_.num_params(),
+        ctr_(TowerInput(), WithLogit(tower_hidden), Mlp<T>::Output::kLinear, 0, hidden),
+        cvr_(TowerInput(), WithLogit(tower_hidden), Mlp<T>::Output::kLinear, ctr_.num_params(),
              hidden),
         loss_names_(variant == config::EsmmConfig::NAIVE
                         ? std::vector<std::string>{"ctr", "cvr"}
@@ -135,11 +135,7 @@ class Esmm final : public Model<T> {
   void Evaluate(const T* params, const Matrix& input, const Matrix& labels,
                 std::vector<EvalColumn>* out) override {
     CheckShapes(input, labels);
-    if (out->empty()) {
-      out->resize(eval_names_.size());
-      for (size_t i = 0; i < eval_names_.size(); ++i) (*out)[i].task = eval_names_[i];
-    }
-    CHECK_EQ(out->size(), eval_names_.size());
+    StartEvalColumns(eval_names_, out);
     EvalColumn& ctr = (*out)[0];
     EvalColumn& cvr = (*out)[1];
     EvalColumn& ctcvr = (*out)[2];
@@ -163,11 +159,6 @@ class Esmm final : public Model<T> {
   }
 
  private:
-  static std::vector<int> WithOutput(std::vector<int> hidden) {
-    hidden.push_back(1);
-    return hidden;
-  }
-
   int TowerInput() const { return groups_ == 1 ? input_dim_ : sparse_width_ + dense_width_; }
 
   void CheckShapes(const Matrix& input, const Matrix& labels) const {
@@ -227,8 +218,8 @@ StatusOr<std::unique_ptr<Model<T>>> CreateEsmm(const config::ModelConfig& config
                                                uint64_t seed) {
   const config::EsmmConfig& esmm = config.esmm();
   MTPS_ASSIGN_OR_RETURN(HiddenOptions hidden, HiddenOptionsFromConfig(config));
-  const std::vector<int> tower_hidden(esmm.tower_hidden().begin(), esmm.tower_hidden().end());
-  MTPS_RETURN_IF_ERROR(CheckLayerWidths(tower_hidden, "model.esmm.tower_hidden"));
+  MTPS_ASSIGN_OR_RETURN(std::vector<int> tower_hidden,
+                        LayerWidths(esmm.tower_hidden(), "model.esmm.tower_hidden"));
   MTPS_ASSIGN_OR_RETURN(int click_col,
                         FindLabel(label_names, esmm.click_label(), "model.esmm.click_label"));
   MTPS_ASSIGN_OR_RETURN(int conversion_col, FindLabel(label_names, esmm.conversion_label(),

@@ -23,6 +23,21 @@ Status CheckLayerWidths(const std::vector<int>& widths, const std::string& field
   return Status::OK();
 }
 
+StatusOr<std::vector<int>> LayerWidths(const google::protobuf::RepeatedField<int32_t>& widths,
+                                       const std::string& field, const char* output) {
+  if (output != nullptr && widths.empty()) {
+    return Status::InvalidArgument(field + " must list at least one width (" + output + ")");
+  }
+  std::vector<int> out(widths.begin(), widths.end());
+  MTPS_RETURN_IF_ERROR(CheckLayerWidths(out, field));
+  return out;
+}
+
+std::vector<int> WithLogit(std::vector<int> hidden) {
+  hidden.push_back(1);
+  return hidden;
+}
+
 double UniformSymmetric(std::mt19937_64* rng, double a) {
   // 53 random bits -> [0, 1), exactly representable in a double.
   const double u = static_cast<double>((*rng)() >> 11) * 0x1.0p-53;
@@ -77,6 +92,14 @@ Status CheckTaskNames(const std::vector<std::string>& label_names, const std::st
     return Status::InvalidArgument(model + " task names (data.labels[].name) must be distinct");
   }
   return Status::OK();
+}
+
+void StartEvalColumns(const std::vector<std::string>& tasks, std::vector<EvalColumn>* out) {
+  if (out->empty()) {
+    out->resize(tasks.size());
+    for (size_t k = 0; k < tasks.size(); ++k) (*out)[k].task = tasks[k];
+  }
+  CHECK_EQ(out->size(), tasks.size());
 }
 
 template <typename T>

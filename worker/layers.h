@@ -45,6 +45,16 @@ constexpr int kMaxLayerWidth = 65536;
 // [1, 65536], got 0").
 Status CheckLayerWidths(const std::vector<int>& widths, const std::string& field);
 
+// The widths of a repeated width field, checked by CheckLayerWidths. With
+// `output` (what the last width is, e.g. "the expert output width") the field
+// must also be non-empty ("model.mmoe.expert_hidden must list at least one
+// width (the expert output width)").
+StatusOr<std::vector<int>> LayerWidths(const google::protobuf::RepeatedField<int32_t>& widths,
+                                       const std::string& field, const char* output = nullptr);
+
+// The widths of a tower: its hidden widths, then 1 (the logit layer).
+std::vector<int> WithLogit(std::vector<int> hidden);
+
 // Whether a Backward overwrites its input gradient or adds to it (for inputs
 // shared by several layers, e.g. the MMOE experts and gates).
 enum class GradMode { kOverwrite, kAccumulate };
@@ -83,6 +93,10 @@ StatusOr<int> FindLabel(const std::vector<std::string>& label_names, const std::
 // Checks the task list of a one-task-per-label model (non-empty, distinct);
 // `model` names it in the error ("model.ple needs at least one task: ...").
 Status CheckTaskNames(const std::vector<std::string>& label_names, const std::string& model);
+
+// Names the columns of an empty *out after `tasks` (Model::Evaluate's first
+// call); afterwards *out must hold one column per task.
+void StartEvalColumns(const std::vector<std::string>& tasks, std::vector<EvalColumn>* out);
 
 // Sets params[bias_offset] to LogOddsOfRate of column `column` of labels over
 // the rows where column `where` is 1 (every row when where < 0); leaves it

@@ -6,6 +6,7 @@
 #include <random>
 
 #include "worker/layers.h"
+#include "worker/task_towers.h"
 
 namespace mtps {
 namespace {
@@ -22,10 +23,7 @@ class Mmoe final : public Model<T> {
   Mmoe(int input_dim, int num_experts, const std::vector<int>& expert_hidden,
        const std::vector<int>& tower_hidden, const HiddenOptions& hidden,
        const std::vector<std::string>& task_names, bool bias_prior, uint64_t seed)
-      : input_dim_(input_dim),
-        task_names_(task_names),
-        bias_prior_(bias_prior),
-        dropout_rng_(seed) {
+      : input_dim_(input_dim), bias_prior_(bias_prior), dropout_rng_(seed) {
     const int num_tasks = static_cast<int>(task_names.size());
     int64_t at = 0;
     experts_.reserve(num_experts);
@@ -33,20 +31,13 @@ class Mmoe final : public Model<T> {
       experts_.emplace_back(input_dim, expert_hidden, Mlp<T>::Output::kHidden, at, hidden);
       at += experts_.back().num_params();
     }
-    const int expert_dim = experts_.front().out_dim();
     gates_.reserve(num_tasks);
     for (int k = 0; k < num_tasks; ++k) {
       gates_.emplace_back(input_dim, num_experts, at, Linear<T>::Init::kXavier);
       at += gates_.back().num_params();
     }
-    std::vector<int> tower_widths = tower_hidden;
-    tower_widths.push_back(1);
-    towers_.reserve(num_tasks);
-    for (int k = 0; k < num_tasks; ++k) {
-      towers_.emplace_back(expert_dim, tower_widths, Mlp<T>::Output::kLinear, at, hidden);
-      at += towers_.back().num_params();
-    }
-    num_params_ = at;
+    towers_ = TaskTowers<T>(task_names, experts_.front().out_dim(), tower_hidden, hidden, at);
+    num_params_ = at + towers_.num_params();
     expert_out_.resize(num_experts);
     expert_grad_.resize(num_experts);
     gate_logits_.resize(num_tasks);
@@ -56,41 +47,35 @@ class Mmoe final : public Model<T> {
 
   int64_t num_params() const override { return num_params_; }
   int input_dim() const override { return input_dim_; }
-  const std::vector<std::string>& loss_names() const override { return task_names_; }
-  const std::vector<std::string>& eval_task_names() const override { return task_names_; }
+  const std::vector<std::string>& loss_names() const override { return towers_.names(); }
+  const std::vector<std::string>& eval_task_names() const override { return towers_.names(); }
 
   void InitParams(uint64_t seed, T* params) const override {
     std::mt19937_64 rng(seed);
     for (const Mlp<T>& expert : experts_) expert.InitParams(&rng, params);
     for (const Linear<T>& gate : gates_) gate.InitParams(&rng, params);
-    for (const Mlp<T>& tower : towers_) tower.InitParams(&rng, params);
+    towers_.InitParams(&rng, params);
   }
 
   void InitOutputBiases(const Matrix& labels, T* params) const override {
-    if (!bias_prior_) return;
-    CHECK_EQ(labels.cols(), static_cast<Eigen::Index>(task_names_.size()));
-    for (size_t k = 0; k < towers_.size(); ++k) {
-      SetBiasToPrior(labels, static_cast<int>(k), -1, towers_[k].output_bias_offset(), params);
-    }
+    if (bias_prior_) towers_.InitOutputBiases(labels, params);
   }
 
   void SeedDropout(uint64_t seed) override { dropout_rng_.seed(seed); }
 
   void ForwardBackward(const T* params, const Matrix& input, const Matrix& labels, T* param_grad,
                        Matrix* input_grad, std::vector<T>* losses) override {
-    CHECK_EQ(labels.cols(), static_cast<Eigen::Index>(task_names_.size()));
+    CHECK_EQ(labels.cols(), towers_.num_tasks());
     Forward(params, input, &dropout_rng_);
     const Eigen::Index n = input.rows();
     const int num_experts = static_cast<int>(experts_.size());
     for (int e = 0; e < num_experts; ++e) {
       expert_grad_[e].setZero(n, expert_out_[e]->cols());
     }
-    losses->resize(task_names_.size());
-    for (size_t k = 0; k < task_names_.size(); ++k) {
-      const Matrix& logit = towers_[k].Forward(params, task_in_[k], &dropout_rng_);
-      (*losses)[k] = BceWithLogits<T>::Forward(logit.col(0), labels.col(k));
-      BceWithLogits<T>::Backward(logit.col(0), labels.col(k), &logit_grad_);
-      towers_[k].Backward(params, logit_grad_, param_grad, &task_grad_, GradMode::kOverwrite);
+    losses->resize(towers_.num_tasks());
+    for (int k = 0; k < towers_.num_tasks(); ++k) {
+      (*losses)[k] = towers_.ForwardBackward(k, params, task_in_[k], labels, &dropout_rng_,
+                                             param_grad, &task_grad_);
       // task_in = sum_e gate[:, e] * expert_out[e], row-wise.
       gate_grad_.resize(n, num_experts);
       for (int e = 0; e < num_experts; ++e) {
@@ -109,20 +94,11 @@ class Mmoe final : public Model<T> {
 
   void Evaluate(const T* params, const Matrix& input, const Matrix& labels,
                 std::vector<EvalColumn>* out) override {
-    CHECK_EQ(labels.cols(), static_cast<Eigen::Index>(task_names_.size()));
-    if (out->empty()) {
-      out->resize(task_names_.size());
-      for (size_t k = 0; k < task_names_.size(); ++k) (*out)[k].task = task_names_[k];
-    }
-    CHECK_EQ(out->size(), task_names_.size());
+    CHECK_EQ(labels.cols(), towers_.num_tasks());
+    StartEvalColumns(towers_.names(), out);
     Forward(params, input, nullptr);
-    for (size_t k = 0; k < task_names_.size(); ++k) {
-      const Matrix& logit = towers_[k].Forward(params, task_in_[k], nullptr);
-      EvalColumn& column = (*out)[k];
-      for (Eigen::Index i = 0; i < input.rows(); ++i) {
-        column.scores.push_back(static_cast<float>(StableSigmoid(logit(i, 0))));
-        column.labels.push_back(static_cast<float>(labels(i, k)));
-      }
+    for (int k = 0; k < towers_.num_tasks(); ++k) {
+      towers_.Evaluate(k, params, task_in_[k], labels, &(*out)[k]);
     }
   }
 
@@ -146,20 +122,18 @@ class Mmoe final : public Model<T> {
   }
 
   const int input_dim_;
-  const std::vector<std::string> task_names_;
   const bool bias_prior_;
   std::mt19937_64 dropout_rng_;
   int64_t num_params_ = 0;
   std::vector<Mlp<T>> experts_;
   std::vector<Linear<T>> gates_;
-  std::vector<Mlp<T>> towers_;
+  TaskTowers<T> towers_;
   // Workspaces, reused between batches.
   std::vector<const Matrix*> expert_out_;  // into experts_[e]'s output, B x h
   std::vector<Matrix> expert_grad_;        // d loss / d expert output, B x h
   std::vector<Matrix> gate_logits_;        // B x E per task
   std::vector<Matrix> gate_;               // softmax of gate_logits_, B x E per task
   std::vector<Matrix> task_in_;            // tower inputs, B x h per task
-  Matrix logit_grad_;                      // B x 1
   Matrix task_grad_;                       // B x h
   Matrix gate_grad_;                       // B x E
   Matrix gate_logit_grad_;                 // B x E
@@ -183,16 +157,11 @@ StatusOr<std::unique_ptr<Model<T>>> CreateMmoe(const config::ModelConfig& model_
         "model.mmoe.num_experts must be <= " + std::to_string(kMaxExperts) + ", got " +
         std::to_string(config.num_experts()));
   }
-  if (config.expert_hidden_size() == 0) {
-    return Status::InvalidArgument(
-        "model.mmoe.expert_hidden must list at least one width (the expert output width)");
-  }
-  const std::vector<int> expert_hidden(config.expert_hidden().begin(),
-                                       config.expert_hidden().end());
-  MTPS_RETURN_IF_ERROR(CheckLayerWidths(expert_hidden, "model.mmoe.expert_hidden"));
-  const std::vector<int> tower_hidden(config.tower_hidden().begin(), config.tower_hidden().end());
-  MTPS_RETURN_IF_ERROR(CheckLayerWidths(tower_hidden, "model.mmoe.tower_hidden"));
-  MTPS_RETURN_IF_ERROR(CheckTaskNames(label_names, "model.mmoe"));
+  MTPS_ASSIGN_OR_RETURN(
+      std::vector<int> expert_hidden,
+      LayerWidths(config.expert_hidden(), "model.mmoe.expert_hidden", "the expert output width"));
+  MTPS_ASSIGN_OR_RETURN(std::vector<int> tower_hidden,
+                        CheckTaskTowers(config.tower_hidden(), label_names, "model.mmoe"));
   return std::unique_ptr<Model<T>>(std::make_unique<Mmoe<T>>(
       inputs.sparse_width + inputs.dense_width, config.num_experts(), expert_hidden, tower_hidden,
       hidden, label_names, model_config.output_bias_from_prior(), seed));

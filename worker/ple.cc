@@ -6,6 +6,7 @@
 #include <random>
 
 #include "worker/layers.h"
+#include "worker/task_towers.h"
 
 namespace mtps {
 namespace {
@@ -28,7 +29,6 @@ class Ple final : public Model<T> {
         num_tasks_(static_cast<int>(task_names.size())),
         task_experts_(task_experts),
         shared_experts_(shared_experts),
-        task_names_(task_names),
         bias_prior_(bias_prior),
         dropout_rng_(seed) {
     const int k_tasks = num_tasks_;
@@ -68,20 +68,14 @@ class Ple final : public Model<T> {
       level.out.resize(num_gates);
       level.out_grad.resize(num_gates);
     }
-    std::vector<int> tower_widths = tower_hidden;
-    tower_widths.push_back(1);
-    towers_.reserve(k_tasks);
-    for (int k = 0; k < k_tasks; ++k) {
-      towers_.emplace_back(expert_hidden.back(), tower_widths, Mlp<T>::Output::kLinear, at, hidden);
-      at += towers_.back().num_params();
-    }
-    num_params_ = at;
+    towers_ = TaskTowers<T>(task_names, expert_hidden.back(), tower_hidden, hidden, at);
+    num_params_ = at + towers_.num_params();
   }
 
   int64_t num_params() const override { return num_params_; }
   int input_dim() const override { return input_dim_; }
-  const std::vector<std::string>& loss_names() const override { return task_names_; }
-  const std::vector<std::string>& eval_task_names() const override { return task_names_; }
+  const std::vector<std::string>& loss_names() const override { return towers_.names(); }
+  const std::vector<std::string>& eval_task_names() const override { return towers_.names(); }
 
   void InitParams(uint64_t seed, T* params) const override {
     std::mt19937_64 rng(seed);
@@ -89,15 +83,11 @@ class Ple final : public Model<T> {
       for (const Mlp<T>& expert : level.experts) expert.InitParams(&rng, params);
       for (const Linear<T>& gate : level.gates) gate.InitParams(&rng, params);
     }
-    for (const Mlp<T>& tower : towers_) tower.InitParams(&rng, params);
+    towers_.InitParams(&rng, params);
   }
 
   void InitOutputBiases(const Matrix& labels, T* params) const override {
-    if (!bias_prior_) return;
-    CHECK_EQ(labels.cols(), num_tasks_);
-    for (int k = 0; k < num_tasks_; ++k) {
-      SetBiasToPrior(labels, k, -1, towers_[k].output_bias_offset(), params);
-    }
+    if (bias_prior_) towers_.InitOutputBiases(labels, params);
   }
 
   void SeedDropout(uint64_t seed) override { dropout_rng_.seed(seed); }
@@ -110,10 +100,8 @@ class Ple final : public Model<T> {
     Level& top = levels_.back();
     losses->resize(num_tasks_);
     for (int k = 0; k < num_tasks_; ++k) {
-      const Matrix& logit = towers_[k].Forward(params, top.out[k], &dropout_rng_);
-      (*losses)[k] = BceWithLogits<T>::Forward(logit.col(0), labels.col(k));
-      BceWithLogits<T>::Backward(logit.col(0), labels.col(k), &logit_grad_);
-      towers_[k].Backward(params, logit_grad_, param_grad, &top.out_grad[k]);
+      (*losses)[k] = towers_.ForwardBackward(k, params, top.out[k], labels, &dropout_rng_,
+                                             param_grad, &top.out_grad[k]);
     }
     if (input_grad != nullptr) input_grad->setZero(n, input_dim_);
     for (size_t l = levels_.size(); l-- > 0;) {
@@ -154,19 +142,10 @@ class Ple final : public Model<T> {
   void Evaluate(const T* params, const Matrix& input, const Matrix& labels,
                 std::vector<EvalColumn>* out) override {
     CheckShapes(input, labels);
-    if (out->empty()) {
-      out->resize(task_names_.size());
-      for (size_t k = 0; k < task_names_.size(); ++k) (*out)[k].task = task_names_[k];
-    }
-    CHECK_EQ(out->size(), task_names_.size());
+    StartEvalColumns(towers_.names(), out);
     Forward(params, input, nullptr);
     for (int k = 0; k < num_tasks_; ++k) {
-      const Matrix& logit = towers_[k].Forward(params, levels_.back().out[k], nullptr);
-      EvalColumn& column = (*out)[k];
-      for (Eigen::Index i = 0; i < input.rows(); ++i) {
-        column.scores.push_back(static_cast<float>(StableSigmoid(logit(i, 0))));
-        column.labels.push_back(static_cast<float>(labels(i, k)));
-      }
+      towers_.Evaluate(k, params, levels_.back().out[k], labels, &(*out)[k]);
     }
   }
 
@@ -228,15 +207,13 @@ class Ple final : public Model<T> {
   const int num_tasks_;
   const int task_experts_;
   const int shared_experts_;
-  const std::vector<std::string> task_names_;
   const bool bias_prior_;
   int64_t num_params_ = 0;
   std::vector<std::vector<int>> members_;  // experts each gate mixes, in gate-column order
   std::vector<Level> levels_;
-  std::vector<Mlp<T>> towers_;
+  TaskTowers<T> towers_;
   std::mt19937_64 dropout_rng_;
   // Workspaces, reused between batches.
-  Matrix logit_grad_;       // B x 1
   Matrix gate_grad_;        // B x members
   Matrix gate_logit_grad_;  // B x members
 };
@@ -270,15 +247,11 @@ StatusOr<std::unique_ptr<Model<T>>> CreatePle(const config::ModelConfig& config,
     return Status::InvalidArgument(
         "model.ple.task_experts + model.ple.shared_experts must be > 0 (a gate needs experts)");
   }
-  if (ple.expert_hidden_size() == 0) {
-    return Status::InvalidArgument(
-        "model.ple.expert_hidden must list at least one width (the expert output width)");
-  }
-  const std::vector<int> expert_hidden(ple.expert_hidden().begin(), ple.expert_hidden().end());
-  MTPS_RETURN_IF_ERROR(CheckLayerWidths(expert_hidden, "model.ple.expert_hidden"));
-  const std::vector<int> tower_hidden(ple.tower_hidden().begin(), ple.tower_hidden().end());
-  MTPS_RETURN_IF_ERROR(CheckLayerWidths(tower_hidden, "model.ple.tower_hidden"));
-  MTPS_RETURN_IF_ERROR(CheckTaskNames(label_names, "model.ple"));
+  MTPS_ASSIGN_OR_RETURN(
+      std::vector<int> expert_hidden,
+      LayerWidths(ple.expert_hidden(), "model.ple.expert_hidden", "the expert output width"));
+  MTPS_ASSIGN_OR_RETURN(std::vector<int> tower_hidden,
+                        CheckTaskTowers(ple.tower_hidden(), label_names, "model.ple"));
   return std::unique_ptr<Model<T>>(std::make_unique<Ple<T>>(
       inputs.sparse_width + inputs.dense_width, ple.num_levels(), ple.task_experts(),
       ple.shared_experts(), expert_hidden, tower_hidden, hidden, label_names,

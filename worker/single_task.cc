@@ -25,7 +25,7 @@ class SingleTask final : public Model<T> {
         label_col_(label_col),
         where_col_(where_col),
         bias_prior_(bias_prior),
-        mlp_(input_dim, WithOutput(hidden_widths), Mlp<T>::Output::kLinear, 0, hidden),
+        mlp_(input_dim, WithLogit(hidden_widths), Mlp<T>::Output::kLinear, 0, hidden),
         names_{label},
         dropout_rng_(seed) {}
 
@@ -65,11 +65,7 @@ class SingleTask final : public Model<T> {
   void Evaluate(const T* params, const Matrix& input, const Matrix& labels,
                 std::vector<EvalColumn>* out) override {
     CheckShapes(input, labels);
-    if (out->empty()) {
-      out->resize(1);
-      (*out)[0].task = names_[0];
-    }
-    CHECK_EQ(out->size(), 1u);
+    StartEvalColumns(names_, out);
     const Matrix& logit = mlp_.Forward(params, input, nullptr);
     EvalColumn& column = (*out)[0];
     for (Eigen::Index i = 0; i < input.rows(); ++i) {
@@ -80,11 +76,6 @@ class SingleTask final : public Model<T> {
   }
 
  private:
-  static std::vector<int> WithOutput(std::vector<int> hidden) {
-    hidden.push_back(1);
-    return hidden;
-  }
-
   void CheckShapes(const Matrix& input, const Matrix& labels) const {
     CHECK_EQ(input.cols(), input_dim_);
     CHECK_EQ(labels.rows(), input.rows());
@@ -110,8 +101,8 @@ StatusOr<std::unique_ptr<Model<T>>> CreateSingleTask(const config::ModelConfig& 
                                                      uint64_t seed) {
   const config::SingleTaskConfig& st = config.single_task();
   MTPS_ASSIGN_OR_RETURN(HiddenOptions hidden, HiddenOptionsFromConfig(config));
-  const std::vector<int> widths(st.hidden().begin(), st.hidden().end());
-  MTPS_RETURN_IF_ERROR(CheckLayerWidths(widths, "model.single_task.hidden"));
+  MTPS_ASSIGN_OR_RETURN(std::vector<int> widths,
+                        LayerWidths(st.hidden(), "model.single_task.hidden"));
   MTPS_ASSIGN_OR_RETURN(int label_col,
                         FindLabel(label_names, st.label(), "model.single_task.label"));
   int where_col = -1;
