@@ -68,9 +68,7 @@ bool ParseCount(std::string_view text, int64_t* out) {
 }
 
 // The location prefix "path:line: " of a message.
-std::string At(const LineReader& lines) {
-  return lines.path() + ":" + std::to_string(lines.line_number()) + ": ";
-}
+std::string At(const LineReader& lines) { return lines.Location(); }
 
 // Parses `list` (the feature_list of the line `lines` last returned), adding
 // the features of input fields to *out, and checks that it holds `count_text`
@@ -130,52 +128,20 @@ Status ParseFeatures(const FieldSlots& slots, std::string_view count_text, std::
   return Status::OK();
 }
 
-class AliccpReader : public ExampleReader {
+class AliccpReader : public LineExampleReader {
  public:
   AliccpReader(FieldSlots slots, std::unique_ptr<LineReader> skeleton,
                std::unique_ptr<LineReader> common, const LineSelector& selector)
-      : slots_(std::move(slots)),
-        skeleton_(std::move(skeleton)),
-        common_(std::move(common)),
-        selector_(selector) {}
+      : LineExampleReader(std::move(skeleton), selector),
+        slots_(std::move(slots)),
+        skeleton_(&lines()),
+        common_(std::move(common)) {}
 
   const FeatureSchema& schema() const override { return slots_.schema(); }
 
-  Status Next(int max_examples, Batch* batch) override {
-    if (max_examples <= 0) {
-      return Status::InvalidArgument("ExampleReader::Next: max_examples must be > 0, got " +
-                                     std::to_string(max_examples));
-    }
-    slots_.ResetBatch(batch);
-    while (batch->num_examples < max_examples && !eof_) {
-      std::string_view line;
-      MTPS_RETURN_IF_ERROR(skeleton_->ReadLine(&line, &eof_));
-      if (eof_) break;
-      if (TrimField(line).empty()) continue;
-      const int64_t index = data_index_++;
-      // sample_id, click, conversion, common_feature_index, feature_count, feature_list
-      std::string_view v[6];
-      const int found = SplitHead(line, 5, v);
-      if (found < 6) {
-        return Status::InvalidArgument(
-            At(*skeleton_) +
-            "expected 6 comma-separated values (sample_id,click,conversion,"
-            "common_feature_index,feature_count,feature_list), found " +
-            std::to_string(found));
-      }
-      // Every line moves the join, kept or not.
-      MTPS_RETURN_IF_ERROR(SeekCommon(v[3]));
-      if (!selector_.Keep(index)) continue;
-      MTPS_RETURN_IF_ERROR(Append(v, batch));
-    }
-    return Status::OK();
-  }
-
   Status Rewind() override {
-    MTPS_RETURN_IF_ERROR(skeleton_->Rewind());
+    MTPS_RETURN_IF_ERROR(LineExampleReader::Rewind());
     MTPS_RETURN_IF_ERROR(common_->Rewind());
-    data_index_ = 0;
-    eof_ = false;
     have_common_ = false;
     common_parsed_ = false;
     common_line_ = 0;
@@ -183,6 +149,24 @@ class AliccpReader : public ExampleReader {
   }
 
  private:
+  void ResetBatch(Batch* batch) const override { slots_.ResetBatch(batch); }
+
+  Status ReadDataLine(std::string_view line, bool keep, Batch* batch) override {
+    // sample_id, click, conversion, common_feature_index, feature_count, feature_list
+    std::string_view v[6];
+    const int found = SplitHead(line, 5, v);
+    if (found < 6) {
+      return Status::InvalidArgument(
+          At(*skeleton_) +
+          "expected 6 comma-separated values (sample_id,click,conversion,"
+          "common_feature_index,feature_count,feature_list), found " +
+          std::to_string(found));
+    }
+    // Every line moves the join, kept or not.
+    MTPS_RETURN_IF_ERROR(SeekCommon(v[3]));
+    return keep ? Append(v, batch) : Status::OK();
+  }
+
   // Makes the common line of `index` current: the current one, or the next
   // common line with that index (skipping lines no skeleton line uses).
   Status SeekCommon(std::string_view index) {
@@ -227,17 +211,7 @@ class AliccpReader : public ExampleReader {
   // Parses the current skeleton line (values v) and appends its example;
   // *batch is unchanged on error.
   Status Append(const std::string_view* v, Batch* batch) {
-    labels_.clear();
-    for (int i = 0; i < slots_.num_labels(); ++i) {
-      const std::string_view text = TrimField(v[1 + slots_.label_column(i)]);
-      float y = 0;
-      if (!slots_.rule(i).Parse(text, &y)) {
-        return Status::InvalidArgument(
-            At(*skeleton_) + "column '" + AliccpLabelColumns()[slots_.label_column(i)] + "': '" +
-            Excerpt(text) + "' is not a number (the label has no positive_values)");
-      }
-      labels_.push_back(y);
-    }
+    MTPS_RETURN_IF_ERROR(slots_.ParseLabels(v + 1, *skeleton_, Excerpt, &labels_));
     sample_.Reset(slots_.num_slots());
     MTPS_RETURN_IF_ERROR(ParseFeatures(slots_, v[4], v[5], *skeleton_, &sample_));
     sample_.Group();
@@ -249,15 +223,8 @@ class AliccpReader : public ExampleReader {
       common_parsed_ = true;
     }
     for (int s = 0; s < slots_.num_slots(); ++s) {
-      batch->keys.insert(batch->keys.end(), sample_.keys() + sample_.Begin(s),
-                         sample_.keys() + sample_.End(s));
-      batch->keys.insert(batch->keys.end(), common_features_.keys() + common_features_.Begin(s),
-                         common_features_.keys() + common_features_.End(s));
-      batch->weights.insert(batch->weights.end(), sample_.weights() + sample_.Begin(s),
-                            sample_.weights() + sample_.End(s));
-      batch->weights.insert(batch->weights.end(),
-                            common_features_.weights() + common_features_.Begin(s),
-                            common_features_.weights() + common_features_.End(s));
+      sample_.AppendSlot(s, batch);  // skeleton features first, then common ones
+      common_features_.AppendSlot(s, batch);
       batch->offsets.push_back(static_cast<uint32_t>(batch->keys.size()));
     }
     batch->labels.insert(batch->labels.end(), labels_.begin(), labels_.end());
@@ -266,11 +233,8 @@ class AliccpReader : public ExampleReader {
   }
 
   const FieldSlots slots_;
-  const std::unique_ptr<LineReader> skeleton_;
+  LineReader* const skeleton_;  // lines(), the skeleton file
   const std::unique_ptr<LineReader> common_;
-  const LineSelector selector_;
-  int64_t data_index_ = 0;  // 0-based index of the next skeleton data line
-  bool eof_ = false;
   // The current common line: its index (a copy) and views of its other
   // values into common_'s line buffer, valid until common_ reads on.
   bool have_common_ = false;

@@ -90,6 +90,10 @@ StatusOr<std::unique_ptr<LineReader>> LineReader::Open(const std::string& path) 
 
 LineReader::~LineReader() { gzclose(AsGz(file_)); }
 
+std::string LineReader::Location() const {
+  return path_ + ":" + std::to_string(line_number_) + ": ";
+}
+
 Status LineReader::ReadLine(std::string_view* line, bool* eof) {
   *line = std::string_view();
   *eof = false;
@@ -133,6 +137,38 @@ Status LineReader::Rewind() {
     return Status::IoError(path_ + ": cannot rewind: " + gzerror(AsGz(file_), &err));
   }
   line_number_ = 0;
+  return Status::OK();
+}
+
+// ---------------------------------------------------------------------------
+// LineExampleReader
+// ---------------------------------------------------------------------------
+
+Status CheckMaxExamples(int max_examples) {
+  if (max_examples <= 0) {
+    return Status::InvalidArgument("ExampleReader::Next: max_examples must be > 0, got " +
+                                   std::to_string(max_examples));
+  }
+  return Status::OK();
+}
+
+Status LineExampleReader::Next(int max_examples, Batch* batch) {
+  MTPS_RETURN_IF_ERROR(CheckMaxExamples(max_examples));
+  ResetBatch(batch);
+  while (batch->num_examples < max_examples && !eof_) {
+    std::string_view line;
+    MTPS_RETURN_IF_ERROR(lines_->ReadLine(&line, &eof_));
+    if (eof_) break;
+    if (TrimField(line).empty()) continue;
+    MTPS_RETURN_IF_ERROR(ReadDataLine(line, selector_.Keep(data_index_++), batch));
+  }
+  return Status::OK();
+}
+
+Status LineExampleReader::Rewind() {
+  MTPS_RETURN_IF_ERROR(lines_->Rewind());
+  data_index_ = 0;
+  eof_ = false;
   return Status::OK();
 }
 

@@ -1,6 +1,8 @@
 // Text input shared by the data readers: LineReader reads lines of a plain
-// or gzip file, FeatureExtractor maps one row of column values to one
-// example of a Batch as a DataConfig says (slots, dense features, labels).
+// or gzip file, LineExampleReader walks the data lines of one file for the
+// readers that make one example per line, FeatureExtractor maps one row of
+// column values to one example of a Batch as a DataConfig says (slots, dense
+// features, labels).
 //
 // The format-specific parts (how a line splits into values, what the
 // columns are called) live in worker/census_reader.h and worker/csv_reader.h.
@@ -16,6 +18,7 @@
 #include "common/status.h"
 #include "proto/config.pb.h"
 #include "worker/example.h"
+#include "worker/reader.h"
 
 namespace mtps {
 
@@ -60,6 +63,8 @@ class LineReader {
   const std::string& path() const { return path_; }
   // 1-based number of the line last returned (0 before the first).
   int64_t line_number() const { return line_number_; }
+  // "path:line: ", the prefix of a message about the line last returned.
+  std::string Location() const;
 
  private:
   LineReader(std::string path, void* file) : path_(std::move(path)), file_(file) {}
@@ -68,6 +73,39 @@ class LineReader {
   void* file_;  // gzFile; void* keeps zlib.h out of this header.
   std::string buffer_;
   int64_t line_number_ = 0;
+};
+
+// InvalidArgument unless max_examples > 0 (ExampleReader::Next's argument).
+Status CheckMaxExamples(int max_examples);
+
+// Base of the readers that make one example of one data line of one file
+// (census, CSV, FIELD_ID; ALICCP_RAW's skeleton file). Next skips blank lines
+// (they are not data lines), numbers the data lines from 0 and hands every
+// one to ReadDataLine with whether the LineSelector keeps it, until the batch
+// is full or the file ends. Owns the LineReader; not thread-safe.
+class LineExampleReader : public ExampleReader {
+ public:
+  Status Next(int max_examples, Batch* batch) final;
+  // Rewinds the file and the line count; readers with more state extend it.
+  Status Rewind() override;
+
+ protected:
+  LineExampleReader(std::unique_ptr<LineReader> lines, const LineSelector& selector)
+      : lines_(std::move(lines)), selector_(selector) {}
+
+  LineReader& lines() const { return *lines_; }
+
+  // Sets up an empty *batch for the reader's schema.
+  virtual void ResetBatch(Batch* batch) const = 0;
+  // Called for every data line in file order; appends the line's example to
+  // *batch when `keep` (leaving *batch as it was on error).
+  virtual Status ReadDataLine(std::string_view line, bool keep, Batch* batch) = 0;
+
+ private:
+  const std::unique_ptr<LineReader> lines_;
+  const LineSelector selector_;
+  int64_t data_index_ = 0;  // 0-based index of the next data line
+  bool eof_ = false;
 };
 
 // Maps rows of named columns to examples. Built once per file from the

@@ -17,6 +17,7 @@ StatusOr<FieldSlots> FieldSlots::Create(const config::DataConfig& config,
                                         const std::vector<std::string>& label_columns,
                                         const std::string& format) {
   FieldSlots fs;
+  fs.label_columns_ = label_columns;
   fs.table_.assign(kTableSize, Entry());
   std::string allowed;
   for (const std::string& c : label_columns) allowed += (allowed.empty() ? "" : ", ") + c;
@@ -85,6 +86,23 @@ StatusOr<FieldSlots> FieldSlots::Create(const config::DataConfig& config,
   return fs;
 }
 
+Status FieldSlots::ParseLabels(const std::string_view* values, const LineReader& lines,
+                               std::string (*quote)(std::string_view),
+                               std::vector<float>* labels) const {
+  labels->clear();
+  for (const Label& label : labels_) {
+    const std::string_view text = TrimField(values[label.column]);
+    float y = 0;
+    if (!label.rule.Parse(text, &y)) {
+      return Status::InvalidArgument(lines.Location() + "column '" + label_columns_[label.column] +
+                                     "': '" + quote(text) +
+                                     "' is not a number (the label has no positive_values)");
+    }
+    labels->push_back(y);
+  }
+  return Status::OK();
+}
+
 uint64_t FieldSlots::Key(int slot, std::string_view feature_id) const {
   return Mix64(HashBytes(feature_id, key_seeds_[slot]));
 }
@@ -120,44 +138,22 @@ void SlotGrouper::Group() {
 
 namespace {
 
-class FieldIdReader : public ExampleReader {
+class FieldIdReader : public LineExampleReader {
  public:
   FieldIdReader(FieldSlots slots, std::unique_ptr<LineReader> lines, const LineSelector& selector)
-      : slots_(std::move(slots)), lines_(std::move(lines)), selector_(selector) {}
+      : LineExampleReader(std::move(lines), selector), slots_(std::move(slots)) {}
 
   const FeatureSchema& schema() const override { return slots_.schema(); }
 
-  Status Next(int max_examples, Batch* batch) override {
-    if (max_examples <= 0) {
-      return Status::InvalidArgument("ExampleReader::Next: max_examples must be > 0, got " +
-                                     std::to_string(max_examples));
-    }
-    slots_.ResetBatch(batch);
-    while (batch->num_examples < max_examples && !eof_) {
-      std::string_view line;
-      MTPS_RETURN_IF_ERROR(lines_->ReadLine(&line, &eof_));
-      if (eof_) break;
-      if (TrimField(line).empty()) continue;
-      if (!selector_.Keep(data_index_++)) continue;
-      MTPS_RETURN_IF_ERROR(Append(line, batch));
-    }
-    return Status::OK();
-  }
-
-  Status Rewind() override {
-    MTPS_RETURN_IF_ERROR(lines_->Rewind());
-    data_index_ = 0;
-    eof_ = false;
-    return Status::OK();
-  }
-
  private:
-  std::string Where() const {
-    return lines_->path() + ":" + std::to_string(lines_->line_number()) + ": ";
-  }
+  std::string Where() const { return lines().Location(); }
 
-  // Parses one data line and appends its example; *batch is unchanged on error.
-  Status Append(std::string_view line, Batch* batch) {
+  void ResetBatch(Batch* batch) const override { slots_.ResetBatch(batch); }
+
+  // Parses one kept data line and appends its example; *batch is unchanged on
+  // error.
+  Status ReadDataLine(std::string_view line, bool keep, Batch* batch) override {
+    if (!keep) return Status::OK();
     // The first three values: sample_id, click, purchase.
     std::string_view head[3];
     size_t pos = 0;
@@ -172,17 +168,8 @@ class FieldIdReader : public ExampleReader {
           line.substr(pos, comma == std::string_view::npos ? std::string_view::npos : comma - pos);
       pos = comma == std::string_view::npos ? line.size() + 1 : comma + 1;
     }
-    labels_.clear();
-    for (int i = 0; i < slots_.num_labels(); ++i) {
-      const std::string_view text = TrimField(head[1 + slots_.label_column(i)]);
-      float y = 0;
-      if (!slots_.rule(i).Parse(text, &y)) {
-        return Status::InvalidArgument(
-            Where() + "column '" + FieldIdLabelColumns()[slots_.label_column(i)] + "': '" +
-            std::string(text) + "' is not a number (the label has no positive_values)");
-      }
-      labels_.push_back(y);
-    }
+    MTPS_RETURN_IF_ERROR(slots_.ParseLabels(
+        head + 1, lines(), [](std::string_view text) { return std::string(text); }, &labels_));
     grouper_.Reset(slots_.num_slots());
     int token = 3;
     while (pos <= line.size()) {
@@ -202,10 +189,7 @@ class FieldIdReader : public ExampleReader {
     }
     grouper_.Group();
     for (int s = 0; s < slots_.num_slots(); ++s) {
-      batch->keys.insert(batch->keys.end(), grouper_.keys() + grouper_.Begin(s),
-                         grouper_.keys() + grouper_.End(s));
-      batch->weights.insert(batch->weights.end(), grouper_.weights() + grouper_.Begin(s),
-                            grouper_.weights() + grouper_.End(s));
+      grouper_.AppendSlot(s, batch);
       batch->offsets.push_back(static_cast<uint32_t>(batch->keys.size()));
     }
     batch->labels.insert(batch->labels.end(), labels_.begin(), labels_.end());
@@ -214,10 +198,6 @@ class FieldIdReader : public ExampleReader {
   }
 
   const FieldSlots slots_;
-  const std::unique_ptr<LineReader> lines_;
-  const LineSelector selector_;
-  int64_t data_index_ = 0;  // 0-based index of the next data line
-  bool eof_ = false;
   SlotGrouper grouper_;        // scratch
   std::vector<float> labels_;  // scratch
 };

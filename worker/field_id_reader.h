@@ -67,6 +67,13 @@ class FieldSlots {
   int label_column(int i) const { return labels_[i].column; }
   const LabelRule& rule(int i) const { return labels_[i].rule; }
 
+  // Parses a sample's labels into *labels (data.labels order) from its label
+  // column values (values[c]: column c of Create's label_columns). A bad one
+  // is InvalidArgument at lines.Location() naming the column and the text
+  // (as quote(text) gives it).
+  Status ParseLabels(const std::string_view* values, const LineReader& lines,
+                     std::string (*quote)(std::string_view), std::vector<float>* labels) const;
+
   // Sets up an empty *batch for this schema.
   void ResetBatch(Batch* batch) const;
 
@@ -106,6 +113,7 @@ class FieldSlots {
   std::vector<Entry> table_;                         // open addressing over packed short ids
   std::unordered_map<std::string, int> long_names_;  // ids longer than 7 bytes
   std::vector<Label> labels_;
+  std::vector<std::string> label_columns_;  // Create's label_columns
 };
 
 // Collects the features of one sample as (slot, key, weight) and orders them
@@ -133,6 +141,11 @@ class SlotGrouper {
   const uint64_t* keys() const { return grouped_keys_.data(); }
   const float* weights() const { return grouped_weights_.data(); }
   size_t size() const { return keys_.size(); }
+  // Appends the keys and weights of `slot` to batch->keys and batch->weights.
+  void AppendSlot(int slot, Batch* batch) const {
+    batch->keys.insert(batch->keys.end(), keys() + Begin(slot), keys() + End(slot));
+    batch->weights.insert(batch->weights.end(), weights() + Begin(slot), weights() + End(slot));
+  }
 
  private:
   int num_slots_ = 0;

@@ -72,62 +72,43 @@ StatusOr<std::vector<std::string>> ColumnsOf(const config::DataConfig& config, L
   return ReadCsvHeader(config, lines);
 }
 
-class TextExampleReader : public ExampleReader {
+class TextExampleReader : public LineExampleReader {
  public:
   TextExampleReader(const config::DataConfig& config, std::unique_ptr<LineReader> lines,
                     FeatureExtractor extractor, const LineSelector& selector)
-      : census_(config.format() == config::DataConfig::CENSUS_RAW),
+      : LineExampleReader(std::move(lines), selector),
+        census_(config.format() == config::DataConfig::CENSUS_RAW),
         delimiter_(census_ ? ',' : config.delimiter()[0]),
-        selector_(selector),
-        lines_(std::move(lines)),
         extractor_(std::move(extractor)) {}
 
   const FeatureSchema& schema() const override { return extractor_.schema(); }
 
-  Status Next(int max_examples, Batch* batch) override {
-    if (max_examples <= 0) {
-      return Status::InvalidArgument("ExampleReader::Next: max_examples must be > 0, got " +
-                                     std::to_string(max_examples));
-    }
-    extractor_.ResetBatch(batch);
-    while (batch->num_examples < max_examples && !eof_) {
-      std::string_view line;
-      MTPS_RETURN_IF_ERROR(lines_->ReadLine(&line, &eof_));
-      if (eof_) break;
-      // Blank lines (e.g. trailing ones) are not data lines.
-      if (TrimField(line).empty()) continue;
-      if (!selector_.Keep(data_index_++)) continue;
-      if (census_) {
-        MTPS_RETURN_IF_ERROR(
-            SplitCensusLine(line, lines_->path(), lines_->line_number(), &fields_));
-      } else {
-        MTPS_RETURN_IF_ERROR(SplitCsvLine(line, delimiter_, extractor_.num_columns(),
-                                          lines_->path(), lines_->line_number(), &fields_));
-      }
-      MTPS_RETURN_IF_ERROR(extractor_.Append(fields_, lines_->line_number(), batch));
-    }
-    return Status::OK();
-  }
-
   Status Rewind() override {
-    MTPS_RETURN_IF_ERROR(lines_->Rewind());
-    data_index_ = 0;
-    eof_ = false;
-    if (!census_) {
-      std::string_view header;
-      MTPS_RETURN_IF_ERROR(lines_->ReadLine(&header, &eof_));  // Skip it.
-    }
-    return Status::OK();
+    MTPS_RETURN_IF_ERROR(LineExampleReader::Rewind());
+    if (census_) return Status::OK();
+    std::string_view header;
+    bool eof = false;                        // An empty file ends the next Next.
+    return lines().ReadLine(&header, &eof);  // Skip it.
   }
 
  private:
+  void ResetBatch(Batch* batch) const override { extractor_.ResetBatch(batch); }
+
+  Status ReadDataLine(std::string_view line, bool keep, Batch* batch) override {
+    if (!keep) return Status::OK();
+    const LineReader& lines = this->lines();
+    if (census_) {
+      MTPS_RETURN_IF_ERROR(SplitCensusLine(line, lines.path(), lines.line_number(), &fields_));
+    } else {
+      MTPS_RETURN_IF_ERROR(SplitCsvLine(line, delimiter_, extractor_.num_columns(), lines.path(),
+                                        lines.line_number(), &fields_));
+    }
+    return extractor_.Append(fields_, lines.line_number(), batch);
+  }
+
   const bool census_;
   const char delimiter_;
-  const LineSelector selector_;
-  const std::unique_ptr<LineReader> lines_;
   const FeatureExtractor extractor_;
-  int64_t data_index_ = 0;  // 0-based index of the next data line
-  bool eof_ = false;
   std::vector<std::string_view> fields_;  // scratch, views into the current line
 };
 
@@ -192,10 +173,7 @@ class ShufflingReader : public ExampleReader {
   const FeatureSchema& schema() const override { return inner_->schema(); }
 
   Status Next(int max_examples, Batch* batch) override {
-    if (max_examples <= 0) {
-      return Status::InvalidArgument("ExampleReader::Next: max_examples must be > 0, got " +
-                                     std::to_string(max_examples));
-    }
+    MTPS_RETURN_IF_ERROR(CheckMaxExamples(max_examples));
     const FeatureSchema& s = schema();
     batch->Clear();
     batch->num_slots = static_cast<int>(s.slots.size());
