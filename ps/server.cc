@@ -1,6 +1,8 @@
 // The parameter server's request handling (see ps/server.h).
 #include "ps/server.h"
 
+#include "common/partition.h"
+
 #include <new>
 
 namespace mtps {
@@ -145,6 +147,17 @@ Status ParameterServer::HandlePushDense(const Incoming& request) {
 
 Status ParameterServer::HandleInitDense(const Incoming& request) {
   MTPS_RETURN_IF_ERROR(request.msg.Expect({wire::F32}));
+  // The block must be this server's share of the whole array: a wrong-sized
+  // first INIT_DENSE would otherwise fix a wrong block for the whole job.
+  const int64_t total = request.msg.meta.dense_total();
+  const DenseBlock block = DenseBlockOf(total, member_->self().rank(), member_->num_servers());
+  if (total <= 0 || static_cast<int64_t>(request.msg.payloads[0].count()) != block.size()) {
+    return Status::InvalidArgument(
+        "INIT_DENSE of " + std::to_string(request.msg.payloads[0].count()) +
+        " values for a dense array of " + std::to_string(total) + ": server " +
+        std::to_string(member_->self().rank()) + " of " + std::to_string(member_->num_servers()) +
+        " holds " + std::to_string(block.size()));
+  }
   const float* values = request.msg.payloads[0].Data<float>(&value_scratch_);
   if (!dense_.Init(values, request.msg.payloads[0].count())) {
     LOG(INFO) << "ignoring a repeated INIT_DENSE from node " << request.msg.meta.sender();

@@ -38,6 +38,7 @@ Status KvClient::InitDense(const float* params) {
   for (int s = 0; s < n; ++s) {
     DenseBlock b = DenseBlockOf(options_.num_params, s, n);
     Message msg(wire::INIT_DENSE);
+    msg.meta.set_dense_total(options_.num_params);
     msg.payloads.push_back(Payload::Copy(params + b.begin, static_cast<size_t>(b.size())));
     auto id = rpc_->Start(server_ids_[s], std::move(msg), options_.request_timeout_ms);
     if (!id.ok()) {

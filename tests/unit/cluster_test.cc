@@ -197,7 +197,13 @@ TEST_F(ClusterTest, BadRequestsAreRejectedAndTheServerKeepsServing) {
   expect_rejected(Message(wire::BARRIER), StatusCode::kInvalidArgument,
                   "does not serve op BARRIER");
 
+  Message wrong_block(wire::INIT_DENSE);  // 3 values for a 4-parameter array
+  wrong_block.meta.set_dense_total(4);
+  wrong_block.payloads.push_back(Payload::FromVector(std::vector<float>{9, 9, 9}));
+  expect_rejected(std::move(wrong_block), StatusCode::kInvalidArgument, "holds 4");
+
   Message dense(wire::INIT_DENSE);
+  dense.meta.set_dense_total(3);
   dense.payloads.push_back(Payload::FromVector(std::vector<float>{1, 2, 3}));
   ASSERT_TRUE(rpc.Call(server_id(), std::move(dense), 3000).ok());
   Message short_grad(wire::PUSH_DENSE);
