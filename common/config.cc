@@ -681,6 +681,13 @@ Status ValidateConfig(const config::Config& config) {
   ValidateData(config.data(), &problems);
   ValidateModel(config, &problems);
   ValidateTrainServerCluster(config, &problems);
+  if (config.train().staleness() < 0) {
+    problems.Add("train.staleness", "must be >= 0, got " + std::to_string(config.train().staleness()));
+  }
+  if (config.train().throttle_ms() < 0) {
+    problems.Add("train.throttle_ms",
+                 "must be >= 0, got " + std::to_string(config.train().throttle_ms()));
+  }
   if (config.eval().auc_bins() < 0 || config.eval().auc_bins() > (1 << 24)) {
     problems.Add("eval.auc_bins",
                  "must be in [0, 16777216], got " + std::to_string(config.eval().auc_bins()));

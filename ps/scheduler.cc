@@ -3,6 +3,8 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+#include <limits>
 #include <random>
 #include <sstream>
 
@@ -138,6 +140,8 @@ void Scheduler::Handle(Incoming&& request) {
       return HandleProgress(std::move(request));
     case wire::EVAL_REPORT:
       return HandleEvalReport(std::move(request));
+    case wire::CLOCK:
+      return HandleClock(std::move(request));
     default:
       rpc_.ReplyError(request, Status::InvalidArgument("the scheduler does not serve op " +
                                                        wire::Op_Name(meta.op())));
@@ -218,6 +222,7 @@ void Scheduler::FinishRegistration() {
   }
   // cluster.json exists before any node learns it is registered.
   registered_ = true;
+  for (int r = 0; r < options_.num_workers; ++r) clocks_[r] = ClockState();
   Status written = WriteClusterJson();
   std::string config_bytes = options_.config.SerializeAsString();
   for (size_t i = 0; i < pending_registrations_.size(); ++i) {
@@ -362,6 +367,54 @@ void Scheduler::HandleEvalReport(Incoming&& request) {
   eval_reports_[rank] = std::move(request.msg);
 }
 
+int64_t Scheduler::MinClock() const {
+  int64_t min = std::numeric_limits<int64_t>::max();
+  for (const auto& [rank, c] : clocks_) {
+    if (!c.finished) min = std::min(min, c.clock);
+  }
+  return min;
+}
+
+void Scheduler::HandleClock(Incoming&& request) {
+  const Member& m = members_.at(request.msg.meta.sender());
+  if (m.info.role() != wire::WORKER) {
+    rpc_.ReplyError(request, Status::InvalidArgument("only workers report clocks"));
+    return;
+  }
+  const wire::Clock& c = request.msg.meta.clock();
+  // Clocks only move forward (a report may overtake an older one).
+  ClockState& state = clocks_[m.info.rank()];
+  state.clock = std::max(state.clock, c.clock());
+  if (c.wait_for() < 0) state.started = std::max(state.started, c.started());
+  state.finished = state.finished || c.finished();
+  const int64_t min = MinClock();
+  // How far ahead of the slowest unfinished worker's clock the reporter's
+  // latest batch started: BOUNDED_STALENESS keeps this <= staleness, BSP at
+  // 0. Only plain reports count (a waiting request is not running yet).
+  if (c.wait_for() < 0 && !state.finished && min != std::numeric_limits<int64_t>::max()) {
+    max_clock_gap_ = std::max(max_clock_gap_, state.started - min);
+  }
+  auto answer = [this, min](const Incoming& w) {
+    Message reply;
+    reply.meta.mutable_clock()->set_min_clock(min);
+    rpc_.Reply(w, std::move(reply));
+  };
+  if (c.wait_for() <= min) {
+    answer(request);
+  } else {
+    clock_waits_.emplace_back(std::move(request), c.wait_for());
+  }
+  // A clock moved: release the waits it satisfies.
+  for (size_t i = 0; i < clock_waits_.size();) {
+    if (clock_waits_[i].second <= min) {
+      answer(clock_waits_[i].first);
+      clock_waits_.erase(clock_waits_.begin() + static_cast<std::ptrdiff_t>(i));
+    } else {
+      ++i;
+    }
+  }
+}
+
 void Scheduler::Abort(const std::string& why) {
   if (state_ != wire::JOB_RUNNING) return;
   LOG(ERROR) << "aborting the job: " << why;
@@ -377,6 +430,8 @@ void Scheduler::Abort(const std::string& why) {
     }
   }
   barriers_.clear();
+  for (const auto& [w, wait_for] : clock_waits_) rpc_.ReplyError(w, error);
+  clock_waits_.clear();
 }
 
 void Scheduler::CheckHeartbeats() {
@@ -492,6 +547,10 @@ Status Scheduler::WriteSummary() {
   json << "\n  },\n  \"train\": {\"examples\": " << train_examples
        << ", \"seconds\": " << JsonNumber(seconds) << ", \"examples_per_sec\": "
        << JsonNumber(seconds > 0 ? static_cast<double>(train_examples) / seconds : 0.0)
+       << "},\n  \"consistency\": {\"mode\": "
+       << JsonString(config::TrainConfig::Consistency_Name(options_.config.train().consistency()))
+       << ", \"staleness\": " << options_.config.train().staleness()
+       << ", \"max_clock_gap\": " << max_clock_gap_
        << "},\n  \"cluster\": {\"servers\": " << options_.num_servers
        << ", \"workers\": " << options_.num_workers << "}\n}\n";
   return WriteFileAtomically(options_.run_dir + "/summary.json", json.str());

@@ -72,6 +72,9 @@ class Scheduler {
   void HandleHeartbeat(Incoming&& request);
   void HandleProgress(Incoming&& request);
   void HandleEvalReport(Incoming&& request);
+  void HandleClock(Incoming&& request);
+  // The slowest unfinished worker's clock (INT64_MAX when all finished).
+  int64_t MinClock() const;
   void FinishRegistration();
   void OnBarrierComplete(const std::string& name);
   void Abort(const std::string& why);
@@ -103,6 +106,16 @@ class Scheduler {
   SteadyClock::time_point last_progress_write_;
   int64_t last_progress_examples_ = 0;
   std::map<int, Message> eval_reports_;  // by worker rank
+
+  // Consistency control (TrainConfig.consistency).
+  struct ClockState {
+    int64_t clock = 0;    // batches fully acknowledged by the servers
+    int64_t started = 0;  // batches started
+    bool finished = false;
+  };
+  std::map<int, ClockState> clocks_;  // by worker rank, every worker from registration
+  std::vector<std::pair<Incoming, int64_t>> clock_waits_;  // deferred CLOCK requests, wait_for
+  int64_t max_clock_gap_ = 0;
 
   wire::JobState state_ = wire::JOB_RUNNING;
   std::string abort_reason_;

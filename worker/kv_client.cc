@@ -149,9 +149,16 @@ Status KvClient::Push(const std::vector<uint64_t>& keys, const float* emb_grad,
   const size_t dim = static_cast<size_t>(options_.dim);
   MTPS_RETURN_IF_ERROR(WaitForInflightBelow((options_.max_inflight_pushes - 1) * 2 * n));
   Slice(keys);
-  auto on_done = [this](StatusOr<Message>&& r) {
+  const int64_t seq = first_unacked_push_ + static_cast<int64_t>(push_remaining_.size());
+  push_remaining_.push_back(0);
+  auto on_done = [this, seq](StatusOr<Message>&& r) {
     --inflight_push_requests_;
     if (!r.ok() && push_error_.ok()) push_error_ = r.status();
+    --push_remaining_[static_cast<size_t>(seq - first_unacked_push_)];
+    while (!push_remaining_.empty() && push_remaining_.front() == 0) {
+      push_remaining_.pop_front();
+      ++first_unacked_push_;
+    }
   };
   for (int s = 0; s < n; ++s) {
     if (!slice_keys_[s].empty()) {
@@ -166,6 +173,7 @@ Status KvClient::Push(const std::vector<uint64_t>& keys, const float* emb_grad,
       MTPS_RETURN_IF_ERROR(
           rpc_->StartAsync(server_ids_[s], std::move(msg), options_.request_timeout_ms, on_done));
       ++inflight_push_requests_;
+      ++push_remaining_.back();
     }
     DenseBlock b = DenseBlockOf(options_.num_params, s, n);
     if (dense_grad != nullptr && b.size() > 0) {
@@ -174,7 +182,13 @@ Status KvClient::Push(const std::vector<uint64_t>& keys, const float* emb_grad,
       MTPS_RETURN_IF_ERROR(
           rpc_->StartAsync(server_ids_[s], std::move(msg), options_.request_timeout_ms, on_done));
       ++inflight_push_requests_;
+      ++push_remaining_.back();
     }
+  }
+  // A push with nothing to send is complete at once.
+  while (!push_remaining_.empty() && push_remaining_.front() == 0) {
+    push_remaining_.pop_front();
+    ++first_unacked_push_;
   }
   return Status::OK();
 }

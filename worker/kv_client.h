@@ -12,6 +12,7 @@
 #define MTPS_WORKER_KV_CLIENT_H_
 
 #include <cstdint>
+#include <deque>
 #include <vector>
 
 #include "common/rpc.h"
@@ -48,6 +49,10 @@ class KvClient {
   // Waits until every push is answered; returns the first push error.
   Status Flush();
 
+  // Push calls (batches) answered completely, counting from the first in
+  // order: the worker's clock for consistency control.
+  int64_t acked_pushes() const { return first_unacked_push_; }
+
  private:
   // Splits keys by server: (*slices)[s] the keys, (*positions)[s] their indexes.
   void Slice(const std::vector<uint64_t>& keys);
@@ -61,6 +66,10 @@ class KvClient {
   std::vector<std::vector<uint64_t>> slice_keys_;
   std::vector<std::vector<uint32_t>> slice_positions_;
   int inflight_push_requests_ = 0;
+  // Requests still unanswered per Push call not yet complete, oldest first;
+  // the front is Push call number first_unacked_push_.
+  std::deque<int> push_remaining_;
+  int64_t first_unacked_push_ = 0;
   Status push_error_;
   std::vector<float> scratch_;
 };

@@ -88,16 +88,78 @@ Status Trainer::TrainEpochs() {
     for (;;) {
       MTPS_RETURN_IF_ERROR(reader->Next(config_.train().batch_size(), &batch));
       if (batch.num_examples == 0) break;
+      MTPS_RETURN_IF_ERROR(WaitForTurn());
       MTPS_RETURN_IF_ERROR(TrainBatch(batch));
-      // Heartbeats and progress between batches; never blocks.
+      ++started_;
+      // Heartbeats, clock and progress between batches; never blocks.
       MTPS_RETURN_IF_ERROR(member_->Tick(Deadline::Now()));
+      MTPS_RETURN_IF_ERROR(MaybeReportClock());
       MTPS_RETURN_IF_ERROR(MaybeReportProgress(false));
     }
     LOG(INFO) << "worker " << rank_ << " finished epoch " << epoch + 1 << " (" << examples_
               << " examples)";
   }
   MTPS_RETURN_IF_ERROR(kv_->Flush());
+  // Leave the consistency bound, so nobody waits for this worker any more.
+  Message clock(wire::CLOCK);
+  clock.meta.mutable_clock()->set_clock(kv_->acked_pushes());
+  clock.meta.mutable_clock()->set_started(started_);
+  clock.meta.mutable_clock()->set_finished(true);
+  MTPS_RETURN_IF_ERROR(
+      member_->rpc()
+          .Call(kSchedulerNodeId, std::move(clock), config_.cluster().request_timeout_ms())
+          .status());
   return MaybeReportProgress(true);
+}
+
+Status Trainer::WaitForTurn() {
+  const config::TrainConfig& train = config_.train();
+  if (train.throttle_rank() == rank_ && train.throttle_ms() > 0) {
+    // A deliberately slow worker (tests of stragglers); it keeps serving.
+    MTPS_RETURN_IF_ERROR(member_->Tick(Deadline::In(train.throttle_ms())));
+  }
+  if (train.consistency() == config::TrainConfig::ASYNC) return Status::OK();
+  const int64_t staleness = train.consistency() == config::TrainConfig::BSP ? 0 : train.staleness();
+  const int64_t need = started_ - staleness;  // the slowest clock batch started_ may run at
+  if (known_min_clock_ >= need) return Status::OK();
+  // Blocked anyway: make this worker's own clock current (all its pushes
+  // acknowledged), report it and wait until the slowest worker catches up.
+  MTPS_RETURN_IF_ERROR(kv_->Flush());
+  Message msg(wire::CLOCK);
+  msg.meta.mutable_clock()->set_clock(kv_->acked_pushes());
+  msg.meta.mutable_clock()->set_started(started_);
+  msg.meta.mutable_clock()->set_wait_for(need);
+  auto reply =
+      member_->rpc().Call(kSchedulerNodeId, std::move(msg), config_.cluster().barrier_timeout_ms());
+  if (!reply.ok()) {
+    return Status(reply.status().code(), "waiting for the slowest worker to reach batch " +
+                                             std::to_string(need) + ": " +
+                                             reply.status().message());
+  }
+  known_min_clock_ = std::max(known_min_clock_, reply->meta.clock().min_clock());
+  reported_clock_ = std::max(reported_clock_, kv_->acked_pushes());
+  return Status::OK();
+}
+
+Status Trainer::MaybeReportClock() {
+  // One report in flight at most, and only when the clock moved.
+  const int64_t clock = kv_->acked_pushes();
+  if (clock_report_in_flight_ || clock <= reported_clock_) return Status::OK();
+  Message msg(wire::CLOCK);
+  msg.meta.mutable_clock()->set_clock(clock);
+  msg.meta.mutable_clock()->set_started(started_ - 1);  // the latest batch started
+  clock_report_in_flight_ = true;
+  reported_clock_ = clock;
+  return member_->rpc().StartAsync(
+      kSchedulerNodeId, std::move(msg), config_.cluster().request_timeout_ms(),
+      [this](StatusOr<Message>&& r) {
+        clock_report_in_flight_ = false;
+        if (r.ok()) {
+          known_min_clock_ = std::max(known_min_clock_, r->meta.clock().min_clock());
+        } else {
+          LOG(WARNING) << "clock report failed: " << r.status();
+        }
+      });
 }
 
 StatusOr<RowMatrix<float>> Trainer::SampleLabels() {

@@ -41,6 +41,11 @@ class Trainer {
   StatusOr<RowMatrix<float>> SampleLabels();
   Status Evaluate();
   Status MaybeReportProgress(bool force);
+  // Consistency control: before batch number started_, waits (when the
+  // config bounds staleness) until the slowest worker's clock allows it.
+  Status WaitForTurn();
+  // Tells the scheduler this worker's clock when it moved (async).
+  Status MaybeReportClock();
 
   ClusterMember* member_;
   const config::Config& config_;
@@ -61,6 +66,12 @@ class Trainer {
   std::vector<float> emb_, emb_grad_;
   RowMatrix<float> input_, input_grad_, labels_;
   std::vector<float> losses_;
+
+  // Consistency control.
+  int64_t started_ = 0;          // training batches started
+  int64_t known_min_clock_ = 0;  // the slowest worker's clock, as last heard
+  int64_t reported_clock_ = -1;
+  bool clock_report_in_flight_ = false;
 
   // Progress.
   SteadyClock::time_point train_start_;
