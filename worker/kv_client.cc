@@ -8,7 +8,10 @@
 namespace mtps {
 
 KvClient::KvClient(Rpc* rpc, std::vector<int> server_ids, KvClientOptions options)
-    : rpc_(rpc), server_ids_(std::move(server_ids)), options_(options) {
+    : rpc_(rpc),
+      server_ids_(std::move(server_ids)),
+      options_(options),
+      partitioner_(static_cast<int>(server_ids_.size())) {
   slice_keys_.resize(server_ids_.size());
   slice_positions_.resize(server_ids_.size());
 }
@@ -20,7 +23,7 @@ void KvClient::Slice(const std::vector<uint64_t>& keys) {
     slice_positions_[s].clear();
   }
   for (size_t i = 0; i < keys.size(); ++i) {
-    int s = n == 1 ? 0 : ShardOfKey(keys[i], n);
+    int s = n == 1 ? 0 : partitioner_.ServerOf(keys[i]);
     slice_keys_[s].push_back(keys[i]);
     slice_positions_[s].push_back(static_cast<uint32_t>(i));
   }

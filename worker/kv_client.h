@@ -1,6 +1,6 @@
 // KvClient: a worker's view of the parameter servers.
 //
-// Slices each request by server (sparse keys by ShardOfKey, the dense
+// Slices each request by server (sparse keys by KeyPartitioner, the dense
 // parameter array by DenseBlockOf), keeps every slice in flight at once, and
 // reassembles the answers. Pushes are asynchronous: Push returns once the
 // requests are queued and only waits while too many are unanswered; an
@@ -15,6 +15,7 @@
 #include <deque>
 #include <vector>
 
+#include "common/partition.h"
 #include "common/rpc.h"
 #include "common/status.h"
 
@@ -63,6 +64,7 @@ class KvClient {
   Rpc* rpc_;
   std::vector<int> server_ids_;
   KvClientOptions options_;
+  KeyPartitioner partitioner_;
   std::vector<std::vector<uint64_t>> slice_keys_;
   std::vector<std::vector<uint32_t>> slice_positions_;
   int inflight_push_requests_ = 0;
