@@ -595,8 +595,44 @@ void ValidateTrainServerCluster(const config::Config& config, Problems* p) {
   p->Positive("train.max_inflight_pushes", train.max_inflight_pushes());
 
   const config::ServerConfig& server = config.server();
-  if (server.sparse_optimizer().has_adagrad()) {
-    ValidateAdagrad("server.sparse_optimizer.adagrad", server.sparse_optimizer().adagrad(), p);
+  const config::SparseOptimizer& sparse = server.sparse_optimizer();
+  if (sparse.has_adagrad()) ValidateAdagrad("server.sparse_optimizer.adagrad", sparse.adagrad(), p);
+  if (sparse.has_sgd()) {
+    p->Positive("server.sparse_optimizer.sgd.learning_rate", sparse.sgd().learning_rate());
+  }
+  if (sparse.has_adam()) {
+    const config::Adam& adam = sparse.adam();
+    p->Positive("server.sparse_optimizer.adam.learning_rate", adam.learning_rate());
+    if (!(adam.beta1() >= 0 && adam.beta1() < 1)) {
+      p->Add("server.sparse_optimizer.adam.beta1", "must be in [0, 1)");
+    }
+    if (!(adam.beta2() >= 0 && adam.beta2() < 1)) {
+      p->Add("server.sparse_optimizer.adam.beta2", "must be in [0, 1)");
+    }
+    p->Positive("server.sparse_optimizer.adam.epsilon", adam.epsilon());
+  }
+  if (sparse.has_ftrl()) {
+    const config::Ftrl& ftrl = sparse.ftrl();
+    p->Positive("server.sparse_optimizer.ftrl.alpha", ftrl.alpha());
+    p->NonNegative("server.sparse_optimizer.ftrl.beta", ftrl.beta());
+    p->NonNegative("server.sparse_optimizer.ftrl.l1", ftrl.l1());
+    p->NonNegative("server.sparse_optimizer.ftrl.l2", ftrl.l2());
+  }
+  // The upper bounds are the sparse table's (ps/sparse_table.h): 16-bit
+  // admission counters, 32-bit steps and row numbers.
+  p->NonNegative("server.admission_min_count", server.admission_min_count());
+  if (server.admission_min_count() > 65535) {
+    p->Add("server.admission_min_count", "must be <= 65535 (got " +
+                                             std::to_string(server.admission_min_count()) + ")");
+  }
+  p->NonNegative("server.evict_after_steps", server.evict_after_steps());
+  if (server.evict_after_steps() >= (int64_t{1} << 31)) {
+    p->Add("server.evict_after_steps",
+           "must be < 2^31 (got " + std::to_string(server.evict_after_steps()) + ")");
+  }
+  p->NonNegative("server.max_rows", server.max_rows());
+  if (server.max_rows() > (int64_t{1} << 32) - 2) {
+    p->Add("server.max_rows", "must be <= 2^32 - 2 (got " + std::to_string(server.max_rows()) + ")");
   }
   const config::DenseOptimizer& dense = server.dense_optimizer();
   if (dense.has_adagrad()) ValidateAdagrad("server.dense_optimizer.adagrad", dense.adagrad(), p);

@@ -1,5 +1,6 @@
 // Update formulas of the server-side optimizers, shared by the sparse table
-// (Adagrad per row) and the dense store (Adam or Adagrad over a block).
+// (SGD, Adagrad, Adam or FTRL-Proximal per row) and the dense store (Adam or
+// Adagrad over a block).
 //
 // They are inline so they are compiled, and vectorised (-O3 -march), inside
 // the loops that call them. Each writes only the spans it is given; the
@@ -13,6 +14,11 @@
 #include <cstdint>
 
 namespace mtps {
+
+// One plain SGD step over n parameters: w -= lr * g.
+inline void SgdUpdate(float* __restrict w, const float* __restrict g, size_t n, float lr) {
+  for (size_t i = 0; i < n; ++i) w[i] -= lr * g[i];
+}
 
 // One Adagrad step over n parameters:
 //   acc += g * g;  w -= lr * g / sqrt(acc).
@@ -58,6 +64,49 @@ inline void AdamUpdate(float* __restrict w, float* __restrict m, float* __restri
     v[i] = vi;
     w[i] -= step.lr_over_c1 * mi / (std::sqrt(vi * step.inv_c2) + epsilon);
   }
+}
+
+// FTRL-Proximal (McMahan et al., KDD 2013, Algorithm 1), per coordinate,
+// with hyper-parameters alpha > 0, beta >= 0, l1 >= 0, l2 >= 0.
+struct FtrlParams {
+  float alpha;
+  float beta;
+  float l1;
+  float l2;
+};
+
+// One FTRL-Proximal step over n coordinates, w holding the current weights:
+//   sigma = (sqrt(n + g^2) - sqrt(n)) / alpha;  z += g - sigma * w;  n += g^2;
+//   w = 0                                              if |z| <= l1,
+//   w = -(z - sign(z) l1) / ((beta + sqrt(n)) / alpha + l2)   otherwise.
+// The denominator is 0 only while n = 0 with beta = l2 = 0 (no gradient seen
+// yet); w is then left as it is.
+inline void FtrlUpdate(float* __restrict w, float* __restrict z, float* __restrict n_acc,
+                       const float* __restrict g, size_t n, FtrlParams p) {
+  const float inv_alpha = 1.0f / p.alpha;
+  for (size_t i = 0; i < n; ++i) {
+    const float gi = g[i];
+    const float old_n = n_acc[i];
+    const float new_n = old_n + gi * gi;
+    const float sqrt_new = std::sqrt(new_n);
+    const float sigma = (sqrt_new - std::sqrt(old_n)) * inv_alpha;
+    const float zi = z[i] + gi - sigma * w[i];
+    z[i] = zi;
+    n_acc[i] = new_n;
+    const float denom = (p.beta + sqrt_new) * inv_alpha + p.l2;
+    const float shrunk = zi - std::copysign(p.l1, zi);
+    const float wi = std::fabs(zi) <= p.l1 ? 0.0f : -shrunk / denom;
+    w[i] = denom > 0.0f ? wi : w[i];
+  }
+}
+
+// The z that makes FTRL's closed form give w0 before any gradient (n = 0):
+// z = -((beta / alpha + l2) * w0 + sign(w0) * l1), 0 for w0 = 0. A row that
+// starts at a random w0 thus continues from w0 instead of jumping to 0 at its
+// first update.
+inline float FtrlInitialZ(float w0, FtrlParams p) {
+  if (w0 == 0.0f) return 0.0f;
+  return -((p.beta / p.alpha + p.l2) * w0 + std::copysign(p.l1, w0));
 }
 
 }  // namespace mtps

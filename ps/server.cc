@@ -17,7 +17,11 @@ SparseTableOptions TableOptions(const config::Config& config) {
   o.dim = config.model().embedding_dim();
   o.init_scale = config.server().embedding_init_scale();
   o.seed = config.train().seed();
-  o.adagrad = config.server().sparse_optimizer().adagrad();
+  const config::ServerConfig& server = config.server();
+  o.optimizer = server.sparse_optimizer();
+  o.admission_min_count = server.admission_min_count();
+  o.evict_after_steps = server.evict_after_steps();
+  o.max_rows = server.max_rows();
   return o;
 }
 
@@ -42,10 +46,27 @@ Status ParameterServer::Run() {
     if (!s.ok()) return s;
     if (member_->finished()) break;
   }
-  LOG(INFO) << "job finished: " << table_.size() << " rows (" << table_.memory_bytes() / (1 << 20)
-            << " MiB), " << dense_.size() << " dense parameters, " << stats_.pulls << " pulls, "
-            << stats_.pushes << " pushes, " << stats_.rejected << " rejected requests";
+  UpdateTableStats();
+  const MemoryReport memory = table_.memory_report();
+  LOG(INFO) << "job finished: " << stats_.rows << " rows (" << stats_.admitted << " admitted, "
+            << stats_.admission_rejected << " pushed keys rejected by admission, " << stats_.evicted
+            << " evicted), sparse memory " << memory.total_bytes / (1 << 20) << " MiB (index "
+            << memory.index_bytes / (1 << 20) << " MiB, arena " << memory.arena_bytes / (1 << 20)
+            << " MiB, other " << memory.other_bytes / (1 << 20) << " MiB; "
+            << static_cast<int64_t>(memory.bytes_per_row) << " bytes per row, raw "
+            << memory.raw_row_bytes << "), " << dense_.size() << " dense parameters, "
+            << stats_.pulls << " pulls, " << stats_.pushes << " pushes, " << stats_.rejected
+            << " rejected requests";
   return Status::OK();
+}
+
+void ParameterServer::UpdateTableStats() {
+  const SparseTable::Counters& c = table_.counters();
+  stats_.rows = static_cast<int64_t>(table_.size());
+  stats_.admitted = c.admitted;
+  stats_.admission_rejected = c.rejected;
+  stats_.evicted = c.evicted;
+  stats_.sparse_memory_bytes = static_cast<int64_t>(table_.memory_bytes());
 }
 
 void ParameterServer::Handle(Incoming&& request) {
@@ -109,6 +130,7 @@ Status ParameterServer::HandlePullSparse(const Incoming& request, Message* respo
   response->payloads.push_back(Payload::FromVector(std::move(values)));
   ++stats_.pulls;
   stats_.keys_pulled += static_cast<int64_t>(n);
+  UpdateTableStats();
   return Status::OK();
 }
 
@@ -128,6 +150,7 @@ Status ParameterServer::HandlePushSparse(const Incoming& request) {
   table_.Push(keys, n, grads);
   ++stats_.pushes;
   stats_.keys_pushed += static_cast<int64_t>(n);
+  UpdateTableStats();
   return Status::OK();
 }
 

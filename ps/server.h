@@ -31,9 +31,14 @@ class ParameterServer {
   // Serves until the job finishes (OK) or is aborted / the scheduler is lost.
   Status Run();
 
-  // Counters, for logs and tests.
+  // Counters, for logs and tests. `rejected` counts rejected requests; the
+  // sparse table's figures (rows, admitted, admission_rejected: pushed keys
+  // that only counted toward admission, evicted, sparse_memory_bytes) are
+  // refreshed after every sparse pull and push.
   struct Stats {
     int64_t pulls = 0, pushes = 0, keys_pulled = 0, keys_pushed = 0, rejected = 0;
+    int64_t rows = 0, admitted = 0, admission_rejected = 0, evicted = 0;
+    int64_t sparse_memory_bytes = 0;
   };
   const Stats& stats() const { return stats_; }
 
@@ -45,6 +50,8 @@ class ParameterServer {
   Status HandlePullDense(Message* response);
   Status HandlePushDense(const Incoming& request);
   Status HandleInitDense(const Incoming& request);
+  // Copies the sparse table's counters and memory into stats_.
+  void UpdateTableStats();
 
   ClusterMember* member_;
   SparseTable table_;

@@ -1,12 +1,16 @@
-// Tests of SparseTable: initial values, Pull without insertion, Adagrad against
-// a direct computation, the empty-key sentinel as a real key, and growth.
+// Tests of SparseTable: initial values, Pull without insertion, SGD, Adagrad,
+// Adam (per-row step count) and FTRL-Proximal against direct double
+// computations, the empty-key sentinel as a real key, and growth.
 #include "ps/sparse_table.h"
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <random>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -19,8 +23,8 @@ SparseTableOptions MakeOptions(int dim, uint64_t seed = 7) {
   o.dim = dim;
   o.init_scale = 0.05f;
   o.seed = seed;
-  o.adagrad.set_learning_rate(0.1f);
-  o.adagrad.set_initial_accumulator(0.2f);
+  o.optimizer.mutable_adagrad()->set_learning_rate(0.1f);
+  o.optimizer.mutable_adagrad()->set_initial_accumulator(0.2f);
   return o;
 }
 
@@ -46,7 +50,7 @@ class ReferenceAdagrad {
       ReferenceRow r;
       for (int j = 0; j < o_.dim; ++j) {
         r.w.push_back(InitialValue(o_.seed, key, j, o_.init_scale));
-        r.acc.push_back(o_.adagrad.initial_accumulator());
+        r.acc.push_back(o_.optimizer.adagrad().initial_accumulator());
       }
       it = rows_.emplace(key, r).first;
     }
@@ -58,7 +62,7 @@ class ReferenceAdagrad {
       for (int j = 0; j < o_.dim; ++j) {
         const double g = grads[i * o_.dim + j];
         r.acc[j] += g * g;
-        r.w[j] -= o_.adagrad.learning_rate() * g / std::sqrt(r.acc[j]);
+        r.w[j] -= o_.optimizer.adagrad().learning_rate() * g / std::sqrt(r.acc[j]);
       }
     }
   }
@@ -311,6 +315,209 @@ TEST(SparseTableTest, ReserveGrowsIndexAndKeepsContents) {
   EXPECT_EQ(table.size(), 100u);
 }
 
+// Direct double implementations of the other optimizers, one row per key,
+// written from the formulas (not from ps/optimizer.h).
+struct RefRow {
+  std::vector<double> w, s1, s2;
+  int64_t t = 0;
+};
+
+class ReferenceOptimizer {
+ public:
+  explicit ReferenceOptimizer(const SparseTableOptions& o) : o_(o) {}
+
+  RefRow& Row(uint64_t key) {
+    auto it = rows_.find(key);
+    if (it != rows_.end()) return it->second;
+    RefRow r;
+    const config::Ftrl& f = o_.optimizer.ftrl();
+    for (int j = 0; j < o_.dim; ++j) {
+      const double w0 = InitialValue(o_.seed, key, j, o_.init_scale);
+      r.w.push_back(w0);
+      if (o_.optimizer.has_ftrl()) {
+        // z such that the closed form gives w0 while n = 0.
+        const double c = double(f.beta()) / f.alpha() + f.l2();
+        r.s1.push_back(w0 == 0 ? 0.0 : -(c * w0 + (w0 > 0 ? 1 : -1) * double(f.l1())));
+      } else {
+        r.s1.push_back(0.0);
+      }
+      r.s2.push_back(0.0);
+    }
+    return rows_.emplace(key, r).first->second;
+  }
+
+  void Push(const std::vector<uint64_t>& keys, const std::vector<float>& grads) {
+    for (size_t i = 0; i < keys.size(); ++i) {
+      RefRow& r = Row(keys[i]);
+      ++r.t;
+      for (int j = 0; j < o_.dim; ++j) {
+        const double g = grads[i * o_.dim + j];
+        if (o_.optimizer.has_sgd()) {
+          r.w[j] -= double(o_.optimizer.sgd().learning_rate()) * g;
+        } else if (o_.optimizer.has_adam()) {
+          const config::Adam& a = o_.optimizer.adam();
+          const double b1 = a.beta1(), b2 = a.beta2();
+          r.s1[j] = b1 * r.s1[j] + (1 - b1) * g;
+          r.s2[j] = b2 * r.s2[j] + (1 - b2) * g * g;
+          const double m_hat = r.s1[j] / (1 - std::pow(b1, double(r.t)));
+          const double v_hat = r.s2[j] / (1 - std::pow(b2, double(r.t)));
+          r.w[j] -= double(a.learning_rate()) * m_hat / (std::sqrt(v_hat) + double(a.epsilon()));
+        } else {
+          const config::Ftrl& f = o_.optimizer.ftrl();
+          const double alpha = f.alpha(), beta = f.beta(), l1 = f.l1(), l2 = f.l2();
+          const double n_new = r.s2[j] + g * g;
+          const double sigma = (std::sqrt(n_new) - std::sqrt(r.s2[j])) / alpha;
+          r.s1[j] += g - sigma * r.w[j];
+          r.s2[j] = n_new;
+          const double z = r.s1[j];
+          if (std::fabs(z) <= l1) {
+            r.w[j] = 0.0;
+          } else {
+            r.w[j] = -(z - (z > 0 ? l1 : -l1)) / ((beta + std::sqrt(n_new)) / alpha + l2);
+          }
+        }
+      }
+    }
+  }
+  const std::map<uint64_t, RefRow>& rows() const { return rows_; }
+
+ private:
+  SparseTableOptions o_;
+  std::map<uint64_t, RefRow> rows_;
+};
+
+// Pushes 8 steps of random gradients in which keys repeat within a push and
+// some keys are pushed only every other or third step (so Adam's per-row
+// step counts differ), and compares every row with the reference after each
+// step. Returns how many coordinates ended exactly at 0.
+int CheckAgainstReference(const SparseTableOptions& o, double tol) {
+  SparseTable table(o);
+  ReferenceOptimizer ref(o);
+  std::mt19937_64 rng(123);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  // A key pulled (created) before any push starts with a fresh state too.
+  const uint64_t early = 4242;
+  float scratch[16];
+  table.Pull(&early, 1, true, scratch);
+  for (int step = 0; step < 8; ++step) {
+    std::vector<uint64_t> keys = {1, 1, 2, early};
+    if (step % 2 == 0) keys.insert(keys.end(), {SparseTable::kEmptyKey, SparseTable::kEmptyKey});
+    if (step % 3 == 0) keys.insert(keys.end(), {~uint64_t{0}, 1, 0x8000000000000000ULL});
+    std::vector<float> grads(keys.size() * o.dim);
+    for (auto& g : grads) g = normal(rng);
+    table.Push(keys.data(), keys.size(), grads.data());
+    ref.Push(keys, grads);
+    EXPECT_EQ(table.size(), ref.rows().size());
+    for (const auto& [key, row] : ref.rows()) {
+      std::vector<float> out(o.dim);
+      table.Pull(&key, 1, false, out.data());
+      for (int j = 0; j < o.dim; ++j) {
+        EXPECT_NEAR(out[j], row.w[j], tol * (1.0 + std::fabs(row.w[j])))
+            << "key " << key << " element " << j << " after step " << step;
+      }
+    }
+  }
+  int zeros = 0;
+  for (const auto& [key, row] : ref.rows()) {
+    std::vector<float> out(o.dim);
+    table.Pull(&key, 1, false, out.data());
+    for (int j = 0; j < o.dim; ++j) {
+      if (row.w[j] == 0.0) {
+        EXPECT_EQ(out[j], 0.0f) << "key " << key << " element " << j;
+        ++zeros;
+      }
+    }
+  }
+  return zeros;
+}
+
+TEST(SparseOptimizerTest, SgdMatchesFormula) {
+  SparseTableOptions o = MakeOptions(6);
+  o.optimizer.mutable_sgd()->set_learning_rate(0.3f);
+  SparseTable table(o);
+  EXPECT_EQ(table.optimizer_kind(), SparseTable::OptimizerKind::kSgd);
+  EXPECT_EQ(table.row_floats(), 6u);
+  CheckAgainstReference(o, 1e-6);
+}
+
+TEST(SparseOptimizerTest, AdamMatchesFormulaWithPerRowStepCount) {
+  SparseTableOptions o = MakeOptions(5);
+  config::Adam* adam = o.optimizer.mutable_adam();
+  adam->set_learning_rate(0.05f);
+  adam->set_beta1(0.8f);
+  adam->set_beta2(0.95f);
+  adam->set_epsilon(1e-6f);
+  SparseTable table(o);
+  EXPECT_EQ(table.row_floats(), 16u);  // w, m, v, t
+  CheckAgainstReference(o, 2e-5);
+}
+
+TEST(SparseOptimizerTest, AdamBiasCorrectionUsesTheRowsOwnStep) {
+  // Key 1 is pushed 5 times before key 2's first push: with a table-wide step
+  // key 2's first update would use t = 6 and move by much less than lr.
+  SparseTableOptions o = MakeOptions(1);
+  o.optimizer.mutable_adam()->set_learning_rate(0.1f);
+  SparseTable table(o);
+  const float g = 0.5f;
+  const uint64_t one = 1, two = 2;
+  for (int i = 0; i < 5; ++i) table.Push(&one, 1, &g);
+  table.Push(&two, 1, &g);
+  float w = 0.0f;
+  table.Pull(&two, 1, false, &w);
+  // At t = 1: m_hat = g, v_hat = g^2, so the step is lr * g / (|g| + eps).
+  const double expected = InitialValue(o.seed, 2, 0, o.init_scale) - 0.1 * 0.5 / (0.5 + 1e-8);
+  EXPECT_NEAR(w, expected, 1e-6);
+}
+
+TEST(SparseOptimizerTest, FtrlMatchesFormula) {
+  SparseTableOptions o = MakeOptions(4);
+  config::Ftrl* f = o.optimizer.mutable_ftrl();
+  f->set_alpha(0.1f);
+  f->set_beta(1.0f);
+  f->set_l1(0.0f);
+  f->set_l2(0.5f);
+  SparseTable table(o);
+  EXPECT_EQ(table.row_floats(), 12u);  // w, z, n
+  CheckAgainstReference(o, 1e-5);
+}
+
+TEST(SparseOptimizerTest, FtrlL1MakesExactZeros) {
+  SparseTableOptions o = MakeOptions(4);
+  config::Ftrl* f = o.optimizer.mutable_ftrl();
+  f->set_alpha(0.5f);
+  f->set_beta(0.5f);
+  f->set_l1(1.5f);
+  f->set_l2(0.1f);
+  EXPECT_GT(CheckAgainstReference(o, 1e-5), 0);  // some coordinates sit at exactly 0
+}
+
+TEST(SparseOptimizerTest, FtrlStartsFromTheInitialValue) {
+  // A new row answers InitialValue, and a zero gradient leaves it there (also
+  // with beta = l2 = 0, where the closed form has no denominator yet).
+  for (float beta : {1.0f, 0.0f}) {
+    SparseTableOptions o = MakeOptions(3);
+    o.optimizer.mutable_ftrl()->set_beta(beta);
+    o.optimizer.mutable_ftrl()->set_l1(0.001f);
+    SparseTable table(o);
+    const uint64_t key = 99;
+    const float zero[3] = {0.0f, 0.0f, 0.0f};
+    table.Push(&key, 1, zero);
+    float out[3];
+    table.Pull(&key, 1, false, out);
+    for (int j = 0; j < 3; ++j) {
+      EXPECT_NEAR(out[j], InitialValue(o.seed, key, j, o.init_scale), 1e-6) << "beta " << beta;
+    }
+  }
+}
+
+TEST(SparseOptimizerTest, DefaultKindIsAdagrad) {
+  // Adagrad's formula is checked by the ReferenceAdagrad tests above.
+  SparseTableOptions o;
+  SparseTable table(o);
+  EXPECT_EQ(table.optimizer_kind(), SparseTable::OptimizerKind::kAdagrad);
+  EXPECT_EQ(table.row_floats(), 2u * o.dim);
+}
+
 TEST(SparseTableTest, ValidateRejectsBadOptions) {
   EXPECT_TRUE(ValidateSparseTableOptions(MakeOptions(8)).ok());
   SparseTableOptions o = MakeOptions(0);
@@ -318,13 +525,45 @@ TEST(SparseTableTest, ValidateRejectsBadOptions) {
   EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
   EXPECT_NE(s.message().find("dim"), std::string::npos) << s;
   o = MakeOptions(8);
-  o.adagrad.set_initial_accumulator(0.0f);
+  o.optimizer.mutable_adagrad()->set_initial_accumulator(0.0f);
   s = ValidateSparseTableOptions(o);
   EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
   EXPECT_NE(s.message().find("initial_accumulator"), std::string::npos) << s;
   o = MakeOptions(8);
   o.init_scale = -1.0f;
   EXPECT_FALSE(ValidateSparseTableOptions(o).ok());
+
+  // Every other rule names its field.
+  const std::vector<std::pair<std::string, std::function<void(SparseTableOptions*)>>> cases = {
+      {"sgd.learning_rate", [](auto* x) { x->optimizer.mutable_sgd()->set_learning_rate(-1); }},
+      {"adam.beta1", [](auto* x) { x->optimizer.mutable_adam()->set_beta1(1.0f); }},
+      {"adam.beta2", [](auto* x) { x->optimizer.mutable_adam()->set_beta2(-0.1f); }},
+      {"adam.epsilon", [](auto* x) { x->optimizer.mutable_adam()->set_epsilon(0); }},
+      {"adam.learning_rate", [](auto* x) { x->optimizer.mutable_adam()->set_learning_rate(NAN); }},
+      {"ftrl.alpha", [](auto* x) { x->optimizer.mutable_ftrl()->set_alpha(0); }},
+      {"ftrl.beta", [](auto* x) { x->optimizer.mutable_ftrl()->set_beta(-1); }},
+      {"ftrl.l1", [](auto* x) { x->optimizer.mutable_ftrl()->set_l1(-0.5f); }},
+      {"ftrl.l2", [](auto* x) { x->optimizer.mutable_ftrl()->set_l2(INFINITY); }},
+      {"admission_min_count", [](auto* x) { x->admission_min_count = -1; }},
+      {"admission_min_count", [](auto* x) { x->admission_min_count = 70000; }},
+      {"evict_after_steps", [](auto* x) { x->evict_after_steps = -3; }},
+      {"evict_after_steps", [](auto* x) { x->evict_after_steps = int64_t{1} << 31; }},
+      {"max_rows", [](auto* x) { x->max_rows = -1; }},
+      {"max_rows", [](auto* x) { x->max_rows = int64_t{1} << 32; }},
+  };
+  for (const auto& [field, mutate] : cases) {
+    SparseTableOptions bad = MakeOptions(8);
+    mutate(&bad);
+    s = ValidateSparseTableOptions(bad);
+    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << field;
+    EXPECT_NE(s.message().find(field), std::string::npos) << s;
+  }
+  SparseTableOptions good = MakeOptions(8);
+  good.optimizer.mutable_ftrl()->set_beta(0);
+  good.admission_min_count = 65535;
+  good.evict_after_steps = (int64_t{1} << 31) - 1;
+  good.max_rows = 5;
+  EXPECT_TRUE(ValidateSparseTableOptions(good).ok());
 }
 
 }  // namespace
