@@ -58,51 +58,65 @@ Status KvClient::InitDense(const float* params) {
   return first_error;
 }
 
-Status KvClient::Pull(const std::vector<uint64_t>& keys, bool create_missing, float* emb,
-                      float* dense) {
+Status KvClient::StartPull(const std::vector<uint64_t>& keys, bool create_missing, bool want_dense,
+                           PendingPull* pull) {
   MTPS_RETURN_IF_ERROR(push_error_);
   const int n = static_cast<int>(server_ids_.size());
-  const size_t dim = static_cast<size_t>(options_.dim);
   Slice(keys);
-  // Every request goes out before the first wait.
-  std::vector<uint64_t> sparse_ids(n, 0), dense_ids(n, 0);
+  pull->sparse_ids.assign(n, 0);
+  pull->dense_ids.assign(n, 0);
+  pull->positions.resize(n);
+  // Every request goes out before anything waits.
   for (int s = 0; s < n; ++s) {
+    // The positions travel with the pull (a prefetched pull outlives the
+    // next Slice); swapping keeps both buffers' capacity.
+    pull->positions[s].swap(slice_positions_[s]);
     if (!slice_keys_[s].empty()) {
       Message msg(wire::PULL_SPARSE);
       msg.meta.set_create_missing(create_missing);
       msg.payloads.push_back(Payload::Copy(slice_keys_[s].data(), slice_keys_[s].size()));
       auto id = rpc_->Start(server_ids_[s], std::move(msg), options_.request_timeout_ms);
       if (!id.ok()) {
-        CancelAll(sparse_ids);
-        CancelAll(dense_ids);
+        Cancel(pull);
         return id.status();
       }
-      sparse_ids[s] = id.value();
+      pull->sparse_ids[s] = id.value();
     }
-    if (dense != nullptr && DenseBlockOf(options_.num_params, s, n).size() > 0) {
+    if (want_dense && DenseBlockOf(options_.num_params, s, n).size() > 0) {
       auto id = rpc_->Start(server_ids_[s], Message(wire::PULL_DENSE), options_.request_timeout_ms);
       if (!id.ok()) {
-        CancelAll(sparse_ids);
-        CancelAll(dense_ids);
+        Cancel(pull);
         return id.status();
       }
-      dense_ids[s] = id.value();
+      pull->dense_ids[s] = id.value();
     }
   }
+  return Status::OK();
+}
+
+void KvClient::Cancel(PendingPull* pull) {
+  CancelAll(pull->sparse_ids);
+  CancelAll(pull->dense_ids);
+  pull->sparse_ids.clear();
+  pull->dense_ids.clear();
+}
+
+Status KvClient::FinishPull(PendingPull* pull, float* emb, float* dense) {
+  const int n = static_cast<int>(server_ids_.size());
+  const size_t dim = static_cast<size_t>(options_.dim);
   Status first_error;
-  for (int s = 0; s < n; ++s) {
-    if (sparse_ids[s] != 0) {
-      auto r = rpc_->Wait(sparse_ids[s]);
+  for (int s = 0; s < static_cast<int>(pull->sparse_ids.size()); ++s) {
+    if (pull->sparse_ids[s] != 0) {
+      const std::vector<uint32_t>& pos = pull->positions[s];
+      auto r = rpc_->Wait(pull->sparse_ids[s]);
       Status st = r.ok() ? r->Expect({wire::F32}) : r.status();
-      if (st.ok() && r->payloads[0].count() != slice_keys_[s].size() * dim) {
+      if (st.ok() && r->payloads[0].count() != pos.size() * dim) {
         st = Status::Corruption("server " + std::to_string(s) + " answered " +
                                 std::to_string(r->payloads[0].count()) + " values for " +
-                                std::to_string(slice_keys_[s].size()) + " keys of dim " +
-                                std::to_string(dim));
+                                std::to_string(pos.size()) + " keys of dim " + std::to_string(dim));
       }
       if (st.ok()) {
         const float* v = r->payloads[0].Data<float>(&scratch_);
-        const std::vector<uint32_t>& pos = slice_positions_[s];
         for (size_t i = 0; i < pos.size(); ++i) {
           std::memcpy(emb + pos[i] * dim, v + i * dim, dim * sizeof(float));
         }
@@ -110,9 +124,9 @@ Status KvClient::Pull(const std::vector<uint64_t>& keys, bool create_missing, fl
         first_error = st;
       }
     }
-    if (dense_ids[s] != 0) {
+    if (pull->dense_ids[s] != 0) {
       DenseBlock b = DenseBlockOf(options_.num_params, s, n);
-      auto r = rpc_->Wait(dense_ids[s]);
+      auto r = rpc_->Wait(pull->dense_ids[s]);
       Status st = r.ok() ? r->Expect({wire::F32}) : r.status();
       if (st.ok() && static_cast<int64_t>(r->payloads[0].count()) != b.size()) {
         st = Status::Corruption(
@@ -128,7 +142,16 @@ Status KvClient::Pull(const std::vector<uint64_t>& keys, bool create_missing, fl
       }
     }
   }
+  pull->sparse_ids.clear();
+  pull->dense_ids.clear();
   return first_error;
+}
+
+Status KvClient::Pull(const std::vector<uint64_t>& keys, bool create_missing, float* emb,
+                      float* dense) {
+  PendingPull pull;
+  MTPS_RETURN_IF_ERROR(StartPull(keys, create_missing, dense != nullptr, &pull));
+  return FinishPull(&pull, emb, dense);
 }
 
 Status KvClient::WaitForInflightBelow(int limit) {

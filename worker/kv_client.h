@@ -28,6 +28,13 @@ struct KvClientOptions {
   int max_inflight_pushes = 8;  // pushes (one per batch) unanswered before Push waits
 };
 
+// A pull in flight: started by KvClient::StartPull, completed (or dropped)
+// by FinishPull. Opaque to callers; reusable.
+struct PendingPull {
+  std::vector<uint64_t> sparse_ids, dense_ids;   // request ids per server (0: none)
+  std::vector<std::vector<uint32_t>> positions;  // per server, the indexes of its keys
+};
+
 class KvClient {
  public:
   // `rpc` outlives the client; server_ids[r] is the node id of server rank r.
@@ -42,6 +49,14 @@ class KvClient {
   // without creating rows (evaluation). A server refuses a pull whose answer
   // would exceed 256 MiB.
   Status Pull(const std::vector<uint64_t>& keys, bool create_missing, float* emb, float* dense);
+
+  // Pull in two steps, so a worker can compute while a pull is in flight
+  // (prefetch): StartPull sends every request; FinishPull waits for the
+  // answers and writes them as Pull does. A started pull must be finished
+  // (or the client destroyed) before its PendingPull is reused.
+  Status StartPull(const std::vector<uint64_t>& keys, bool create_missing, bool want_dense,
+                   PendingPull* pull);
+  Status FinishPull(PendingPull* pull, float* emb, float* dense);
 
   // Sends the gradients of `keys` (emb_grad: keys.size() x dim) and, when
   // dense_grad is not null, of the dense parameters.
@@ -60,6 +75,7 @@ class KvClient {
   Status WaitForInflightBelow(int limit);
   // Forgets started requests (ids of 0 are skipped) when a call gives up early.
   void CancelAll(const std::vector<uint64_t>& ids);
+  void Cancel(PendingPull* pull);
 
   Rpc* rpc_;
   std::vector<int> server_ids_;

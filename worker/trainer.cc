@@ -82,22 +82,48 @@ Status Trainer::TrainEpochs() {
                         ExampleReader::Open(data, DataSplit::kTrain, rank_, num_workers_));
   train_start_ = SteadyClock::now();
   last_report_ = train_start_;
-  Batch batch;
-  for (int epoch = 0; epoch < config_.train().epochs(); ++epoch) {
-    if (epoch > 0) MTPS_RETURN_IF_ERROR(reader->Rewind());
+  // The next training batch, across epochs; false after the last epoch.
+  int epoch = 0;
+  auto next_batch = [&](Batch* batch) -> StatusOr<bool> {
     for (;;) {
-      MTPS_RETURN_IF_ERROR(reader->Next(config_.train().batch_size(), &batch));
-      if (batch.num_examples == 0) break;
-      MTPS_RETURN_IF_ERROR(WaitForTurn());
-      MTPS_RETURN_IF_ERROR(TrainBatch(batch));
-      ++started_;
-      // Heartbeats, clock and progress between batches; never blocks.
-      MTPS_RETURN_IF_ERROR(member_->Tick(Deadline::Now()));
-      MTPS_RETURN_IF_ERROR(MaybeReportClock());
-      MTPS_RETURN_IF_ERROR(MaybeReportProgress(false));
+      MTPS_RETURN_IF_ERROR(reader->Next(config_.train().batch_size(), batch));
+      if (batch->num_examples > 0) return true;
+      LOG(INFO) << "worker " << rank_ << " finished epoch " << epoch + 1 << " (" << examples_
+                << " examples)";
+      if (++epoch >= config_.train().epochs()) return false;
+      MTPS_RETURN_IF_ERROR(reader->Rewind());
     }
-    LOG(INFO) << "worker " << rank_ << " finished epoch " << epoch + 1 << " (" << examples_
-              << " examples)";
+  };
+  // Prefetch: the next batch's pull is in flight while this batch computes.
+  // Only without a consistency bound, whose gate must precede the pull.
+  const bool prefetch =
+      config_.train().prefetch() && config_.train().consistency() == config::TrainConfig::ASYNC;
+  int cur = 0;
+  MTPS_ASSIGN_OR_RETURN(bool have, next_batch(&staged_[cur].batch));
+  if (have) {
+    MTPS_RETURN_IF_ERROR(WaitForTurn());
+    MTPS_RETURN_IF_ERROR(StageBatch(&staged_[cur], /*training=*/true, /*pull_dense=*/true));
+  }
+  while (have) {
+    MTPS_RETURN_IF_ERROR(FinishBatch(&staged_[cur]));
+    StagedBatch* next = &staged_[1 - cur];
+    MTPS_ASSIGN_OR_RETURN(bool have_next, next_batch(&next->batch));
+    if (prefetch && have_next) {
+      MTPS_RETURN_IF_ERROR(WaitForTurn());
+      MTPS_RETURN_IF_ERROR(StageBatch(next, /*training=*/true, /*pull_dense=*/true));
+    }
+    MTPS_RETURN_IF_ERROR(TrainStaged(&staged_[cur]));
+    ++started_;
+    // Heartbeats, clock and progress between batches; never blocks.
+    MTPS_RETURN_IF_ERROR(member_->Tick(Deadline::Now()));
+    MTPS_RETURN_IF_ERROR(MaybeReportClock());
+    MTPS_RETURN_IF_ERROR(MaybeReportProgress(false));
+    if (!prefetch && have_next) {
+      MTPS_RETURN_IF_ERROR(WaitForTurn());
+      MTPS_RETURN_IF_ERROR(StageBatch(next, /*training=*/true, /*pull_dense=*/true));
+    }
+    cur = 1 - cur;
+    have = have_next;
   }
   MTPS_RETURN_IF_ERROR(kv_->Flush());
   // Leave the consistency bound, so nobody waits for this worker any more.
@@ -180,32 +206,35 @@ StatusOr<RowMatrix<float>> Trainer::SampleLabels() {
   return RowMatrix<float>(Eigen::Map<const RowMatrix<float>>(labels.data(), rows, num_labels));
 }
 
-Status Trainer::LoadBatch(const Batch& batch, bool training, bool pull_dense) {
-  const Batch* view = &batch;
-  if (groups_ > 1) {
-    ReplicateSlots(batch, groups_, &grouped_);
-    view = &grouped_;
-  }
-  UniqueKeys(view->keys, &unique_keys_, &key_index_);
-  emb_.resize(unique_keys_.size() * static_cast<size_t>(dim_));
-  MTPS_RETURN_IF_ERROR(kv_->Pull(unique_keys_, /*create_missing=*/training, emb_.data(),
-                                 pull_dense ? params_.data() : nullptr));
-  PoolEmbeddings<float>(*view, model_slots_, key_index_, emb_.data(), dim_, &input_);
+Status Trainer::StageBatch(StagedBatch* staged, bool training, bool pull_dense) {
+  if (groups_ > 1) ReplicateSlots(staged->batch, groups_, &staged->grouped);
+  UniqueKeys(staged->view(groups_).keys, &staged->unique_keys, &staged->key_index);
+  staged->pull_dense = pull_dense;
+  return kv_->StartPull(staged->unique_keys, /*create_missing=*/training, pull_dense,
+                        &staged->pull);
+}
+
+Status Trainer::FinishBatch(StagedBatch* staged) {
+  emb_.resize(staged->unique_keys.size() * static_cast<size_t>(dim_));
+  MTPS_RETURN_IF_ERROR(
+      kv_->FinishPull(&staged->pull, emb_.data(), staged->pull_dense ? params_.data() : nullptr));
+  const Batch& batch = staged->batch;
+  PoolEmbeddings<float>(staged->view(groups_), model_slots_, staged->key_index, emb_.data(), dim_,
+                        &input_);
   labels_ =
       Eigen::Map<const RowMatrix<float>>(batch.labels.data(), batch.num_examples, batch.num_labels);
   return Status::OK();
 }
 
-Status Trainer::TrainBatch(const Batch& batch) {
-  MTPS_RETURN_IF_ERROR(LoadBatch(batch, /*training=*/true, /*pull_dense=*/true));
+Status Trainer::TrainStaged(StagedBatch* staged) {
   model_->ForwardBackward(params_.data(), input_, labels_, param_grad_.data(), &input_grad_,
                           &losses_);
-  emb_grad_.resize(emb_.size());
-  PoolEmbeddingsBackward<float>(groups_ > 1 ? grouped_ : batch, model_slots_, key_index_,
-                                input_grad_, dim_, unique_keys_.size(), emb_grad_.data());
-  MTPS_RETURN_IF_ERROR(kv_->Push(unique_keys_, emb_grad_.data(), param_grad_.data()));
+  emb_grad_.resize(staged->unique_keys.size() * static_cast<size_t>(dim_));
+  PoolEmbeddingsBackward<float>(staged->view(groups_), model_slots_, staged->key_index, input_grad_,
+                                dim_, staged->unique_keys.size(), emb_grad_.data());
+  MTPS_RETURN_IF_ERROR(kv_->Push(staged->unique_keys, emb_grad_.data(), param_grad_.data()));
 
-  examples_ += batch.num_examples;
+  examples_ += staged->batch.num_examples;
   for (size_t i = 0; i < losses_.size() && i < loss_sum_.size(); ++i) loss_sum_[i] += losses_[i];
   ++loss_batches_;
   return Status::OK();
@@ -243,7 +272,7 @@ Status Trainer::Evaluate() {
   // Training is over everywhere (the "trained" barrier): one dense pull serves
   // every evaluation batch.
   bool dense_pulled = false;
-  Batch batch;
+  StagedBatch& staged = staged_[0];
   eval_.clear();
   int64_t examples = 0;
   const int bins = config_.eval().auc_bins();
@@ -253,9 +282,10 @@ Status Trainer::Evaluate() {
   std::vector<ScoreHistogram> histograms;
   if (bins > 0) histograms.assign(tasks.size(), ScoreHistogram(bins));
   for (;;) {
-    MTPS_RETURN_IF_ERROR(reader->Next(config_.train().eval_batch_size(), &batch));
-    if (batch.num_examples == 0) break;
-    MTPS_RETURN_IF_ERROR(LoadBatch(batch, /*training=*/false, /*pull_dense=*/!dense_pulled));
+    MTPS_RETURN_IF_ERROR(reader->Next(config_.train().eval_batch_size(), &staged.batch));
+    if (staged.batch.num_examples == 0) break;
+    MTPS_RETURN_IF_ERROR(StageBatch(&staged, /*training=*/false, /*pull_dense=*/!dense_pulled));
+    MTPS_RETURN_IF_ERROR(FinishBatch(&staged));
     dense_pulled = true;
     model_->Evaluate(params_.data(), input_, labels_, &eval_);
     if (bins > 0) {
@@ -267,7 +297,7 @@ Status Trainer::Evaluate() {
         eval_[t].labels.clear();
       }
     }
-    examples += batch.num_examples;
+    examples += staged.batch.num_examples;
     MTPS_RETURN_IF_ERROR(member_->Tick(Deadline::Now()));
   }
   LOG(INFO) << "worker " << rank_ << " scored " << examples << " held-out examples";

@@ -32,11 +32,25 @@ class Trainer {
  private:
   Status Setup();
   Status TrainEpochs();
-  // Pulls what `batch` needs (rows of its keys, in every embedding group,
-  // and the dense parameters when pull_dense) and fills input_ and labels_.
+  // One batch on its way through the worker: its keys, and their rows in
+  // flight or arrived.
+  struct StagedBatch {
+    Batch batch;
+    Batch grouped;  // batch with its slots replicated per embedding group
+    std::vector<uint64_t> unique_keys;
+    std::vector<uint32_t> key_index;
+    PendingPull pull;
+    bool pull_dense = false;
+    const Batch& view(int groups) const { return groups > 1 ? grouped : batch; }
+  };
+  // Starts pulling what staged->batch needs (rows of its keys in every
+  // embedding group, and the dense parameters when pull_dense).
   // training=false answers unseen keys without creating rows.
-  Status LoadBatch(const Batch& batch, bool training, bool pull_dense);
-  Status TrainBatch(const Batch& batch);
+  Status StageBatch(StagedBatch* staged, bool training, bool pull_dense);
+  // Waits for the staged pull and fills input_ and labels_.
+  Status FinishBatch(StagedBatch* staged);
+  // Forward, backward and push of a finished batch.
+  Status TrainStaged(StagedBatch* staged);
   // Labels of the start of this worker's training share (output-bias prior).
   StatusOr<RowMatrix<float>> SampleLabels();
   Status Evaluate();
@@ -60,9 +74,7 @@ class Trainer {
 
   // Buffers reused across batches.
   std::vector<float> params_, param_grad_;
-  Batch grouped_;  // the batch with its slots replicated per group
-  std::vector<uint64_t> unique_keys_;
-  std::vector<uint32_t> key_index_;
+  StagedBatch staged_[2];  // the batch computing and the one prefetching
   std::vector<float> emb_, emb_grad_;
   RowMatrix<float> input_, input_grad_, labels_;
   std::vector<float> losses_;
