@@ -74,7 +74,8 @@ Status KvClient::StartPull(const std::vector<uint64_t>& keys, bool create_missin
     if (!slice_keys_[s].empty()) {
       Message msg(wire::PULL_SPARSE);
       msg.meta.set_create_missing(create_missing);
-      msg.payloads.push_back(Payload::Copy(slice_keys_[s].data(), slice_keys_[s].size()));
+      // Zero-copy: ZeroMQ sends the slice's buffer and frees it when done.
+      msg.payloads.push_back(Payload::FromVector(std::move(slice_keys_[s])));
       auto id = rpc_->Start(server_ids_[s], std::move(msg), options_.request_timeout_ms);
       if (!id.ok()) {
         Cancel(pull);
@@ -194,7 +195,8 @@ Status KvClient::Push(const std::vector<uint64_t>& keys, const float* emb_grad,
         std::memcpy(grads.data() + i * dim, emb_grad + pos[i] * dim, dim * sizeof(float));
       }
       Message msg(wire::PUSH_SPARSE);
-      msg.payloads.push_back(Payload::Copy(slice_keys_[s].data(), slice_keys_[s].size()));
+      // Zero-copy: ZeroMQ sends the slice's buffer and frees it when done.
+      msg.payloads.push_back(Payload::FromVector(std::move(slice_keys_[s])));
       msg.payloads.push_back(Payload::FromVector(std::move(grads)));
       MTPS_RETURN_IF_ERROR(
           rpc_->StartAsync(server_ids_[s], std::move(msg), options_.request_timeout_ms, on_done));
