@@ -75,6 +75,20 @@ class Esmm final : public Model<T> {
 
   void SeedDropout(uint64_t seed) override { dropout_rng_.seed(seed); }
 
+  std::vector<T> State() const override {
+    std::vector<T> state;
+    ctr_.AppendState(&state);
+    cvr_.AppendState(&state);
+    return state;
+  }
+
+  Status SetState(const std::vector<T>& state) override {
+    StateReader<T> reader(state);
+    MTPS_RETURN_IF_ERROR(ctr_.ReadState(&reader));
+    MTPS_RETURN_IF_ERROR(cvr_.ReadState(&reader));
+    return reader.Finish();
+  }
+
   void ForwardBackward(const T* params, const Matrix& input, const Matrix& labels, T* param_grad,
                        Matrix* input_grad, std::vector<T>* losses) override {
     CheckShapes(input, labels);

@@ -29,7 +29,11 @@
 // input_grad == nullptr (skips d loss / d input).
 // Parameter layout: the CTR tower's layers, then the CVR tower's (each as
 // Mlp in worker/layers.h; tower input width = input_dim for ESMM,
-// sparse_width + dense_width for the two-group variants).
+// sparse_width + dense_width for the two-group variants). With
+// model.batch_norm every hidden layer has its gamma and beta (width each)
+// right after its W and b; logit layers have none. Running state
+// (Model::State, batch_norm only): the CTR tower's batch norms, then the CVR
+// tower's.
 // Output-bias prior: CTR bias from the click rate, CVR bias from the
 // conversion rate among clicked rows.
 // Evaluation tasks (every variant): "ctr" (every row: pCTR vs click), "cvr"

@@ -57,6 +57,7 @@ StatusOr<HiddenOptions> HiddenOptionsFromConfig(const config::ModelConfig& confi
       return Status::InvalidArgument("model.activation: unknown value " +
                                      std::to_string(static_cast<int>(config.activation())));
   }
+  options.batch_norm = config.batch_norm();
   const double rate = config.dropout();
   // !(rate >= 0) also rejects NaN.
   if (!(rate >= 0) || rate >= 1) {
@@ -265,6 +266,114 @@ void Dropout<T>::Backward(const Matrix& dy, Matrix* dx) const {
   dx->array() *= mask_.array();
 }
 
+// ---------------------------------------------------------------------------
+// BatchNorm
+// ---------------------------------------------------------------------------
+
+template <typename T>
+BatchNorm<T>::BatchNorm(int width, int64_t offset)
+    : width_(width),
+      offset_(offset),
+      running_mean_(Row::Zero(width)),
+      running_var_(Row::Ones(width)) {
+  CHECK_GT(width, 0);
+  CHECK_GE(offset, 0);
+}
+
+template <typename T>
+void BatchNorm<T>::InitParams(T* params) const {
+  std::fill(params + offset_, params + offset_ + width_, T(1));
+  std::fill(params + offset_ + width_, params + offset_ + 2 * width_, T(0));
+}
+
+template <typename T>
+void BatchNorm<T>::Forward(const T* params, const Matrix& x, bool training, Matrix* y) {
+  DCHECK_EQ(x.cols(), width_);
+  DCHECK_NE(&x, y);
+  Eigen::Map<const Row> gamma(params + offset_, width_);
+  Eigen::Map<const Row> beta(params + offset_ + width_, width_);
+  const Eigen::Index n = x.rows();
+  batch_stats_ = training;
+  normalized_.resize(n, width_);
+  if (training) {
+    if (n == 0) {
+      inv_std_.setZero(width_);
+      y->resize(0, width_);
+      return;
+    }
+    const Row mean = x.array().colwise().mean();
+    normalized_.array() = x.array().rowwise() - mean;
+    // Biased variance of the centred values (two passes: no cancellation).
+    const Row var = normalized_.array().square().colwise().sum() / static_cast<T>(n);
+    inv_std_ = (var + static_cast<T>(kEpsilon)).rsqrt();
+    normalized_.array().rowwise() *= inv_std_;
+    const T m = static_cast<T>(kMomentum);
+    running_mean_ = (T(1) - m) * running_mean_ + m * mean;
+    if (n > 1) {
+      running_var_ =
+          (T(1) - m) * running_var_ + m * var * (static_cast<T>(n) / static_cast<T>(n - 1));
+    }
+  } else {
+    inv_std_ = (running_var_ + static_cast<T>(kEpsilon)).rsqrt();
+    normalized_.array() = (x.array().rowwise() - running_mean_).rowwise() * inv_std_;
+  }
+  y->resize(n, width_);
+  y->array() = (normalized_.array().rowwise() * gamma).rowwise() + beta;
+}
+
+template <typename T>
+void BatchNorm<T>::Backward(const T* params, const Matrix& dy, T* param_grad, Matrix* dx) const {
+  DCHECK_EQ(dy.cols(), width_);
+  DCHECK_EQ(dy.rows(), normalized_.rows());
+  DCHECK(dx != &dy);
+  Eigen::Map<const Row> gamma(params + offset_, width_);
+  Eigen::Map<Row> dgamma(param_grad + offset_, width_);
+  Eigen::Map<Row> dbeta(param_grad + offset_ + width_, width_);
+  const Eigen::Index n = dy.rows();
+  dgamma = (dy.array() * normalized_.array()).colwise().sum();
+  dbeta = dy.array().colwise().sum();
+  dx->resize(n, width_);
+  if (n == 0) return;
+  const Row scale = gamma * inv_std_;
+  if (!batch_stats_) {
+    dx->array() = dy.array().rowwise() * scale;
+    return;
+  }
+  // x_hat = (x - mean) inv_std with mean and var over the batch:
+  // dx = gamma inv_std (dy - mean(dy) - x_hat mean(dy x_hat)).
+  const T inv_n = T(1) / static_cast<T>(n);
+  const Row mean_dy = dbeta * inv_n;
+  const Row mean_dy_xhat = dgamma * inv_n;
+  dx->array() =
+      ((dy.array().rowwise() - mean_dy) - normalized_.array().rowwise() * mean_dy_xhat).rowwise() *
+      scale;
+}
+
+template <typename T>
+void BatchNorm<T>::AppendState(std::vector<T>* state) const {
+  state->insert(state->end(), running_mean_.data(), running_mean_.data() + width_);
+  state->insert(state->end(), running_var_.data(), running_var_.data() + width_);
+}
+
+template <typename T>
+Status BatchNorm<T>::ReadState(StateReader<T>* reader) {
+  const int64_t start = reader->position();
+  MTPS_ASSIGN_OR_RETURN(const T* values, reader->Take(state_size()));
+  for (int j = 0; j < 2 * width_; ++j) {
+    const T v = values[j];
+    const bool is_var = j >= width_;
+    if (!std::isfinite(v) || (is_var && v < T(0))) {
+      return Status::InvalidArgument("model state[" + std::to_string(start + j) +
+                                     "] = " + std::to_string(v) + ": a batch-norm running " +
+                                     (is_var ? "variance" : "mean") + " must be finite" +
+                                     (is_var ? " and >= 0" : ""));
+    }
+  }
+  running_mean_ = Eigen::Map<const Row>(values, width_);
+  running_var_ = Eigen::Map<const Row>(values + width_, width_);
+  return Status::OK();
+}
+
 template <typename T>
 T StableSigmoid(T x) {
   if (x >= T(0)) return T(1) / (T(1) + std::exp(-x));
@@ -369,6 +478,10 @@ Mlp<T>::Mlp(int in_dim, const std::vector<int>& widths, Output output, int64_t o
     const auto init = is_hidden ? Linear<T>::Init::kHe : Linear<T>::Init::kXavier;
     linears_.emplace_back(in, widths[i], at, init);
     at += linears_.back().num_params();
+    if (is_hidden && hidden.batch_norm) {
+      batch_norms_.emplace_back(widths[i], at);
+      at += batch_norms_.back().num_params();
+    }
     if (is_hidden && hidden.activation == Activation::kPrelu) {
       prelus_.emplace_back(widths[i], at);
       at += prelus_.back().num_params();
@@ -385,6 +498,7 @@ template <typename T>
 void Mlp<T>::InitParams(std::mt19937_64* rng, T* params) const {
   for (size_t i = 0; i < linears_.size(); ++i) {
     linears_[i].InitParams(rng, params);
+    if (i < batch_norms_.size()) batch_norms_[i].InitParams(params);
     if (i < prelus_.size()) prelus_[i].InitParams(params);
   }
 }
@@ -394,20 +508,31 @@ const typename Mlp<T>::Matrix& Mlp<T>::Forward(const T* params, const Matrix& x,
                                                std::mt19937_64* dropout_rng) {
   input_ = &x;
   dropped_ = dropout_rng != nullptr && !dropouts_.empty();
+  const bool training = dropout_rng != nullptr;
   const bool prelu = !prelus_.empty();
+  const bool batch_norm = !batch_norms_.empty();
   const Matrix* in = &x;
   for (size_t i = 0; i < linears_.size(); ++i) {
     if (!IsHidden(i)) {
       linears_[i].Forward(params, *in, &outs_[i]);
-    } else if (prelu) {
-      linears_[i].Forward(params, *in, &pre_[i]);
+      in = &outs_[i];
+      continue;
+    }
+    // The pre-activation z (linear map, then batch norm): kept in pre_ for
+    // PReLU and for ReLU under dropout; else ReLU runs in place on outs_,
+    // whose output alone gives the backward mask.
+    Matrix* z = prelu || dropped_ ? &pre_[i] : &outs_[i];
+    if (batch_norm) {
+      linears_[i].Forward(params, *in, &linear_out_);
+      batch_norms_[i].Forward(params, linear_out_, training, z);
+    } else {
+      linears_[i].Forward(params, *in, z);
+    }
+    if (prelu) {
       prelus_[i].Forward(params, pre_[i], &outs_[i]);
     } else if (dropped_) {
-      linears_[i].Forward(params, *in, &pre_[i]);
       outs_[i] = pre_[i].cwiseMax(T(0));
     } else {
-      // ReLU in place: its output alone gives the backward mask.
-      linears_[i].Forward(params, *in, &outs_[i]);
       outs_[i] = outs_[i].cwiseMax(T(0));
     }
     if (dropped_ && IsHidden(i)) dropouts_[i].Forward(dropout_rng, outs_[i], &outs_[i]);
@@ -443,6 +568,12 @@ void Mlp<T>::Backward(const T* params, const Matrix& dy, T* param_grad, Matrix* 
         masked->array() = (sign.array() > T(0)).select(from->array(), T(0));
       }
       g = masked;
+      if (!batch_norms_.empty()) {
+        Matrix* normed = buffers[next];
+        next ^= 1;
+        batch_norms_[k].Backward(params, *g, param_grad, normed);
+        g = normed;
+      }
     }
     const Matrix& x = k == 0 ? *input_ : outs_[k - 1];
     if (k == 0) {
@@ -456,10 +587,30 @@ void Mlp<T>::Backward(const T* params, const Matrix& dy, T* param_grad, Matrix* 
   }
 }
 
+template <typename T>
+int64_t Mlp<T>::state_size() const {
+  int64_t size = 0;
+  for (const BatchNorm<T>& bn : batch_norms_) size += bn.state_size();
+  return size;
+}
+
+template <typename T>
+void Mlp<T>::AppendState(std::vector<T>* state) const {
+  for (const BatchNorm<T>& bn : batch_norms_) bn.AppendState(state);
+}
+
+template <typename T>
+Status Mlp<T>::ReadState(StateReader<T>* reader) {
+  for (BatchNorm<T>& bn : batch_norms_) MTPS_RETURN_IF_ERROR(bn.ReadState(reader));
+  return Status::OK();
+}
+
 template class Linear<float>;
 template class Linear<double>;
 template struct Relu<float>;
 template struct Relu<double>;
+template class BatchNorm<float>;
+template class BatchNorm<double>;
 template class Prelu<float>;
 template class Prelu<double>;
 template class Dropout<float>;

@@ -1,5 +1,5 @@
-// Layers of the dense towers: Linear, ReLU, PReLU, inverted Dropout, Sigmoid,
-// row-wise softmax, binary cross-entropy on logits, and an MLP built from
+// Layers of the dense towers: Linear, ReLU, PReLU, BatchNorm, inverted Dropout,
+// Sigmoid, row-wise softmax, binary cross-entropy on logits, and an MLP built from
 // them, plus the small helpers every model shares (hidden-layer options from
 // the config, the output-bias prior).
 //
@@ -19,6 +19,8 @@
 //     the logit layer of a tower and the gates): a = sqrt(6 / (in + out))
 //     (Glorot uniform), b = 0.
 //   - PReLU: every slope = 0.25 (He et al. 2015), no random draw.
+//   - BatchNorm: every scale gamma = 1, every shift beta = 0, no random draw
+//     (so a config with batch_norm draws the same Linear weights as without).
 //   - ReLU, Dropout, Sigmoid, Softmax: no parameters.
 // A model may afterwards move its output biases to the label prior
 // (Model::InitOutputBiases, LogOddsOfRate below).
@@ -66,15 +68,17 @@ double UniformSymmetric(std::mt19937_64* rng, double a);
 // The non-linearity after a hidden layer (ModelConfig.activation).
 enum class Activation { kRelu, kPrelu };
 
-// What every hidden layer of a model gets: its activation and the dropout
-// rate applied after it (training only). Value type.
+// What every hidden layer of a model gets: its activation, the dropout
+// rate applied after it (training only) and whether a BatchNorm sits between
+// its linear map and the activation. Value type.
 struct HiddenOptions {
   Activation activation = Activation::kRelu;
   double dropout = 0;  // in [0, 1)
+  bool batch_norm = false;
 };
 
-// Reads ModelConfig.activation and .dropout; the error names the field
-// ("model.dropout must be in [0, 1), got 1").
+// Reads ModelConfig.activation, .dropout and .batch_norm; the error names the
+// field ("model.dropout must be in [0, 1), got 1").
 StatusOr<HiddenOptions> HiddenOptionsFromConfig(const config::ModelConfig& config);
 
 // Largest probability the output-bias prior uses (and 1 minus it the smallest).
@@ -212,6 +216,117 @@ class Dropout {
   Matrix mask_;
 };
 
+// Reads a model's running state (Model::SetState) front to back: each
+// stateful layer takes its values in layout order, then Finish checks that
+// nothing is left over. Holds a reference to the vector, which must outlive
+// it. Not thread-safe.
+template <typename T>
+class StateReader {
+ public:
+  explicit StateReader(const std::vector<T>& state) : state_(state) {}
+
+  // Position of the next value.
+  int64_t position() const { return position_; }
+
+  // The next n values, or InvalidArgument when fewer are left.
+  StatusOr<const T*> Take(int64_t n) {
+    const int64_t size = static_cast<int64_t>(state_.size());
+    if (n > size - position_) {
+      return Status::InvalidArgument("model state has " + std::to_string(size) +
+                                     " values; the model's layers need more (reading " +
+                                     std::to_string(n) + " at " + std::to_string(position_) + ")");
+    }
+    const T* at = state_.data() + position_;
+    position_ += n;
+    return at;
+  }
+
+  // OK when every value was taken.
+  Status Finish() const {
+    if (position_ != static_cast<int64_t>(state_.size())) {
+      return Status::InvalidArgument("model state has " + std::to_string(state_.size()) +
+                                     " values; the model's layers need " +
+                                     std::to_string(position_));
+    }
+    return Status::OK();
+  }
+
+ private:
+  const std::vector<T>& state_;
+  int64_t position_ = 0;
+};
+
+// Batch normalisation (Ioffe & Szegedy 2015) over `width` units (columns):
+// y = gamma * (x - mean) / sqrt(var + eps) + beta, eps = 1e-5, with a learned
+// scale gamma_j and shift beta_j per unit, at params[offset, offset + width)
+// and params[offset + width, offset + 2 width); gamma starts at 1, beta at 0.
+//
+// Training (Forward with training = true): mean and var are the batch's, per
+// column, var the biased one (divided by B), and the backward pass is exact
+// through them (they depend on every row). Each training Forward then moves
+// the running statistics as PyTorch does, momentum m = 0.1:
+//   running_mean = (1 - m) running_mean + m mean,
+//   running_var  = (1 - m) running_var  + m var * B / (B - 1)  (unbiased).
+// Evaluation (training = false): mean and var are the running statistics
+// (which start at 0 and 1), left unchanged; Backward after it treats them as
+// constants.
+// A training batch of one row: its variance is 0, so every unit normalises to
+// exactly 0 and y = beta (d loss / d x = 0, d loss / d gamma = 0); the running
+// mean moves as usual and the running variance, which one row cannot
+// estimate, stays as it is. (PyTorch refuses such a batch.) An empty batch
+// changes nothing.
+//
+// The running statistics are this object's own state, not parameters: they
+// are not in the flat parameter array and never reach the servers (each
+// worker keeps its own; see Model::State).
+// Keeps what Backward needs from the last Forward; not thread-safe.
+template <typename T>
+class BatchNorm {
+ public:
+  using Matrix = RowMatrix<T>;
+  using Row = Eigen::Array<T, 1, Eigen::Dynamic>;
+  static constexpr double kEpsilon = 1e-5;
+  static constexpr double kMomentum = 0.1;
+
+  BatchNorm(int width, int64_t offset);
+
+  int width() const { return width_; }
+  int64_t offset() const { return offset_; }
+  int64_t num_params() const { return 2 * static_cast<int64_t>(width_); }
+
+  // gamma = 1, beta = 0.
+  void InitParams(T* params) const;
+
+  // *y = the normalised x (see the class comment), resized to x's shape; in
+  // training also updates the running statistics. y must not alias x.
+  void Forward(const T* params, const Matrix& x, bool training, Matrix* y);
+
+  // Backward of the last Forward given dy: overwrites the gamma and beta
+  // blocks of param_grad and writes *dx (resized). dx must not alias dy.
+  void Backward(const T* params, const Matrix& dy, T* param_grad, Matrix* dx) const;
+
+  const Row& running_mean() const { return running_mean_; }
+  const Row& running_var() const { return running_var_; }
+
+  // State: the running mean, then the running variance (2 * width values).
+  int64_t state_size() const { return 2 * static_cast<int64_t>(width_); }
+  void AppendState(std::vector<T>* state) const;
+  // Takes state_size() values from *reader; InvalidArgument (naming the
+  // position) when a mean is not finite or a variance not finite and >= 0,
+  // leaving the statistics unchanged.
+  Status ReadState(StateReader<T>* reader);
+
+ private:
+  int width_;
+  int64_t offset_;
+  Row running_mean_;
+  Row running_var_;
+  // From the last Forward.
+  bool batch_stats_ = false;  // normalised with the batch's statistics
+  Matrix normalized_;         // (x - mean) / sqrt(var + eps), B x width
+  Row inv_std_;               // 1 / sqrt(var + eps)
+};
+
 // Stable scalar logistic function 1 / (1 + exp(-x)) (no overflow for any x).
 template <typename T>
 T StableSigmoid(T x);
@@ -256,20 +371,26 @@ struct BceWithLogits {
                                  const ConstColumnRef<T>& mask, RowMatrix<T>* dz);
 };
 
-// A stack of Linear layers, each hidden layer followed by its activation
-// (HiddenOptions.activation) and then dropout (HiddenOptions.dropout, in
-// training only). The last layer is linear (Output::kLinear, a tower ending in
-// a logit) or a hidden layer too (Output::kHidden, an expert or a bottom,
-// whose output other layers read).
+// A stack of Linear layers, each hidden layer followed by a BatchNorm (with
+// HiddenOptions.batch_norm), its activation (HiddenOptions.activation) and
+// then dropout (HiddenOptions.dropout, in training only). The last layer is
+// linear (Output::kLinear, a tower ending in a logit; never batch-normalised)
+// or a hidden layer too (Output::kHidden, an expert or a bottom, whose output
+// other layers read).
 //
 // Parameter layout, from `offset`, layer by layer: the Linear block (W in x
-// out row-major, then b), then, with PReLU and when the layer is hidden, its
-// out slopes. Init: He for hidden layers, Xavier for a linear last layer.
+// out row-major, then b), then, when the layer is hidden, with batch_norm its
+// out scales gamma and out shifts beta, then, with PReLU, its out slopes.
+// Without batch_norm the layout is exactly Linear [+ slopes] per layer. Init:
+// He for hidden layers, Xavier for a linear last layer.
+//
+// State (batch_norm only): the running mean and variance of every BatchNorm,
+// layer by layer (BatchNorm::AppendState); empty without batch_norm.
 //
 // Owns its activation workspaces (reused between batches, so a steady batch
-// size allocates nothing) and its dropout masks. Forward keeps a pointer to
-// its input, which must stay alive and unchanged until Backward. Not
-// thread-safe.
+// size allocates nothing), its dropout masks and its batch-norm running
+// statistics. Forward keeps a pointer to its input, which must stay alive and
+// unchanged until Backward. Not thread-safe.
 template <typename T>
 class Mlp {
  public:
@@ -292,7 +413,9 @@ class Mlp {
 
   // Runs the stack on x (B x in_dim); returns the B x out_dim output, valid
   // until the next Forward. dropout_rng: the model's RNG in training (draws
-  // fresh masks), nullptr in evaluation (no dropout).
+  // fresh masks; batch norm uses batch statistics and updates its running
+  // ones), nullptr in evaluation (no dropout; batch norm uses its running
+  // statistics).
   const Matrix& Forward(const T* params, const Matrix& x, std::mt19937_64* dropout_rng);
 
   // Backward of the last Forward given dy = d loss / d output: overwrites the
@@ -300,6 +423,14 @@ class Mlp {
   // is null.
   void Backward(const T* params, const Matrix& dy, T* param_grad, Matrix* dx,
                 GradMode mode = GradMode::kOverwrite);
+
+  // The batch norms, one per hidden layer (empty without batch_norm).
+  const std::vector<BatchNorm<T>>& batch_norms() const { return batch_norms_; }
+  // Running state (see the class comment): its length, appending it, and
+  // restoring it (errors as BatchNorm::ReadState).
+  int64_t state_size() const;
+  void AppendState(std::vector<T>* state) const;
+  Status ReadState(StateReader<T>* reader);
 
  private:
   bool IsHidden(size_t layer) const {
@@ -312,11 +443,13 @@ class Mlp {
   int64_t offset_;
   int64_t num_params_ = 0;
   std::vector<Linear<T>> linears_;
-  std::vector<Prelu<T>> prelus_;      // one per hidden layer with PReLU, else empty
-  std::vector<Dropout<T>> dropouts_;  // one per hidden layer when dropout > 0, else empty
+  std::vector<BatchNorm<T>> batch_norms_;  // one per hidden layer with batch_norm, else empty
+  std::vector<Prelu<T>> prelus_;           // one per hidden layer with PReLU, else empty
+  std::vector<Dropout<T>> dropouts_;       // one per hidden layer when dropout > 0, else empty
   const Matrix* input_ = nullptr;
   bool dropped_ = false;      // whether the last Forward applied dropout
-  std::vector<Matrix> pre_;   // pre_[i]: layer i's linear output (kept for PReLU / ReLU masks)
+  std::vector<Matrix> pre_;   // pre_[i]: layer i's pre-activation (kept for PReLU / ReLU masks)
+  Matrix linear_out_;         // with batch_norm: a hidden layer's linear output, workspace
   std::vector<Matrix> outs_;  // outs_[i]: layer i's output after activation and dropout
   Matrix grad_a_;             // gradient workspaces, ping-ponged between layers
   Matrix grad_b_;

@@ -63,6 +63,20 @@ class Mmoe final : public Model<T> {
 
   void SeedDropout(uint64_t seed) override { dropout_rng_.seed(seed); }
 
+  std::vector<T> State() const override {
+    std::vector<T> state;
+    for (const Mlp<T>& expert : experts_) expert.AppendState(&state);
+    towers_.AppendState(&state);
+    return state;
+  }
+
+  Status SetState(const std::vector<T>& state) override {
+    StateReader<T> reader(state);
+    for (Mlp<T>& expert : experts_) MTPS_RETURN_IF_ERROR(expert.ReadState(&reader));
+    MTPS_RETURN_IF_ERROR(towers_.ReadState(&reader));
+    return reader.Finish();
+  }
+
   void ForwardBackward(const T* params, const Matrix& input, const Matrix& labels, T* param_grad,
                        Matrix* input_grad, std::vector<T>* losses) override {
     CHECK_EQ(labels.cols(), towers_.num_tasks());

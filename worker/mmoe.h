@@ -13,7 +13,11 @@
 //
 // ForwardBackward also accepts input_grad == nullptr (skips d loss / d input).
 // Parameter layout: experts 0..E-1, then gates 0..K-1 (Linear in x E), then
-// towers 0..K-1 (experts and towers as Mlp in worker/layers.h).
+// towers 0..K-1 (experts and towers as Mlp in worker/layers.h). With
+// model.batch_norm every hidden layer of an expert or tower has its gamma and
+// beta (width each) right after its W and b; gates and logit layers have none.
+// Running state (Model::State, batch_norm only): the experts' batch norms,
+// then the towers', in layout order.
 #ifndef MTPS_WORKER_MMOE_H_
 #define MTPS_WORKER_MMOE_H_
 

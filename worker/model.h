@@ -7,6 +7,15 @@
 // A Model keeps activation workspaces and its dropout RNG between calls, so
 // it is not thread-safe; use one per thread.
 //
+// Running state. With ModelConfig.batch_norm a model also owns the running
+// mean and variance of its batch norms (worker/layers.h BatchNorm). They are
+// the worker's own model state, not parameters: they never go to the servers.
+// Each worker updates its own from its own training batches (as PyTorch
+// DistributedDataParallel does without SyncBatchNorm); workers read i.i.d.
+// shares of the data, so their estimates agree up to sampling noise, and each
+// worker evaluates with its own. State() / SetState() expose them for
+// checkpoints.
+//
 // Input rows. A model reads `embedding_groups()` copies of the pooled sparse
 // embeddings (a group is one full set of slots, pulled with its own salted
 // keys, so models with separate embeddings per tower get them) and then the
@@ -79,7 +88,8 @@ class Model {
   // first). Masks are drawn in ForwardBackward only.
   virtual void SeedDropout(uint64_t seed) = 0;
 
-  // Forward and backward over a batch, in training mode (dropout on). input
+  // Forward and backward over a batch, in training mode (dropout on; batch
+  // norms use the batch's statistics and update their running ones). input
   // is B x input_dim(); labels is B x (number of data labels), in
   // FeatureSchema::label_names order. Loss is the sum of the loss terms,
   // each the mean over the examples the term covers (the batch, or e.g. its
@@ -90,7 +100,21 @@ class Model {
   virtual void ForwardBackward(const T* params, const Matrix& input, const Matrix& labels,
                                T* param_grad, Matrix* input_grad, std::vector<T>* losses) = 0;
 
-  // Forward only, in evaluation mode (no dropout); appends to (*out)[i] the scores and labels of
+  // The model's running state (see the file comment): the batch norms'
+  // running means and variances in parameter-layout order (each BatchNorm:
+  // its means, then its variances); empty for a model without any.
+  virtual std::vector<T> State() const { return {}; }
+  // Restores what State() returned. InvalidArgument when the length differs
+  // from State()'s or a value is invalid (a non-finite mean, a negative or
+  // non-finite variance); then the state is unspecified (partly restored).
+  virtual Status SetState(const std::vector<T>& state) {
+    if (state.empty()) return Status::OK();
+    return Status::InvalidArgument("model state has " + std::to_string(state.size()) +
+                                   " values; this model keeps none");
+  }
+
+  // Forward only, in evaluation mode (no dropout; batch norms use their
+  // running statistics and do not update them); appends to (*out)[i] the scores and labels of
   // eval task i for the examples that task is evaluated on. *out is resized to the number of eval
   // tasks if empty.
   virtual void Evaluate(const T* params, const Matrix& input, const Matrix& labels,

@@ -92,6 +92,24 @@ class Ple final : public Model<T> {
 
   void SeedDropout(uint64_t seed) override { dropout_rng_.seed(seed); }
 
+  std::vector<T> State() const override {
+    std::vector<T> state;
+    for (const Level& level : levels_) {
+      for (const Mlp<T>& expert : level.experts) expert.AppendState(&state);
+    }
+    towers_.AppendState(&state);
+    return state;
+  }
+
+  Status SetState(const std::vector<T>& state) override {
+    StateReader<T> reader(state);
+    for (Level& level : levels_) {
+      for (Mlp<T>& expert : level.experts) MTPS_RETURN_IF_ERROR(expert.ReadState(&reader));
+    }
+    MTPS_RETURN_IF_ERROR(towers_.ReadState(&reader));
+    return reader.Finish();
+  }
+
   void ForwardBackward(const T* params, const Matrix& input, const Matrix& labels, T* param_grad,
                        Matrix* input_grad, std::vector<T>* losses) override {
     CheckShapes(input, labels);

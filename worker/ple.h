@@ -27,7 +27,11 @@
 // E(l,K-1,..), S(l,0..se-1) (each as Mlp in worker/layers.h), then the task
 // gates G(l,0..K-1) (Linear in x (te+se)), then the shared gate G(l,s)
 // (Linear in x (K*te+se), only below the top level and when se > 0); after
-// the last level, towers 0..K-1.
+// the last level, towers 0..K-1. With model.batch_norm every hidden layer of
+// an expert or tower has its gamma and beta (width each) right after its W
+// and b; gates and logit layers have none. Running state (Model::State,
+// batch_norm only): the experts' batch norms level by level, then the
+// towers', in layout order.
 #ifndef MTPS_WORKER_PLE_H_
 #define MTPS_WORKER_PLE_H_
 

@@ -44,6 +44,20 @@ class SharedBottom final : public Model<T> {
 
   void SeedDropout(uint64_t seed) override { dropout_rng_.seed(seed); }
 
+  std::vector<T> State() const override {
+    std::vector<T> state;
+    bottom_.AppendState(&state);
+    towers_.AppendState(&state);
+    return state;
+  }
+
+  Status SetState(const std::vector<T>& state) override {
+    StateReader<T> reader(state);
+    MTPS_RETURN_IF_ERROR(bottom_.ReadState(&reader));
+    MTPS_RETURN_IF_ERROR(towers_.ReadState(&reader));
+    return reader.Finish();
+  }
+
   void ForwardBackward(const T* params, const Matrix& input, const Matrix& labels, T* param_grad,
                        Matrix* input_grad, std::vector<T>* losses) override {
     CheckShapes(input, labels);

@@ -12,7 +12,10 @@
 //
 // ForwardBackward also accepts input_grad == nullptr.
 // Parameter layout: the bottom, then towers 0..K-1 (each as Mlp in
-// worker/layers.h).
+// worker/layers.h). With model.batch_norm every hidden layer has its gamma
+// and beta (width each) right after its W and b; logit layers have none.
+// Running state (Model::State, batch_norm only): the bottom's batch norms,
+// then the towers', in layout order.
 #ifndef MTPS_WORKER_SHARED_BOTTOM_H_
 #define MTPS_WORKER_SHARED_BOTTOM_H_
 

@@ -13,7 +13,10 @@
 // rows.
 //
 // ForwardBackward also accepts input_grad == nullptr.
-// Parameter layout: the MLP (as Mlp in worker/layers.h).
+// Parameter layout: the MLP (as Mlp in worker/layers.h). With
+// model.batch_norm every hidden layer has its gamma and beta (width each)
+// right after its W and b; the logit layer has none. Running state
+// (Model::State, batch_norm only): the MLP's batch norms in layout order.
 #ifndef MTPS_WORKER_SINGLE_TASK_H_
 #define MTPS_WORKER_SINGLE_TASK_H_
 

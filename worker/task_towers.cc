@@ -65,6 +65,17 @@ void TaskTowers<T>::Evaluate(int k, const T* params, const Matrix& in, const Mat
   }
 }
 
+template <typename T>
+void TaskTowers<T>::AppendState(std::vector<T>* state) const {
+  for (const Mlp<T>& tower : towers_) tower.AppendState(state);
+}
+
+template <typename T>
+Status TaskTowers<T>::ReadState(StateReader<T>* reader) {
+  for (Mlp<T>& tower : towers_) MTPS_RETURN_IF_ERROR(tower.ReadState(reader));
+  return Status::OK();
+}
+
 template class TaskTowers<float>;
 template class TaskTowers<double>;
 

@@ -9,8 +9,10 @@
 // is evaluated on every row. Output-bias prior: each task's rate over all
 // rows.
 //
-// Parameter layout: towers 0..K-1 (each as Mlp in worker/layers.h), from the
-// offset the model gives (after its own layers).
+// Parameter layout: towers 0..K-1 (each as Mlp in worker/layers.h, so with
+// batch_norm each hidden layer's gamma and beta follow its W and b), from the
+// offset the model gives (after its own layers). Running state (batch_norm
+// only): towers 0..K-1's, in that order.
 #ifndef MTPS_WORKER_TASK_TOWERS_H_
 #define MTPS_WORKER_TASK_TOWERS_H_
 
@@ -64,6 +66,10 @@ class TaskTowers {
 
   // Task k in evaluation: appends every row's score and label k to *column.
   void Evaluate(int k, const T* params, const Matrix& in, const Matrix& labels, EvalColumn* column);
+
+  // The towers' running state (Mlp::AppendState / ReadState, tower by tower).
+  void AppendState(std::vector<T>* state) const;
+  Status ReadState(StateReader<T>* reader);
 
  private:
   std::vector<std::string> names_;

@@ -1,6 +1,8 @@
 // Gradient checks of the tower layers (worker/layers.h) against central finite
-// differences in double (Linear, activations, PReLU, Dropout with a fixed
-// mask, MLPs with either activation and dropout), the numerical stability of
+// differences in double (Linear, activations, PReLU, BatchNorm in training and
+// evaluation, Dropout with a fixed mask, MLPs with either activation, dropout
+// and batch norm), batch norm's values, running statistics and state against
+// a direct computation, the numerical stability of
 // BCE-with-logits and its masked form, dropout's mask statistics, and the
 // shared helpers (hidden options, label prior).
 //
@@ -13,6 +15,7 @@
 
 #include <cmath>
 #include <functional>
+#include <limits>
 #include <random>
 #include <vector>
 
@@ -257,17 +260,29 @@ void CheckMlp(Mlp<double>::Output output, const HiddenOptions& hidden = HiddenOp
   const int batch = 7, in = 5;
   const int64_t offset = 3;
   Mlp<double> mlp(in, {6, 4, 3}, output, offset, hidden);
-  // PReLU adds one slope per unit of every hidden layer.
+  // PReLU adds one slope per unit of every hidden layer, batch norm a scale
+  // and a shift.
   const bool prelu = hidden.activation == Activation::kPrelu;
-  const int64_t slopes = prelu ? (output == Mlp<double>::Output::kHidden ? 6 + 4 + 3 : 6 + 4) : 0;
-  ASSERT_EQ(mlp.num_params(), (5 * 6 + 6) + (6 * 4 + 4) + (4 * 3 + 3) + slopes);
+  const int64_t hidden_units = output == Mlp<double>::Output::kHidden ? 6 + 4 + 3 : 6 + 4;
+  const int64_t slopes = prelu ? hidden_units : 0;
+  const int64_t norms = hidden.batch_norm ? 2 * hidden_units : 0;
+  ASSERT_EQ(mlp.num_params(), (5 * 6 + 6) + (6 * 4 + 4) + (4 * 3 + 3) + slopes + norms);
   ASSERT_EQ(mlp.out_dim(), 3);
+  ASSERT_EQ(mlp.batch_norms().size(), hidden.batch_norm ? (hidden_units == 13 ? 3u : 2u) : 0u);
+  EXPECT_EQ(mlp.state_size(), norms);
   std::vector<double> params(offset + mlp.num_params());
   std::mt19937_64 init_rng(2);
   mlp.InitParams(&init_rng, params.data());
+  const int64_t after_linear0 = offset + 5 * 6 + 6;
+  if (hidden.batch_norm) {
+    // Layer 0's gammas (1) and betas (0) follow its Linear block.
+    for (int j = 0; j < 6; ++j) EXPECT_EQ(params[after_linear0 + j], 1.0);
+    for (int j = 0; j < 6; ++j) EXPECT_EQ(params[after_linear0 + 6 + j], 0.0);
+  }
   if (prelu) {
-    // The slopes of layer 0 follow its Linear block and start at 0.25.
-    for (int j = 0; j < 6; ++j) EXPECT_EQ(params[offset + 5 * 6 + 6 + j], 0.25);
+    // The slopes of layer 0 follow its Linear block (and batch norm) and start at 0.25.
+    for (int j = 0; j < 6; ++j)
+      EXPECT_EQ(params[after_linear0 + (hidden.batch_norm ? 2 * 6 : 0) + j], 0.25);
   }
   // Non-zero biases (and varied slopes) so every gradient is exercised generically.
   for (double& p : params) p += std::uniform_real_distribution<double>(-0.3, 0.3)(rng);
@@ -307,6 +322,14 @@ TEST(MlpTest, DropoutGradientsWithAFixedMask) {
   CheckMlp(Mlp<double>::Output::kLinear, {Activation::kRelu, 0.3});
   CheckMlp(Mlp<double>::Output::kHidden, {Activation::kRelu, 0.3});
   CheckMlp(Mlp<double>::Output::kHidden, {Activation::kPrelu, 0.3});
+}
+
+TEST(MlpTest, BatchNormGradients) {
+  CheckMlp(Mlp<double>::Output::kLinear, {Activation::kRelu, 0, true});
+  CheckMlp(Mlp<double>::Output::kHidden, {Activation::kRelu, 0, true});
+  CheckMlp(Mlp<double>::Output::kHidden, {Activation::kPrelu, 0, true});
+  CheckMlp(Mlp<double>::Output::kLinear, {Activation::kPrelu, 0.3, true});
+  CheckMlp(Mlp<double>::Output::kHidden, {Activation::kRelu, 0.3, true});
 }
 
 TEST(MlpTest, DropoutOnlyInTrainingAndRateZeroIsIdentity) {
@@ -462,18 +485,277 @@ TEST(HiddenOptionsTest, FromConfig) {
   ASSERT_TRUE(options.ok()) << options.status();
   EXPECT_EQ(options->activation, Activation::kRelu);
   EXPECT_EQ(options->dropout, 0.0);
+  EXPECT_FALSE(options->batch_norm);
   config.set_activation(config::ModelConfig::PRELU);
   config.set_dropout(0.25f);
+  config.set_batch_norm(true);
   options = HiddenOptionsFromConfig(config);
   ASSERT_TRUE(options.ok()) << options.status();
   EXPECT_EQ(options->activation, Activation::kPrelu);
   EXPECT_EQ(options->dropout, 0.25);
+  EXPECT_TRUE(options->batch_norm);
   for (float bad : {1.0f, -0.1f, 7.0f, std::nanf("")}) {
     config.set_dropout(bad);
     options = HiddenOptionsFromConfig(config);
     ASSERT_FALSE(options.ok()) << bad;
     EXPECT_NE(options.status().message().find("model.dropout"), std::string::npos);
   }
+}
+
+// ---------------------------------------------------------------------------
+// BatchNorm
+// ---------------------------------------------------------------------------
+
+constexpr double kBnEps = 1e-5;
+constexpr double kBnMomentum = 0.1;
+
+// Per-column mean and variance of x computed with plain loops; `unbiased`
+// divides by B - 1.
+std::vector<double> ColumnMeans(const Matrix& x) {
+  std::vector<double> mean(x.cols(), 0.0);
+  for (int j = 0; j < x.cols(); ++j) {
+    for (int i = 0; i < x.rows(); ++i) mean[j] += x(i, j);
+    mean[j] /= static_cast<double>(x.rows());
+  }
+  return mean;
+}
+std::vector<double> ColumnVars(const Matrix& x, bool unbiased) {
+  const std::vector<double> mean = ColumnMeans(x);
+  std::vector<double> var(x.cols(), 0.0);
+  for (int j = 0; j < x.cols(); ++j) {
+    for (int i = 0; i < x.rows(); ++i) var[j] += (x(i, j) - mean[j]) * (x(i, j) - mean[j]);
+    var[j] /= static_cast<double>(unbiased ? x.rows() - 1 : x.rows());
+  }
+  return var;
+}
+
+// gamma (x - mean) / sqrt(var + eps) + beta, entry by entry.
+Matrix DirectBatchNorm(const Matrix& x, const std::vector<double>& mean,
+                       const std::vector<double>& var, const double* gamma, const double* beta) {
+  Matrix y(x.rows(), x.cols());
+  for (int i = 0; i < x.rows(); ++i) {
+    for (int j = 0; j < x.cols(); ++j) {
+      y(i, j) = gamma[j] * (x(i, j) - mean[j]) / std::sqrt(var[j] + kBnEps) + beta[j];
+    }
+  }
+  return y;
+}
+
+// A batch whose columns have very different means and scales.
+Matrix SkewedBatch(int rows, int cols, std::mt19937_64* rng) {
+  Matrix x = RandomMatrix(rows, cols, rng);
+  for (int j = 0; j < cols; ++j) {
+    for (int i = 0; i < rows; ++i) x(i, j) = 3.0 * j - 2.0 + (0.5 + j) * x(i, j);
+  }
+  return x;
+}
+
+TEST(BatchNormTest, InitAndTrainingForwardMatchDirectComputation) {
+  std::mt19937_64 rng(31);
+  const int batch = 6, width = 4;
+  const int64_t offset = 3;
+  BatchNorm<double> bn(width, offset);
+  ASSERT_EQ(bn.num_params(), 2 * width);
+  std::vector<double> params(offset + bn.num_params() + 2, 7.0);
+  bn.InitParams(params.data());
+  for (int j = 0; j < width; ++j) {
+    EXPECT_EQ(params[offset + j], 1.0);
+    EXPECT_EQ(params[offset + width + j], 0.0);
+  }
+  EXPECT_EQ(params[offset - 1], 7.0);
+  EXPECT_EQ(params[offset + 2 * width], 7.0);
+  for (double& p : params) p += std::uniform_real_distribution<double>(-0.5, 0.5)(rng);
+  const Matrix x = SkewedBatch(batch, width, &rng);
+  Matrix y;
+  bn.Forward(params.data(), x, /*training=*/true, &y);
+  const Matrix expected = DirectBatchNorm(x, ColumnMeans(x), ColumnVars(x, false),
+                                          params.data() + offset, params.data() + offset + width);
+  EXPECT_LT((y - expected).cwiseAbs().maxCoeff(), 1e-12);
+  // Each output column has mean beta_j.
+  const std::vector<double> out_mean = ColumnMeans(y);
+  for (int j = 0; j < width; ++j) EXPECT_NEAR(out_mean[j], params[offset + width + j], 1e-12);
+}
+
+void CheckBatchNormGradients(bool training) {
+  std::mt19937_64 rng(training ? 32 : 33);
+  const int batch = 7, width = 3;
+  const int64_t offset = 2;
+  BatchNorm<double> bn(width, offset);
+  std::vector<double> params(offset + bn.num_params() + 3);
+  for (double& p : params) p = std::uniform_real_distribution<double>(0.3, 1.5)(rng);
+  // Running statistics other than the initial ones for evaluation.
+  std::vector<double> state = {0.5, -1.0, 2.0, 0.7, 1.9, 3.0};
+  StateReader<double> reader(state);
+  ASSERT_TRUE(bn.ReadState(&reader).ok());
+  Matrix x = SkewedBatch(batch, width, &rng);
+  const Matrix r = RandomMatrix(batch, width, &rng);
+  auto loss = [&] {
+    Matrix y;
+    bn.Forward(params.data(), x, training, &y);
+    return Dot(r, y);
+  };
+  Matrix y;
+  bn.Forward(params.data(), x, training, &y);
+  std::vector<double> grad(params.size(), 12345.0);
+  Matrix dx;
+  bn.Backward(params.data(), r, grad.data(), &dx);
+  for (int64_t i = 0; i < offset; ++i) EXPECT_EQ(grad[i], 12345.0);
+  for (size_t i = offset + bn.num_params(); i < grad.size(); ++i) EXPECT_EQ(grad[i], 12345.0);
+  ExpectGradient(loss, params.data() + offset, grad.data() + offset, width, "gamma");
+  ExpectGradient(loss, params.data() + offset + width, grad.data() + offset + width, width, "beta");
+  ASSERT_EQ(dx.rows(), batch);
+  ASSERT_EQ(dx.cols(), width);
+  ExpectGradient(loss, x.data(), dx.data(), x.size(), "x");
+  if (training) {
+    // Through the batch statistics each column's input gradient sums to 0.
+    for (int j = 0; j < width; ++j) EXPECT_NEAR(dx.col(j).sum(), 0.0, 1e-12);
+  }
+}
+
+TEST(BatchNormTest, TrainingGradientsMatchFiniteDifferences) { CheckBatchNormGradients(true); }
+TEST(BatchNormTest, EvaluationGradientsMatchFiniteDifferences) { CheckBatchNormGradients(false); }
+
+TEST(BatchNormTest, RunningStatisticsFollowTheMomentumFormulaAndServeEvaluation) {
+  std::mt19937_64 rng(34);
+  const int width = 3;
+  BatchNorm<double> bn(width, 0);
+  std::vector<double> params(bn.num_params());
+  bn.InitParams(params.data());
+  for (double& p : params) p += std::uniform_real_distribution<double>(-0.3, 0.3)(rng);
+  std::vector<double> mean(width, 0.0), var(width, 1.0);  // PyTorch's initial values
+  for (int j = 0; j < width; ++j) {
+    EXPECT_EQ(bn.running_mean()[j], 0.0);
+    EXPECT_EQ(bn.running_var()[j], 1.0);
+  }
+  Matrix y;
+  for (int step = 0; step < 4; ++step) {
+    const Matrix x = SkewedBatch(5 + step, width, &rng);
+    bn.Forward(params.data(), x, /*training=*/true, &y);
+    const std::vector<double> batch_mean = ColumnMeans(x);
+    const std::vector<double> batch_var = ColumnVars(x, /*unbiased=*/true);
+    for (int j = 0; j < width; ++j) {
+      mean[j] = (1 - kBnMomentum) * mean[j] + kBnMomentum * batch_mean[j];
+      var[j] = (1 - kBnMomentum) * var[j] + kBnMomentum * batch_var[j];
+      EXPECT_NEAR(bn.running_mean()[j], mean[j], 1e-12) << "step " << step;
+      EXPECT_NEAR(bn.running_var()[j], var[j], 1e-12) << "step " << step;
+    }
+  }
+  // Evaluation normalises with the running statistics and leaves them alone.
+  const Matrix x = SkewedBatch(6, width, &rng);
+  bn.Forward(params.data(), x, /*training=*/false, &y);
+  const Matrix expected = DirectBatchNorm(x, mean, var, params.data(), params.data() + width);
+  EXPECT_LT((y - expected).cwiseAbs().maxCoeff(), 1e-12);
+  for (int j = 0; j < width; ++j) {
+    EXPECT_NEAR(bn.running_mean()[j], mean[j], 1e-12);
+    EXPECT_NEAR(bn.running_var()[j], var[j], 1e-12);
+  }
+  // State: means then variances; a copy restored from it evaluates the same.
+  std::vector<double> state;
+  bn.AppendState(&state);
+  ASSERT_EQ(state.size(), 2u * width);
+  for (int j = 0; j < width; ++j) {
+    EXPECT_NEAR(state[j], mean[j], 1e-12);
+    EXPECT_NEAR(state[width + j], var[j], 1e-12);
+  }
+  BatchNorm<double> restored(width, 0);
+  StateReader<double> reader(state);
+  ASSERT_TRUE(restored.ReadState(&reader).ok());
+  EXPECT_TRUE(reader.Finish().ok());
+  Matrix y2;
+  restored.Forward(params.data(), x, false, &y2);
+  EXPECT_EQ(y2, y);
+}
+
+TEST(BatchNormTest, BatchOfOneGivesBetaAndFiniteGradients) {
+  const int width = 3;
+  BatchNorm<double> bn(width, 0);
+  const std::vector<double> params = {1.5, -0.7, 2.0, 0.25, -1.0, 0.5};
+  Matrix x(1, width);
+  x << 3.0, -2.0, 1e6;
+  Matrix y, dx;
+  bn.Forward(params.data(), x, /*training=*/true, &y);
+  for (int j = 0; j < width; ++j) EXPECT_EQ(y(0, j), params[width + j]);
+  Matrix dy(1, width);
+  dy << 0.3, -1.0, 2.0;
+  std::vector<double> grad(params.size());
+  bn.Backward(params.data(), dy, grad.data(), &dx);
+  for (int j = 0; j < width; ++j) {
+    EXPECT_EQ(dx(0, j), 0.0);
+    EXPECT_EQ(grad[j], 0.0);               // d / d gamma: x_hat = 0
+    EXPECT_EQ(grad[width + j], dy(0, j));  // d / d beta
+  }
+  // The running mean moves; the running variance (undefined for one row) stays.
+  for (int j = 0; j < width; ++j) {
+    EXPECT_NEAR(bn.running_mean()[j], kBnMomentum * x(0, j), 1e-9 * std::abs(x(0, j)));
+    EXPECT_EQ(bn.running_var()[j], 1.0);
+  }
+  // An empty batch changes nothing.
+  const Matrix empty(0, width);
+  bn.Forward(params.data(), empty, true, &y);
+  EXPECT_EQ(y.rows(), 0);
+  bn.Backward(params.data(), Matrix(0, width), grad.data(), &dx);
+  for (double g : grad) EXPECT_EQ(g, 0.0);
+  EXPECT_NEAR(bn.running_mean()[0], kBnMomentum * x(0, 0), 1e-12);
+}
+
+TEST(BatchNormTest, ReadStateRejectsBadValuesAndSizes) {
+  BatchNorm<double> bn(2, 0);
+  const std::vector<double> good = {0.5, -0.5, 2.0, 0.0};
+  for (const auto& [state, mention] : std::vector<std::pair<std::vector<double>, std::string>>{
+           {{0.5, -0.5, 2.0, -1.0}, "state[3]"},
+           {{0.5, std::nan(""), 2.0, 1.0}, "state[1]"},
+           {{0.5, 0.5, std::numeric_limits<double>::infinity(), 1.0}, "state[2]"},
+           {{0.5, 0.5, 2.0}, "3 values"}}) {
+    StateReader<double> reader(state);
+    const Status status = bn.ReadState(&reader);
+    ASSERT_FALSE(status.ok()) << mention;
+    EXPECT_EQ(status.code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(status.message().find(mention), std::string::npos) << status;
+    EXPECT_EQ(bn.running_var()[1], 1.0);  // unchanged
+  }
+  StateReader<double> reader(good);
+  ASSERT_TRUE(bn.ReadState(&reader).ok());
+  EXPECT_EQ(bn.running_mean()[1], -0.5);
+  EXPECT_EQ(bn.running_var()[0], 2.0);
+  const std::vector<double> longer = {0, 0, 1, 1, 9};
+  StateReader<double> extra(longer);
+  ASSERT_TRUE(bn.ReadState(&extra).ok());
+  EXPECT_FALSE(extra.Finish().ok());
+}
+
+TEST(MlpTest, BatchNormTrainingAndEvaluationUseDifferentStatistics) {
+  std::mt19937_64 rng(35);
+  const int in = 4;
+  Mlp<double> plain(in, {5, 3}, Mlp<double>::Output::kHidden, 0);
+  Mlp<double> normed(in, {5, 3}, Mlp<double>::Output::kHidden, 0, {Activation::kRelu, 0, true});
+  ASSERT_EQ(normed.num_params(), plain.num_params() + 2 * (5 + 3));
+  EXPECT_EQ(plain.state_size(), 0);
+  ASSERT_EQ(normed.state_size(), 2 * (5 + 3));
+  std::vector<double> params(normed.num_params());
+  std::mt19937_64 init(3);
+  normed.InitParams(&init, params.data());
+  const Matrix x = SkewedBatch(20, in, &rng);
+  std::mt19937_64 dropout_rng(1);
+  std::vector<double> initial_state;
+  normed.AppendState(&initial_state);
+  const Matrix before = normed.Forward(params.data(), x, nullptr);  // running stats 0 / 1
+  std::vector<double> unchanged;
+  normed.AppendState(&unchanged);
+  EXPECT_EQ(unchanged, initial_state);
+  const Matrix trained = normed.Forward(params.data(), x, &dropout_rng);
+  std::vector<double> state;
+  normed.AppendState(&state);
+  EXPECT_NE(state, initial_state);
+  EXPECT_NE(trained, before);
+  // Training mode: each hidden layer's pre-activation has batch mean 0 per
+  // unit (gamma 1, beta 0), so the first layer's state is 0.1 * its
+  // linear output's batch mean.
+  Matrix z = x * Eigen::Map<const Matrix>(params.data(), in, 5);
+  z.rowwise() += Eigen::Map<const Eigen::Matrix<double, 1, 5>>(params.data() + in * 5);
+  const std::vector<double> mean = ColumnMeans(z);
+  for (int j = 0; j < 5; ++j) EXPECT_NEAR(state[j], kBnMomentum * mean[j], 1e-12);
+  const Matrix after = normed.Forward(params.data(), x, nullptr);
+  EXPECT_NE(after, before);
 }
 
 TEST(PriorTest, LogOddsAndClamp) {

@@ -3,12 +3,15 @@
 // against central finite differences (with PReLU and with dropout under a
 // fixed mask too), loss terms and evaluation columns against a naive
 // per-example forward pass written here from the documented parameter
-// layouts, dropout only in training, the output-bias prior, NAIVE's masked
+// layouts, dropout only in training, batch norm (gradients through the batch
+// statistics, evaluation with the running statistics against the naive pass,
+// running state, batches of one row), the output-bias prior, NAIVE's masked
 // CVR loss, config validation naming fields, and a short float SGD run that
 // must lower the loss.
 
 #include "worker/eigen.h"
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <functional>
@@ -33,12 +36,23 @@ using Matrix = RowMatrix<double>;
 
 double Sigmoid(double x) { return 1 / (1 + std::exp(-x)); }
 
-// Layers W (in x out, row-major) then b, then (PReLU, hidden layers only) out
+// Batch norm in evaluation mode for the naive passes: the model's running
+// state (means then variances of each batch norm, in layout order) and how
+// much of it the layers have read.
+struct NaiveNorm {
+  const std::vector<double>* state = nullptr;
+  int64_t at = 0;
+};
+
+// Layers W (in x out, row-major) then b, then (batch norm, hidden layers
+// only) out scales and out shifts, then (PReLU, hidden layers only) out
 // slopes, from params[*offset]; advances *offset. A hidden layer is every
-// layer but the last, and the last too when hidden_last.
+// layer but the last, and the last too when hidden_last. With `norm`, hidden
+// layers normalise with the running statistics norm->state[norm->at..]
+// (advancing norm->at), eps 1e-5.
 std::vector<double> NaiveMlp(const std::vector<double>& params, int64_t* offset,
                              std::vector<double> x, const std::vector<int>& widths,
-                             bool hidden_last, bool prelu = false) {
+                             bool hidden_last, bool prelu = false, NaiveNorm* norm = nullptr) {
   for (size_t l = 0; l < widths.size(); ++l) {
     const int in = static_cast<int>(x.size());
     const int out = widths[l];
@@ -46,12 +60,23 @@ std::vector<double> NaiveMlp(const std::vector<double>& params, int64_t* offset,
     const double* b = w + in * out;
     *offset += in * out + out;
     const bool hidden = l + 1 < widths.size() || hidden_last;
+    const double* gamma = params.data() + *offset;
+    const double* beta = gamma + out;
+    const double* mean = nullptr;
+    const double* var = nullptr;
+    if (hidden && norm != nullptr) {
+      *offset += 2 * out;
+      mean = norm->state->data() + norm->at;
+      var = mean + out;
+      norm->at += 2 * out;
+    }
     const double* slopes = params.data() + *offset;
     if (hidden && prelu) *offset += out;
     std::vector<double> y(out);
     for (int j = 0; j < out; ++j) {
       double sum = b[j];
       for (int i = 0; i < in; ++i) sum += x[i] * w[i * out + j];
+      if (mean != nullptr) sum = gamma[j] * (sum - mean[j]) / std::sqrt(var[j] + 1e-5) + beta[j];
       if (hidden) sum = sum > 0 ? sum : (prelu ? slopes[j] * sum : 0.0);
       y[j] = sum;
     }
@@ -81,12 +106,13 @@ std::vector<double> Row(const Matrix& m, int r) {
 
 // ESMM logits (a, c) of one row: CTR tower, then CVR tower.
 std::pair<double, double> NaiveEsmm(const std::vector<double>& params,
-                                    const std::vector<int>& hidden, const std::vector<double>& x) {
+                                    const std::vector<int>& hidden, const std::vector<double>& x,
+                                    NaiveNorm* norm = nullptr) {
   std::vector<int> widths = hidden;
   widths.push_back(1);
   int64_t offset = 0;
-  const double a = NaiveMlp(params, &offset, x, widths, false)[0];
-  const double c = NaiveMlp(params, &offset, x, widths, false)[0];
+  const double a = NaiveMlp(params, &offset, x, widths, false, false, norm)[0];
+  const double c = NaiveMlp(params, &offset, x, widths, false, false, norm)[0];
   EXPECT_EQ(offset, static_cast<int64_t>(params.size()));
   return {a, c};
 }
@@ -95,11 +121,11 @@ std::pair<double, double> NaiveEsmm(const std::vector<double>& params,
 std::vector<double> NaiveMmoe(const std::vector<double>& params, int num_experts,
                               const std::vector<int>& expert_hidden,
                               const std::vector<int>& tower_hidden, int num_tasks,
-                              const std::vector<double>& x) {
+                              const std::vector<double>& x, NaiveNorm* norm = nullptr) {
   int64_t offset = 0;
   std::vector<std::vector<double>> experts;
   for (int e = 0; e < num_experts; ++e) {
-    experts.push_back(NaiveMlp(params, &offset, x, expert_hidden, true));
+    experts.push_back(NaiveMlp(params, &offset, x, expert_hidden, true, false, norm));
   }
   const int h = expert_hidden.back();
   std::vector<std::vector<double>> mixed(num_tasks, std::vector<double>(h, 0.0));
@@ -115,7 +141,7 @@ std::vector<double> NaiveMmoe(const std::vector<double>& params, int num_experts
   widths.push_back(1);
   std::vector<double> out;
   for (int k = 0; k < num_tasks; ++k) {
-    out.push_back(NaiveMlp(params, &offset, mixed[k], widths, false)[0]);
+    out.push_back(NaiveMlp(params, &offset, mixed[k], widths, false, false, norm)[0]);
   }
   EXPECT_EQ(offset, static_cast<int64_t>(params.size()));
   return out;
@@ -748,7 +774,8 @@ config::ModelConfig PleConfig(const PleShape& shape, bool prelu = false) {
 
 // PLE task logits of one row, from the description and layout in ple.h.
 std::vector<double> NaivePle(const std::vector<double>& params, const PleShape& shape,
-                             int num_tasks, bool prelu, const std::vector<double>& x) {
+                             int num_tasks, bool prelu, const std::vector<double>& x,
+                             NaiveNorm* norm = nullptr) {
   const int te = shape.task_experts, se = shape.shared_experts;
   const int num_experts = num_tasks * te + se;
   int64_t offset = 0;
@@ -766,7 +793,7 @@ std::vector<double> NaivePle(const std::vector<double>& params, const PleShape& 
     std::vector<std::vector<double>> experts;
     for (int e = 0; e < num_experts; ++e) {
       const std::vector<double>& in = e < num_tasks * te ? task_in[e / te] : shared_in;
-      experts.push_back(NaiveMlp(params, &offset, in, kPleExpertHidden, true, prelu));
+      experts.push_back(NaiveMlp(params, &offset, in, kPleExpertHidden, true, prelu, norm));
     }
     std::vector<std::vector<double>> task_out;
     for (int k = 0; k < num_tasks; ++k) {
@@ -789,7 +816,7 @@ std::vector<double> NaivePle(const std::vector<double>& params, const PleShape& 
   std::vector<double> logits;
   for (int k = 0; k < num_tasks; ++k) {
     logits.push_back(
-        NaiveMlp(params, &offset, task_in[k], WithOutput(kPleTowerHidden), false, prelu)[0]);
+        NaiveMlp(params, &offset, task_in[k], WithOutput(kPleTowerHidden), false, prelu, norm)[0]);
   }
   EXPECT_EQ(offset, static_cast<int64_t>(params.size()));
   return logits;
@@ -1313,6 +1340,265 @@ TEST(CreateModelTest, EmptyTowerHiddenIsALogisticRegression) {
 }
 
 // ---------------------------------------------------------------------------
+// Batch norm (model.batch_norm)
+// ---------------------------------------------------------------------------
+
+config::ModelConfig WithBatchNorm(config::ModelConfig config) {
+  config.set_batch_norm(true);
+  return config;
+}
+
+TEST(BatchNormModelsTest, EveryHiddenUnitAddsTwoParametersAndTwoStateValues) {
+  // Hidden units: MMOE 3 experts x (5 + 3) + 2 towers x 4; ESMM 2 towers x
+  // (6 + 4); Shared-Bottom (6 + 4) + 3 towers x 3; PLE (2, 2, 1): 2 levels x 5
+  // experts x (4 + 3) + 2 towers x 3; single-task 2 layers of kStHidden.
+  int st_units = 0;
+  for (int w : kStHidden) st_units += w;
+  const std::vector<std::pair<std::string, int64_t>> units = {{"esmm", 20},
+                                                              {"esmm_no_sharing", 20},
+                                                              {"esmm_naive", 20},
+                                                              {"mmoe", 32},
+                                                              {"shared_bottom", 19},
+                                                              {"ple", 76},
+                                                              {"single_task", st_units},
+                                                              {"single_task_only_where", st_units}};
+  const std::vector<Case> cases = AllCases();
+  ASSERT_EQ(cases.size(), units.size());
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const Case& c = cases[i];
+    SCOPED_TRACE(c.name);
+    ASSERT_EQ(units[i].first, c.name);
+    auto plain = MustCreate<double>(c.config, c.inputs, c.labels);
+    auto normed = MustCreate<double>(WithBatchNorm(c.config), c.inputs, c.labels);
+    EXPECT_EQ(normed->num_params(), plain->num_params() + 2 * units[i].second);
+    EXPECT_TRUE(plain->State().empty());
+    EXPECT_TRUE(plain->SetState({}).ok());
+    EXPECT_FALSE(plain->SetState({1.0}).ok());
+    const std::vector<double> state = normed->State();
+    ASSERT_EQ(static_cast<int64_t>(state.size()), 2 * units[i].second);
+    // Initially every running mean is 0 and every running variance 1 (the
+    // means and variances of each batch norm alternate in blocks).
+    EXPECT_EQ(std::count(state.begin(), state.end(), 0.0), units[i].second);
+    EXPECT_EQ(std::count(state.begin(), state.end(), 1.0), units[i].second);
+    // InitParams draws nothing for gamma and beta: the random W blocks of
+    // both layouts hold the same values in the same order.
+    std::vector<double> a(plain->num_params()), b(normed->num_params());
+    plain->InitParams(3, a.data());
+    normed->InitParams(3, b.data());
+    std::vector<double> wa, wb;
+    for (double v : a)
+      if (v != 0.0 && v != 1.0) wa.push_back(v);
+    for (double v : b)
+      if (v != 0.0 && v != 1.0) wb.push_back(v);
+    EXPECT_EQ(wa, wb);
+    EXPECT_EQ(std::count(b.begin(), b.end(), 1.0) - std::count(a.begin(), a.end(), 1.0),
+              units[i].second);
+  }
+}
+
+TEST(BatchNormModelsTest, GradientsMatchFiniteDifferences) {
+  std::mt19937_64 rng(81);
+  for (const Case& c : AllCases()) {
+    for (bool prelu : {false, true}) {
+      SCOPED_TRACE(c.name + (prelu ? " prelu" : " relu"));
+      config::ModelConfig config = WithBatchNorm(c.config);
+      if (prelu) config.set_activation(config::ModelConfig::PRELU);
+      auto model = MustCreate<double>(config, c.inputs, c.labels);
+      const Matrix input = RandomInput(9, model->input_dim(), &rng);
+      const Matrix labels = CaseLabels(c, 9, &rng);
+      CheckGradients(model.get(), RandomParams(*model, &rng), input, labels);
+    }
+  }
+  // With dropout under a fixed mask too.
+  config::ModelConfig ple = WithBatchNorm(PleConfig(kPleShapes[0], /*prelu=*/true));
+  ple.set_dropout(0.3f);
+  auto model = MustCreate<double>(ple, ModelInputs{5, 0}, kMmoeLabels);
+  CheckGradients(model.get(), RandomParams(*model, &rng), RandomInput(9, 5, &rng),
+                 RandomLabels(9, 2, &rng));
+}
+
+// Every Evaluate score, for models whose naive pass takes the running state.
+struct NaiveScores {
+  std::string name;
+  config::ModelConfig config;
+  std::vector<std::string> labels;
+  bool esmm_labels;
+  // Per-row task scores in Evaluate's column order, all rows evaluated.
+  std::function<std::vector<double>(const std::vector<double>& params,
+                                    const std::vector<double>& row, NaiveNorm* norm)>
+      scores;
+};
+
+std::vector<NaiveScores> NaiveScoreCases() {
+  std::vector<NaiveScores> cases;
+  cases.push_back(
+      {"mmoe", WithBatchNorm(MmoeConfig()), kMmoeLabels, false,
+       [](const std::vector<double>& params, const std::vector<double>& row, NaiveNorm* norm) {
+         std::vector<double> out =
+             NaiveMmoe(params, kMmoeExperts, kMmoeExpertHidden, kMmoeTowerHidden, 2, row, norm);
+         for (double& v : out) v = Sigmoid(v);
+         return out;
+       }});
+  cases.push_back(
+      {"ple", WithBatchNorm(PleConfig(kPleShapes[0], /*prelu=*/true)), kMmoeLabels, false,
+       [](const std::vector<double>& params, const std::vector<double>& row, NaiveNorm* norm) {
+         std::vector<double> out = NaivePle(params, kPleShapes[0], 2, true, row, norm);
+         for (double& v : out) v = Sigmoid(v);
+         return out;
+       }});
+  // ESMM's ctr and ctcvr columns (its cvr column holds clicked rows only).
+  cases.push_back(
+      {"esmm", WithBatchNorm(EsmmConfig()), kEsmmLabels, true,
+       [](const std::vector<double>& params, const std::vector<double>& row, NaiveNorm* norm) {
+         const auto [a, c] = NaiveEsmm(params, kEsmmHidden, row, norm);
+         return std::vector<double>{Sigmoid(a), Sigmoid(a) * Sigmoid(c)};
+       }});
+  return cases;
+}
+
+// The Evaluate scores of every row (ESMM: its ctr and ctcvr columns).
+std::vector<std::vector<float>> EvaluateScores(Model<double>* model,
+                                               const std::vector<double>& params,
+                                               const Matrix& input, const Matrix& labels) {
+  std::vector<EvalColumn> out;
+  model->Evaluate(params.data(), input, labels, &out);
+  std::vector<std::vector<float>> scores;
+  for (const EvalColumn& column : out) {
+    if (column.task == "cvr") continue;
+    scores.push_back(column.scores);
+  }
+  return scores;
+}
+
+void ExpectNaiveScores(const NaiveScores& c, Model<double>* model,
+                       const std::vector<double>& params, const Matrix& input,
+                       const Matrix& labels) {
+  const std::vector<double> state = model->State();
+  const std::vector<std::vector<float>> scores = EvaluateScores(model, params, input, labels);
+  for (int r = 0; r < input.rows(); ++r) {
+    NaiveNorm norm{&state, 0};
+    const std::vector<double> expected = c.scores(params, Row(input, r), &norm);
+    EXPECT_EQ(norm.at, static_cast<int64_t>(state.size()));
+    ASSERT_EQ(expected.size(), scores.size());
+    for (size_t k = 0; k < expected.size(); ++k) {
+      ASSERT_EQ(scores[k].size(), static_cast<size_t>(input.rows()));
+      EXPECT_NEAR(scores[k][r], expected[k], 1e-6) << "row " << r << " column " << k;
+    }
+  }
+}
+
+TEST(BatchNormModelsTest, EvaluateUsesTheRunningStatisticsTrainingUpdates) {
+  for (const NaiveScores& c : NaiveScoreCases()) {
+    SCOPED_TRACE(c.name);
+    std::mt19937_64 rng(82);
+    auto model = MustCreate<double>(c.config, ModelInputs{6, 0}, c.labels);
+    const std::vector<double> params = RandomParams(*model, &rng);
+    auto labels_of = [&](int rows) {
+      return c.esmm_labels ? EsmmLabels(rows, &rng)
+                           : RandomLabels(rows, static_cast<int>(c.labels.size()), &rng);
+    };
+    const Matrix eval_input = RandomInput(12, 6, &rng);
+    const Matrix eval_labels = labels_of(12);
+    // Fresh running statistics (means 0, variances 1).
+    const std::vector<double> initial = model->State();
+    ExpectNaiveScores(c, model.get(), params, eval_input, eval_labels);
+    const std::vector<std::vector<float>> before =
+        EvaluateScores(model.get(), params, eval_input, eval_labels);
+    EXPECT_EQ(model->State(), initial);  // evaluation updates nothing
+
+    // Training steps move the running statistics; the first batch norm (the
+    // first layer of the first expert or tower, reading the input row) by
+    // exactly the momentum formula.
+    std::vector<double> grad(params.size());
+    Matrix input_grad;
+    std::vector<double> losses;
+    const int h = c.name == "esmm"  ? kEsmmHidden[0]
+                  : c.name == "ple" ? kPleExpertHidden[0]
+                                    : kMmoeExpertHidden[0];
+    for (int step = 0; step < 3; ++step) {
+      const Matrix input = RandomInput(20, 6, &rng) * 2.0 + Matrix::Constant(20, 6, 0.5);
+      const std::vector<double> old_state = model->State();
+      model->ForwardBackward(params.data(), input, labels_of(20), grad.data(), &input_grad,
+                             &losses);
+      const std::vector<double> state = model->State();
+      const Eigen::Map<const Matrix> w(params.data(), 6, h);
+      const Eigen::Map<const Eigen::RowVectorXd> b(params.data() + 6 * h, h);
+      const Matrix z = (input * w).rowwise() + b;
+      for (int j = 0; j < h; ++j) {
+        const double mean = z.col(j).mean();
+        const double var = (z.col(j).array() - mean).square().sum() / (z.rows() - 1);
+        EXPECT_NEAR(state[j], 0.9 * old_state[j] + 0.1 * mean, 1e-12);
+        EXPECT_NEAR(state[h + j], 0.9 * old_state[h + j] + 0.1 * var, 1e-12);
+      }
+    }
+    const std::vector<double> trained = model->State();
+    EXPECT_NE(trained, initial);
+    const std::vector<std::vector<float>> after =
+        EvaluateScores(model.get(), params, eval_input, eval_labels);
+    EXPECT_NE(after, before);
+    ExpectNaiveScores(c, model.get(), params, eval_input, eval_labels);
+    EXPECT_EQ(model->State(), trained);
+
+    // Another model restored from the state evaluates identically.
+    auto restored = MustCreate<double>(c.config, ModelInputs{6, 0}, c.labels);
+    ASSERT_TRUE(restored->SetState(trained).ok());
+    EXPECT_EQ(restored->State(), trained);
+    EXPECT_EQ(EvaluateScores(restored.get(), params, eval_input, eval_labels), after);
+    // Bad states are refused.
+    std::vector<double> bad = trained;
+    bad.pop_back();
+    Status status = restored->SetState(bad);
+    EXPECT_EQ(status.code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(status.message().find("model state has " + std::to_string(bad.size())),
+              std::string::npos)
+        << status;
+    bad = trained;
+    bad.push_back(1.0);
+    EXPECT_EQ(restored->SetState(bad).code(), StatusCode::kInvalidArgument);
+    bad = trained;
+    bad[h] = -1.0;  // the first running variance
+    status = restored->SetState(bad);
+    EXPECT_EQ(status.code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(status.message().find("state[" + std::to_string(h) + "]"), std::string::npos)
+        << status;
+  }
+}
+
+TEST(BatchNormModelsTest, BatchOfOneRowIsFinite) {
+  for (const Case& c : AllCases()) {
+    for (bool prelu : {false, true}) {
+      SCOPED_TRACE(c.name + (prelu ? " prelu" : " relu"));
+      std::mt19937_64 rng(83);
+      config::ModelConfig config = WithBatchNorm(c.config);
+      if (prelu) config.set_activation(config::ModelConfig::PRELU);
+      auto model = MustCreate<double>(config, c.inputs, c.labels);
+      const std::vector<double> params = RandomParams(*model, &rng);
+      // Row 0 of CaseLabels is a positive (clicked) row.
+      const Matrix input = RandomInput(1, model->input_dim(), &rng) * 100.0;
+      const Matrix labels = CaseLabels(c, 2, &rng).topRows(1);
+      std::vector<double> grad(params.size(), std::nan(""));
+      Matrix input_grad;
+      std::vector<double> losses;
+      model->ForwardBackward(params.data(), input, labels, grad.data(), &input_grad, &losses);
+      for (double l : losses) EXPECT_TRUE(std::isfinite(l)) << l;
+      for (double g : grad) EXPECT_TRUE(std::isfinite(g)) << g;
+      EXPECT_TRUE(input_grad.allFinite());
+      // Every hidden unit normalised to 0: the input matters only through
+      // the gates (MMOE, PLE).
+      if (c.name != "mmoe" && c.name != "ple") {
+        EXPECT_EQ(input_grad.cwiseAbs().maxCoeff(), 0.0);
+      }
+      for (double v : model->State()) EXPECT_TRUE(std::isfinite(v)) << v;
+      std::vector<EvalColumn> out;
+      model->Evaluate(params.data(), input, labels, &out);
+      for (const EvalColumn& column : out) {
+        for (float s : column.scores) EXPECT_TRUE(std::isfinite(s)) << column.task;
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
 // Training: float, plain SGD, learnable synthetic problem.
 // ---------------------------------------------------------------------------
 
@@ -1387,6 +1673,16 @@ TEST(TrainingTest, SharedBottomSgdLowersLoss) {
   config::ModelConfig config;
   config.mutable_shared_bottom()->add_bottom_hidden(16);
   config.mutable_shared_bottom()->add_tower_hidden(8);
+  EXPECT_LT(TrainAndReportLossRatio(config), 0.4f);
+}
+
+TEST(TrainingTest, MmoeWithBatchNormSgdLowersLoss) {
+  config::ModelConfig config;
+  config.mutable_mmoe()->set_num_experts(4);
+  config.mutable_mmoe()->add_expert_hidden(16);
+  config.mutable_mmoe()->add_expert_hidden(8);
+  config.mutable_mmoe()->add_tower_hidden(8);
+  config.set_batch_norm(true);
   EXPECT_LT(TrainAndReportLossRatio(config), 0.4f);
 }
 
