@@ -429,16 +429,33 @@ void SparseTable::Rehash(size_t new_capacity) {
   if (mem == nullptr) throw std::bad_alloc();
   std::unique_ptr<Bucket[], FreeDeleter> fresh(static_cast<Bucket*>(mem));
   const size_t new_mask = new_capacity - 1;
+  // With eviction by age the rebuild is also a full sweep: the positions
+  // change, so the incremental sweep restarts at 0, and a row that expired
+  // meanwhile must not wait for another period.
+  const bool sweep = evict_after_steps_ > 0;
+  size_t kept = 0;
   for (size_t i = 0; i < capacity_; ++i) {
     const Bucket& b = buckets_[i];
     if (b.key == kEmptyKey) continue;
+    if (sweep && Age(b.step) >= evict_after_steps_) {
+      free_rows_.push_back(b.row);
+      --num_rows_;
+      ++counters_.evicted;
+      continue;
+    }
     size_t j = Mix64(b.key) & new_mask;
     while (fresh[j].key != kEmptyKey) j = (j + 1) & new_mask;
     fresh[j] = b;
+    ++kept;
+  }
+  if (sweep && has_empty_key_ && Age(empty_key_bucket_.step) >= evict_after_steps_) {
+    EraseEmptyKey();
+    ++counters_.evicted;
   }
   buckets_ = std::move(fresh);
   capacity_ = new_capacity;
   mask_ = new_mask;
+  occupied_ = kept;
   grow_at_ = GrowAt(new_capacity);
   // The sweep restarts and covers the new index once every T/4 steps.
   sweep_cursor_ = 0;

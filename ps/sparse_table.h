@@ -36,12 +36,13 @@
 //
 // Eviction by age (evict_after_steps T > 0): each Push call is one step; a row
 // whose last update (or creation) is T or more steps old is dropped. Each Push
-// scans the next ceil(capacity / max(1, T/4)) buckets of the index after its
-// updates, so the index is swept once every T/4 steps (every step for T < 4)
-// at an amortised cost of 4 * capacity / T bucket reads per push; a row goes
-// between T and T + T/4 steps after its last update, or up to T + T/2 when
-// the index is resized meanwhile (the sweep restarts) or a row-cap eviction
-// shifts it behind the sweep.
+// scans the next ceil(capacity / P) buckets of the index after its updates,
+// P = max(1, T/4), so the index is swept once every P steps (every step for
+// T < 4) at a cost of about 4 * capacity / T sequential bucket reads per push
+// (16 bytes each); a resize of the index sweeps it whole while rebuilding.
+// So a row last updated at step s is dropped at the end of a push in
+// [s + T, s + T + P - 1], unless a row-cap eviction's backward shift moves
+// its bucket behind the sweep (one more period at most).
 //
 // Row cap (max_rows > 0): inserting a row into a full table first evicts an
 // approximately least recently updated row: the oldest of a sample of
