@@ -29,6 +29,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <memory>
@@ -54,6 +55,8 @@ DEFINE_string(servers, "1,2", "server counts, comma-separated list");
 DEFINE_int64(universe, 10000000, "keys are drawn uniformly from this many distinct keys");
 DEFINE_int32(inflight, 8, "requests in flight in the throughput runs");
 DEFINE_double(seconds, 3, "seconds per measurement (each throughput and latency run)");
+DEFINE_int32(rounds, 5,
+             "throughput runs are split into this many rounds alternating in-process and network");
 DEFINE_string(scale_rows, "1000000,10000000,100000000",
               "table-scale section: row counts, comma-separated list");
 DEFINE_int32(scale_dim, 16, "table-scale section: embedding dim");
@@ -80,6 +83,7 @@ struct BenchOptions {
   int64_t universe = 0;
   int inflight = 0;
   double seconds = 0;
+  int rounds = 1;
   int scale_dim = 0;
   int scale_keys_per_request = 0;
   int64_t key_pool = 0;
@@ -114,6 +118,7 @@ StatusOr<BenchOptions> OptionsFromFlags() {
   o.universe = FLAGS_universe;
   o.inflight = FLAGS_inflight;
   o.seconds = FLAGS_seconds;
+  o.rounds = FLAGS_rounds;
   o.scale_dim = FLAGS_scale_dim;
   o.scale_keys_per_request = FLAGS_scale_keys_per_request;
   o.key_pool = FLAGS_key_pool;
@@ -136,6 +141,8 @@ StatusOr<BenchOptions> OptionsFromFlags() {
   if (!(o.seconds > 0) || o.seconds > 3600) {
     return Status::InvalidArgument("--seconds must be in (0, 3600]");
   }
+  if (o.rounds < 1 || o.rounds > 1000)
+    return Status::InvalidArgument("--rounds must be in [1, 1000]");
   if (o.scale_dim <= 0 || o.scale_keys_per_request <= 0) {
     return Status::InvalidArgument("--scale_dim and --scale_keys_per_request must be positive");
   }
@@ -177,12 +184,17 @@ class KeyStream {
   std::vector<uint64_t> keys_;
 };
 
-struct Span {
-  const uint64_t* keys = nullptr;
-  size_t n = 0;  // 0: no more requests
-};
-// Request i of a run.
-using RequestSource = std::function<Span(int64_t i)>;
+// Fills *keys with the keys of request i of a run; false when there is none.
+using RequestSource = std::function<bool(int64_t i, std::vector<uint64_t>* keys)>;
+
+// Requests of k keys: consecutive windows of `stream` from window `first` on.
+RequestSource StreamSource(const KeyStream* stream, int64_t first, size_t k) {
+  return [stream, first, k](int64_t i, std::vector<uint64_t>* keys) {
+    const uint64_t* w = stream->Window(first + i, k);
+    keys->assign(w, w + k);
+    return true;
+  };
+}
 
 struct Rate {
   int64_t keys = 0;
@@ -191,16 +203,17 @@ struct Rate {
   double KeysPerSecond() const { return seconds > 0 ? keys / seconds : 0; }
 };
 
-// Runs per_request(0), per_request(1), ... for `seconds` (at most
-// max_requests times, stopping early when it returns 0) and counts the keys.
-Rate TimeLoop(double seconds, int64_t max_requests, const std::function<size_t(int64_t)>& fn) {
+// In-process: runs op(keys) on requests source(0), source(1), ... for
+// `seconds` (or until the source ends) and counts the keys.
+Rate TimeLoop(double seconds, const RequestSource& source,
+              const std::function<void(const std::vector<uint64_t>&)>& op) {
   Rate r;
+  std::vector<uint64_t> keys;
   const auto start = SteadyClock::now();
   const auto end = start + std::chrono::duration<double>(seconds);
-  while (r.requests < max_requests) {
-    const size_t n = fn(r.requests);
-    if (n == 0) break;
-    r.keys += static_cast<int64_t>(n);
+  while (r.requests < kMaxRequestsPerRun && source(r.requests, &keys)) {
+    op(keys);
+    r.keys += static_cast<int64_t>(keys.size());
     ++r.requests;
     if (SteadyClock::now() >= end) break;
   }
@@ -208,155 +221,145 @@ Rate TimeLoop(double seconds, int64_t max_requests, const std::function<size_t(i
   return r;
 }
 
-// Pipelined sparse pulls and pushes: keeps `inflight` requests in flight,
-// each sliced per server exactly as KvClient slices one (ShardOfKey, keys
-// copied into the request, pulled rows scattered back by position, pushed
-// gradients gathered per server). KvClient::Pull waits for each request, and
-// KvClient::Push counts its window in per-server requests, so neither gives
-// a fixed number of requests in flight.
-// Uses the Rpc of the calling thread; not thread-safe.
-class PipelinedClient {
- public:
-  enum class Op { kPull, kPush };
-
-  PipelinedClient(Rpc* rpc, std::vector<int> server_ids, int dim, int inflight)
-      : rpc_(rpc), server_ids_(std::move(server_ids)), dim_(static_cast<size_t>(dim)) {
-    slots_.resize(static_cast<size_t>(inflight));
-    for (Slot& s : slots_) {
-      s.slice_keys.resize(server_ids_.size());
-      s.slice_pos.resize(server_ids_.size());
-    }
+// CPU seconds used so far by this process's threads, by role, read from
+// /proc/self/task/*/stat (clock-tick resolution). The servers and the
+// scheduler are threads named by LocalCluster; ZeroMQ names its I/O threads
+// ZMQbg/...; everything else is the client (this benchmark's main thread).
+struct CpuTimes {
+  double client = 0, servers = 0, zmq = 0, other = 0;
+  double total() const { return client + servers + zmq + other; }
+  CpuTimes operator-(const CpuTimes& o) const {
+    return {client - o.client, servers - o.servers, zmq - o.zmq, other - o.other};
   }
-
-  // Issues requests source(0), source(1), ... for `seconds` (or until the
-  // source ends or max_requests), then waits for every answer. `grads` holds
-  // dim gradients per key position of the largest request (push only).
-  // Every request has a deadline, so this returns by the last one at worst.
-  StatusOr<Rate> Run(Op op, const RequestSource& source, const float* grads, double seconds,
-                     int64_t max_requests) {
-    error_ = Status::OK();
-    keys_done_ = 0;
-    Rate r;
-    const auto start = SteadyClock::now();
-    const auto end = start + std::chrono::duration<double>(seconds);
-    bool source_done = false;
-    int64_t next = 0;
-    for (;;) {
-      const bool stop =
-          !error_.ok() || source_done || next >= max_requests || SteadyClock::now() >= end;
-      for (size_t i = 0; !stop && i < slots_.size(); ++i) {
-        if (slots_[i].busy) continue;
-        Span span = source(next);
-        if (span.n == 0) {
-          source_done = true;
-          break;
-        }
-        Issue(op, i, span, grads);
-        ++next;
-        if (!error_.ok()) break;
-      }
-      if (busy_ == 0 && (stop || source_done)) break;
-      if (busy_ > 0) rpc_->Poll(Deadline::In(kRequestTimeoutMs), /*return_after_one=*/true);
-    }
-    r.seconds = SecondsSince(start);
-    r.keys = keys_done_;
-    r.requests = next;
-    if (!error_.ok()) return error_;
-    return r;
+  CpuTimes& operator+=(const CpuTimes& o) {
+    client += o.client, servers += o.servers, zmq += o.zmq, other += o.other;
+    return *this;
   }
-
- private:
-  struct Slot {
-    bool busy = false;
-    size_t n = 0;
-    int remaining = 0;  // slices not answered yet
-    std::vector<std::vector<uint64_t>> slice_keys;
-    std::vector<std::vector<uint32_t>> slice_pos;
-    std::vector<float> out;  // pulled rows, n x dim
-  };
-
-  void Issue(Op op, size_t slot_index, Span span, const float* grads) {
-    Slot& slot = slots_[slot_index];
-    const int num_servers = static_cast<int>(server_ids_.size());
-    for (int s = 0; s < num_servers; ++s) {
-      slot.slice_keys[s].clear();
-      slot.slice_pos[s].clear();
-    }
-    for (size_t i = 0; i < span.n; ++i) {
-      const int s = num_servers == 1 ? 0 : ShardOfKey(span.keys[i], num_servers);
-      slot.slice_keys[s].push_back(span.keys[i]);
-      slot.slice_pos[s].push_back(static_cast<uint32_t>(i));
-    }
-    slot.n = span.n;
-    slot.remaining = 0;
-    slot.busy = true;
-    ++busy_;
-    if (op == Op::kPull) slot.out.resize(span.n * dim_);
-    for (int s = 0; s < num_servers; ++s) {
-      const std::vector<uint64_t>& keys = slot.slice_keys[s];
-      if (keys.empty()) continue;
-      Message msg(op == Op::kPull ? wire::PULL_SPARSE : wire::PUSH_SPARSE);
-      msg.payloads.push_back(Payload::Copy(keys.data(), keys.size()));
-      if (op == Op::kPull) {
-        msg.meta.set_create_missing(true);
-      } else {
-        std::vector<float> g(keys.size() * dim_);
-        const std::vector<uint32_t>& pos = slot.slice_pos[s];
-        for (size_t i = 0; i < pos.size(); ++i) {
-          std::memcpy(g.data() + i * dim_, grads + pos[i] * dim_, dim_ * sizeof(float));
-        }
-        msg.payloads.push_back(Payload::FromVector(std::move(g)));
-      }
-      ++slot.remaining;
-      Status sent = rpc_->StartAsync(
-          server_ids_[s], std::move(msg), kRequestTimeoutMs,
-          [this, op, slot_index, s](StatusOr<Message>&& r) { OnAnswer(op, slot_index, s, r); });
-      if (!sent.ok()) {
-        // The callback does not run for a request that was never sent.
-        --slot.remaining;
-        if (error_.ok()) error_ = sent;
-      }
-    }
-    if (slot.remaining == 0) Release(slot, /*count=*/false);
-  }
-
-  void OnAnswer(Op op, size_t slot_index, int server, const StatusOr<Message>& r) {
-    Slot& slot = slots_[slot_index];
-    Status st = r.status();
-    if (st.ok() && op == Op::kPull) {
-      st = r->Expect({wire::F32});
-      const std::vector<uint32_t>& pos = slot.slice_pos[server];
-      if (st.ok() && r->payloads[0].count() != pos.size() * dim_) {
-        st = Status::Corruption("server " + std::to_string(server) + " answered " +
-                                std::to_string(r->payloads[0].count()) + " values for " +
-                                std::to_string(pos.size()) + " keys");
-      }
-      if (st.ok()) {
-        const float* v = r->payloads[0].Data<float>(&scratch_);
-        for (size_t i = 0; i < pos.size(); ++i) {
-          std::memcpy(slot.out.data() + pos[i] * dim_, v + i * dim_, dim_ * sizeof(float));
-        }
-      }
-    }
-    if (!st.ok() && error_.ok()) error_ = st;
-    if (--slot.remaining == 0) Release(slot, /*count=*/true);
-  }
-
-  void Release(Slot& slot, bool count) {
-    slot.busy = false;
-    --busy_;
-    if (count) keys_done_ += static_cast<int64_t>(slot.n);
-  }
-
-  Rpc* rpc_;
-  std::vector<int> server_ids_;
-  size_t dim_;
-  std::vector<Slot> slots_;
-  int busy_ = 0;
-  int64_t keys_done_ = 0;
-  Status error_;
-  std::vector<float> scratch_;
 };
+
+CpuTimes ReadCpuTimes() {
+  CpuTimes t;
+  const double tick = static_cast<double>(sysconf(_SC_CLK_TCK));
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/task", ec)) {
+    std::ifstream in(entry.path() / "stat");
+    std::string line;
+    if (!std::getline(in, line)) continue;  // the thread just ended
+    const size_t open = line.find('('), close = line.rfind(')');
+    if (open == std::string::npos || close == std::string::npos) continue;
+    const std::string comm = line.substr(open + 1, close - open - 1);
+    std::istringstream rest(line.substr(close + 2));
+    std::string field;
+    double utime = 0, stime = 0;
+    for (int i = 3; i <= 15 && rest >> field; ++i) {  // fields 14, 15: utime, stime
+      if (i == 14) utime = std::strtod(field.c_str(), nullptr);
+      if (i == 15) stime = std::strtod(field.c_str(), nullptr);
+    }
+    const double seconds = (utime + stime) / tick;
+    if (comm.rfind("ps-server", 0) == 0) {
+      t.servers += seconds;
+    } else if (comm.rfind("ZMQbg", 0) == 0) {
+      t.zmq += seconds;
+    } else if (comm.rfind("ps-scheduler", 0) == 0) {
+      t.other += seconds;
+    } else {
+      t.client += seconds;
+    }
+  }
+  return t;
+}
+
+// Keys moved, wall time and CPU time of a measurement, summed over rounds.
+struct Measured {
+  int64_t keys = 0;
+  double seconds = 0;
+  CpuTimes cpu;
+  double KeysPerSecond() const { return seconds > 0 ? keys / seconds : 0; }
+  double NsPerKey(double cpu_seconds) const { return keys > 0 ? cpu_seconds * 1e9 / keys : 0; }
+  void Add(const Rate& r, const CpuTimes& c) {
+    keys += r.keys;
+    seconds += r.seconds;
+    cpu += c;
+  }
+};
+
+// Runs fn and returns its Rate with the CPU time it took.
+template <typename Fn>
+StatusOr<std::pair<Rate, CpuTimes>> WithCpu(Fn fn) {
+  const CpuTimes before = ReadCpuTimes();
+  StatusOr<Rate> r = fn();
+  if (!r.ok()) return r.status();
+  return std::make_pair(r.value(), ReadCpuTimes() - before);
+}
+
+// Pulls through KvClient with `inflight` pulls in flight: a ring of
+// StartPull/FinishPull (the trainer's prefetch path), answers taken in order.
+StatusOr<Rate> NetworkPull(KvClient* kv, int inflight, const RequestSource& source, size_t max_k,
+                           int dim, double seconds) {
+  std::vector<PendingPull> ring(static_cast<size_t>(inflight));
+  std::vector<size_t> sizes(static_cast<size_t>(inflight));
+  std::vector<uint64_t> keys;
+  std::vector<float> emb(max_k * static_cast<size_t>(dim));
+  bool source_done = false;
+  Rate r;
+  const auto start = SteadyClock::now();
+  const auto end = start + std::chrono::duration<double>(seconds);
+  int64_t issued = 0, finished = 0;
+  auto start_next = [&]() -> Status {
+    if (!source(issued, &keys)) {
+      source_done = true;
+      return Status::OK();
+    }
+    if (keys.size() > max_k) return Status::Internal("request larger than max_k");
+    sizes[static_cast<size_t>(issued % inflight)] = keys.size();
+    MTPS_RETURN_IF_ERROR(kv->StartPull(keys, /*create_missing=*/true, /*want_dense=*/false,
+                                       &ring[static_cast<size_t>(issued % inflight)]));
+    ++issued;
+    return Status::OK();
+  };
+  for (int i = 0; i < inflight && !source_done; ++i) MTPS_RETURN_IF_ERROR(start_next());
+  while (finished < issued) {
+    const size_t slot = static_cast<size_t>(finished % inflight);
+    MTPS_RETURN_IF_ERROR(kv->FinishPull(&ring[slot], emb.data(), nullptr));
+    ++finished;
+    r.keys += static_cast<int64_t>(sizes[slot]);
+    if (!source_done && SteadyClock::now() < end && issued < kMaxRequestsPerRun) {
+      MTPS_RETURN_IF_ERROR(start_next());
+    }
+  }
+  r.requests = finished;
+  r.seconds = SecondsSince(start);
+  return r;
+}
+
+// Pushes through KvClient::Push with exactly `inflight` pushes unanswered at
+// most (counted with acked_pushes(); the client's own window, which counts a
+// dense push beside every sparse one, is set wide enough not to interfere),
+// then Flush.
+StatusOr<Rate> NetworkPush(KvClient* kv, Rpc* rpc, int inflight, const RequestSource& source,
+                           const float* grads, double seconds) {
+  std::vector<uint64_t> keys;
+  Rate r;
+  const int64_t acked_before = kv->acked_pushes();
+  const auto start = SteadyClock::now();
+  const auto end = start + std::chrono::duration<double>(seconds);
+  int64_t sent = 0;
+  while (SteadyClock::now() < end && sent < kMaxRequestsPerRun) {
+    const Deadline deadline = Deadline::In(kRequestTimeoutMs);
+    while (sent - (kv->acked_pushes() - acked_before) >= inflight) {
+      if (deadline.Expired()) return Status::DeadlineExceeded("pushes unanswered for 60 s");
+      rpc->Poll(deadline, /*return_after_one=*/true);
+    }
+    if (!source(sent, &keys)) break;
+    MTPS_RETURN_IF_ERROR(kv->Push(keys, grads, nullptr));
+    ++sent;
+    r.keys += static_cast<int64_t>(keys.size());
+  }
+  MTPS_RETURN_IF_ERROR(kv->Flush());
+  r.requests = sent;
+  r.seconds = SecondsSince(start);
+  return r;
+}
 
 // Per-key gradients for n keys: small, varied, finite.
 std::vector<float> MakeGrads(size_t n, size_t dim) {
@@ -394,31 +397,27 @@ config::Config JobConfig(int dim) {
 }
 
 // Requests of up to kPopulateKeysPerRequest keys covering universe elements
-// 0..universe-1 in order (keys[] is the caller's buffer for one request).
-RequestSource PopulateSource(int64_t universe, std::vector<uint64_t>* keys) {
-  return [universe, keys](int64_t i) {
+// 0..universe-1 in order.
+RequestSource PopulateSource(int64_t universe) {
+  return [universe](int64_t i, std::vector<uint64_t>* keys) {
     const int64_t begin = i * kPopulateKeysPerRequest;
-    if (begin >= universe) return Span{};
+    if (begin >= universe) return false;
     const int64_t end = std::min<int64_t>(universe, begin + kPopulateKeysPerRequest);
     keys->resize(static_cast<size_t>(end - begin));
     for (int64_t j = begin; j < end; ++j) (*keys)[j - begin] = KeyOf(static_cast<uint64_t>(j));
-    return Span{keys->data(), keys->size()};
+    return true;
   };
 }
 
 // Fills `table` with universe elements 0..universe-1, in the order the
-// network populate sends them.
+// network populate sends them; returns the seconds it took.
 double PopulateTable(SparseTable* table, int64_t universe) {
-  std::vector<uint64_t> keys;
-  RequestSource source = PopulateSource(universe, &keys);
   std::vector<float> out(static_cast<size_t>(kPopulateKeysPerRequest) * table->dim());
-  const auto start = SteadyClock::now();
-  for (int64_t i = 0;; ++i) {
-    Span s = source(i);
-    if (s.n == 0) break;
-    table->Pull(s.keys, s.n, /*create_missing=*/true, out.data());
-  }
-  return SecondsSince(start);
+  return TimeLoop(1e9, PopulateSource(universe),
+                  [&](const std::vector<uint64_t>& keys) {
+                    table->Pull(keys.data(), keys.size(), /*create_missing=*/true, out.data());
+                  })
+      .seconds;
 }
 
 int64_t ReadMemInfoKiB(const std::string& field) {
@@ -466,15 +465,11 @@ double Percentile(const std::vector<double>& sorted, double p) {
   return sorted[std::min(sorted.size(), std::max<size_t>(rank, 1)) - 1];
 }
 
-struct InProcessResult {
-  Rate pull, push;
-};
 struct NetworkRow {
   int servers, dim, k;
   int64_t rows;
   double populate_seconds;
-  Rate pull, push;
-  InProcessResult local;
+  Measured net_pull, net_push, local_pull, local_push;
 };
 struct LatencyRow {
   int servers, dim, k;
@@ -499,7 +494,10 @@ class Bench {
       KeyStream stream(static_cast<size_t>(o_.key_pool), static_cast<uint64_t>(o_.universe),
                        o_.seed);
       for (int64_t dim : o_.dims) {
-        MTPS_RETURN_IF_ERROR(RunDim(static_cast<int>(dim), stream, network, latency));
+        for (int64_t servers : o_.servers) {
+          MTPS_RETURN_IF_ERROR(RunCluster(static_cast<int>(servers), static_cast<int>(dim), stream,
+                                          network, latency));
+        }
       }
     }
     if (o_.sections.count("scale") > 0) {
@@ -515,105 +513,157 @@ class Bench {
   }
 
  private:
-  // One dim: the in-process table first (then freed), then each cluster size.
-  Status RunDim(int dim, const KeyStream& stream, bool network, bool latency) {
+  // One (servers, dim): the in-process table and the cluster's tables are
+  // populated with the same keys in the same order; then, per request size,
+  // rounds alternate in-process and network runs over the same stretch of the
+  // key stream, so both see the same keys and, on average, the same load
+  // from whatever else runs on the machine.
+  Status RunCluster(int servers, int dim, const KeyStream& stream, bool network, bool latency) {
     const size_t max_k = static_cast<size_t>(
         *std::max_element(o_.keys_per_request.begin(), o_.keys_per_request.end()));
     const std::vector<float> grads = MakeGrads(max_k, static_cast<size_t>(dim));
-    std::vector<InProcessResult> local(o_.keys_per_request.size());
-    int64_t rows = 0;
+    std::unique_ptr<SparseTable> table;
     if (network) {
-      SparseTable table(TableOptions(dim));
-      const double populate = PopulateTable(&table, o_.universe);
-      rows = static_cast<int64_t>(table.size());
-      fprintf(stderr, "dim %d: in-process table of %" PRId64 " rows populated in %.1f s\n", dim,
-              rows, populate);
-      std::vector<float> out(max_k * static_cast<size_t>(dim));
-      for (size_t ki = 0; ki < o_.keys_per_request.size(); ++ki) {
-        const size_t k = static_cast<size_t>(o_.keys_per_request[ki]);
-        local[ki].pull = TimeLoop(o_.seconds, kMaxRequestsPerRun, [&](int64_t i) {
-          table.Pull(stream.Window(i, k), k, /*create_missing=*/true, out.data());
-          return k;
-        });
-        local[ki].push = TimeLoop(o_.seconds, kMaxRequestsPerRun, [&](int64_t i) {
-          table.Push(stream.Window(i, k), k, grads.data());
-          return k;
-        });
-        fprintf(stderr, "  in-process k=%zu: pull %.2f M keys/s, push %.2f M keys/s\n", k,
-                local[ki].pull.KeysPerSecond() / 1e6, local[ki].push.KeysPerSecond() / 1e6);
+      table = std::make_unique<SparseTable>(TableOptions(dim));
+      const double populate = PopulateTable(table.get(), o_.universe);
+      fprintf(stderr, "dim %d: in-process table of %zu rows populated in %.1f s\n", dim,
+              table->size(), populate);
+      if (static_cast<int64_t>(table->size()) != o_.universe) {
+        return Status::Internal("the in-process table holds " + std::to_string(table->size()) +
+                                " rows, expected " + std::to_string(o_.universe));
       }
     }
-    malloc_trim(0);  // give the freed table back before the servers build theirs
 
-    for (int64_t servers : o_.servers) {
-      LocalClusterOptions co;
-      co.config = JobConfig(dim);
-      co.num_servers = static_cast<int>(servers);
-      MTPS_ASSIGN_OR_RETURN(std::unique_ptr<LocalCluster> cluster, LocalCluster::Start(co));
-      Rpc& rpc = cluster->worker().rpc();
-      const std::vector<int> server_ids = cluster->worker().server_ids();
+    LocalClusterOptions co;
+    co.config = JobConfig(dim);
+    co.num_servers = servers;
+    MTPS_ASSIGN_OR_RETURN(std::unique_ptr<LocalCluster> cluster, LocalCluster::Start(co));
+    Rpc& rpc = cluster->worker().rpc();
+    KvClientOptions ko;
+    ko.dim = dim;
+    ko.request_timeout_ms = kRequestTimeoutMs;
+    ko.max_inflight_pushes = o_.inflight + 1;  // NetworkPush holds the window itself
+    KvClient kv(&rpc, cluster->worker().server_ids(), ko);
 
-      PipelinedClient client(&rpc, server_ids, dim, o_.inflight);
-      std::vector<uint64_t> populate_keys;
-      MTPS_ASSIGN_OR_RETURN(
-          Rate populated,
-          client.Run(PipelinedClient::Op::kPull, PopulateSource(o_.universe, &populate_keys),
-                     nullptr, /*seconds=*/3600, kMaxRequestsPerRun));
-      if (populated.keys != o_.universe) {
-        return Status::Internal("populated " + std::to_string(populated.keys) + " of " +
-                                std::to_string(o_.universe) + " keys within an hour");
-      }
-      fprintf(stderr, "servers %d dim %d: %" PRId64 " rows populated over the network in %.1f s\n",
-              static_cast<int>(servers), dim, populated.keys, populated.seconds);
+    MTPS_ASSIGN_OR_RETURN(Rate populated,
+                          NetworkPull(&kv, o_.inflight, PopulateSource(o_.universe),
+                                      kPopulateKeysPerRequest, dim, /*seconds=*/1e9));
+    if (populated.keys != o_.universe) {
+      return Status::Internal("populated " + std::to_string(populated.keys) + " of " +
+                              std::to_string(o_.universe) + " keys");
+    }
+    fprintf(stderr, "servers %d dim %d: %" PRId64 " rows populated over the network in %.1f s\n",
+            servers, dim, populated.keys, populated.seconds);
+    MTPS_RETURN_IF_ERROR(CheckInitialValues(&kv, dim, stream));
+    // What the servers must have counted, checked against their own counters.
+    int64_t keys_pulled = populated.keys + static_cast<int64_t>(o_.keys_per_request.front());
+    int64_t keys_pushed = 0;
 
-      for (size_t ki = 0; ki < o_.keys_per_request.size(); ++ki) {
-        const size_t k = static_cast<size_t>(o_.keys_per_request[ki]);
-        RequestSource source = [&stream, k](int64_t i) { return Span{stream.Window(i, k), k}; };
-        if (network) {
-          NetworkRow row{static_cast<int>(servers),
-                         dim,
-                         static_cast<int>(k),
-                         populated.keys,
-                         populated.seconds,
-                         {},
-                         {},
-                         local[ki]};
-          MTPS_ASSIGN_OR_RETURN(row.pull, client.Run(PipelinedClient::Op::kPull, source, nullptr,
-                                                     o_.seconds, kMaxRequestsPerRun));
-          MTPS_ASSIGN_OR_RETURN(row.push, client.Run(PipelinedClient::Op::kPush, source,
-                                                     grads.data(), o_.seconds, kMaxRequestsPerRun));
-          fprintf(stderr, "  network k=%zu: pull %.2f M keys/s, push %.2f M keys/s\n", k,
-                  row.pull.KeysPerSecond() / 1e6, row.push.KeysPerSecond() / 1e6);
-          network_rows_.push_back(row);
+    const int rounds = std::max(1, o_.rounds);
+    const double slice = o_.seconds / rounds;
+    std::vector<uint64_t> scratch;
+    std::vector<float> out(max_k * static_cast<size_t>(dim));
+    for (int64_t k64 : o_.keys_per_request) {
+      const size_t k = static_cast<size_t>(k64);
+      if (network) {
+        NetworkRow row{servers, dim, static_cast<int>(k), populated.keys, populated.seconds, {}, {},
+                       {},      {}};
+        // Each round starts where the previous one's longest run stopped.
+        int64_t first = 0;
+        for (int round = 0; round < rounds; ++round) {
+          const RequestSource source = StreamSource(&stream, first, k);
+          int64_t longest = 0;
+          auto local_pull = WithCpu([&]() -> StatusOr<Rate> {
+            return TimeLoop(slice, source, [&](const std::vector<uint64_t>& keys) {
+              table->Pull(keys.data(), keys.size(), /*create_missing=*/true, out.data());
+            });
+          });
+          MTPS_RETURN_IF_ERROR(local_pull.status());
+          auto net_pull =
+              WithCpu([&] { return NetworkPull(&kv, o_.inflight, source, k, dim, slice); });
+          MTPS_RETURN_IF_ERROR(net_pull.status());
+          auto local_push = WithCpu([&]() -> StatusOr<Rate> {
+            return TimeLoop(slice, source, [&](const std::vector<uint64_t>& keys) {
+              table->Push(keys.data(), keys.size(), grads.data());
+            });
+          });
+          MTPS_RETURN_IF_ERROR(local_push.status());
+          auto net_push = WithCpu(
+              [&] { return NetworkPush(&kv, &rpc, o_.inflight, source, grads.data(), slice); });
+          MTPS_RETURN_IF_ERROR(net_push.status());
+          row.local_pull.Add(local_pull->first, local_pull->second);
+          row.net_pull.Add(net_pull->first, net_pull->second);
+          row.local_push.Add(local_push->first, local_push->second);
+          row.net_push.Add(net_push->first, net_push->second);
+          for (const auto* m : {&local_pull, &net_pull, &local_push, &net_push}) {
+            longest = std::max(longest, (*m)->first.requests);
+          }
+          first += longest;
         }
-        if (latency) {
-          LatencyRow row{static_cast<int>(servers), dim, static_cast<int>(k), {}, {}};
-          MTPS_RETURN_IF_ERROR(MeasureLatency(&rpc, server_ids, dim, stream, k, grads, &row));
-          latency_rows_.push_back(std::move(row));
+        keys_pulled += row.net_pull.keys;
+        keys_pushed += row.net_push.keys;
+        fprintf(stderr,
+                "  k=%zu: pull %.2f M keys/s network, %.2f M in-process; push %.2f M network, "
+                "%.2f M in-process\n",
+                k, row.net_pull.KeysPerSecond() / 1e6, row.local_pull.KeysPerSecond() / 1e6,
+                row.net_push.KeysPerSecond() / 1e6, row.local_push.KeysPerSecond() / 1e6);
+        network_rows_.push_back(row);
+      }
+      if (latency) {
+        LatencyRow row{servers, dim, static_cast<int>(k), {}, {}};
+        MTPS_RETURN_IF_ERROR(MeasureLatency(&kv, stream, k, grads, &row));
+        keys_pulled += static_cast<int64_t>(row.pull_ms.size() * k);
+        keys_pushed += static_cast<int64_t>(row.push_ms.size() * k);
+        latency_rows_.push_back(std::move(row));
+      }
+    }
+    table.reset();
+    MTPS_RETURN_IF_ERROR(cluster->Finish());
+    int64_t served_pulled = 0, served_pushed = 0;
+    for (const ParameterServer::Stats& st : cluster->server_stats()) {
+      served_pulled += st.keys_pulled;
+      served_pushed += st.keys_pushed;
+    }
+    if (served_pulled != keys_pulled || served_pushed != keys_pushed) {
+      return Status::Internal("the servers counted " + std::to_string(served_pulled) +
+                              " keys pulled and " + std::to_string(served_pushed) +
+                              " pushed, the client " + std::to_string(keys_pulled) + " and " +
+                              std::to_string(keys_pushed));
+    }
+    cluster.reset();
+    malloc_trim(0);  // give the tables back before the next ones are built
+    return Status::OK();
+  }
+
+  // Right after populating, before any push: the servers answer exactly the
+  // initial values SparseTable defines for the first request's keys
+  // (create_missing=false, so nothing is inserted).
+  Status CheckInitialValues(KvClient* kv, int dim, const KeyStream& stream) {
+    const size_t k = static_cast<size_t>(o_.keys_per_request.front());
+    std::vector<uint64_t> keys(stream.Window(0, k), stream.Window(0, k) + k);
+    std::vector<float> emb(k * static_cast<size_t>(dim));
+    MTPS_RETURN_IF_ERROR(kv->Pull(keys, /*create_missing=*/false, emb.data(), nullptr));
+    const SparseTableOptions t = TableOptions(dim);
+    for (size_t i = 0; i < k; ++i) {
+      for (int j = 0; j < dim; ++j) {
+        const float want = InitialValue(t.seed, keys[i], j, t.init_scale);
+        if (emb[i * dim + j] != want) {
+          return Status::Internal("key " + std::to_string(keys[i]) + " element " +
+                                  std::to_string(j) + ": the server answered " +
+                                  std::to_string(emb[i * dim + j]) + ", its initial value is " +
+                                  std::to_string(want));
         }
       }
-      MTPS_RETURN_IF_ERROR(cluster->Finish());
-      int64_t served = 0;
-      for (const ParameterServer::Stats& s : cluster->server_stats()) served += s.keys_pulled;
-      fprintf(stderr, "  servers pulled %" PRId64 " keys in all\n", served);
-      cluster.reset();
-      malloc_trim(0);
     }
     return Status::OK();
   }
 
   // One request at a time through KvClient: Pull, and Push followed by Flush
   // (so the time includes the server's acknowledgement).
-  Status MeasureLatency(Rpc* rpc, const std::vector<int>& server_ids, int dim,
-                        const KeyStream& stream, size_t k, const std::vector<float>& grads,
-                        LatencyRow* row) {
-    KvClientOptions ko;
-    ko.dim = dim;
-    ko.request_timeout_ms = kRequestTimeoutMs;
-    ko.max_inflight_pushes = 1;
-    KvClient kv(rpc, server_ids, ko);
+  Status MeasureLatency(KvClient* kv, const KeyStream& stream, size_t k,
+                        const std::vector<float>& grads, LatencyRow* row) {
     std::vector<uint64_t> keys;
-    std::vector<float> emb(k * static_cast<size_t>(dim));
+    std::vector<float> emb(k * static_cast<size_t>(row->dim));
     for (int pass = 0; pass < 2; ++pass) {
       std::vector<double>& samples = pass == 0 ? row->pull_ms : row->push_ms;
       const auto end = SteadyClock::now() + std::chrono::duration<double>(o_.seconds);
@@ -622,10 +672,10 @@ class Bench {
         keys.assign(w, w + k);
         const auto t0 = SteadyClock::now();
         if (pass == 0) {
-          MTPS_RETURN_IF_ERROR(kv.Pull(keys, /*create_missing=*/true, emb.data(), nullptr));
+          MTPS_RETURN_IF_ERROR(kv->Pull(keys, /*create_missing=*/true, emb.data(), nullptr));
         } else {
-          MTPS_RETURN_IF_ERROR(kv.Push(keys, grads.data(), nullptr));
-          MTPS_RETURN_IF_ERROR(kv.Flush());
+          MTPS_RETURN_IF_ERROR(kv->Push(keys, grads.data(), nullptr));
+          MTPS_RETURN_IF_ERROR(kv->Flush());
         }
         samples.push_back(SecondsSince(t0) * 1e3);
       }
@@ -641,15 +691,13 @@ class Bench {
     row.rows = rows;
     const int dim = o_.scale_dim;
     const size_t row_bytes = 2 * static_cast<size_t>(dim) * sizeof(float);
-    // The table's own sizing rules (ps/sparse_table.cc): index buckets a power
-    // of two at most 7/10 full, rows in chunks of a power of two rows <= 1 MiB.
+    // The table's sizing rules (ps/sparse_table.h): 16-byte index buckets, a
+    // power of two of them at most 7/10 full; rows in chunks of a few MiB
+    // (counted here as one spare 4 MiB chunk).
     size_t capacity = 16;
     while (capacity * 7 / 10 < static_cast<size_t>(rows)) capacity <<= 1;
-    size_t rows_per_chunk = 1;
-    while (row_bytes * rows_per_chunk * 2 <= (size_t{1} << 20)) rows_per_chunk <<= 1;
-    const size_t chunks = (static_cast<size_t>(rows) + rows_per_chunk - 1) / rows_per_chunk;
-    const double estimate =
-        static_cast<double>(capacity * 16 + chunks * rows_per_chunk * row_bytes);
+    const double estimate = static_cast<double>(
+        capacity * 16 + static_cast<size_t>(rows) * row_bytes + (size_t{4} << 20));
     const double available = static_cast<double>(ReadMemInfoKiB("MemAvailable")) * 1024;
     const double needed = estimate + o_.memory_margin_gib * (1 << 30);
     if (available < needed) {
@@ -678,10 +726,10 @@ class Bench {
       row.resident_bytes = static_cast<double>(ResidentBytes() - rss_before);
       const size_t k = static_cast<size_t>(o_.scale_keys_per_request);
       std::vector<float> out(k * static_cast<size_t>(dim));
-      row.pull = TimeLoop(o_.seconds, kMaxRequestsPerRun, [&](int64_t i) {
-        table.Pull(stream.Window(i, k), k, /*create_missing=*/true, out.data());
-        return k;
-      });
+      row.pull =
+          TimeLoop(o_.seconds, StreamSource(&stream, 0, k), [&](const std::vector<uint64_t>& keys) {
+            table.Pull(keys.data(), keys.size(), /*create_missing=*/true, out.data());
+          });
       fprintf(stderr, "scale %" PRId64 " rows: %.1f bytes/row, pull %.2f M keys/s\n", rows,
               row.memory_bytes / rows, row.pull.KeysPerSecond() / 1e6);
     }
@@ -693,21 +741,21 @@ class Bench {
   void PrintNetwork() const {
     printf(
         "\n### Throughput: network (%d requests in flight) vs in-process, keys/s\n\n"
-        "Keys uniform over %s populated rows; Adagrad push; in-process = one SparseTable built "
-        "the same way, same key stream, one thread.\n\n",
-        o_.inflight, WithCommas(o_.universe).c_str());
+        "Keys uniform over %s populated rows; push = Adagrad. Network: KvClient over ZeroMQ "
+        "loopback to server threads; in-process: one SparseTable populated the same way, one "
+        "thread, the same key stream; %d alternating rounds, %g s per kind in all.\n\n",
+        o_.inflight, WithCommas(o_.universe).c_str(), std::max(1, o_.rounds), o_.seconds);
     printf(
         "| servers | dim | keys/request | net pull | in-process pull | pull ratio | net push | "
-        "in-process push | push ratio | net pull MB/s |\n");
-    printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
+        "in-process push | push ratio |\n");
+    printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
     for (const NetworkRow& r : network_rows_) {
-      const double pull = r.pull.KeysPerSecond(), push = r.push.KeysPerSecond();
-      const double lpull = r.local.pull.KeysPerSecond(), lpush = r.local.push.KeysPerSecond();
-      printf("| %d | %d | %d | %s | %s | %s | %s | %s | %s | %s |\n", r.servers, r.dim, r.k,
+      const double pull = r.net_pull.KeysPerSecond(), push = r.net_push.KeysPerSecond();
+      const double lpull = r.local_pull.KeysPerSecond(), lpush = r.local_push.KeysPerSecond();
+      printf("| %d | %d | %d | %s | %s | %s | %s | %s | %s |\n", r.servers, r.dim, r.k,
              Millions(pull).c_str(), Millions(lpull).c_str(),
              lpull > 0 ? Fixed(pull / lpull, 2).c_str() : "-", Millions(push).c_str(),
-             Millions(lpush).c_str(), lpush > 0 ? Fixed(push / lpush, 2).c_str() : "-",
-             Fixed(pull * r.dim * 4 / 1e6, 0).c_str());
+             Millions(lpush).c_str(), lpush > 0 ? Fixed(push / lpush, 2).c_str() : "-");
     }
     printf("\nPopulate over the network (create-on-pull, %d keys/request):",
            kPopulateKeysPerRequest);
@@ -718,6 +766,28 @@ class Bench {
              WithCommas(r.rows).c_str(), r.populate_seconds);
     }
     printf("\n");
+
+    printf(
+        "\n### Where the CPU goes: CPU ns per key (all threads of the role, user + system)\n\n"
+        "client = the KvClient thread, server = the server threads, zmq = ZeroMQ I/O threads "
+        "of client and servers; busy = server CPU / (wall time x servers).\n\n");
+    printf(
+        "| servers | dim | keys/request | op | in-process | network total | client | server | "
+        "zmq | server busy |\n");
+    printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
+    for (const NetworkRow& r : network_rows_) {
+      for (int op = 0; op < 2; ++op) {
+        const Measured& net = op == 0 ? r.net_pull : r.net_push;
+        const Measured& local = op == 0 ? r.local_pull : r.local_push;
+        const double busy = net.seconds > 0 ? net.cpu.servers / (net.seconds * r.servers) * 100 : 0;
+        printf("| %d | %d | %d | %s | %s | %s | %s | %s | %s | %s%% |\n", r.servers, r.dim, r.k,
+               op == 0 ? "pull" : "push", Fixed(local.NsPerKey(local.cpu.total()), 0).c_str(),
+               Fixed(net.NsPerKey(net.cpu.total()), 0).c_str(),
+               Fixed(net.NsPerKey(net.cpu.client), 0).c_str(),
+               Fixed(net.NsPerKey(net.cpu.servers), 0).c_str(),
+               Fixed(net.NsPerKey(net.cpu.zmq), 0).c_str(), Fixed(busy, 0).c_str());
+      }
+    }
   }
 
   void PrintLatency() const {
@@ -786,10 +856,11 @@ int main(int argc, char** argv) {
   }
   printf("## ps_bench\n\nCommand: `%s`\n\n", command.c_str());
   printf("Settings: keys_per_request %s, dims %s, servers %s, universe %" PRId64
-         ", inflight %d, seconds %g, scale_rows %s (dim %d), sections %s. %ld CPUs, load average "
+         ", inflight %d, seconds %g, rounds %d, scale_rows %s (dim %d), sections %s. %ld CPUs, "
+         "load average "
          "at start %s.\n",
          FLAGS_keys_per_request.c_str(), FLAGS_dims.c_str(), FLAGS_servers.c_str(), FLAGS_universe,
-         FLAGS_inflight, FLAGS_seconds, FLAGS_scale_rows.c_str(), FLAGS_scale_dim,
+         FLAGS_inflight, FLAGS_seconds, FLAGS_rounds, FLAGS_scale_rows.c_str(), FLAGS_scale_dim,
          FLAGS_sections.c_str(), sysconf(_SC_NPROCESSORS_ONLN), mtps::bench::LoadAverage().c_str());
   fflush(stdout);
   mtps::bench::Bench bench(std::move(options).value());
