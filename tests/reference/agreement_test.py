@@ -10,18 +10,28 @@ autograd in float64 from the same float32 weights, inputs and labels
 (tests/reference/torch_models.py, written from the headers' documentation),
 and requires, for the losses and for every gradient entry,
     |C++ - torch| <= 1e-4 * max(1, |torch|)
-and, per gradient block (one Linear's W, its b, PReLU slopes, the input),
+and, per gradient block (one Linear's W, its b, PReLU slopes, batch-norm
+scales or shifts, the input),
     |C++ - torch| <= 1e-4 * max |torch over the block|
 so that an error in a block of small gradients cannot hide under the absolute
-tolerance. Measured float32-vs-float64 errors are below 2.3e-6 of the block's
-largest entry on every case, and below 2e-7 on the losses.
+tolerance. The bias of a Linear followed by batch norm has gradient exactly 0
+in training (the batch mean removes it); there the C++ value (float noise) must
+be below 1e-4 of the largest gradient of the layer's W. With batch norm the
+C++ running state after the step (means and variances, Model::State) must
+match torch's own running-statistics update the same way (block "state").
+Measured float32-vs-float64 errors (these cases, 2026-11-28) are
+below 3.3e-6 of the block's largest entry on every case, below 2.3e-7 on the
+losses, below 1e-7 on the running state, and the zero-gradient biases below
+1.3e-6 of their W's largest gradient.
 
 The dumps are deterministic (seeded), so the cases do not flake: float32 vs
 float64 could only disagree about the side of a ReLU kink for a pre-activation
 within ~1e-7 of 0, and for these seeds none is.
 
 Self-checks: the comparison must fail for a reference reading a wrong layout
-(two blocks swapped) and for a C++ gradient with one entry changed; the
+(two blocks swapped, towers or a batch norm's scale and shift), for a C++
+gradient with one entry changed and for a running state with one entry
+changed; the
 parameters the C++ InitParams writes (no perturbation) must have the
 documented distributions block by block.
 """
@@ -74,20 +84,23 @@ def run_dump(out_dir, model, labels, sparse_width, dense_width, batch, seed, per
 
 
 def reference(meta, arrays, model=None):
-    """Losses and gradients from torch autograd in float64."""
+    """Losses, gradients (torch autograd) and the batch norms' running state
+    after the step (torch's own update), in float64."""
     if model is None:
         model = torch_models.build_model(meta["model"], meta["sparse_width"],
                                          meta["dense_width"], meta["label_names"])
     params = torch.tensor(arrays["params"], dtype=torch.float64, requires_grad=True)
     x = torch.tensor(arrays["input"], dtype=torch.float64, requires_grad=True)
     labels = torch.tensor(arrays["labels"], dtype=torch.float64)
-    losses = model.losses(params, x, labels)
+    bn_stats = {}
+    losses = model.losses(params, x, labels, bn_stats)
     total = sum(losses)
     param_grad, input_grad = torch.autograd.grad(total, [params, x])
-    return (model, np.array([l.item() for l in losses]), param_grad.numpy(), input_grad.numpy())
+    return (model, np.array([l.item() for l in losses]), param_grad.numpy(), input_grad.numpy(),
+            model.bn_state(bn_stats).numpy())
 
 
-def compare(meta, arrays, model, losses, param_grad, input_grad):
+def compare(meta, arrays, model, losses, param_grad, input_grad, state):
     """Problems found (empty when the C++ dump agrees with the reference)."""
     problems = []
     if model.num_params != meta["num_params"]:
@@ -127,8 +140,23 @@ def compare(meta, arrays, model, losses, param_grad, input_grad):
         check("loss " + name, arrays["losses"][i:i + 1], losses[i:i + 1])
     for block in model.layout.blocks:
         s = slice(block.offset, block.offset + block.size)
+        if block.zero_grad_beside is not None:
+            # Exactly 0 in exact arithmetic: bound the C++ float noise by the
+            # gradients of the layer's W.
+            w = block.zero_grad_beside
+            scale = np.max(np.abs(param_grad[w.offset:w.offset + w.size]))
+            worst = np.max(np.abs(arrays["param_grad"][s]))
+            if worst > BLOCK_REL_TOL * scale:
+                problems.append("param_grad %s: C++ max |g| %.3g, reference 0 (> %g of %s's "
+                                "largest |g| %.3g)" % (block.name, worst, BLOCK_REL_TOL, w.name,
+                                                        scale))
+            continue
         check("param_grad " + block.name, arrays["param_grad"][s], param_grad[s])
     check("input_grad", arrays["input_grad"], input_grad)
+    if arrays["state"].shape != state.shape:
+        problems.append("state: C++ %d values, reference %d" % (arrays["state"].size, state.size))
+    else:
+        check("state", arrays["state"], state)
     return problems
 
 
@@ -174,6 +202,25 @@ CASES = [
      ["clk", "cvr"], 5, 2, 23, 3),
     ("single_task_only_where_none", "single_task { label: 'cvr' hidden: [6] only_where: 'clk' }",
      ["clk", "cvr"], 5, 2, 6, 3, 0.0),
+    # Batch norm after every hidden linear map (training mode: batch statistics).
+    ("mmoe_batch_norm", "batch_norm: true mmoe { num_experts: 3 expert_hidden: [5, 4] "
+     "tower_hidden: [3] }", ["a", "b"], 4, 2, 16, 3),
+    ("mmoe_batch_norm_census_size_prelu", "batch_norm: true activation: PRELU mmoe { "
+     "num_experts: 8 expert_hidden: [16] tower_hidden: [8] }", ["income", "never_married"], 248,
+     7, 64, 1),
+    ("esmm_batch_norm", "batch_norm: true esmm { tower_hidden: [8, 4] }",
+     ["click", "conversion"], 8, 2, 32, 1),
+    ("esmm_naive_batch_norm", "batch_norm: true esmm { tower_hidden: [6] variant: NAIVE }",
+     ["click", "conversion"], 4, 2, 25, 7),
+    ("shared_bottom_batch_norm", "batch_norm: true shared_bottom { bottom_hidden: [9, 7] "
+     "tower_hidden: [4] }", ["a", "b", "c"], 6, 2, 21, 3),
+    ("ple_batch_norm_prelu", "batch_norm: true activation: PRELU ple { num_levels: 2 "
+     "shared_experts: 2 task_experts: 2 expert_hidden: [6, 5] tower_hidden: [4] }", ["a", "b"],
+     6, 2, 19, 4),
+    ("single_task_batch_norm_only_where", "batch_norm: true single_task { label: 'cvr' "
+     "hidden: [6, 3] only_where: 'clk' }", ["clk", "cvr"], 5, 2, 23, 3),
+    ("mmoe_batch_norm_batch_of_three", "batch_norm: true mmoe { num_experts: 2 "
+     "expert_hidden: [4] tower_hidden: [3] }", ["a", "b"], 3, 1, 3, 9),
 ]
 
 
@@ -215,8 +262,10 @@ class AgreementTest(unittest.TestCase):
                 params = arrays["params"].astype(np.float64)
                 for block in ref.layout.blocks:
                     values = params[block.offset:block.offset + block.size]
-                    if block.kind == "bias":
+                    if block.kind in ("bias", "bn_shift"):
                         self.assertTrue(np.all(values == 0), block.name)
+                    elif block.kind == "bn_scale":
+                        self.assertTrue(np.all(values == 1), block.name)
                     elif block.kind == "prelu":
                         self.assertTrue(np.all(values == np.float32(0.25)), block.name)
                     else:
@@ -237,6 +286,26 @@ class AgreementTest(unittest.TestCase):
         problems = compare(meta, arrays, *reference(meta, arrays, model))
         self.assertTrue(any("loss" in p for p in problems), problems)
         self.assertTrue(any("param_grad tower" in p for p in problems), problems)
+
+    def test_comparison_fails_for_a_wrong_batch_norm(self):
+        # The reference reads gamma and beta swapped (same shapes), and the
+        # C++ running state has one entry changed by 1%: both must be caught.
+        case = next(c for c in CASES if c[0] == "mmoe_batch_norm")
+        meta, arrays = self.dump("bn", *case[1:7])
+        result = reference(meta, arrays)
+        self.assertEqual(compare(meta, arrays, *result), [])
+        self.assertGreater(result[4].size, 0)
+        model = torch_models.build_model(meta["model"], meta["sparse_width"],
+                                         meta["dense_width"], meta["label_names"])
+        scale, shift = model.experts[0].norms[0]
+        scale.offset, shift.offset = shift.offset, scale.offset
+        problems = compare(meta, arrays, *reference(meta, arrays, model))
+        self.assertTrue(any("param_grad expert0.layer0.bn_" in p for p in problems), problems)
+        bad = dict(arrays)
+        bad["state"] = arrays["state"].copy()
+        bad["state"][-1] *= 1.01
+        problems = compare(meta, bad, *result)
+        self.assertTrue(any(p.startswith("state") for p in problems), problems)
 
     def test_comparison_fails_for_a_wrong_gradient(self):
         # One gradient entry of a gate bias (small gradients) off by 1% of its
@@ -264,11 +333,12 @@ class AgreementTest(unittest.TestCase):
         for case in CASES:
             name, model_text, labels, sparse, dense, batch, seed = case[:7]
             if name not in ("mmoe_prelu", "esmm", "esmm_naive", "ple_three_levels_prelu",
-                            "single_task_only_where", "shared_bottom"):
+                            "single_task_only_where", "shared_bottom", "mmoe_batch_norm",
+                            "esmm_naive_batch_norm", "ple_batch_norm_prelu"):
                 continue
             with self.subTest(case=name):
                 meta, arrays = self.dump(name, model_text, labels, sparse, dense, batch, seed)
-                model, _, param_grad, _ = reference(meta, arrays)
+                model, _, param_grad, _, _ = reference(meta, arrays)
                 params = torch.tensor(arrays["params"], dtype=torch.float64)
                 x = torch.tensor(arrays["input"], dtype=torch.float64)
                 y = torch.tensor(arrays["labels"], dtype=torch.float64)

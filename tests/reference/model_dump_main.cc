@@ -19,7 +19,10 @@
 //
 // Writes into DIR (created if missing) raw little-endian float32 files
 // params.f32 [P], input.f32 [B, D], labels.f32 [B, L], losses.f32 [T],
-// param_grad.f32 [P], input_grad.f32 [B, D] (row-major), and meta.json:
+// param_grad.f32 [P], input_grad.f32 [B, D] (row-major), state.f32 [S] (the
+// model's running state after that one ForwardBackward, Model::State(): with
+// model.batch_norm the batch norms' running means and variances, else empty),
+// and meta.json:
 //   {"model": <ModelConfig as JSON, proto field names, defaults included>,
 //    "kind": "mmoe", "sparse_width": S, "dense_width": N, "input_dim": D,
 //    "embedding_groups": G, "batch": B, "seed": SEED, "perturb": p,
@@ -214,6 +217,7 @@ Status Run() {
     return Status::Internal("ForwardBackward left input_grad " + std::to_string(input_grad.rows()) +
                             " x " + std::to_string(input_grad.cols()));
   }
+  const std::vector<float> state = model->State();
   if (losses.size() != model->loss_names().size()) {
     return Status::Internal("ForwardBackward wrote " + std::to_string(losses.size()) +
                             " losses for " + std::to_string(model->loss_names().size()) +
@@ -230,6 +234,7 @@ Status Run() {
       {"losses", {static_cast<int64_t>(losses.size())}, losses.data()},
       {"param_grad", {num_params}, param_grad.data()},
       {"input_grad", {batch, input_dim}, input_grad.data()},
+      {"state", {static_cast<int64_t>(state.size())}, state.data()},
   };
   std::string files = "{";
   for (size_t a = 0; a < arrays.size(); ++a) {

@@ -10,10 +10,13 @@ same models.
 A model reads its weights from one flat parameter vector, in the layout the C++
 headers document:
   - Linear(in, out): W (in x out, row-major), then b (out).
-  - Mlp: layer by layer, the Linear block, then for a hidden layer with PReLU
-    its `out` slopes. Hidden layers get the activation (ReLU or PReLU); the last
-    layer is hidden too for experts and bottoms (output "hidden") and a plain
-    linear map to the logit for towers (output "linear").
+  - Mlp: layer by layer, the Linear block, then for a hidden layer with
+    model.batch_norm its `out` scales gamma and `out` shifts beta, then for a
+    hidden layer with PReLU its `out` slopes. Hidden layers get batch norm (if
+    on; training mode: the batch's mean and biased variance, eps 1e-5) and then
+    the activation (ReLU or PReLU); the last layer is hidden too for experts
+    and bottoms (output "hidden") and a plain linear map to the logit for
+    towers (output "linear").
   - MMOE: experts 0..E-1, gates 0..K-1 (Linear in x E), towers 0..K-1.
   - ESMM (every variant): CTR tower, then CVR tower.
   - Shared-Bottom: bottom, then towers 0..K-1.
@@ -23,11 +26,17 @@ headers document:
 Input rows: [embedding group 0 | group 1 | ... | dense features].
 
 Dropout is not modelled (its masks come from the C++ model's own RNG): models
-with model.dropout > 0 are rejected.
+with model.dropout > 0 are rejected. Batch norm runs in training mode only
+(batch statistics, as in the C++ ForwardBackward); evaluation with running
+statistics is not modelled here. Given a `bn_stats` dict, every batch norm
+also updates its running statistics (torch's own: momentum 0.1, unbiased
+variance; starting at 0 and 1) in bn_stats[<its gamma block's name>] =
+(running_mean, running_var).
 
 Usage:
   model = build_model(model_config_dict, sparse_width, dense_width, label_names)
   losses = model.losses(params, x, labels)   # list of scalar tensors
+  losses = model.losses(params, x, labels, bn_stats={})  # also running stats
 The config dict is the ModelConfig as JSON with proto field names (what
 mtps-model-dump writes into meta.json). A model holds only its layout
 (immutable after construction), so it may be shared between threads.
@@ -43,7 +52,8 @@ class Block:
     """One parameter block of the flat layout, for layout checks.
 
     kind: "he" or "xavier" (a Linear's W, with its fan-in/fan-out), "bias",
-    or "prelu" (slopes, initialised to 0.25).
+    "prelu" (slopes, initialised to 0.25), "bn_scale" (batch-norm gamma,
+    initialised to 1) or "bn_shift" (batch-norm beta, initialised to 0).
     """
 
     def __init__(self, name, offset, size, kind, fan_in=0, fan_out=0):
@@ -53,6 +63,10 @@ class Block:
         self.kind = kind
         self.fan_in = fan_in
         self.fan_out = fan_out
+        # For the bias of a Linear followed by batch norm: its W block. In
+        # training such a bias has gradient exactly 0 (the batch mean removes
+        # it), so only float noise is left to compare, against W's gradients.
+        self.zero_grad_beside = None
 
     def init_bound(self):
         """Half-width of the uniform init of a W block (He or Glorot)."""
@@ -96,16 +110,18 @@ class Linear:
 
 
 class Mlp:
-    """Linear layers; every hidden layer followed by ReLU or PReLU.
+    """Linear layers; every hidden layer followed by batch norm (if on), then
+    ReLU or PReLU.
 
     output "linear": the last layer is a plain linear map (Xavier init);
     output "hidden": the last layer is hidden too (He init, activation).
     """
 
-    def __init__(self, layout, name, in_dim, widths, output, activation):
+    def __init__(self, layout, name, in_dim, widths, output, activation, batch_norm=False):
         if not widths:
             raise ValueError("%s: an MLP needs at least one layer" % name)
         self.linears = []
+        self.norms = []
         self.slopes = []
         self.activation = activation
         width_in = in_dim
@@ -114,6 +130,14 @@ class Mlp:
             self.linears.append(
                 Linear(layout, "%s.layer%d" % (name, i), width_in, width,
                        "he" if hidden else "xavier"))
+            if hidden and batch_norm:
+                self.linears[-1].b.zero_grad_beside = self.linears[-1].w
+                self.norms.append((layout.take("%s.layer%d.bn_scale" % (name, i), width,
+                                               "bn_scale"),
+                                   layout.take("%s.layer%d.bn_shift" % (name, i), width,
+                                               "bn_shift")))
+            else:
+                self.norms.append(None)
             if hidden and activation == "PRELU":
                 self.slopes.append(layout.take("%s.layer%d.prelu" % (name, i), width, "prelu"))
             else:
@@ -122,12 +146,23 @@ class Mlp:
         self.hidden_last = output == "hidden"
         self.out_dim = width_in
 
-    def __call__(self, params, x):
+    def __call__(self, params, x, bn_stats=None):
         for i, linear in enumerate(self.linears):
             x = linear(params, x)
             hidden = i + 1 < len(self.linears) or self.hidden_last
             if not hidden:
                 continue
+            if self.norms[i] is not None:
+                scale, shift = self.norms[i]
+                running_mean = running_var = None
+                if bn_stats is not None:
+                    running_mean, running_var = bn_stats.setdefault(
+                        scale.name, (torch.zeros(linear.out_dim, dtype=x.dtype),
+                                     torch.ones(linear.out_dim, dtype=x.dtype)))
+                x = F.batch_norm(x, running_mean, running_var,
+                                 weight=_view(params, scale, (linear.out_dim,)),
+                                 bias=_view(params, shift, (linear.out_dim,)), training=True,
+                                 momentum=0.1, eps=1e-5)
             if self.activation == "PRELU":
                 slope = _view(params, self.slopes[i], (linear.out_dim,))
                 x = torch.where(x > 0, x, x * slope)
@@ -148,6 +183,10 @@ def masked_bce_with_logits(logits, labels, mask):
     if count.item() == 0:
         return (per_row * 0).sum()
     return (per_row * mask).sum() / count
+
+
+def _batch_norm(config):
+    return bool(config.get("batch_norm", False))
 
 
 def _activation(config):
@@ -188,8 +227,20 @@ class Model:
         parts = [x[:, group * s:(group + 1) * s], x[:, self.groups * s:]]
         return torch.cat(parts, dim=1)
 
-    def losses(self, params, x, labels):
+    def losses(self, params, x, labels, bn_stats=None):
         raise NotImplementedError
+
+    def bn_state(self, bn_stats):
+        """The C++ Model::State() layout of bn_stats: for every batch norm in
+        parameter-layout order, its running means, then its running variances.
+        """
+        parts = []
+        for block in self.layout.blocks:
+            if block.kind == "bn_scale":
+                parts.extend(bn_stats[block.name])
+        if not parts:
+            return torch.zeros(0, dtype=torch.float64)
+        return torch.cat(parts)
 
 
 class Mmoe(Model):
@@ -197,11 +248,12 @@ class Mmoe(Model):
         super().__init__(sparse_width, dense_width)
         mmoe = config["mmoe"]
         act = _activation(config)
+        bn = _batch_norm(config)
         num_experts = int(mmoe.get("num_experts", 8))
         self.loss_names = list(label_names)
         self.experts = [
-            Mlp(self.layout, "expert%d" % e, self.input_dim, mmoe["expert_hidden"], "hidden", act)
-            for e in range(num_experts)
+            Mlp(self.layout, "expert%d" % e, self.input_dim, mmoe["expert_hidden"], "hidden", act,
+                bn) for e in range(num_experts)
         ]
         h = self.experts[0].out_dim
         self.gates = [
@@ -210,18 +262,21 @@ class Mmoe(Model):
         ]
         self.towers = [
             Mlp(self.layout, "tower%d" % k, h, list(mmoe.get("tower_hidden", [])) + [1], "linear",
-                act) for k in range(len(label_names))
+                act, bn) for k in range(len(label_names))
         ]
 
-    def logits(self, params, x):
-        outs = [expert(params, x) for expert in self.experts]
+    def logits(self, params, x, bn_stats=None):
+        outs = [expert(params, x, bn_stats) for expert in self.experts]
         return [
-            tower(params, _mixture(gate(params, x), outs))[:, 0]
+            tower(params, _mixture(gate(params, x), outs), bn_stats)[:, 0]
             for gate, tower in zip(self.gates, self.towers)
         ]
 
-    def losses(self, params, x, labels):
-        return [bce_with_logits(z, labels[:, k]) for k, z in enumerate(self.logits(params, x))]
+    def losses(self, params, x, labels, bn_stats=None):
+        return [
+            bce_with_logits(z, labels[:, k])
+            for k, z in enumerate(self.logits(params, x, bn_stats))
+        ]
 
 
 class SharedBottom(Model):
@@ -229,20 +284,25 @@ class SharedBottom(Model):
         super().__init__(sparse_width, dense_width)
         sb = config["shared_bottom"]
         act = _activation(config)
+        bn = _batch_norm(config)
         self.loss_names = list(label_names)
-        self.bottom = Mlp(self.layout, "bottom", self.input_dim, sb["bottom_hidden"], "hidden", act)
+        self.bottom = Mlp(self.layout, "bottom", self.input_dim, sb["bottom_hidden"], "hidden", act,
+                          bn)
         self.towers = [
             Mlp(self.layout, "tower%d" % k, self.bottom.out_dim,
-                list(sb.get("tower_hidden", [])) + [1], "linear", act)
+                list(sb.get("tower_hidden", [])) + [1], "linear", act, bn)
             for k in range(len(label_names))
         ]
 
-    def logits(self, params, x):
-        shared = self.bottom(params, x)
-        return [tower(params, shared)[:, 0] for tower in self.towers]
+    def logits(self, params, x, bn_stats=None):
+        shared = self.bottom(params, x, bn_stats)
+        return [tower(params, shared, bn_stats)[:, 0] for tower in self.towers]
 
-    def losses(self, params, x, labels):
-        return [bce_with_logits(z, labels[:, k]) for k, z in enumerate(self.logits(params, x))]
+    def losses(self, params, x, labels, bn_stats=None):
+        return [
+            bce_with_logits(z, labels[:, k])
+            for k, z in enumerate(self.logits(params, x, bn_stats))
+        ]
 
 
 class Ple(Model):
@@ -250,6 +310,7 @@ class Ple(Model):
         super().__init__(sparse_width, dense_width)
         ple = config["ple"]
         act = _activation(config)
+        bn = _batch_norm(config)
         self.num_levels = int(ple.get("num_levels", 2))
         self.te = int(ple.get("task_experts", 2))
         self.se = int(ple.get("shared_experts", 2))
@@ -261,11 +322,11 @@ class Ple(Model):
         for l in range(self.num_levels):
             level = {}
             level["task_experts"] = [[
-                Mlp(self.layout, "E(%d,%d,%d)" % (l, k, j), in_dim, hidden, "hidden", act)
+                Mlp(self.layout, "E(%d,%d,%d)" % (l, k, j), in_dim, hidden, "hidden", act, bn)
                 for j in range(self.te)
             ] for k in range(num_tasks)]
             level["shared_experts"] = [
-                Mlp(self.layout, "S(%d,%d)" % (l, j), in_dim, hidden, "hidden", act)
+                Mlp(self.layout, "S(%d,%d)" % (l, j), in_dim, hidden, "hidden", act, bn)
                 for j in range(self.se)
             ]
             level["task_gates"] = [
@@ -280,17 +341,18 @@ class Ple(Model):
             in_dim = (level["task_experts"][0] + level["shared_experts"])[0].out_dim
         self.towers = [
             Mlp(self.layout, "tower%d" % k, in_dim, list(ple.get("tower_hidden", [])) + [1],
-                "linear", act) for k in range(num_tasks)
+                "linear", act, bn) for k in range(num_tasks)
         ]
 
-    def logits(self, params, x):
+    def logits(self, params, x, bn_stats=None):
         num_tasks = len(self.towers)
         task_in = [x] * num_tasks
         shared_in = x
         for level in self.levels:
-            task_outs = [[expert(params, task_in[k]) for expert in level["task_experts"][k]]
-                         for k in range(num_tasks)]
-            shared_outs = [expert(params, shared_in) for expert in level["shared_experts"]]
+            task_outs = [[expert(params, task_in[k], bn_stats)
+                          for expert in level["task_experts"][k]] for k in range(num_tasks)]
+            shared_outs = [expert(params, shared_in, bn_stats)
+                           for expert in level["shared_experts"]]
             new_task_in = [
                 _mixture(level["task_gates"][k](params, task_in[k]), task_outs[k] + shared_outs)
                 for k in range(num_tasks)
@@ -299,10 +361,15 @@ class Ple(Model):
                 every = [out for outs in task_outs for out in outs] + shared_outs
                 shared_in = _mixture(level["shared_gate"](params, shared_in), every)
             task_in = new_task_in
-        return [tower(params, task_in[k])[:, 0] for k, tower in enumerate(self.towers)]
+        return [
+            tower(params, task_in[k], bn_stats)[:, 0] for k, tower in enumerate(self.towers)
+        ]
 
-    def losses(self, params, x, labels):
-        return [bce_with_logits(z, labels[:, k]) for k, z in enumerate(self.logits(params, x))]
+    def losses(self, params, x, labels, bn_stats=None):
+        return [
+            bce_with_logits(z, labels[:, k])
+            for k, z in enumerate(self.logits(params, x, bn_stats))
+        ]
 
 
 class SingleTask(Model):
@@ -310,15 +377,16 @@ class SingleTask(Model):
         super().__init__(sparse_width, dense_width)
         st = config["single_task"]
         act = _activation(config)
+        bn = _batch_norm(config)
         self.label_col = label_names.index(st["label"])
         only_where = st.get("only_where", "")
         self.mask_col = label_names.index(only_where) if only_where else None
         self.loss_names = [st["label"]]
         self.mlp = Mlp(self.layout, "mlp", self.input_dim, list(st.get("hidden", [])) + [1],
-                       "linear", act)
+                       "linear", act, bn)
 
-    def losses(self, params, x, labels):
-        z = self.mlp(params, x)[:, 0]
+    def losses(self, params, x, labels, bn_stats=None):
+        z = self.mlp(params, x, bn_stats)[:, 0]
         y = labels[:, self.label_col]
         if self.mask_col is None:
             return [bce_with_logits(z, y)]
@@ -336,22 +404,23 @@ class Esmm(Model):
         groups = 1 if self.variant == "ESMM" else 2
         super().__init__(sparse_width, dense_width, groups)
         act = _activation(config)
+        bn = _batch_norm(config)
         self.click_col = label_names.index(esmm.get("click_label", "click"))
         self.conversion_col = label_names.index(esmm.get("conversion_label", "conversion"))
         tower_in = self.input_dim if groups == 1 else sparse_width + dense_width
         widths = list(esmm.get("tower_hidden", [])) + [1]
-        self.ctr = Mlp(self.layout, "ctr", tower_in, widths, "linear", act)
-        self.cvr = Mlp(self.layout, "cvr", tower_in, widths, "linear", act)
+        self.ctr = Mlp(self.layout, "ctr", tower_in, widths, "linear", act, bn)
+        self.cvr = Mlp(self.layout, "cvr", tower_in, widths, "linear", act, bn)
         self.loss_names = ["ctr", "cvr"] if self.variant == "NAIVE" else ["ctr", "ctcvr"]
 
-    def logits(self, params, x):
+    def logits(self, params, x, bn_stats=None):
         if self.groups == 1:
-            return self.ctr(params, x)[:, 0], self.cvr(params, x)[:, 0]
-        return (self.ctr(params, self.group_input(x, 0))[:, 0],
-                self.cvr(params, self.group_input(x, 1))[:, 0])
+            return self.ctr(params, x, bn_stats)[:, 0], self.cvr(params, x, bn_stats)[:, 0]
+        return (self.ctr(params, self.group_input(x, 0), bn_stats)[:, 0],
+                self.cvr(params, self.group_input(x, 1), bn_stats)[:, 0])
 
-    def losses(self, params, x, labels):
-        a, c = self.logits(params, x)
+    def losses(self, params, x, labels, bn_stats=None):
+        a, c = self.logits(params, x, bn_stats)
         click = labels[:, self.click_col]
         conversion = labels[:, self.conversion_col]
         ctr = bce_with_logits(a, click)
@@ -391,7 +460,8 @@ def build_model(config, sparse_width, dense_width, label_names):
 def init_params(model, generator, dtype=torch.float32):
     """Fresh parameters with the C++ init distributions (not its values).
 
-    W ~ U(-a, a) with He or Glorot bounds, biases 0, PReLU slopes 0.25.
+    W ~ U(-a, a) with He or Glorot bounds, biases 0, PReLU slopes 0.25,
+    batch-norm scales 1 and shifts 0.
     """
     params = torch.zeros(model.num_params, dtype=dtype)
     for block in model.layout.blocks:
@@ -401,4 +471,6 @@ def init_params(model, generator, dtype=torch.float32):
             view.copy_((torch.rand(block.size, generator=generator, dtype=dtype) * 2 - 1) * bound)
         elif block.kind == "prelu":
             view.fill_(0.25)
+        elif block.kind == "bn_scale":
+            view.fill_(1.0)
     return params
