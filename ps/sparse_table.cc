@@ -30,7 +30,8 @@ constexpr size_t kShrinkDen = 8;
 // An arena chunk holds the smallest power of two of rows that fills at least
 // one huge page; it is allocated huge-page aligned.
 constexpr size_t kHugePage = size_t{2} << 20;
-// How many keys ahead Pull and Push prefetch the home bucket.
+// How many keys ahead Pull and Push prefetch the home bucket. (Prefetching
+// the row too, from the home bucket 4 keys ahead, measured no faster.)
 constexpr size_t kPrefetchDistance = 8;
 // Rows are 32-bit in the index and kNoRow is reserved.
 constexpr uint64_t kMaxRows = (uint64_t{1} << 32) - 2;
@@ -493,6 +494,7 @@ void SparseTable::PushRows(const uint64_t* keys, size_t n, const float* grads) {
   const size_t dim = static_cast<size_t>(dim_);
   const uint32_t now = static_cast<uint32_t>(step_);
   const FtrlParams ftrl{ftrl_alpha_, ftrl_beta_, ftrl_l1_, ftrl_l2_};
+  const AdamStepper adam(learning_rate_, beta1_, beta2_);
   for (size_t i = 0; i < n; ++i) {
     if (i + kPrefetchDistance < n) Prefetch(keys[i + kPrefetchDistance]);
     const uint64_t key = keys[i];
@@ -516,8 +518,7 @@ void SparseTable::PushRows(const uint64_t* keys, size_t n, const float* grads) {
       uint32_t t = LoadU32(w + 3 * dim);
       if (t != std::numeric_limits<uint32_t>::max()) ++t;
       StoreU32(w + 3 * dim, t);
-      AdamUpdate(w, w + dim, w + 2 * dim, g, dim, beta1_, beta2_, epsilon_,
-                 MakeAdamStep(learning_rate_, beta1_, beta2_, t));
+      AdamUpdate(w, w + dim, w + 2 * dim, g, dim, beta1_, beta2_, epsilon_, adam.At(t));
     } else {
       FtrlUpdate(w, w + dim, w + 2 * dim, g, dim, ftrl);
     }
