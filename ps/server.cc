@@ -3,6 +3,7 @@
 
 #include "common/partition.h"
 
+#include <iomanip>
 #include <new>
 
 namespace mtps {
@@ -48,12 +49,13 @@ Status ParameterServer::Run() {
   }
   UpdateTableStats();
   const MemoryReport memory = table_.memory_report();
-  LOG(INFO) << "job finished: " << stats_.rows << " rows (" << stats_.admitted << " admitted, "
-            << stats_.admission_rejected << " pushed keys rejected by admission, " << stats_.evicted
-            << " evicted), sparse memory " << memory.total_bytes / (1 << 20) << " MiB (index "
-            << memory.index_bytes / (1 << 20) << " MiB, arena " << memory.arena_bytes / (1 << 20)
-            << " MiB, other " << memory.other_bytes / (1 << 20) << " MiB; "
-            << static_cast<int64_t>(memory.bytes_per_row) << " bytes per row, raw "
+  const auto mib = [](size_t bytes) { return static_cast<double>(bytes) / (1 << 20); };
+  LOG(INFO) << std::fixed << std::setprecision(1) << "job finished: " << stats_.rows << " rows ("
+            << stats_.admitted << " admitted, " << stats_.admission_rejected
+            << " pushed keys rejected by admission, " << stats_.evicted
+            << " evicted), sparse memory " << mib(memory.total_bytes) << " MiB (index "
+            << mib(memory.index_bytes) << ", arena " << mib(memory.arena_bytes) << ", other "
+            << mib(memory.other_bytes) << "; " << memory.bytes_per_row << " bytes per row, raw "
             << memory.raw_row_bytes << "), " << dense_.size() << " dense parameters, "
             << stats_.pulls << " pulls, " << stats_.pushes << " pushes, " << stats_.rejected
             << " rejected requests";
