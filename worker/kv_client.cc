@@ -1,6 +1,7 @@
 // Sliced, pipelined pulls and pushes (see worker/kv_client.h).
 #include "worker/kv_client.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "common/partition.h"
@@ -155,12 +156,12 @@ Status KvClient::Pull(const std::vector<uint64_t>& keys, bool create_missing, fl
   return FinishPull(&pull, emb, dense);
 }
 
-Status KvClient::WaitForInflightBelow(int limit) {
+Status KvClient::WaitForPushesAtMost(size_t limit) {
   Deadline deadline = Deadline::In(options_.request_timeout_ms);
-  while (inflight_push_requests_ > limit) {
+  while (push_remaining_.size() > limit) {
     if (deadline.Expired()) {
-      return Status::DeadlineExceeded(std::to_string(inflight_push_requests_) +
-                                      " push requests still unanswered after " +
+      return Status::DeadlineExceeded(std::to_string(push_remaining_.size()) +
+                                      " pushes still unanswered after " +
                                       std::to_string(options_.request_timeout_ms) + " ms");
     }
     // Each push has its own deadline, so this returns as answers or expiries come in.
@@ -174,12 +175,13 @@ Status KvClient::Push(const std::vector<uint64_t>& keys, const float* emb_grad,
   MTPS_RETURN_IF_ERROR(push_error_);
   const int n = static_cast<int>(server_ids_.size());
   const size_t dim = static_cast<size_t>(options_.dim);
-  MTPS_RETURN_IF_ERROR(WaitForInflightBelow((options_.max_inflight_pushes - 1) * 2 * n));
+  // At most max_inflight_pushes Push calls (batches) unanswered, this one included.
+  MTPS_RETURN_IF_ERROR(
+      WaitForPushesAtMost(static_cast<size_t>(std::max(0, options_.max_inflight_pushes - 1))));
   Slice(keys);
   const int64_t seq = first_unacked_push_ + static_cast<int64_t>(push_remaining_.size());
   push_remaining_.push_back(0);
   auto on_done = [this, seq](StatusOr<Message>&& r) {
-    --inflight_push_requests_;
     if (!r.ok() && push_error_.ok()) push_error_ = r.status();
     --push_remaining_[static_cast<size_t>(seq - first_unacked_push_)];
     while (!push_remaining_.empty() && push_remaining_.front() == 0) {
@@ -200,7 +202,6 @@ Status KvClient::Push(const std::vector<uint64_t>& keys, const float* emb_grad,
       msg.payloads.push_back(Payload::FromVector(std::move(grads)));
       MTPS_RETURN_IF_ERROR(
           rpc_->StartAsync(server_ids_[s], std::move(msg), options_.request_timeout_ms, on_done));
-      ++inflight_push_requests_;
       ++push_remaining_.back();
     }
     DenseBlock b = DenseBlockOf(options_.num_params, s, n);
@@ -209,7 +210,6 @@ Status KvClient::Push(const std::vector<uint64_t>& keys, const float* emb_grad,
       msg.payloads.push_back(Payload::Copy(dense_grad + b.begin, static_cast<size_t>(b.size())));
       MTPS_RETURN_IF_ERROR(
           rpc_->StartAsync(server_ids_[s], std::move(msg), options_.request_timeout_ms, on_done));
-      ++inflight_push_requests_;
       ++push_remaining_.back();
     }
   }
@@ -221,6 +221,6 @@ Status KvClient::Push(const std::vector<uint64_t>& keys, const float* emb_grad,
   return Status::OK();
 }
 
-Status KvClient::Flush() { return WaitForInflightBelow(0); }
+Status KvClient::Flush() { return WaitForPushesAtMost(0); }
 
 }  // namespace mtps

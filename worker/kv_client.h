@@ -25,7 +25,7 @@ struct KvClientOptions {
   int dim = 8;             // embedding width
   int64_t num_params = 0;  // length of the dense parameter array
   int request_timeout_ms = 30000;
-  int max_inflight_pushes = 8;  // pushes (one per batch) unanswered before Push waits
+  int max_inflight_pushes = 8;  // Push calls (one per batch) unanswered, at most
 };
 
 // A pull in flight: started by KvClient::StartPull, completed (or dropped)
@@ -72,7 +72,8 @@ class KvClient {
  private:
   // Splits keys by server: (*slices)[s] the keys, (*positions)[s] their indexes.
   void Slice(const std::vector<uint64_t>& keys);
-  Status WaitForInflightBelow(int limit);
+  // Serves traffic until at most `limit` Push calls are unanswered.
+  Status WaitForPushesAtMost(size_t limit);
   // Forgets started requests (ids of 0 are skipped) when a call gives up early.
   void CancelAll(const std::vector<uint64_t>& ids);
   void Cancel(PendingPull* pull);
@@ -83,7 +84,6 @@ class KvClient {
   KeyPartitioner partitioner_;
   std::vector<std::vector<uint64_t>> slice_keys_;
   std::vector<std::vector<uint32_t>> slice_positions_;
-  int inflight_push_requests_ = 0;
   // Requests still unanswered per Push call not yet complete, oldest first;
   // the front is Push call number first_unacked_push_.
   std::deque<int> push_remaining_;
