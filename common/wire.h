@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -60,6 +61,16 @@ class Payload {
     zmq::message_t msg(
         owned->data(), owned->size() * sizeof(T),
         [](void*, void* hint) { delete static_cast<std::vector<T>*>(hint); }, owned);
+    return Payload(DataTypeOf<T>::kValue, std::move(msg));
+  }
+  // Zero-copy: takes ownership of an array of n elements (allocated with
+  // new T[n], so it need not be zero-filled first).
+  template <typename T>
+  static Payload FromArray(std::unique_ptr<T[]> values, size_t n) {
+    if (n == 0) return Payload(DataTypeOf<T>::kValue, zmq::message_t());
+    T* raw = values.release();
+    zmq::message_t msg(
+        raw, n * sizeof(T), [](void* data, void*) { delete[] static_cast<T*>(data); }, nullptr);
     return Payload(DataTypeOf<T>::kValue, std::move(msg));
   }
   template <typename T>

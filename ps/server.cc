@@ -127,9 +127,11 @@ Status ParameterServer::HandlePullSparse(const Incoming& request, Message* respo
                                    std::to_string(kMaxPullBytes >> 20) + " MiB limit per request");
   }
   const uint64_t* keys = msg.payloads[0].Data<uint64_t>(&key_scratch_);
-  std::vector<float> values(n * static_cast<size_t>(table_.dim()));
-  table_.Pull(keys, n, msg.meta.create_missing(), values.data());
-  response->payloads.push_back(Payload::FromVector(std::move(values)));
+  // Every element is written by Pull: no zero-fill (it cost ~15% of a dim-64 pull).
+  const size_t count = n * static_cast<size_t>(table_.dim());
+  std::unique_ptr<float[]> values(new float[count]);
+  table_.Pull(keys, n, msg.meta.create_missing(), values.get());
+  response->payloads.push_back(Payload::FromArray(std::move(values), count));
   ++stats_.pulls;
   stats_.keys_pulled += static_cast<int64_t>(n);
   UpdateTableStats();

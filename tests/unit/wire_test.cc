@@ -41,6 +41,22 @@ TEST(WireTest, RoundTripKeepsMetaAndPayloads) {
   EXPECT_EQ(vals[5], 6.0f);
 }
 
+TEST(WireTest, ArrayPayloadIsSentWithoutCopy) {
+  std::unique_ptr<float[]> values(new float[3]{1.5f, -2.0f, 4.0f});
+  const float* raw = values.get();
+  Payload p = Payload::FromArray(std::move(values), 3);
+  EXPECT_EQ(p.bytes().data(), static_cast<const void*>(raw));  // the same buffer, not a copy
+  Message msg(wire::PULL_SPARSE);
+  msg.payloads.push_back(std::move(p));
+  auto decoded = DecodeMessage(EncodeMessage(std::move(msg)));
+  ASSERT_TRUE(decoded.ok()) << decoded.status();
+  std::vector<float> scratch;
+  const float* got = decoded->payloads[0].Data<float>(&scratch);
+  ASSERT_EQ(decoded->payloads[0].count(), 3u);
+  EXPECT_EQ(got[1], -2.0f);
+  EXPECT_EQ(Payload::FromArray(std::unique_ptr<float[]>(), 0).count(), 0u);
+}
+
 TEST(WireTest, EmptyPayloadRoundTrips) {
   Message msg(wire::EVAL_REPORT);
   msg.payloads.push_back(Payload::FromVector(std::vector<float>{}));
