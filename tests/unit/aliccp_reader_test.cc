@@ -20,6 +20,8 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/unit/temp_dir_test.h"
+
 #include "common/hash.h"
 #include "worker/reader.h"
 
@@ -161,32 +163,7 @@ Example Expected(int click, int conversion, const std::vector<Feature>& skeleton
   return e;
 }
 
-class AliccpReaderTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    std::string templ = (fs::temp_directory_path() / "mtps_aliccp_test_XXXXXX").string();
-    ASSERT_NE(mkdtemp(templ.data()), nullptr);
-    dir_ = templ;
-  }
-  void TearDown() override {
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
-  }
-  std::string Write(const std::string& name, const std::string& text) {
-    const std::string path = (dir_ / name).string();
-    std::ofstream(path, std::ios::binary) << text;
-    return path;
-  }
-  std::string WriteGzip(const std::string& name, const std::string& text) {
-    const std::string path = (dir_ / name).string();
-    gzFile f = gzopen(path.c_str(), "wb");
-    EXPECT_NE(f, nullptr);
-    EXPECT_EQ(gzwrite(f, text.data(), text.size()), static_cast<int>(text.size()));
-    gzclose(f);
-    return path;
-  }
-  fs::path dir_;
-};
+class AliccpReaderTest : public TempDirTest {};
 
 TEST_F(AliccpReaderTest, JoinGivesKeysWeightsAndLabelsOfEachSample) {
   // Two users (common indexes), three impressions of the first, one of the
