@@ -1,6 +1,8 @@
 // The worker's training and evaluation loop (see worker/trainer.h).
 #include "worker/trainer.h"
 
+#include <time.h>
+
 #include <cstring>
 
 #include <algorithm>
@@ -11,6 +13,18 @@
 #include "worker/reader.h"
 
 namespace mtps {
+namespace {
+
+// CPU seconds used so far by `clock` (CLOCK_PROCESS_CPUTIME_ID: every thread
+// of the process, ZeroMQ's I/O threads included; CLOCK_THREAD_CPUTIME_ID: the
+// calling thread).
+double CpuSeconds(clockid_t clock) {
+  timespec ts{};
+  if (clock_gettime(clock, &ts) != 0) return 0;
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
+
+}  // namespace
 
 Trainer::Trainer(ClusterMember* member) : member_(member), config_(member->config()) {
   // A worker serves only PING on its endpoint for now.
@@ -82,6 +96,8 @@ Status Trainer::TrainEpochs() {
                         ExampleReader::Open(data, DataSplit::kTrain, rank_, num_workers_));
   train_start_ = SteadyClock::now();
   last_report_ = train_start_;
+  const double process_cpu_start = CpuSeconds(CLOCK_PROCESS_CPUTIME_ID);
+  const double thread_cpu_start = CpuSeconds(CLOCK_THREAD_CPUTIME_ID);
   // The next training batch, across epochs; false after the last epoch.
   int epoch = 0;
   auto next_batch = [&](Batch* batch) -> StatusOr<bool> {
@@ -135,6 +151,15 @@ Status Trainer::TrainEpochs() {
       member_->rpc()
           .Call(kSchedulerNodeId, std::move(clock), config_.cluster().request_timeout_ms())
           .status());
+  // CPU per example is steadier than examples/s on a shared machine.
+  const double seconds = SecondsSince(train_start_);
+  const double process_cpu = CpuSeconds(CLOCK_PROCESS_CPUTIME_ID) - process_cpu_start;
+  const double thread_cpu = CpuSeconds(CLOCK_THREAD_CPUTIME_ID) - thread_cpu_start;
+  const double per_million = examples_ > 0 ? 1e6 / static_cast<double>(examples_) : 0;
+  LOG(INFO) << "worker " << rank_ << " trained " << examples_ << " examples in " << seconds
+            << " s; CPU s per 1M examples: process " << process_cpu * per_million
+            << ", training thread " << thread_cpu * per_million << " (process " << process_cpu
+            << " s, training thread " << thread_cpu << " s)";
   return MaybeReportProgress(true);
 }
 
