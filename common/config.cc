@@ -622,8 +622,8 @@ void ValidateTrainServerCluster(const config::Config& config, Problems* p) {
   // admission counters, 32-bit steps and row numbers.
   p->NonNegative("server.admission_min_count", server.admission_min_count());
   if (server.admission_min_count() > 65535) {
-    p->Add("server.admission_min_count", "must be <= 65535 (got " +
-                                             std::to_string(server.admission_min_count()) + ")");
+    p->Add("server.admission_min_count",
+           "must be <= 65535 (got " + std::to_string(server.admission_min_count()) + ")");
   }
   p->NonNegative("server.evict_after_steps", server.evict_after_steps());
   if (server.evict_after_steps() >= (int64_t{1} << 31)) {
@@ -632,7 +632,12 @@ void ValidateTrainServerCluster(const config::Config& config, Problems* p) {
   }
   p->NonNegative("server.max_rows", server.max_rows());
   if (server.max_rows() > (int64_t{1} << 32) - 2) {
-    p->Add("server.max_rows", "must be <= 2^32 - 2 (got " + std::to_string(server.max_rows()) + ")");
+    p->Add("server.max_rows",
+           "must be <= 2^32 - 2 (got " + std::to_string(server.max_rows()) + ")");
+  }
+  if (server.shard_threads() < 1 || server.shard_threads() > kMaxShardThreads) {
+    p->Add("server.shard_threads", "must be in [1, " + std::to_string(kMaxShardThreads) +
+                                       "] (got " + std::to_string(server.shard_threads()) + ")");
   }
   const config::DenseOptimizer& dense = server.dense_optimizer();
   if (dense.has_adagrad()) ValidateAdagrad("server.dense_optimizer.adagrad", dense.adagrad(), p);
@@ -718,7 +723,8 @@ Status ValidateConfig(const config::Config& config) {
   ValidateModel(config, &problems);
   ValidateTrainServerCluster(config, &problems);
   if (config.train().staleness() < 0) {
-    problems.Add("train.staleness", "must be >= 0, got " + std::to_string(config.train().staleness()));
+    problems.Add("train.staleness",
+                 "must be >= 0, got " + std::to_string(config.train().staleness()));
   }
   if (config.train().throttle_ms() < 0) {
     problems.Add("train.throttle_ms",

@@ -16,6 +16,9 @@
 
 namespace mtps {
 
+// Most shard threads a server may run (server.shard_threads).
+constexpr int kMaxShardThreads = 64;
+
 // Loads a text-format Config. Unknown or ill-typed fields are InvalidArgument
 // naming "file:line:column" and the field. Relative data paths (train_path,
 // test_path, train_common_path, test_common_path) are resolved against the

@@ -143,6 +143,7 @@ void Rpc::Poll(Deadline until, bool return_after_one) {
     if (tick_) wake = Deadline::Earlier(wake, Deadline(next_tick_));
     auto in = transport_->Receive(wake);
     if (in.ok()) Dispatch(std::move(in).value());
+    if (wake_handler_) wake_handler_();
     ExpireOverdue();
     if (in.ok() && return_after_one) return;
     if (until.Expired()) return;

@@ -48,6 +48,11 @@ class Rpc {
   // this node from the scheduler before this node finishes joining) wait in
   // a bounded backlog and are served by the first Poll after installation.
   void set_request_handler(RequestHandler handler) { handler_ = std::move(handler); }
+  // Runs from inside Poll each time the transport's Receive returns (with a
+  // message, at a deadline, or woken by Transport::Wake from another thread):
+  // the owner's chance to finish work other threads handed back, e.g. to
+  // send the replies of a server's shard threads. Must not wait.
+  void set_wake_handler(std::function<void()> handler) { wake_handler_ = std::move(handler); }
   Transport* transport() { return transport_; }
 
   // Sends a request to `peer`; the response is kept until Wait(id).
@@ -102,6 +107,7 @@ class Rpc {
   uint64_t epoch_ = 0;
   uint64_t next_request_id_ = 1;
   RequestHandler handler_;
+  std::function<void()> wake_handler_;
   std::deque<Incoming> backlog_;  // requests waiting for a handler
   std::function<void()> tick_;
   int64_t tick_interval_ms_ = 0;

@@ -4,7 +4,7 @@
 // with Reply), and opens one outgoing connection per peer it sends requests
 // to (their responses come back on that connection). The interface hides
 // ZeroMQ so fault injection and in-process variants can wrap or replace it.
-// A Transport belongs to one thread: it is not thread-safe.
+// A Transport belongs to one thread: it is not thread-safe, except Wake.
 #ifndef MTPS_COMMON_TRANSPORT_H_
 #define MTPS_COMMON_TRANSPORT_H_
 
@@ -45,6 +45,11 @@ class Transport {
   // request is answered with an InvalidArgument response here and never
   // returned; a malformed response is logged and dropped.
   virtual StatusOr<Incoming> Receive(Deadline deadline) = 0;
+  // Makes the Receive in progress, or else the next one, return at once
+  // with DeadlineExceeded, so that the owning thread can look at work other
+  // threads handed it (a server's finished shard work). Thread-safe; wakes
+  // coalesce.
+  virtual void Wake() = 0;
 };
 
 }  // namespace mtps

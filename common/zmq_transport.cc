@@ -1,6 +1,12 @@
 // ZeroMQ implementation of Transport (see common/zmq_transport.h).
 #include "common/zmq_transport.h"
 
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
 #include <zmq_addon.hpp>
 
 namespace mtps {
@@ -19,9 +25,19 @@ void ConfigureSocket(zmq::socket_t& socket) {
 }
 }  // namespace
 
-ZmqTransport::ZmqTransport(zmq::context_t* context) : context_(context) {}
+ZmqTransport::ZmqTransport(zmq::context_t* context)
+    : context_(context), wake_fd_(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {
+  PCHECK(wake_fd_ >= 0) << "eventfd";
+}
 
-ZmqTransport::~ZmqTransport() = default;
+ZmqTransport::~ZmqTransport() { close(wake_fd_); }
+
+void ZmqTransport::Wake() {
+  const uint64_t one = 1;
+  // Non-blocking: a full counter (2^64 - 2 wakes pending) already wakes.
+  ssize_t n = write(wake_fd_, &one, sizeof(one));
+  (void)n;
+}
 
 StatusOr<int> ZmqTransport::Bind(const std::string& host, int port) {
   if (router_ != nullptr) return Status::InvalidArgument("transport already bound");
@@ -154,15 +170,23 @@ StatusOr<Incoming> ZmqTransport::Receive(Deadline deadline) {
     peers.push_back(peer);
   }
   if (sockets.empty()) return Status::InvalidArgument("transport has no sockets");
-  std::vector<zmq::pollitem_t> items(sockets.size());
+  // The sockets, then the wake-up eventfd.
+  std::vector<zmq::pollitem_t> items(sockets.size() + 1);
   for (;;) {
     for (size_t i = 0; i < sockets.size(); ++i) {
       items[i] = zmq::pollitem_t{sockets[i]->handle(), 0, ZMQ_POLLIN, 0};
     }
+    items.back() = zmq::pollitem_t{nullptr, wake_fd_, ZMQ_POLLIN, 0};
     try {
       zmq::poll(items.data(), items.size(), std::chrono::milliseconds(deadline.RemainingMs()));
     } catch (const zmq::error_t& e) {
       if (e.num() != EINTR) return Status::Unavailable(std::string("poll failed: ") + e.what());
+    }
+    if (items.back().revents & ZMQ_POLLIN) {
+      uint64_t wakes;
+      ssize_t n = read(wake_fd_, &wakes, sizeof(wakes));  // resets the counter
+      (void)n;
+      return Status::DeadlineExceeded("woken");
     }
     for (size_t k = 0; k < sockets.size(); ++k) {
       size_t i = (next_first_ + k) % sockets.size();

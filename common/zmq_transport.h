@@ -3,7 +3,8 @@
 // One ROUTER socket bound for incoming requests (replies go back through it
 // by routing id) and one DEALER per peer for outgoing requests (responses
 // arrive on it). Payload frames are sent and received without copies.
-// Owned by one thread; the zmq::context_t must outlive it.
+// Owned by one thread (Wake, an eventfd write, may come from any thread);
+// the zmq::context_t must outlive it.
 #ifndef MTPS_COMMON_ZMQ_TRANSPORT_H_
 #define MTPS_COMMON_ZMQ_TRANSPORT_H_
 
@@ -28,6 +29,7 @@ class ZmqTransport : public Transport {
   Status Send(int peer, Message msg) override;
   Status Reply(const std::string& reply_to, Message msg) override;
   StatusOr<Incoming> Receive(Deadline deadline) override;
+  void Wake() override;
 
  private:
   // Reads one multipart message from `socket` (known readable).
@@ -39,6 +41,7 @@ class ZmqTransport : public Transport {
   std::unique_ptr<zmq::socket_t> router_;
   std::map<int, std::unique_ptr<zmq::socket_t>> dealers_;
   size_t next_first_ = 0;  // rotates which socket is read first (fairness)
+  int wake_fd_ = -1;       // eventfd polled beside the sockets
 };
 
 }  // namespace mtps

@@ -472,13 +472,17 @@ void SparseTable::Reserve(size_t rows) {
   if (needed > capacity_) Rehash(needed);
 }
 
-void SparseTable::Pull(const uint64_t* keys, size_t n, bool create_missing, float* out) {
+void SparseTable::PullSelected(const uint64_t* keys, const uint32_t* sel, size_t m,
+                               bool create_missing, float* out) {
   const size_t dim = static_cast<size_t>(dim_);
   const bool insert = create_missing && sketch_ == nullptr;
-  for (size_t i = 0; i < n; ++i) {
-    if (i + kPrefetchDistance < n) Prefetch(keys[i + kPrefetchDistance]);
-    float* dst = out + i * dim;
-    const uint64_t key = keys[i];
+  for (size_t i = 0; i < m; ++i) {
+    if (i + kPrefetchDistance < m) {
+      Prefetch(keys[sel == nullptr ? i + kPrefetchDistance : sel[i + kPrefetchDistance]]);
+    }
+    const size_t pos = sel == nullptr ? i : sel[i];
+    float* dst = out + pos * dim;
+    const uint64_t key = keys[pos];
     const Bucket* b = Find(key);
     if (b == nullptr && insert) b = Insert(key);
     if (b != nullptr) {
@@ -490,14 +494,18 @@ void SparseTable::Pull(const uint64_t* keys, size_t n, bool create_missing, floa
 }
 
 template <SparseTable::OptimizerKind kKind>
-void SparseTable::PushRows(const uint64_t* keys, size_t n, const float* grads) {
+void SparseTable::PushRows(const uint64_t* keys, const uint32_t* sel, size_t m,
+                           const float* grads) {
   const size_t dim = static_cast<size_t>(dim_);
   const uint32_t now = static_cast<uint32_t>(step_);
   const FtrlParams ftrl{ftrl_alpha_, ftrl_beta_, ftrl_l1_, ftrl_l2_};
   const AdamStepper adam(learning_rate_, beta1_, beta2_);
-  for (size_t i = 0; i < n; ++i) {
-    if (i + kPrefetchDistance < n) Prefetch(keys[i + kPrefetchDistance]);
-    const uint64_t key = keys[i];
+  for (size_t i = 0; i < m; ++i) {
+    if (i + kPrefetchDistance < m) {
+      Prefetch(keys[sel == nullptr ? i + kPrefetchDistance : sel[i + kPrefetchDistance]]);
+    }
+    const size_t pos = sel == nullptr ? i : sel[i];
+    const uint64_t key = keys[pos];
     Bucket* b = Find(key);
     if (b == nullptr) {
       if (sketch_ != nullptr && sketch_->Add(key) < admission_min_count_) {
@@ -508,7 +516,7 @@ void SparseTable::PushRows(const uint64_t* keys, size_t n, const float* grads) {
     }
     b->step = now;
     float* w = RowPtr(b->row);
-    const float* g = grads + i * dim;
+    const float* g = grads + pos * dim;
     if constexpr (kKind == OptimizerKind::kSgd) {
       SgdUpdate(w, g, dim, learning_rate_);
     } else if constexpr (kKind == OptimizerKind::kAdagrad) {
@@ -525,20 +533,21 @@ void SparseTable::PushRows(const uint64_t* keys, size_t n, const float* grads) {
   }
 }
 
-void SparseTable::Push(const uint64_t* keys, size_t n, const float* grads) {
+void SparseTable::PushSelected(const uint64_t* keys, const uint32_t* sel, size_t m,
+                               const float* grads) {
   ++step_;
   switch (kind_) {
     case OptimizerKind::kSgd:
-      PushRows<OptimizerKind::kSgd>(keys, n, grads);
+      PushRows<OptimizerKind::kSgd>(keys, sel, m, grads);
       break;
     case OptimizerKind::kAdagrad:
-      PushRows<OptimizerKind::kAdagrad>(keys, n, grads);
+      PushRows<OptimizerKind::kAdagrad>(keys, sel, m, grads);
       break;
     case OptimizerKind::kAdam:
-      PushRows<OptimizerKind::kAdam>(keys, n, grads);
+      PushRows<OptimizerKind::kAdam>(keys, sel, m, grads);
       break;
     case OptimizerKind::kFtrl:
-      PushRows<OptimizerKind::kFtrl>(keys, n, grads);
+      PushRows<OptimizerKind::kFtrl>(keys, sel, m, grads);
       break;
   }
   if (evict_after_steps_ > 0) {

@@ -166,13 +166,26 @@ class SparseTable {
   // Copies the rows of keys[0..n) into out[0..n*dim). A missing key is
   // inserted first when create_missing and admission is off, otherwise
   // answered with its initial value and not inserted.
-  void Pull(const uint64_t* keys, size_t n, bool create_missing, float* out);
+  void Pull(const uint64_t* keys, size_t n, bool create_missing, float* out) {
+    PullSelected(keys, nullptr, n, create_missing, out);
+  }
+  // Pull of the keys at positions sel[0..m) of keys[] only: key keys[sel[i]]
+  // fills out[sel[i]*dim ..). sel == nullptr means positions 0..m-1. A server
+  // shard thread uses it to serve its share of a request in place.
+  void PullSelected(const uint64_t* keys, const uint32_t* sel, size_t m, bool create_missing,
+                    float* out);
 
   // One step: applies the optimizer for each key with grads[i*dim ..
   // (i+1)*dim), then sweeps for expired rows. A missing key is inserted first
   // (once admitted). A key repeated in one call is applied (or counted) once
   // per occurrence, in order.
-  void Push(const uint64_t* keys, size_t n, const float* grads);
+  void Push(const uint64_t* keys, size_t n, const float* grads) {
+    PushSelected(keys, nullptr, n, grads);
+  }
+  // One step applying only the keys at positions sel[0..m) of keys[] (their
+  // gradients at grads[sel[i]*dim ..)); sel == nullptr means 0..m-1. An empty
+  // selection is still a step (every shard of a server counts every push).
+  void PushSelected(const uint64_t* keys, const uint32_t* sel, size_t m, const float* grads);
 
   // Removes key's row; false if it had none. Not counted as evicted.
   bool Erase(uint64_t key);
@@ -233,7 +246,7 @@ class SparseTable {
   void Prefetch(uint64_t key) const;
   uint32_t Age(uint32_t stamp) const { return static_cast<uint32_t>(step_) - stamp; }
   template <OptimizerKind kKind>
-  void PushRows(const uint64_t* keys, size_t n, const float* grads);
+  void PushRows(const uint64_t* keys, const uint32_t* sel, size_t m, const float* grads);
 
   float* RowPtr(uint32_t row) {
     return chunks_[row >> chunk_shift_].get() + (row & chunk_mask_) * row_floats_;

@@ -41,6 +41,7 @@
 #include <gflags/gflags.h>
 #include <glog/logging.h>
 
+#include "common/config.h"
 #include "common/hash.h"
 #include "common/partition.h"
 #include "common/rpc.h"
@@ -53,6 +54,7 @@ DEFINE_string(keys_per_request, "4096,32768", "keys per request, comma-separated
 DEFINE_string(dims, "8,16,64", "embedding dims, comma-separated list");
 DEFINE_string(servers, "1,2", "server counts, comma-separated list");
 DEFINE_int64(universe, 10000000, "keys are drawn uniformly from this many distinct keys");
+DEFINE_int32(shard_threads, 1, "shard threads per server (server.shard_threads)");
 DEFINE_int32(inflight, 8, "requests in flight in the throughput runs");
 DEFINE_double(seconds, 3, "seconds per measurement (each throughput and latency run)");
 DEFINE_int32(rounds, 5,
@@ -82,6 +84,7 @@ struct BenchOptions {
   std::vector<int64_t> keys_per_request, dims, servers, scale_rows;
   int64_t universe = 0;
   int inflight = 0;
+  int shard_threads = 1;
   double seconds = 0;
   int rounds = 1;
   int scale_dim = 0;
@@ -117,6 +120,11 @@ StatusOr<BenchOptions> OptionsFromFlags() {
   MTPS_ASSIGN_OR_RETURN(o.scale_rows, ParsePositiveList("scale_rows", FLAGS_scale_rows));
   o.universe = FLAGS_universe;
   o.inflight = FLAGS_inflight;
+  o.shard_threads = FLAGS_shard_threads;
+  if (o.shard_threads < 1 || o.shard_threads > kMaxShardThreads) {
+    return Status::InvalidArgument("--shard_threads must be in [1, " +
+                                   std::to_string(kMaxShardThreads) + "]");
+  }
   o.seconds = FLAGS_seconds;
   o.rounds = FLAGS_rounds;
   o.scale_dim = FLAGS_scale_dim;
@@ -380,12 +388,13 @@ SparseTableOptions TableOptions(int dim) {
   return o;
 }
 
-config::Config JobConfig(int dim) {
+config::Config JobConfig(int dim, int shard_threads) {
   config::Config c;
   c.mutable_model()->set_embedding_dim(dim);
   c.mutable_model()->mutable_mmoe();
   c.mutable_train()->set_seed(1);
   c.mutable_server()->set_embedding_init_scale(0.01f);
+  c.mutable_server()->set_shard_threads(shard_threads);
   // Generous liveness: the machine is shared and a loaded core can stall a
   // thread for a while; nothing here is about failure detection.
   c.mutable_cluster()->set_heartbeat_interval_ms(500);
@@ -535,7 +544,7 @@ class Bench {
     }
 
     LocalClusterOptions co;
-    co.config = JobConfig(dim);
+    co.config = JobConfig(dim, o_.shard_threads);
     co.num_servers = servers;
     MTPS_ASSIGN_OR_RETURN(std::unique_ptr<LocalCluster> cluster, LocalCluster::Start(co));
     Rpc& rpc = cluster->worker().rpc();
@@ -855,13 +864,16 @@ int main(int argc, char** argv) {
     return 2;
   }
   printf("## ps_bench\n\nCommand: `%s`\n\n", command.c_str());
-  printf("Settings: keys_per_request %s, dims %s, servers %s, universe %" PRId64
-         ", inflight %d, seconds %g, rounds %d, scale_rows %s (dim %d), sections %s. %ld CPUs, "
-         "load average "
-         "at start %s.\n",
-         FLAGS_keys_per_request.c_str(), FLAGS_dims.c_str(), FLAGS_servers.c_str(), FLAGS_universe,
-         FLAGS_inflight, FLAGS_seconds, FLAGS_rounds, FLAGS_scale_rows.c_str(), FLAGS_scale_dim,
-         FLAGS_sections.c_str(), sysconf(_SC_NPROCESSORS_ONLN), mtps::bench::LoadAverage().c_str());
+  printf(
+      "Settings: keys_per_request %s, dims %s, servers %s (%d shard threads each), universe "
+      "%" PRId64
+      ", inflight %d, seconds %g, rounds %d, scale_rows %s (dim %d), sections %s. %ld CPUs, "
+      "load average "
+      "at start %s.\n",
+      FLAGS_keys_per_request.c_str(), FLAGS_dims.c_str(), FLAGS_servers.c_str(),
+      FLAGS_shard_threads, FLAGS_universe, FLAGS_inflight, FLAGS_seconds, FLAGS_rounds,
+      FLAGS_scale_rows.c_str(), FLAGS_scale_dim, FLAGS_sections.c_str(),
+      sysconf(_SC_NPROCESSORS_ONLN), mtps::bench::LoadAverage().c_str());
   fflush(stdout);
   mtps::bench::Bench bench(std::move(options).value());
   mtps::Status s = bench.Run();

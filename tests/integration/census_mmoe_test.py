@@ -1,5 +1,5 @@
-"""Integration: MMOE on UCI census-income through the launcher, 2 servers and
-2 workers; checks held-out AUCs, the run-dir records and that every process
+"""Integration: MMOE on UCI census-income through the launcher, 2 servers (2
+shard threads each) and 2 workers; checks held-out AUCs, the run-dir records and that every process
 exited 0 and none is left."""
 
 import math
@@ -24,7 +24,10 @@ MIN_AUC = {"income": 0.925, "never_married": 0.993}
 class CensusMmoeTest(RunDirTestCase):
     def test_trains_to_published_quality(self):
         run_dir = self.tmp / "run"
-        result = self.run_launcher(CONFIG, servers=2, workers=2, run_dir=run_dir)
+        # Two shard threads per server: the default is one, which every other
+        # integration test runs.
+        result = self.run_launcher(CONFIG, servers=2, workers=2, run_dir=run_dir,
+                                   extra=["--set", "server.shard_threads=2"])
         info = describe(result, run_dir)
         self.assertEqual(result.returncode, 0, info)
 

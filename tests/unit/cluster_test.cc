@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
+#include <random>
 #include <sstream>
 #include <thread>
 
@@ -16,6 +17,7 @@
 #include "common/zmq_transport.h"
 #include "ps/scheduler.h"
 #include "ps/server.h"
+#include "ps/server_shard.h"
 #include "ps/sparse_table.h"
 
 namespace mtps {
@@ -69,6 +71,7 @@ class ClusterTest : public ::testing::Test {
       if (!server_status_.ok()) return;
       auto server = ParameterServer::Create(&member);
       server_status_ = server.ok() ? server.value()->Run() : server.status();
+      if (server.ok()) server_stats_ = server.value()->stats();
     });
     worker_ = std::make_unique<ClusterMember>(std::make_unique<ZmqTransport>(&ctx_),
                                               Options(wire::WORKER));
@@ -118,6 +121,7 @@ class ClusterTest : public ::testing::Test {
   std::unique_ptr<ClusterMember> worker_;
   std::thread scheduler_thread_, server_thread_;
   Status scheduler_status_, server_status_;
+  ParameterServer::Stats server_stats_;  // after the server's Run
 };
 
 Message Pull(std::vector<uint64_t> keys) {
@@ -173,6 +177,69 @@ TEST_F(ClusterTest, PullAndPushFollowInitialValueAndAdagrad) {
     EXPECT_NEAR(w[j], v[j] - 0.1f * g[j] / std::sqrt(acc), 1e-6) << j;
   }
   FinishJob();
+}
+
+// A server with several shard threads answers, over the network and with
+// requests pipelined (a pull sent right behind a push, before its
+// acknowledgement), exactly what one table applying them in order does.
+TEST_F(ClusterTest, ShardedServerAnswersWhatOneTableDoesInOrder) {
+  config::Config c = SmallJob();
+  c.mutable_server()->set_shard_threads(3);
+  config::Config one = c;
+  one.mutable_server()->set_shard_threads(1);
+  SparseTable reference(ShardTableOptions(one));
+  StartCluster(c);
+  Rpc& rpc = worker_->rpc();
+  std::mt19937_64 rng(17);
+  std::uniform_real_distribution<float> grad(-1, 1);
+  std::vector<std::vector<float>> expected, got;
+  int failed = 0;
+  int64_t keys_pushed = 0, keys_pulled = 0;
+  for (int round = 0; round < 50; ++round) {
+    std::vector<uint64_t> keys(1 + rng() % 200);
+    for (auto& k : keys) k = rng() % 700;
+    std::vector<float> g(keys.size() * 4);
+    for (auto& x : g) x = grad(rng);
+    reference.Push(keys.data(), keys.size(), g.data());
+    keys_pushed += static_cast<int64_t>(keys.size());
+    Message push(wire::PUSH_SPARSE);
+    push.payloads.push_back(Payload::FromVector(std::vector<uint64_t>(keys)));
+    push.payloads.push_back(Payload::FromVector(std::move(g)));
+    ASSERT_TRUE(rpc.StartAsync(server_id(), std::move(push), 3000,
+                               [&](StatusOr<Message>&& r) {
+                                 if (!r.ok()) ++failed;
+                               })
+                    .ok());
+    for (auto& k : keys) k = rng() % 700;
+    std::vector<float> want(keys.size() * 4);
+    reference.Pull(keys.data(), keys.size(), /*create_missing=*/true, want.data());
+    expected.push_back(std::move(want));
+    keys_pulled += static_cast<int64_t>(keys.size());
+    const size_t slot = got.size();
+    got.emplace_back();
+    ASSERT_TRUE(rpc.StartAsync(server_id(), Pull(std::move(keys)), 3000,
+                               [&, slot](StatusOr<Message>&& r) {
+                                 if (r.ok()) {
+                                   got[slot] = Values(r.value());
+                                 } else {
+                                   ++failed;
+                                 }
+                               })
+                    .ok());
+  }
+  while (rpc.outstanding() > 0) ASSERT_TRUE(worker_->Tick(Deadline::In(20)).ok());
+  EXPECT_EQ(failed, 0);
+  for (size_t i = 0; i < expected.size(); ++i) ASSERT_EQ(got[i], expected[i]) << "pull " << i;
+  FinishJob();
+  Join();
+  ASSERT_TRUE(server_status_.ok()) << server_status_;
+  EXPECT_EQ(server_stats_.shard_threads, 3);
+  ASSERT_EQ(server_stats_.rows_per_shard.size(), 3u);
+  for (int64_t rows : server_stats_.rows_per_shard) EXPECT_GT(rows, 100);
+  EXPECT_EQ(server_stats_.rows, static_cast<int64_t>(reference.size()));
+  EXPECT_EQ(server_stats_.pushes, 50);
+  EXPECT_EQ(server_stats_.keys_pushed, keys_pushed);
+  EXPECT_EQ(server_stats_.keys_pulled, keys_pulled);
 }
 
 TEST_F(ClusterTest, BadRequestsAreRejectedAndTheServerKeepsServing) {
@@ -252,6 +319,10 @@ TEST_F(ClusterTest, BadRequestsAreRejectedAndTheServerKeepsServing) {
 TEST_F(ClusterTest, BusyServerKeepsTheJobAlive) {
   config::Config c = SmallJob();
   c.mutable_cluster()->set_heartbeat_timeout_ms(600);
+  // Two shard threads; more requests in flight (300) than the server queues
+  // (kMaxQueuedRequests), so its receive thread also waits for room.
+  c.mutable_server()->set_shard_threads(2);
+  static_assert(ParameterServer::kMaxQueuedRequests < 300);
   StartCluster(c);
   Rpc& rpc = worker_->rpc();
   int answered = 0, failed = 0;

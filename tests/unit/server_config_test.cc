@@ -1,13 +1,15 @@
 // Tests of the server section's validation (common/config.cc): every sparse
 // optimizer's rates, admission, eviction and the row cap are checked with
 // errors naming the field, and whatever passes also passes the sparse table's
-// own check (ValidateSparseTableOptions), so a server never CHECK-fails on it.
+// own check (ValidateSparseTableOptions) for each shard's table, so a server
+// never CHECK-fails on it.
 #include <string>
 #include <vector>
 
 #include <gtest/gtest.h>
 
 #include "common/config.h"
+#include "ps/server_shard.h"
 #include "ps/sparse_table.h"
 
 namespace mtps {
@@ -18,19 +20,6 @@ config::Config Census() {
       LoadConfig(std::string(MTPS_SOURCE_DIR) + "/configs/census_mmoe.pbtxt", {});
   EXPECT_TRUE(c.ok()) << c.status();
   return c.ok() ? *c : config::Config();
-}
-
-// What ParameterServer builds from the config (ps/server.cc TableOptions).
-SparseTableOptions TableOptionsOf(const config::Config& c) {
-  SparseTableOptions o;
-  o.dim = c.model().embedding_dim();
-  o.init_scale = c.server().embedding_init_scale();
-  o.seed = c.train().seed();
-  o.optimizer = c.server().sparse_optimizer();
-  o.admission_min_count = c.server().admission_min_count();
-  o.evict_after_steps = c.server().evict_after_steps();
-  o.max_rows = c.server().max_rows();
-  return o;
 }
 
 TEST(ServerConfigTest, BadServerFieldsAreNamed) {
@@ -55,6 +44,8 @@ TEST(ServerConfigTest, BadServerFieldsAreNamed) {
       {"server.evict_after_steps=2147483648", "server.evict_after_steps"},
       {"server.max_rows=-1", "server.max_rows"},
       {"server.max_rows=4294967295", "server.max_rows"},
+      {"server.shard_threads=0", "server.shard_threads"},
+      {"server.shard_threads=65", "server.shard_threads"},
   };
   for (const Case& t : cases) {
     SCOPED_TRACE(t.override_text);
@@ -78,15 +69,31 @@ TEST(ServerConfigTest, ValidServerSettingsPassBothChecks) {
       {"server.admission_min_count=65535", "server.evict_after_steps=2147483647",
        "server.max_rows=4294967294"},
       {"server.admission_min_count=0", "server.evict_after_steps=0", "server.max_rows=0"},
+      {"server.shard_threads=64", "server.admission_min_count=3", "server.max_rows=4294967294"},
+      {"server.shard_threads=3", "server.max_rows=10"},
   };
   for (const auto& overrides : cases) {
     SCOPED_TRACE(overrides.empty() ? "defaults" : overrides[0]);
     config::Config c = Census();
     for (const std::string& o : overrides) ASSERT_TRUE(ApplyOverride(o, &c).ok()) << o;
     EXPECT_TRUE(ValidateConfig(c).ok()) << ValidateConfig(c);
-    EXPECT_TRUE(ValidateSparseTableOptions(TableOptionsOf(c)).ok())
-        << ValidateSparseTableOptions(TableOptionsOf(c));
+    EXPECT_TRUE(ValidateSparseTableOptions(ShardTableOptions(c)).ok())
+        << ValidateSparseTableOptions(ShardTableOptions(c));
   }
+}
+
+TEST(ServerConfigTest, ShardTablesSplitTheRowCapAndTheSketch) {
+  config::Config c = Census();
+  ASSERT_TRUE(ApplyOverride("server.max_rows=10", &c).ok());
+  EXPECT_EQ(ShardTableOptions(c).max_rows, 10);
+  EXPECT_EQ(ShardTableOptions(c).admission_sketch_width_log2, 20);
+  ASSERT_TRUE(ApplyOverride("server.shard_threads=3", &c).ok());
+  EXPECT_EQ(ShardTableOptions(c).max_rows, 4);  // ceil(10 / 3)
+  EXPECT_EQ(ShardTableOptions(c).admission_sketch_width_log2, 18);
+  ASSERT_TRUE(ApplyOverride("server.shard_threads=4", &c).ok());
+  EXPECT_EQ(ShardTableOptions(c).admission_sketch_width_log2, 18);
+  ASSERT_TRUE(ApplyOverride("server.max_rows=0", &c).ok());
+  EXPECT_EQ(ShardTableOptions(c).max_rows, 0);  // still no cap
 }
 
 }  // namespace

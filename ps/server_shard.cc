@@ -1,0 +1,136 @@
+// A parameter server's shard threads (see ps/server_shard.h).
+#include "ps/server_shard.h"
+
+#include <algorithm>
+
+#include "common/hash.h"
+
+namespace mtps {
+namespace {
+// Salts the shard hash so it is independent of Mix64(key), which picks the
+// key's bucket in the SparseTable index.
+constexpr uint64_t kShardSalt = 0x5851f42d4c957f2dULL;
+}  // namespace
+
+int KeyShard(uint64_t key, int num_shards) {
+  // Multiply-shift onto [0, num_shards) from the high 32 bits of the mix.
+  const uint64_t h = Mix64(key ^ kShardSalt) >> 32;
+  return static_cast<int>((h * static_cast<uint64_t>(num_shards)) >> 32);
+}
+
+SparseTableOptions ShardTableOptions(const config::Config& config) {
+  SparseTableOptions o;
+  o.dim = config.model().embedding_dim();
+  o.init_scale = config.server().embedding_init_scale();
+  o.seed = config.train().seed();
+  const config::ServerConfig& server = config.server();
+  o.optimizer = server.sparse_optimizer();
+  o.admission_min_count = server.admission_min_count();
+  o.evict_after_steps = server.evict_after_steps();
+  const int64_t shards = std::max(1, server.shard_threads());
+  o.max_rows = (server.max_rows() + shards - 1) / shards;
+  int log2_shards = 0;
+  while ((int64_t{1} << log2_shards) < shards) ++log2_shards;
+  o.admission_sketch_width_log2 = std::max(12, 20 - log2_shards);
+  return o;
+}
+
+ServerShard::ServerShard(int index, int num_shards, const SparseTableOptions& table,
+                         const config::DenseOptimizer& dense, DoneCallback done)
+    : index_(index),
+      num_shards_(num_shards),
+      table_(table),
+      dense_(index == 0 ? std::make_unique<DenseStore>(dense) : nullptr),
+      done_(std::move(done)) {
+  CHECK(index >= 0 && index < num_shards) << index << " of " << num_shards;
+  thread_ = std::thread([this] { Loop(); });
+}
+
+ServerShard::~ServerShard() { Stop(); }
+
+void ServerShard::Submit(std::shared_ptr<ShardTask> task) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    CHECK(!stopping_) << "Submit after Stop";
+    queue_.push_back(std::move(task));
+  }
+  wake_.notify_one();
+}
+
+void ServerShard::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  wake_.notify_one();
+  if (thread_.joinable()) thread_.join();
+}
+
+void ServerShard::Loop() {
+  for (;;) {
+    std::shared_ptr<ShardTask> task;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      wake_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+      if (queue_.empty()) return;  // stopping, and everything queued is served
+      task = std::move(queue_.front());
+      queue_.pop_front();
+    }
+    int verdict = task->verdict.load(std::memory_order_acquire);
+    if (verdict == ShardTask::kUndecided) {
+      const int mine = task->deadline.Expired() ? ShardTask::kExpired : ShardTask::kServe;
+      // Whoever decides first decides for every shard.
+      if (task->verdict.compare_exchange_strong(verdict, mine, std::memory_order_acq_rel)) {
+        verdict = mine;
+      }
+    }
+    if (verdict == ShardTask::kServe) Serve(*task);
+    if (task->remaining.fetch_sub(1, std::memory_order_acq_rel) == 1) done_(std::move(task));
+  }
+}
+
+void ServerShard::Select(const ShardTask& task) {
+  selection_.clear();
+  for (size_t i = 0; i < task.num_keys; ++i) {
+    if (KeyShard(task.keys[i], num_shards_) == index_) {
+      selection_.push_back(static_cast<uint32_t>(i));
+    }
+  }
+}
+
+void ServerShard::Serve(ShardTask& task) {
+  // One shard: every key is its own; skip the selection.
+  const bool all = num_shards_ == 1;
+  if (!all &&
+      (task.kind == ShardTask::Kind::kPullSparse || task.kind == ShardTask::Kind::kPushSparse)) {
+    Select(task);
+  }
+  const uint32_t* sel = all ? nullptr : selection_.data();
+  const size_t m = all ? task.num_keys : selection_.size();
+  switch (task.kind) {
+    case ShardTask::Kind::kPullSparse:
+      table_.PullSelected(task.keys, sel, m, task.create_missing, task.pull_values.get());
+      break;
+    case ShardTask::Kind::kPushSparse:
+      table_.PushSelected(task.keys, sel, m, task.values);
+      break;
+    case ShardTask::Kind::kPullDense:
+      if (!dense_->initialized()) {
+        task.status =
+            Status::Unavailable("dense parameters are not initialised yet (no INIT_DENSE)");
+      } else {
+        task.dense_values.assign(dense_->values(), dense_->values() + dense_->size());
+      }
+      break;
+    case ShardTask::Kind::kPushDense:
+      task.status = dense_->Push(task.values, task.num_values);
+      break;
+    case ShardTask::Kind::kInitDense:
+      if (!dense_->Init(task.values, task.num_values)) {
+        LOG(INFO) << "ignoring a repeated INIT_DENSE from node " << task.request.msg.meta.sender();
+      }
+      break;
+  }
+}
+
+}  // namespace mtps
