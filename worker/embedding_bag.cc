@@ -60,28 +60,33 @@ float WeightSum(const Batch& batch, uint32_t begin, uint32_t end) {
   return sum;
 }
 
-}  // namespace
-
-template <typename T>
-void PoolEmbeddings(const Batch& batch, const std::vector<SlotInfo>& slots,
-                    const std::vector<uint32_t>& index, const float* emb, int dim,
-                    RowMatrix<T>* input) {
-  CheckBatchShape(batch, slots, index);
+// The pooling loops, with the embedding width fixed at compile time when
+// kDim > 0 (then each key is a few vector instructions instead of a loop of
+// unknown length: pooling was ~12% of the worker's training time at dim 8),
+// or `dim` when kDim == 0. Every width computes the same expressions in the
+// same order, so the results do not depend on which loop ran.
+template <typename T, int kDim>
+void PoolForward(const Batch& batch, const std::vector<SlotInfo>& slots,
+                 const std::vector<uint32_t>& index, const float* emb, int dim_arg,
+                 RowMatrix<T>* input) {
+  const int dim = kDim > 0 ? kDim : dim_arg;
   const int num_slots = batch.num_slots;
   const int num_dense = batch.num_dense;
   const int cols = num_slots * dim + num_dense;
-  input->resize(batch.num_examples, cols);
+  const uint32_t* offsets = batch.offsets.data();
+  const float* weights = batch.weights.data();
+  const uint32_t* idx = index.data();
   for (int b = 0; b < batch.num_examples; ++b) {
     T* row = input->data() + static_cast<size_t>(b) * cols;
     for (int s = 0; s < num_slots; ++s) {
       T* out = row + s * dim;
-      std::fill(out, out + dim, T(0));
       const size_t cell = static_cast<size_t>(b) * num_slots + s;
-      const uint32_t begin = batch.offsets[cell];
-      const uint32_t end = batch.offsets[cell + 1];
+      const uint32_t begin = offsets[cell];
+      const uint32_t end = offsets[cell + 1];
+      std::fill(out, out + dim, T(0));
       for (uint32_t j = begin; j < end; ++j) {
-        const T w = batch.weights[j];
-        const float* e = emb + static_cast<size_t>(index[j]) * dim;
+        const T w = weights[j];
+        const float* e = emb + static_cast<size_t>(idx[j]) * dim;
         for (int d = 0; d < dim; ++d) out[d] += w * static_cast<T>(e[d]);
       }
       if (slots[s].pooling == Pooling::kMean && end > begin) {
@@ -95,22 +100,22 @@ void PoolEmbeddings(const Batch& batch, const std::vector<SlotInfo>& slots,
   }
 }
 
-template <typename T>
-void PoolEmbeddingsBackward(const Batch& batch, const std::vector<SlotInfo>& slots,
-                            const std::vector<uint32_t>& index, const RowMatrix<T>& input_grad,
-                            int dim, size_t num_unique, float* emb_grad) {
-  CheckBatchShape(batch, slots, index);
+template <typename T, int kDim>
+void PoolBackward(const Batch& batch, const std::vector<SlotInfo>& slots,
+                  const std::vector<uint32_t>& index, const RowMatrix<T>& input_grad, int dim_arg,
+                  size_t num_unique, float* emb_grad) {
+  const int dim = kDim > 0 ? kDim : dim_arg;
   const int num_slots = batch.num_slots;
-  CHECK_EQ(input_grad.rows(), batch.num_examples);
-  CHECK_GE(input_grad.cols(), static_cast<Eigen::Index>(num_slots) * dim);
-  std::fill(emb_grad, emb_grad + num_unique * dim, 0.0f);
+  const uint32_t* offsets = batch.offsets.data();
+  const float* weights = batch.weights.data();
+  const uint32_t* idx = index.data();
   for (int b = 0; b < batch.num_examples; ++b) {
     const T* row = input_grad.data() + static_cast<size_t>(b) * input_grad.cols();
     for (int s = 0; s < num_slots; ++s) {
       const T* g = row + s * dim;
       const size_t cell = static_cast<size_t>(b) * num_slots + s;
-      const uint32_t begin = batch.offsets[cell];
-      const uint32_t end = batch.offsets[cell + 1];
+      const uint32_t begin = offsets[cell];
+      const uint32_t end = offsets[cell + 1];
       if (begin == end) continue;
       T scale = T(1);
       if (slots[s].pooling == Pooling::kMean) {
@@ -118,13 +123,48 @@ void PoolEmbeddingsBackward(const Batch& batch, const std::vector<SlotInfo>& slo
         scale = weight_sum != 0 ? T(1) / static_cast<T>(weight_sum) : T(0);
       }
       for (uint32_t j = begin; j < end; ++j) {
-        DCHECK_LT(index[j], num_unique);
-        const T coef = scale * static_cast<T>(batch.weights[j]);
-        float* eg = emb_grad + static_cast<size_t>(index[j]) * dim;
+        DCHECK_LT(idx[j], num_unique);
+        const T coef = scale * static_cast<T>(weights[j]);
+        float* eg = emb_grad + static_cast<size_t>(idx[j]) * dim;
         for (int d = 0; d < dim; ++d) eg[d] += static_cast<float>(coef * g[d]);
       }
     }
   }
+}
+
+}  // namespace
+
+template <typename T>
+void PoolEmbeddings(const Batch& batch, const std::vector<SlotInfo>& slots,
+                    const std::vector<uint32_t>& index, const float* emb, int dim,
+                    RowMatrix<T>* input) {
+  CheckBatchShape(batch, slots, index);
+  input->resize(batch.num_examples, batch.num_slots * dim + batch.num_dense);
+  switch (dim) {
+    case 4:
+      return PoolForward<T, 4>(batch, slots, index, emb, dim, input);
+    case 8:
+      return PoolForward<T, 8>(batch, slots, index, emb, dim, input);
+    case 16:
+      return PoolForward<T, 16>(batch, slots, index, emb, dim, input);
+    case 32:
+      return PoolForward<T, 32>(batch, slots, index, emb, dim, input);
+    default:
+      return PoolForward<T, 0>(batch, slots, index, emb, dim, input);
+  }
+}
+
+template <typename T>
+void PoolEmbeddingsBackward(const Batch& batch, const std::vector<SlotInfo>& slots,
+                            const std::vector<uint32_t>& index, const RowMatrix<T>& input_grad,
+                            int dim, size_t num_unique, float* emb_grad) {
+  CheckBatchShape(batch, slots, index);
+  CHECK_EQ(input_grad.rows(), batch.num_examples);
+  CHECK_GE(input_grad.cols(), static_cast<Eigen::Index>(batch.num_slots) * dim);
+  std::fill(emb_grad, emb_grad + num_unique * dim, 0.0f);
+  // The backward keeps the loop of runtime length: at dim 8 the fixed-width
+  // version measured slower (321 vs 289 ns per Ali-CCP example).
+  PoolBackward<T, 0>(batch, slots, index, input_grad, dim, num_unique, emb_grad);
 }
 
 template void PoolEmbeddings<float>(const Batch&, const std::vector<SlotInfo>&,
