@@ -134,6 +134,10 @@ void ParameterServer::Handle(Incoming&& request) {
                                             std::to_string(meta.timeout_ms()) + ")"));
     return;
   }
+  if (shards_stopped_ && meta.op() != wire::PING) {
+    Reject(request, Status::Unavailable("this server has stopped serving (the job ended)"));
+    return;
+  }
   auto task = std::make_shared<ShardTask>();
   switch (meta.op()) {
     case wire::PING:
