@@ -36,6 +36,7 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 #include <gflags/gflags.h>
@@ -157,6 +158,23 @@ StatusOr<BenchOptions> OptionsFromFlags() {
   if (o.key_pool < std::max<int64_t>(max_k, o.scale_keys_per_request)) {
     return Status::InvalidArgument("--key_pool must hold at least one request of keys");
   }
+  for (int64_t k : o.keys_per_request) {
+    if (max_k % k != 0) {
+      return Status::InvalidArgument("--keys_per_request: " + std::to_string(k) +
+                                     " does not divide the largest, " + std::to_string(max_k) +
+                                     " (requests of unique keys are windows of one key pool)");
+    }
+  }
+  for (int64_t rows : o.scale_rows) {
+    if (rows < o.scale_keys_per_request) {
+      return Status::InvalidArgument("--scale_rows: " + std::to_string(rows) +
+                                     " rows cannot fill a request of " +
+                                     std::to_string(o.scale_keys_per_request) + " unique keys");
+    }
+  }
+  if (o.universe < max_k) {
+    return Status::InvalidArgument("--universe must hold at least one request of unique keys");
+  }
   for (int64_t d : o.dims) {
     if (d > 4096) return Status::InvalidArgument("--dims: " + std::to_string(d) + " is too wide");
   }
@@ -171,14 +189,23 @@ uint64_t KeyOf(uint64_t i) { return Mix64(i ^ kKeySalt); }
 
 // A stream of requests: consecutive windows of a pool of keys drawn uniformly
 // from [0, universe) in advance, so the network and the in-process runs see
-// the same keys in the same order and drawing them costs neither.
+// the same keys in the same order and drawing them costs neither. Keys are
+// distinct within each aligned block of `block` keys (a repeat is drawn
+// again), so a request of k keys, k dividing `block`, has k unique keys, as a
+// worker's de-duplicated batch does. universe >= block.
 class KeyStream {
  public:
-  KeyStream(size_t pool, uint64_t universe, uint64_t seed) : keys_(pool) {
+  KeyStream(size_t pool, uint64_t universe, uint64_t seed, size_t block) : keys_(pool) {
+    CHECK_GE(universe, block);
+    std::unordered_set<uint64_t> seen;
+    uint64_t draw = 0;
     for (size_t i = 0; i < pool; ++i) {
-      const uint64_t r = Mix64(seed * 0x9e3779b97f4a7c15ULL + i);
-      const uint64_t index =
-          static_cast<uint64_t>((static_cast<unsigned __int128>(r) * universe) >> 64);
+      if (i % block == 0) seen.clear();
+      uint64_t index;
+      do {
+        const uint64_t r = Mix64(seed * 0x9e3779b97f4a7c15ULL + draw++);
+        index = static_cast<uint64_t>((static_cast<unsigned __int128>(r) * universe) >> 64);
+      } while (!seen.insert(index).second);
       keys_[i] = KeyOf(index);
     }
   }
@@ -230,17 +257,19 @@ Rate TimeLoop(double seconds, const RequestSource& source,
 }
 
 // CPU seconds used so far by this process's threads, by role, read from
-// /proc/self/task/*/stat (clock-tick resolution). The servers and the
-// scheduler are threads named by LocalCluster; ZeroMQ names its I/O threads
+// /proc/self/task/*/stat (clock-tick resolution). The servers' receive
+// threads and the scheduler are threads named by LocalCluster, the servers'
+// shard threads name themselves ps-shard-N, ZeroMQ names its I/O threads
 // ZMQbg/...; everything else is the client (this benchmark's main thread).
 struct CpuTimes {
-  double client = 0, servers = 0, zmq = 0, other = 0;
-  double total() const { return client + servers + zmq + other; }
+  double client = 0, servers = 0, shards = 0, zmq = 0, other = 0;
+  double total() const { return client + servers + shards + zmq + other; }
   CpuTimes operator-(const CpuTimes& o) const {
-    return {client - o.client, servers - o.servers, zmq - o.zmq, other - o.other};
+    return {client - o.client, servers - o.servers, shards - o.shards, zmq - o.zmq,
+            other - o.other};
   }
   CpuTimes& operator+=(const CpuTimes& o) {
-    client += o.client, servers += o.servers, zmq += o.zmq, other += o.other;
+    client += o.client, servers += o.servers, shards += o.shards, zmq += o.zmq, other += o.other;
     return *this;
   }
 };
@@ -266,6 +295,8 @@ CpuTimes ReadCpuTimes() {
     const double seconds = (utime + stime) / tick;
     if (comm.rfind("ps-server", 0) == 0) {
       t.servers += seconds;
+    } else if (comm.rfind("ps-shard", 0) == 0) {
+      t.shards += seconds;
     } else if (comm.rfind("ZMQbg", 0) == 0) {
       t.zmq += seconds;
     } else if (comm.rfind("ps-scheduler", 0) == 0) {
@@ -501,7 +532,9 @@ class Bench {
     const bool latency = o_.sections.count("latency") > 0;
     if (network || latency) {
       KeyStream stream(static_cast<size_t>(o_.key_pool), static_cast<uint64_t>(o_.universe),
-                       o_.seed);
+                       o_.seed,
+                       static_cast<size_t>(*std::max_element(o_.keys_per_request.begin(),
+                                                             o_.keys_per_request.end())));
       for (int64_t dim : o_.dims) {
         for (int64_t servers : o_.servers) {
           MTPS_RETURN_IF_ERROR(RunCluster(static_cast<int>(servers), static_cast<int>(dim), stream,
@@ -721,7 +754,8 @@ class Bench {
     {
       // Drawn before the table so its memory is not counted as the table's.
       KeyStream stream(static_cast<size_t>(std::min<int64_t>(o_.key_pool, int64_t{1} << 22)),
-                       static_cast<uint64_t>(rows), o_.seed + 1);
+                       static_cast<uint64_t>(rows), o_.seed + 1,
+                       static_cast<size_t>(o_.scale_keys_per_request));
       malloc_trim(0);
       const int64_t rss_before = ResidentBytes();
       SparseTable table(TableOptions(dim));
@@ -778,22 +812,26 @@ class Bench {
 
     printf(
         "\n### Where the CPU goes: CPU ns per key (all threads of the role, user + system)\n\n"
-        "client = the KvClient thread, server = the server threads, zmq = ZeroMQ I/O threads "
-        "of client and servers; busy = server CPU / (wall time x servers).\n\n");
+        "client = the KvClient thread, receive = the servers' receive threads, shards = their "
+        "shard threads, zmq = ZeroMQ I/O threads of client and servers; shards busy = shard CPU / "
+        "(wall time x servers x shard threads).\n\n");
     printf(
-        "| servers | dim | keys/request | op | in-process | network total | client | server | "
-        "zmq | server busy |\n");
-    printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
+        "| servers | dim | keys/request | op | in-process | network total | client | receive | "
+        "shards | zmq | shards busy |\n");
+    printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
     for (const NetworkRow& r : network_rows_) {
       for (int op = 0; op < 2; ++op) {
         const Measured& net = op == 0 ? r.net_pull : r.net_push;
         const Measured& local = op == 0 ? r.local_pull : r.local_push;
-        const double busy = net.seconds > 0 ? net.cpu.servers / (net.seconds * r.servers) * 100 : 0;
-        printf("| %d | %d | %d | %s | %s | %s | %s | %s | %s | %s%% |\n", r.servers, r.dim, r.k,
-               op == 0 ? "pull" : "push", Fixed(local.NsPerKey(local.cpu.total()), 0).c_str(),
+        const double busy =
+            net.seconds > 0 ? net.cpu.shards / (net.seconds * r.servers * o_.shard_threads) * 100
+                            : 0;
+        printf("| %d | %d | %d | %s | %s | %s | %s | %s | %s | %s | %s%% |\n", r.servers, r.dim,
+               r.k, op == 0 ? "pull" : "push", Fixed(local.NsPerKey(local.cpu.total()), 0).c_str(),
                Fixed(net.NsPerKey(net.cpu.total()), 0).c_str(),
                Fixed(net.NsPerKey(net.cpu.client), 0).c_str(),
                Fixed(net.NsPerKey(net.cpu.servers), 0).c_str(),
+               Fixed(net.NsPerKey(net.cpu.shards), 0).c_str(),
                Fixed(net.NsPerKey(net.cpu.zmq), 0).c_str(), Fixed(busy, 0).c_str());
       }
     }
