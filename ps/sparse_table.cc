@@ -474,7 +474,30 @@ void SparseTable::Reserve(size_t rows) {
 
 void SparseTable::PullSelected(const uint64_t* keys, const uint32_t* sel, size_t m,
                                bool create_missing, float* out) {
-  const size_t dim = static_cast<size_t>(dim_);
+  // A row copy of a size known at compile time is a few vector moves; of a
+  // run-time size it is a call to memcpy per row.
+  switch (dim_) {
+    case 8:
+      PullRows<8>(keys, sel, m, create_missing, out);
+      break;
+    case 16:
+      PullRows<16>(keys, sel, m, create_missing, out);
+      break;
+    case 32:
+      PullRows<32>(keys, sel, m, create_missing, out);
+      break;
+    case 64:
+      PullRows<64>(keys, sel, m, create_missing, out);
+      break;
+    default:
+      PullRows<0>(keys, sel, m, create_missing, out);
+  }
+}
+
+template <size_t kDim>
+void SparseTable::PullRows(const uint64_t* keys, const uint32_t* sel, size_t m, bool create_missing,
+                           float* out) {
+  const size_t dim = kDim != 0 ? kDim : static_cast<size_t>(dim_);
   const bool insert = create_missing && sketch_ == nullptr;
   for (size_t i = 0; i < m; ++i) {
     if (i + kPrefetchDistance < m) {
@@ -488,7 +511,9 @@ void SparseTable::PullSelected(const uint64_t* keys, const uint32_t* sel, size_t
     if (b != nullptr) {
       std::memcpy(dst, RowPtr(b->row), dim * sizeof(float));
     } else {
-      for (int j = 0; j < dim_; ++j) dst[j] = InitialValue(seed_, key, j, init_scale_);
+      for (size_t j = 0; j < dim; ++j) {
+        dst[j] = InitialValue(seed_, key, static_cast<int>(j), init_scale_);
+      }
     }
   }
 }

@@ -245,6 +245,10 @@ class SparseTable {
   void Rehash(size_t new_capacity);
   void Prefetch(uint64_t key) const;
   uint32_t Age(uint32_t stamp) const { return static_cast<uint32_t>(step_) - stamp; }
+  // Pull of rows of kDim floats (0: dim_, known only at run time).
+  template <size_t kDim>
+  void PullRows(const uint64_t* keys, const uint32_t* sel, size_t m, bool create_missing,
+                float* out);
   template <OptimizerKind kKind>
   void PushRows(const uint64_t* keys, const uint32_t* sel, size_t m, const float* grads);
 
