@@ -84,6 +84,7 @@ class ParameterServer {
 
   ClusterMember* member_;
   int dim_;
+  AnswerPool answers_;  // pull answers; before shards_, which write into them
   std::vector<std::unique_ptr<ServerShard>> shards_;
   bool shards_stopped_ = false;
   Stats stats_;

@@ -41,6 +41,7 @@
 #include "common/deadline.h"
 #include "common/status.h"
 #include "common/transport.h"
+#include "ps/answer_pool.h"
 #include "ps/dense_store.h"
 #include "ps/sparse_table.h"
 
@@ -76,7 +77,7 @@ struct ShardTask {
   std::vector<uint64_t> key_copy;
   std::vector<float> value_copy;
   // Pull answer, num_keys * dim floats, allocated by the receive thread.
-  std::unique_ptr<float[]> pull_values;
+  AnswerArray pull_values;
   size_t pull_count = 0;
 
   // Written by the serving shard(s).

@@ -87,7 +87,7 @@ std::shared_ptr<ShardTask> PullTask(const std::vector<uint64_t>& keys, int dim) 
   t->num_keys = keys.size();
   t->create_missing = true;
   t->pull_count = keys.size() * dim;
-  t->pull_values.reset(new float[t->pull_count]);
+  t->pull_values = AnswerArray::New(t->pull_count);
   return t;
 }
 
