@@ -214,7 +214,6 @@ class AliccpReader : public LineExampleReader {
     MTPS_RETURN_IF_ERROR(slots_.ParseLabels(v + 1, *skeleton_, Excerpt, &labels_));
     sample_.Reset(slots_.num_slots());
     MTPS_RETURN_IF_ERROR(ParseFeatures(slots_, v[4], v[5], *skeleton_, &sample_));
-    sample_.Group();
     if (!common_parsed_) {
       common_features_.Reset(slots_.num_slots());
       MTPS_RETURN_IF_ERROR(
@@ -222,11 +221,7 @@ class AliccpReader : public LineExampleReader {
       common_features_.Group();
       common_parsed_ = true;
     }
-    for (int s = 0; s < slots_.num_slots(); ++s) {
-      sample_.AppendSlot(s, batch);  // skeleton features first, then common ones
-      common_features_.AppendSlot(s, batch);
-      batch->offsets.push_back(static_cast<uint32_t>(batch->keys.size()));
-    }
+    sample_.AppendExample(&common_features_, batch);  // per slot: skeleton, then common
     batch->labels.insert(batch->labels.end(), labels_.begin(), labels_.end());
     ++batch->num_examples;
     return Status::OK();

@@ -41,6 +41,18 @@ bool ParseFiniteFloat(std::string_view text, float* out) {
   const char* last = text.data() + text.size();
   if (*first == '+') ++first;  // from_chars rejects a leading '+'.
   if (first == last) return false;
+  // Fast path for the common case, a short unsigned integer ("1", "12"):
+  // below 10^9 it fits in 32 bits, and the conversion to float rounds to
+  // nearest like from_chars, so the result is the same float.
+  if (last - first <= 9) {
+    uint32_t n = 0;
+    const char* p = first;
+    while (p != last && static_cast<unsigned char>(*p - '0') < 10) n = n * 10 + (*p++ - '0');
+    if (p == last) {
+      *out = static_cast<float>(n);
+      return true;
+    }
+  }
   float value = 0;
   const auto [end, ec] = std::from_chars(first, last, value);
   if (ec != std::errc() || end != last || !std::isfinite(value)) return false;

@@ -132,6 +132,41 @@ void SlotGrouper::Group() {
   }
 }
 
+void SlotGrouper::AppendExample(const SlotGrouper* tail, Batch* batch) {
+  DCHECK_EQ(batch->num_slots, num_slots_);
+  DCHECK(tail == nullptr || tail->num_slots_ == num_slots_);
+  const size_t base = batch->keys.size();
+  const size_t total = keys_.size() + (tail == nullptr ? 0 : tail->size());
+  batch->keys.resize(base + total);
+  batch->weights.resize(base + total);
+  const size_t offsets_base = batch->offsets.size();
+  batch->offsets.resize(offsets_base + num_slots_);
+  uint64_t* const keys = batch->keys.data();
+  float* const weights = batch->weights.data();
+  uint32_t* const offsets = batch->offsets.data() + offsets_base;
+  // fill_[s]: first the count of slot s, then where its next feature goes.
+  fill_.assign(num_slots_, 0);
+  for (int s : slots_) ++fill_[s];
+  size_t at = base;
+  for (int s = 0; s < num_slots_; ++s) {
+    const size_t count = fill_[s];
+    fill_[s] = at;
+    at += count;
+    if (tail != nullptr) {
+      for (size_t i = tail->Begin(s); i < tail->End(s); ++i, ++at) {
+        keys[at] = tail->grouped_keys_[i];
+        weights[at] = tail->grouped_weights_[i];
+      }
+    }
+    offsets[s] = static_cast<uint32_t>(at);
+  }
+  for (size_t i = 0; i < slots_.size(); ++i) {
+    const size_t to = fill_[slots_[i]]++;
+    keys[to] = keys_[i];
+    weights[to] = weights_[i];
+  }
+}
+
 // ---------------------------------------------------------------------------
 // FIELD_ID reader
 // ---------------------------------------------------------------------------
@@ -187,11 +222,7 @@ class FieldIdReader : public LineExampleReader {
       const int slot = slots_.SlotOf(field);
       if (slot >= 0) grouper_.Add(slot, slots_.Key(slot, t.substr(colon + 1)), 1.0f);
     }
-    grouper_.Group();
-    for (int s = 0; s < slots_.num_slots(); ++s) {
-      grouper_.AppendSlot(s, batch);
-      batch->offsets.push_back(static_cast<uint32_t>(batch->keys.size()));
-    }
+    grouper_.AppendExample(nullptr, batch);
     batch->labels.insert(batch->labels.end(), labels_.begin(), labels_.end());
     ++batch->num_examples;
     return Status::OK();

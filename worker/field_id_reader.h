@@ -141,11 +141,14 @@ class SlotGrouper {
   const uint64_t* keys() const { return grouped_keys_.data(); }
   const float* weights() const { return grouped_weights_.data(); }
   size_t size() const { return keys_.size(); }
-  // Appends the keys and weights of `slot` to batch->keys and batch->weights.
-  void AppendSlot(int slot, Batch* batch) const {
-    batch->keys.insert(batch->keys.end(), keys() + Begin(slot), keys() + End(slot));
-    batch->weights.insert(batch->weights.end(), weights() + Begin(slot), weights() + End(slot));
-  }
+
+  // Appends one example to *batch, whose num_slots must be this grouper's:
+  // for every slot, the features added here (in the order added), then those
+  // of `tail` in that slot (a grouper with the same num_slots on which Group
+  // was called; nullptr for none), then the slot's end offset. Does not need
+  // Group() on this grouper. Grows each batch vector once per example (not
+  // once per slot) and writes the features straight to their place.
+  void AppendExample(const SlotGrouper* tail, Batch* batch);
 
  private:
   int num_slots_ = 0;
