@@ -11,34 +11,78 @@ namespace mtps {
 
 void UniqueKeys(const std::vector<uint64_t>& keys, std::vector<uint64_t>* unique,
                 std::vector<uint32_t>* index) {
+  KeyDeduper().Unique(keys, unique, index);
+}
+
+namespace {
+
+// The smallest power of two >= max(16, n).
+size_t TableCapacity(size_t n) {
+  size_t capacity = 16;
+  while (capacity < n) capacity *= 2;
+  return capacity;
+}
+
+}  // namespace
+
+void KeyDeduper::StartGeneration(size_t capacity) {
+  if (table_.size() < capacity) table_.resize(capacity);
+  mask_ = capacity - 1;
+  shift_ = 64;
+  while ((size_t{1} << (64 - shift_)) < capacity) --shift_;
+  if (++stamp_ == 0) {
+    // Wrapped: entries may carry any stamp, so clear them once.
+    for (Entry& e : table_) e.stamp = 0;
+    stamp_ = 1;
+  }
+}
+
+void KeyDeduper::Insert(uint64_t key, uint32_t position) {
+  size_t slot = Slot(key);
+  while (table_[slot].stamp == stamp_) slot = (slot + 1) & mask_;
+  table_[slot] = Entry{key, stamp_, position};
+}
+
+void KeyDeduper::Unique(const std::vector<uint64_t>& keys, std::vector<uint64_t>* unique,
+                        std::vector<uint32_t>* index) {
   unique->clear();
   index->resize(keys.size());
   if (keys.empty()) return;
   // Open addressing with linear probing over a power-of-two table at most
-  // half full; a slot holds 1 + the key's position in *unique (0 = empty).
-  size_t capacity = 16;
-  while (capacity < 2 * keys.size()) capacity *= 2;
-  const size_t mask = capacity - 1;
-  std::vector<uint32_t> table(capacity, 0);
+  // half full; sized for about 3x the previous call's distinct keys (but not
+  // beyond 2x this call's keys), doubled and refilled when half full.
+  const size_t expected = last_unique_ > 0 ? 3 * last_unique_ : 2 * keys.size();
+  StartGeneration(TableCapacity(std::min(2 * keys.size(), expected)));
+  size_t limit = (mask_ + 1) / 2;  // distinct keys before the table grows
   unique->reserve(keys.size());
+  uint32_t* const out = index->data();
   for (size_t j = 0; j < keys.size(); ++j) {
     const uint64_t key = keys[j];
-    size_t slot = Mix64(key) & mask;
+    size_t slot = Slot(key);
     while (true) {
-      const uint32_t entry = table[slot];
-      if (entry == 0) {
-        table[slot] = static_cast<uint32_t>(unique->size()) + 1;
-        (*index)[j] = static_cast<uint32_t>(unique->size());
+      Entry& entry = table_[slot];
+      if (entry.stamp != stamp_) {
+        const uint32_t position = static_cast<uint32_t>(unique->size());
+        entry = Entry{key, stamp_, position};
+        out[j] = position;
         unique->push_back(key);
+        if (unique->size() > limit) {
+          StartGeneration(2 * (mask_ + 1));
+          limit = (mask_ + 1) / 2;
+          for (size_t u = 0; u < unique->size(); ++u) {
+            Insert((*unique)[u], static_cast<uint32_t>(u));
+          }
+        }
         break;
       }
-      if ((*unique)[entry - 1] == key) {
-        (*index)[j] = entry - 1;
+      if (entry.key == key) {
+        out[j] = entry.position;
         break;
       }
-      slot = (slot + 1) & mask;
+      slot = (slot + 1) & mask_;
     }
   }
+  last_unique_ = unique->size();
 }
 
 namespace {

@@ -7,7 +7,8 @@
 // PoolEmbeddings then fills the B x (num_slots*dim + num_dense) input and
 // PoolEmbeddingsBackward turns d loss / d input into the U x dim gradient of
 // the rows. All three run once per batch; none allocates per example.
-// Free functions with no state: thread-safe on distinct outputs.
+// Free functions with no state: thread-safe on distinct outputs. KeyDeduper
+// is UniqueKeys with a table reused across batches.
 #ifndef MTPS_WORKER_EMBEDDING_BAG_H_
 #define MTPS_WORKER_EMBEDDING_BAG_H_
 
@@ -21,9 +22,52 @@
 namespace mtps {
 
 // Deduplicates keys: *unique gets the distinct keys in first-appearance order, (*index)[j] the
-// position in *unique of keys[j].
+// position in *unique of keys[j]. Builds a fresh table per call; a caller that deduplicates
+// batch after batch should keep a KeyDeduper instead.
 void UniqueKeys(const std::vector<uint64_t>& keys, std::vector<uint64_t>* unique,
                 std::vector<uint32_t>* index);
+
+// UniqueKeys with a hash table kept from one call to the next: a table entry
+// carries the stamp of the call that wrote it, so a call never clears the
+// table (it bumps the stamp), and the table is sized to the number of
+// distinct keys seen in the previous call (a batch's keys repeat: 11,300
+// Ali-CCP keys per 256 examples hold about 2,700 distinct ones), growing
+// within a call when it fills past half. Results are exactly UniqueKeys'.
+// Owns its table; not thread-safe (one per thread).
+class KeyDeduper {
+ public:
+  void Unique(const std::vector<uint64_t>& keys, std::vector<uint64_t>* unique,
+              std::vector<uint32_t>* index);
+
+  // Test hook: makes the next call's stamp `stamp` + 1 (to test the
+  // wrap-around, when every entry is cleared once).
+  void TEST_SetStamp(uint32_t stamp) { stamp_ = stamp; }
+
+ private:
+  struct Entry {
+    uint64_t key = 0;
+    uint32_t stamp = 0;     // the call that wrote it; another stamp = empty
+    uint32_t position = 0;  // of the key in *unique
+  };
+
+  // Starts a new generation over the first `capacity` entries (a power of
+  // two), growing the table if needed.
+  void StartGeneration(size_t capacity);
+  // Inserts unique[position] (known to be absent).
+  void Insert(uint64_t key, uint32_t position);
+
+  // Fibonacci hashing: the top bits of key * 2^64/phi (one multiply; the
+  // keys are hashes already, and a run of small keys still spreads out).
+  size_t Slot(uint64_t key) const {
+    return static_cast<size_t>((key * 0x9e3779b97f4a7c15ULL) >> shift_);
+  }
+
+  std::vector<Entry> table_;
+  size_t mask_ = 0;  // capacity in use - 1
+  int shift_ = 64;   // 64 - log2(capacity in use)
+  uint32_t stamp_ = 0;
+  size_t last_unique_ = 0;  // distinct keys of the previous call
+};
 
 // Embedding groups (Model::embedding_groups): a model whose towers must not
 // share embeddings reads `groups` copies of every slot, each with its own

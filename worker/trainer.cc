@@ -233,7 +233,7 @@ StatusOr<RowMatrix<float>> Trainer::SampleLabels() {
 
 Status Trainer::StageBatch(StagedBatch* staged, bool training, bool pull_dense) {
   if (groups_ > 1) ReplicateSlots(staged->batch, groups_, &staged->grouped);
-  UniqueKeys(staged->view(groups_).keys, &staged->unique_keys, &staged->key_index);
+  deduper_.Unique(staged->view(groups_).keys, &staged->unique_keys, &staged->key_index);
   staged->pull_dense = pull_dense;
   return kv_->StartPull(staged->unique_keys, /*create_missing=*/training, pull_dense,
                         &staged->pull);

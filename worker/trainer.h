@@ -14,6 +14,7 @@
 
 #include "common/cluster_member.h"
 #include "common/status.h"
+#include "worker/embedding_bag.h"
 #include "worker/example.h"
 #include "worker/kv_client.h"
 #include "worker/model.h"
@@ -76,6 +77,7 @@ class Trainer {
   std::vector<float> params_, param_grad_;
   StagedBatch staged_[2];  // the batch computing and the one prefetching
   std::vector<float> emb_, emb_grad_;
+  KeyDeduper deduper_;  // UniqueKeys of every batch, reusing its table
   RowMatrix<float> input_, input_grad_, labels_;
   std::vector<float> losses_;
 

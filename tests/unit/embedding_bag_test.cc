@@ -1,4 +1,5 @@
-// Embedding pooling (worker/embedding_bag.h): UniqueKeys against a map-based
+// Embedding pooling (worker/embedding_bag.h): UniqueKeys and KeyDeduper
+// (reused over batches, its stamp wrapping around) against a map-based
 // reference, PoolEmbeddings against a direct per-key computation (sum, mean,
 // weighted mean, empty slots, dense tail), and PoolEmbeddingsBackward via the
 // adjoint identity <dOut, Pool(E)> = <Backward(dOut), E>.
@@ -17,6 +18,22 @@
 
 namespace mtps {
 namespace {
+
+// The reference: distinct keys in first-appearance order and each key's rank,
+// by a std::map.
+void ExpectDeduplicated(const std::vector<uint64_t>& keys, const std::vector<uint64_t>& unique,
+                        const std::vector<uint32_t>& index) {
+  std::map<uint64_t, uint32_t> first;
+  std::vector<uint64_t> expected_unique;
+  std::vector<uint32_t> expected_index;
+  for (uint64_t k : keys) {
+    const auto it = first.emplace(k, static_cast<uint32_t>(expected_unique.size())).first;
+    if (it->second == expected_unique.size()) expected_unique.push_back(k);
+    expected_index.push_back(it->second);
+  }
+  ASSERT_EQ(unique, expected_unique);
+  ASSERT_EQ(index, expected_index);
+}
 
 TEST(UniqueKeysTest, SmallExample) {
   const std::vector<uint64_t> keys = {7, 3, 7, 9, 3, 3, 0};
@@ -145,6 +162,76 @@ void CheckPooling() {
     EXPECT_EQ(input(3, d), 0);
     EXPECT_EQ(input(3, 2 * f.dim + d), 0);
   }
+}
+
+// One KeyDeduper over batches whose distinct-key counts jump up and down, so
+// its table is reused (stale entries of earlier batches must read as empty),
+// sized from the previous batch and grown within a batch; keys include ones
+// equal in their low or high bits and runs of small integers.
+TEST(KeyDeduperTest, ReusedAcrossBatchesMatchesReference) {
+  std::mt19937_64 rng(7);
+  KeyDeduper deduper;
+  std::vector<uint64_t> unique = {5};
+  std::vector<uint32_t> index;
+  const int kDistinct[] = {3, 3000, 10, 1, 20000, 50, 0, 700, 700, 5000, 2};
+  for (int batch = 0; batch < 11; ++batch) {
+    const int distinct = kDistinct[batch];
+    std::vector<uint64_t> pool;
+    for (int i = 0; i < distinct; ++i) {
+      switch (i % 4) {
+        case 0:
+          pool.push_back(rng());
+          break;
+        case 1:
+          pool.push_back(static_cast<uint64_t>(i) << 40);
+          break;
+        case 2:
+          pool.push_back(static_cast<uint64_t>(i));
+          break;
+        default:
+          pool.push_back(rng() | 0xffffffff00000000ULL);
+          break;
+      }
+    }
+    std::vector<uint64_t> keys;
+    if (distinct > 0) {
+      std::uniform_int_distribution<size_t> pick(0, pool.size() - 1);
+      keys.resize(3 * distinct + batch);
+      for (uint64_t& k : keys) k = pool[pick(rng)];
+    }
+    deduper.Unique(keys, &unique, &index);
+    SCOPED_TRACE("batch " + std::to_string(batch));
+    ExpectDeduplicated(keys, unique, index);
+    // Every key of a batch, each once: the table fills to the limit.
+    deduper.Unique(pool, &unique, &index);
+    ExpectDeduplicated(pool, unique, index);
+  }
+}
+
+// The per-call stamp wraps around after 2^32 calls, back to 1; then every
+// entry must be cleared once, or the entries of the call that had stamp 1
+// would match again (with their old positions).
+TEST(KeyDeduperTest, StampWrapAroundClearsTheTable) {
+  // Two disjoint sets of 10 distinct keys: every call below sizes its table
+  // the same (32 entries), so entries of one call are where the next looks.
+  std::vector<uint64_t> keys, others;
+  for (uint64_t k = 1; k <= 10; ++k) {
+    keys.push_back(k * 0x1234567ULL);
+    others.push_back(k * 0x7654321ULL + 1);
+  }
+  const std::vector<uint64_t> reversed(keys.rbegin(), keys.rend());
+  KeyDeduper deduper;
+  std::vector<uint64_t> unique;
+  std::vector<uint32_t> index;
+  deduper.Unique(keys, &unique, &index);  // stamp 1
+  ExpectDeduplicated(keys, unique, index);
+  deduper.TEST_SetStamp(0xfffffffeu);
+  deduper.Unique(others, &unique, &index);  // stamp 0xffffffff
+  ExpectDeduplicated(others, unique, index);
+  deduper.Unique(reversed, &unique, &index);  // wraps to stamp 1
+  ExpectDeduplicated(reversed, unique, index);
+  deduper.Unique(others, &unique, &index);  // stamp 2
+  ExpectDeduplicated(others, unique, index);
 }
 
 TEST(PoolEmbeddingsTest, MatchesDirectComputationFloat) { CheckPooling<float>(); }
