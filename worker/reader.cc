@@ -153,15 +153,6 @@ Status CheckPart(const std::string& what, int part, int num_parts) {
 // Shuffling
 // ---------------------------------------------------------------------------
 
-// One example, copied out of a Batch.
-struct Row {
-  std::vector<uint64_t> keys;
-  std::vector<float> weights;
-  std::vector<uint32_t> slot_ends;  // per slot: end of its keys within `keys`
-  std::vector<float> dense;
-  std::vector<float> labels;
-};
-
 class ShufflingReader : public ExampleReader {
  public:
   ShufflingReader(std::unique_ptr<ExampleReader> inner, int window, uint64_t seed)
@@ -204,9 +195,6 @@ class ShufflingReader : public ExampleReader {
   void StartEpoch() {
     random_state_ = Mix64(seed_ ^ Mix64(epoch_));
     size_ = 0;
-    staged_.Clear();
-    staged_.num_examples = 0;
-    staged_next_ = 0;
     inner_done_ = false;
   }
 
@@ -230,10 +218,10 @@ class ShufflingReader : public ExampleReader {
   }
 
   // The window (~10 MB for Ali-CCP rows) does not fit in cache and picks are
-  // random, so copying a picked row used to wait on DRAM for its Row and then
+  // random, so copying a picked row used to wait on DRAM for its Batch and then
   // for its arrays. The picks to come are known (the random sequence, and the
   // window is refilled to window_ before each pick until the input ends), so
-  // fetch the Row of the pick after next and the arrays of the next one
+  // fetch the Batch of the pick after next and the arrays of the next one
   // ahead of time. Only a hint: a wrong guess (the input ending) costs a
   // wasted prefetch, never a different order.
   void PrefetchNextPicks() const {
@@ -241,67 +229,55 @@ class ShufflingReader : public ExampleReader {
     if (n == 0) return;
     const size_t next = Pick(Mix64(random_state_), n);
     if (next < rows_.size()) {
-      const Row& row = rows_[next];  // prefetched one pick ago
+      const Batch& row = rows_[next];  // prefetched one pick ago
       PrefetchBytes(row.keys.data(), row.keys.size() * sizeof(uint64_t));
       PrefetchBytes(row.weights.data(), row.weights.size() * sizeof(float));
-      PrefetchBytes(row.slot_ends.data(), row.slot_ends.size() * sizeof(uint32_t));
+      PrefetchBytes(row.offsets.data(), row.offsets.size() * sizeof(uint32_t));
       PrefetchBytes(row.dense.data(), row.dense.size() * sizeof(float));
       PrefetchBytes(row.labels.data(), row.labels.size() * sizeof(float));
     }
     const size_t after = Pick(Mix64(random_state_ + 1), n);
-    if (after < rows_.size()) PrefetchBytes(&rows_[after], sizeof(Row));
+    if (after < rows_.size()) PrefetchBytes(&rows_[after], sizeof(Batch));
   }
 
-  // Moves the next input example into rows_[size_], or sets inner_done_.
+  // Reads the next input example into rows_[size_] (a batch of one: the
+  // inner reader parses straight into the window, so an example is copied
+  // once, on its way out), or sets inner_done_.
   Status PullOne() {
-    if (staged_next_ >= staged_.num_examples) {
-      MTPS_RETURN_IF_ERROR(inner_->Next(kInnerBatch, &staged_));
-      staged_next_ = 0;
-      if (staged_.num_examples == 0) {
-        inner_done_ = true;
-        return Status::OK();
-      }
-    }
     if (size_ == rows_.size()) rows_.emplace_back();
-    Row& row = rows_[size_++];
-    const int e = staged_next_++;
-    const int slots = staged_.num_slots;
-    const uint32_t begin = staged_.offsets[static_cast<size_t>(e) * slots];
-    const uint32_t end = staged_.offsets[static_cast<size_t>(e + 1) * slots];
-    row.keys.assign(staged_.keys.begin() + begin, staged_.keys.begin() + end);
-    row.weights.assign(staged_.weights.begin() + begin, staged_.weights.begin() + end);
-    row.slot_ends.resize(slots);
-    for (int s = 0; s < slots; ++s) {
-      row.slot_ends[s] = staged_.offsets[static_cast<size_t>(e) * slots + s + 1] - begin;
+    Batch& row = rows_[size_];
+    MTPS_RETURN_IF_ERROR(inner_->Next(1, &row));
+    if (row.num_examples == 0) {
+      inner_done_ = true;
+      return Status::OK();
     }
-    row.dense.assign(staged_.dense.begin() + static_cast<size_t>(e) * staged_.num_dense,
-                     staged_.dense.begin() + static_cast<size_t>(e + 1) * staged_.num_dense);
-    row.labels.assign(staged_.labels.begin() + static_cast<size_t>(e) * staged_.num_labels,
-                      staged_.labels.begin() + static_cast<size_t>(e + 1) * staged_.num_labels);
+    ++size_;
     return Status::OK();
   }
 
-  static void AppendRow(const Row& row, Batch* batch) {
+  // Appends the one example of `row` to *batch.
+  static void AppendRow(const Batch& row, Batch* batch) {
     const uint32_t base = static_cast<uint32_t>(batch->keys.size());
     batch->keys.insert(batch->keys.end(), row.keys.begin(), row.keys.end());
     batch->weights.insert(batch->weights.end(), row.weights.begin(), row.weights.end());
-    for (uint32_t end : row.slot_ends) batch->offsets.push_back(base + end);
+    const size_t at = batch->offsets.size();
+    batch->offsets.resize(at + row.num_slots);
+    uint32_t* const offsets = batch->offsets.data() + at;
+    for (int s = 0; s < row.num_slots; ++s) offsets[s] = base + row.offsets[s + 1];
     batch->dense.insert(batch->dense.end(), row.dense.begin(), row.dense.end());
     batch->labels.insert(batch->labels.end(), row.labels.begin(), row.labels.end());
     ++batch->num_examples;
   }
-
-  static constexpr int kInnerBatch = 256;
 
   const std::unique_ptr<ExampleReader> inner_;
   const int window_;
   const uint64_t seed_;
   uint64_t epoch_ = 0;
   uint64_t random_state_ = 0;
-  std::vector<Row> rows_;  // rows_[0, size_) is the window; the rest keeps capacity
+  // rows_[0, size_) is the window, one example per Batch; the rest keep
+  // their capacity.
+  std::vector<Batch> rows_;
   size_t size_ = 0;
-  Batch staged_;  // the inner reader's last batch
-  int staged_next_ = 0;
   bool inner_done_ = false;
 };
 

@@ -836,6 +836,49 @@ TEST_F(ReaderTest, ShufflingIsAWindowedPermutationNewEachEpochAndSeeded) {
   EXPECT_GT(*std::max_element(whole.begin(), whole.begin() + 10), kWindow);
 }
 
+// The exact order, against a model of the draw written here: the window is
+// refilled (in input order) to its size before each pick; pick t of epoch e
+// takes position floor(r * n / 2^64) of the n examples in the window, with
+// r = Mix64(Mix64(seed ^ Mix64(e)) + t), and the last example of the window
+// moves into its place. Pins that a change of the window's storage keeps
+// every batch the same.
+TEST_F(ReaderTest, ShufflingOrderIsTheDocumentedDraw) {
+  constexpr int kRows = 500;
+  constexpr uint64_t kSeed = 99;
+  const std::string path = Write("rows.csv", NumberedCsv(kRows));
+  const config::DataConfig data = NumberedConfig(path, path);
+  for (int window : {1, 2, 37, 499, 500, 1000}) {
+    StatusOr<std::unique_ptr<ExampleReader>> inner = ExampleReader::Open(data, path, 0, 1);
+    ASSERT_TRUE(inner.ok()) << inner.status();
+    std::unique_ptr<ExampleReader> reader = NewShufflingReader(std::move(*inner), window, kSeed);
+    for (uint64_t epoch = 0; epoch < 3; ++epoch) {
+      if (epoch > 0) {
+        ASSERT_TRUE(reader->Rewind().ok());
+      }
+      std::vector<int> got;
+      const Status s = ReadIds(reader.get(), kRows, &got, 7 + static_cast<int>(epoch));
+      ASSERT_TRUE(s.ok()) << s;
+
+      std::vector<int> expected, pool;
+      uint64_t state = Mix64(kSeed ^ Mix64(epoch));
+      int next_input = 0;
+      while (true) {
+        while (static_cast<int>(pool.size()) < window && next_input < kRows) {
+          pool.push_back(next_input++);
+        }
+        if (pool.empty()) break;
+        const uint64_t r = Mix64(state++);
+        const size_t j =
+            static_cast<size_t>((static_cast<unsigned __int128>(r) * pool.size()) >> 64);
+        expected.push_back(pool[j]);
+        pool[j] = pool.back();
+        pool.pop_back();
+      }
+      ASSERT_EQ(got, expected) << "window " << window << ", epoch " << epoch;
+    }
+  }
+}
+
 TEST_F(ReaderTest, ShufflingKeepsEveryExampleWhole) {
   // Multi-valued slots and dense values travel with their example.
   const std::string path = Write("mv.csv",
