@@ -1,7 +1,7 @@
 // The raw Ali-CCP reader: a streamed merge join of a sample_skeleton file
 // with its common_features file. See worker/aliccp_reader.h.
 //
-// Speed: lines are split with memchr into string_views, numbers parsed with
+// Speed: lines are split into string_views (features in one pass each), numbers parsed with
 // from_chars, keys hashed in place; the only per-sample work beyond that is
 // copying the (cached, slot-grouped) common features into the batch.
 #include "worker/aliccp_reader.h"
@@ -85,14 +85,19 @@ Status ParseFeatures(const FieldSlots& slots, std::string_view count_text, std::
     const char* p = list.data();
     const char* const end = p + list.size();
     while (true) {
-      const char* f_end = static_cast<const char*>(std::memchr(p, kFeatureSeparator, end - p));
-      if (f_end == nullptr) f_end = end;
+      // One pass over the feature (a dozen bytes: cheaper than a memchr per
+      // separator): its end, the first \x02, and the first \x03 after it.
+      const char* id_sep = nullptr;
+      const char* value_sep = nullptr;
+      const char* f_end = p;
+      for (; f_end != end && *f_end != kFeatureSeparator; ++f_end) {
+        if (*f_end == kIdSeparator) {
+          if (id_sep == nullptr) id_sep = f_end;
+        } else if (*f_end == kValueSeparator) {
+          if (value_sep == nullptr && id_sep != nullptr) value_sep = f_end;
+        }
+      }
       ++count;
-      const char* id_sep = static_cast<const char*>(std::memchr(p, kIdSeparator, f_end - p));
-      const char* value_sep = id_sep == nullptr
-                                  ? nullptr
-                                  : static_cast<const char*>(std::memchr(
-                                        id_sep + 1, kValueSeparator, f_end - id_sep - 1));
       const std::string_view feature(p, f_end - p);
       if (value_sep == nullptr) {
         return Status::InvalidArgument(At(lines) + "feature " + std::to_string(count) + " '" +
