@@ -25,22 +25,12 @@ size_t TableCapacity(size_t n) {
 
 }  // namespace
 
-void KeyDeduper::StartGeneration(size_t capacity) {
+void KeyDeduper::UseCapacity(size_t capacity) {
   if (table_.size() < capacity) table_.resize(capacity);
+  std::fill(table_.begin(), table_.begin() + capacity, 0u);
   mask_ = capacity - 1;
   shift_ = 64;
   while ((size_t{1} << (64 - shift_)) < capacity) --shift_;
-  if (++stamp_ == 0) {
-    // Wrapped: entries may carry any stamp, so clear them once.
-    for (Entry& e : table_) e.stamp = 0;
-    stamp_ = 1;
-  }
-}
-
-void KeyDeduper::Insert(uint64_t key, uint32_t position) {
-  size_t slot = Slot(key);
-  while (table_[slot].stamp == stamp_) slot = (slot + 1) & mask_;
-  table_[slot] = Entry{key, stamp_, position};
 }
 
 void KeyDeduper::Unique(const std::vector<uint64_t>& keys, std::vector<uint64_t>* unique,
@@ -52,31 +42,31 @@ void KeyDeduper::Unique(const std::vector<uint64_t>& keys, std::vector<uint64_t>
   // half full; sized for about 3x the previous call's distinct keys (but not
   // beyond 2x this call's keys), doubled and refilled when half full.
   const size_t expected = last_unique_ > 0 ? 3 * last_unique_ : 2 * keys.size();
-  StartGeneration(TableCapacity(std::min(2 * keys.size(), expected)));
-  size_t limit = (mask_ + 1) / 2;  // distinct keys before the table grows
+  UseCapacity(TableCapacity(std::min(2 * keys.size(), expected)));
   unique->reserve(keys.size());
   uint32_t* const out = index->data();
   for (size_t j = 0; j < keys.size(); ++j) {
     const uint64_t key = keys[j];
     size_t slot = Slot(key);
     while (true) {
-      Entry& entry = table_[slot];
-      if (entry.stamp != stamp_) {
+      const uint32_t entry = table_[slot];
+      if (entry == 0) {
         const uint32_t position = static_cast<uint32_t>(unique->size());
-        entry = Entry{key, stamp_, position};
+        table_[slot] = position + 1;
         out[j] = position;
         unique->push_back(key);
-        if (unique->size() > limit) {
-          StartGeneration(2 * (mask_ + 1));
-          limit = (mask_ + 1) / 2;
+        if (2 * unique->size() > mask_ + 1) {
+          UseCapacity(2 * (mask_ + 1));
           for (size_t u = 0; u < unique->size(); ++u) {
-            Insert((*unique)[u], static_cast<uint32_t>(u));
+            size_t s = Slot((*unique)[u]);
+            while (table_[s] != 0) s = (s + 1) & mask_;
+            table_[s] = static_cast<uint32_t>(u) + 1;
           }
         }
         break;
       }
-      if (entry.key == key) {
-        out[j] = entry.position;
+      if ((*unique)[entry - 1] == key) {
+        out[j] = entry - 1;
         break;
       }
       slot = (slot + 1) & mask_;
