@@ -195,6 +195,10 @@ Status ParameterServer::PrepareSparse(ShardTask* task) {
   }
   task->keys = msg.payloads[0].Data<uint64_t>(&task->key_copy);
   task->num_keys = n;
+  if (shards_.size() > 1) {
+    SplitByShard(task->keys, n, static_cast<int>(shards_.size()), &task->positions,
+                 &task->shard_begin);
+  }
   if (pull) {
     const size_t bytes = n * dim * sizeof(float);
     if (bytes > kMaxPullBytes) {

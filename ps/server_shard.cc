@@ -4,8 +4,10 @@
 #include <pthread.h>
 
 #include <algorithm>
+#include <limits>
 #include <string>
 
+#include "common/config.h"
 #include "common/hash.h"
 
 namespace mtps {
@@ -95,24 +97,34 @@ void ServerShard::Loop() {
   }
 }
 
-void ServerShard::Select(const ShardTask& task) {
-  selection_.clear();
-  for (size_t i = 0; i < task.num_keys; ++i) {
-    if (KeyShard(task.keys[i], num_shards_) == index_) {
-      selection_.push_back(static_cast<uint32_t>(i));
-    }
+void SplitByShard(const uint64_t* keys, size_t n, int num_shards, std::vector<uint32_t>* positions,
+                  std::vector<uint32_t>* begin) {
+  CHECK(num_shards >= 1 && num_shards <= kMaxShardThreads) << num_shards;
+  CHECK_LE(n, size_t{std::numeric_limits<uint32_t>::max()});
+  std::vector<uint8_t> shard(n);
+  begin->assign(static_cast<size_t>(num_shards) + 1, 0);
+  for (size_t i = 0; i < n; ++i) {
+    shard[i] = static_cast<uint8_t>(KeyShard(keys[i], num_shards));
+    ++(*begin)[shard[i] + 1];
   }
+  for (int s = 0; s < num_shards; ++s) (*begin)[s + 1] += (*begin)[s];
+  positions->resize(n);
+  std::vector<uint32_t> next(begin->begin(), begin->end() - 1);
+  for (size_t i = 0; i < n; ++i) (*positions)[next[shard[i]]++] = static_cast<uint32_t>(i);
 }
 
 void ServerShard::Serve(ShardTask& task) {
-  // One shard: every key is its own; skip the selection.
+  // One shard: every key is its own and the task carries no split.
   const bool all = num_shards_ == 1;
-  if (!all &&
-      (task.kind == ShardTask::Kind::kPullSparse || task.kind == ShardTask::Kind::kPushSparse)) {
-    Select(task);
+  const bool sparse =
+      task.kind == ShardTask::Kind::kPullSparse || task.kind == ShardTask::Kind::kPushSparse;
+  if (!all && sparse) {
+    CHECK_EQ(task.shard_begin.size(), static_cast<size_t>(num_shards_) + 1)
+        << "a sparse task for " << num_shards_ << " shards must be split (SplitByShard)";
   }
-  const uint32_t* sel = all ? nullptr : selection_.data();
-  const size_t m = all ? task.num_keys : selection_.size();
+  const uint32_t* sel = all || !sparse ? nullptr : task.positions.data() + task.shard_begin[index_];
+  const size_t m =
+      all || !sparse ? task.num_keys : task.shard_begin[index_ + 1] - task.shard_begin[index_];
   switch (task.kind) {
     case ShardTask::Kind::kPullSparse:
       table_.PullSelected(task.keys, sel, m, task.create_missing, task.pull_values.get());

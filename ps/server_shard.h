@@ -6,8 +6,10 @@
 // SparseTable (and shard 0 also the server's dense block): it is the only
 // thread that touches those rows, so they need no locks.
 //
-// The server's receive thread validates a request and wraps it in a
-// ShardTask, then submits the same task to every shard it concerns: all
+// The server's receive thread validates a request, wraps it in a ShardTask
+// and, with several shards, splits its keys by shard (SplitByShard: one hash
+// per key, instead of every shard hashing every key to find its own); then
+// it submits the same task to every shard it concerns: all
 // shards for sparse pulls and pushes (every shard counts every push as a
 // step, so their eviction clocks agree), shard 0 alone for dense requests.
 // Each shard serves its own keys of the request in place: pull answers go
@@ -50,6 +52,13 @@ namespace mtps {
 // The shard (0..num_shards) of `key` within its server.
 int KeyShard(uint64_t key, int num_shards);
 
+// Splits keys[0..n) by KeyShard, keeping their order within each shard:
+// shard s's keys are at positions[(*begin)[s] .. (*begin)[s + 1]) of keys.
+// One hash per key, on the receive thread (rather than every shard hashing
+// every key to find its own). 1 <= num_shards <= kMaxShardThreads.
+void SplitByShard(const uint64_t* keys, size_t n, int num_shards, std::vector<uint32_t>* positions,
+                  std::vector<uint32_t>* begin);
+
 // The table options of each of a server's shards under `config`: the
 // server's row cap split evenly (rounded up), and the admission sketch
 // narrowed by the shard count (each shard counts 1/N of the keys, so the
@@ -73,6 +82,10 @@ struct ShardTask {
   const float* values = nullptr;
   size_t num_values = 0;
   bool create_missing = false;
+  // With several shards, the keys split by shard (SplitByShard): shard s
+  // serves the keys at positions[shard_begin[s] .. shard_begin[s + 1]).
+  std::vector<uint32_t> positions;
+  std::vector<uint32_t> shard_begin;
   // Aligned copies of misaligned frames (see Payload::Data).
   std::vector<uint64_t> key_copy;
   std::vector<float> value_copy;
@@ -121,15 +134,12 @@ class ServerShard {
  private:
   void Loop();
   void Serve(ShardTask& task);
-  // The positions of this shard's keys in task.keys, into selection_.
-  void Select(const ShardTask& task);
 
   const int index_;
   const int num_shards_;
   SparseTable table_;
   std::unique_ptr<DenseStore> dense_;
   DoneCallback done_;
-  std::vector<uint32_t> selection_;
 
   std::mutex mu_;
   std::condition_variable wake_;

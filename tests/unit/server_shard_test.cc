@@ -51,6 +51,9 @@ class Shards {
     const bool sparse =
         task->kind == ShardTask::Kind::kPullSparse || task->kind == ShardTask::Kind::kPushSparse;
     const int targets = sparse ? static_cast<int>(shards_.size()) : 1;
+    if (sparse && targets > 1) {
+      SplitByShard(task->keys, task->num_keys, targets, &task->positions, &task->shard_begin);
+    }
     task->remaining.store(targets);
     for (int i = 0; i < targets; ++i) shards_[i]->Submit(task);
   }
@@ -132,6 +135,34 @@ TEST(KeyShardTest, SpreadsTheKeysOfOneServerEvenly) {
   for (uint64_t k = 0; k < 30000; ++k) ++small[KeyShard(k, 3)];
   for (int c : small) EXPECT_NEAR(c, 10000, 500);
   for (uint64_t k = 0; k < 1000; ++k) EXPECT_EQ(KeyShard(k, 1), 0);
+}
+
+TEST(KeyShardTest, SplitByShardGroupsKeysInOrder) {
+  std::mt19937_64 rng(9);
+  std::vector<uint64_t> keys(5000);
+  for (auto& k : keys) k = rng() % 1500;  // with repeats
+  constexpr int kShards = 5;
+  std::vector<uint32_t> positions, begin;
+  SplitByShard(keys.data(), keys.size(), kShards, &positions, &begin);
+  ASSERT_EQ(begin.size(), static_cast<size_t>(kShards) + 1);
+  EXPECT_EQ(begin.front(), 0u);
+  EXPECT_EQ(begin.back(), keys.size());
+  ASSERT_EQ(positions.size(), keys.size());
+  std::vector<bool> seen(keys.size(), false);
+  for (int s = 0; s < kShards; ++s) {
+    for (uint32_t j = begin[s]; j < begin[s + 1]; ++j) {
+      EXPECT_EQ(KeyShard(keys[positions[j]], kShards), s);
+      if (j > begin[s]) {
+        EXPECT_LT(positions[j - 1], positions[j]);  // request order kept
+      }
+      EXPECT_FALSE(seen[positions[j]]);
+      seen[positions[j]] = true;
+    }
+  }
+  for (bool b : seen) EXPECT_TRUE(b);
+  SplitByShard(keys.data(), 0, kShards, &positions, &begin);  // no keys
+  EXPECT_TRUE(positions.empty());
+  EXPECT_EQ(begin, std::vector<uint32_t>(kShards + 1, 0));
 }
 
 TEST(ServerShardTest, ShardsAnswerExactlyWhatOneTableDoes) {
