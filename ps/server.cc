@@ -169,9 +169,7 @@ void ParameterServer::Handle(Incoming&& request) {
   // sender still waits for.
   task->deadline = Deadline::In(meta.timeout_ms());
   task->request = std::move(request);
-  const bool sparse =
-      task->kind == ShardTask::Kind::kPullSparse || task->kind == ShardTask::Kind::kPushSparse;
-  Status s = sparse ? PrepareSparse(task.get()) : PrepareDense(task.get());
+  Status s = task->sparse() ? PrepareSparse(task.get()) : PrepareDense(task.get());
   if (!s.ok()) {
     Reject(task->request, s);
     return;
@@ -195,10 +193,6 @@ Status ParameterServer::PrepareSparse(ShardTask* task) {
   }
   task->keys = msg.payloads[0].Data<uint64_t>(&task->key_copy);
   task->num_keys = n;
-  if (shards_.size() > 1) {
-    SplitByShard(task->keys, n, static_cast<int>(shards_.size()), &task->positions,
-                 &task->shard_begin);
-  }
   if (pull) {
     const size_t bytes = n * dim * sizeof(float);
     if (bytes > kMaxPullBytes) {
@@ -254,19 +248,9 @@ Status ParameterServer::PrepareDense(ShardTask* task) {
 }
 
 void ParameterServer::Submit(std::shared_ptr<ShardTask> task) {
-  const bool sparse =
-      task->kind == ShardTask::Kind::kPullSparse || task->kind == ShardTask::Kind::kPushSparse;
   ++queued_requests_;
   queued_pull_bytes_ += task->pull_values.capacity * sizeof(float);
-  if (!sparse) {
-    // The dense block lives on shard 0.
-    task->remaining.store(1, std::memory_order_relaxed);
-    shards_[0]->Submit(std::move(task));
-  } else {
-    task->remaining.store(static_cast<int>(shards_.size()), std::memory_order_relaxed);
-    for (size_t i = 0; i + 1 < shards_.size(); ++i) shards_[i]->Submit(task);
-    shards_.back()->Submit(std::move(task));
-  }
+  SubmitToShards(shards_, std::move(task));
   WaitForRoom();
 }
 

@@ -113,11 +113,25 @@ void SplitByShard(const uint64_t* keys, size_t n, int num_shards, std::vector<ui
   for (size_t i = 0; i < n; ++i) (*positions)[next[shard[i]]++] = static_cast<uint32_t>(i);
 }
 
+void SubmitToShards(const std::vector<std::unique_ptr<ServerShard>>& shards,
+                    std::shared_ptr<ShardTask> task) {
+  if (!task->sparse()) {
+    // The dense block lives on shard 0.
+    task->remaining.store(1, std::memory_order_relaxed);
+    shards[0]->Submit(std::move(task));
+    return;
+  }
+  const int n = static_cast<int>(shards.size());
+  if (n > 1) SplitByShard(task->keys, task->num_keys, n, &task->positions, &task->shard_begin);
+  task->remaining.store(n, std::memory_order_relaxed);
+  for (int i = 0; i + 1 < n; ++i) shards[i]->Submit(task);
+  shards.back()->Submit(std::move(task));
+}
+
 void ServerShard::Serve(ShardTask& task) {
   // One shard: every key is its own and the task carries no split.
   const bool all = num_shards_ == 1;
-  const bool sparse =
-      task.kind == ShardTask::Kind::kPullSparse || task.kind == ShardTask::Kind::kPushSparse;
+  const bool sparse = task.sparse();
   if (!all && sparse) {
     CHECK_EQ(task.shard_begin.size(), static_cast<size_t>(num_shards_) + 1)
         << "a sparse task for " << num_shards_ << " shards must be split (SplitByShard)";

@@ -102,7 +102,17 @@ struct ShardTask {
   std::atomic<int> verdict{kUndecided};
 
   bool expired() const { return verdict.load(std::memory_order_acquire) == kExpired; }
+  bool sparse() const { return kind == Kind::kPullSparse || kind == Kind::kPushSparse; }
 };
+
+class ServerShard;
+
+// Hands a validated task to the shards that serve it, as the server's
+// receive thread does: a sparse task's keys are split by shard first when
+// there are several (SplitByShard) and every shard gets it; a dense task goes
+// to shard 0. Sets task->remaining.
+void SubmitToShards(const std::vector<std::unique_ptr<ServerShard>>& shards,
+                    std::shared_ptr<ShardTask> task);
 
 class ServerShard {
  public:

@@ -46,17 +46,8 @@ class Shards {
     }
   }
 
-  // Submits to every shard (sparse) or shard 0 (dense), like the server.
-  void Submit(std::shared_ptr<ShardTask> task) {
-    const bool sparse =
-        task->kind == ShardTask::Kind::kPullSparse || task->kind == ShardTask::Kind::kPushSparse;
-    const int targets = sparse ? static_cast<int>(shards_.size()) : 1;
-    if (sparse && targets > 1) {
-      SplitByShard(task->keys, task->num_keys, targets, &task->positions, &task->shard_begin);
-    }
-    task->remaining.store(targets);
-    for (int i = 0; i < targets; ++i) shards_[i]->Submit(task);
-  }
+  // Submits to every shard (sparse) or shard 0 (dense), as the server does.
+  void Submit(std::shared_ptr<ShardTask> task) { SubmitToShards(shards_, std::move(task)); }
 
   // Waits (deadline 10 s) until `count` tasks finished.
   bool WaitDone(size_t count) {
