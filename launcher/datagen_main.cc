@@ -1,7 +1,7 @@
 // mtps-datagen: writes Ali-CCP raw-format data (sample_skeleton_{train,test}.csv,
 // common_features_{train,test}.csv) from a known ground-truth model, and
 // ground_truth.json with the model's parameters, the split counts and the
-// AUCs of the true probabilities on the test split (worker/datagen.h).
+// AUCs of the true probabilities on the test split (worker/data/datagen.h).
 //
 //   mtps-datagen --out DIR --impressions N --seed S [--test_fraction 0.2]
 //                [--ctr 0.04] [--cvr 0.005] [--num_users ...] [...]
@@ -14,7 +14,7 @@
 #include <gflags/gflags.h>
 #include <glog/logging.h>
 
-#include "worker/datagen.h"
+#include "worker/data/datagen.h"
 
 DEFINE_string(out, "", "output directory (created if missing); required");
 DEFINE_int64(impressions, 0, "impressions (skeleton lines) in train + test; required, >= 1");

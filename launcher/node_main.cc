@@ -19,12 +19,12 @@
 
 #include <zmq.hpp>
 
-#include "common/cluster_member.h"
-#include "common/config.h"
-#include "common/zmq_transport.h"
-#include "ps/scheduler.h"
-#include "ps/server.h"
-#include "worker/trainer.h"
+#include "common/cluster/cluster_member.h"
+#include "common/config/config.h"
+#include "common/net/zmq_transport.h"
+#include "ps/scheduler/scheduler.h"
+#include "ps/server/server.h"
+#include "worker/trainer/trainer.h"
 
 DEFINE_string(role, "", "scheduler, server or worker");
 DEFINE_string(config, "", "scheduler: job config (Protobuf text format, see proto/config.proto)");

@@ -9,7 +9,7 @@
 
 #include <glog/logging.h>
 
-#include "common/zmq_transport.h"
+#include "common/net/zmq_transport.h"
 
 namespace mtps {
 namespace bench {

@@ -17,11 +17,11 @@
 
 #include <zmq.hpp>
 
-#include "common/cluster_member.h"
-#include "common/status.h"
+#include "common/cluster/cluster_member.h"
+#include "common/base/status.h"
 #include "proto/config.pb.h"
-#include "ps/scheduler.h"
-#include "ps/server.h"
+#include "ps/scheduler/scheduler.h"
+#include "ps/server/server.h"
 
 namespace mtps {
 namespace bench {

@@ -42,14 +42,14 @@
 #include <gflags/gflags.h>
 #include <glog/logging.h>
 
-#include "common/config.h"
-#include "common/hash.h"
-#include "common/partition.h"
-#include "common/rpc.h"
-#include "common/status.h"
-#include "ps/sparse_table.h"
+#include "common/config/config.h"
+#include "common/base/hash.h"
+#include "common/cluster/partition.h"
+#include "common/net/rpc.h"
+#include "common/base/status.h"
+#include "ps/table/sparse_table.h"
 #include "tests/bench/bench_cluster.h"
-#include "worker/kv_client.h"
+#include "worker/client/kv_client.h"
 
 DEFINE_string(keys_per_request, "4096,32768", "keys per request, comma-separated list");
 DEFINE_string(dims, "8,16,64", "embedding dims, comma-separated list");
@@ -733,7 +733,7 @@ class Bench {
     row.rows = rows;
     const int dim = o_.scale_dim;
     const size_t row_bytes = 2 * static_cast<size_t>(dim) * sizeof(float);
-    // The table's sizing rules (ps/sparse_table.h): 16-byte index buckets, a
+    // The table's sizing rules (ps/table/sparse_table.h): 16-byte index buckets, a
     // power of two of them at most 7/10 full; rows in chunks of a few MiB
     // (counted here as one spare 4 MiB chunk).
     size_t capacity = 16;

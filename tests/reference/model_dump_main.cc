@@ -1,4 +1,4 @@
-// mtps-model-dump: runs one ForwardBackward of an mtps model (worker/model.h)
+// mtps-model-dump: runs one ForwardBackward of an mtps model (worker/models/model.h)
 // in float on a random batch and writes everything needed to recompute it
 // independently (tests/reference/torch_models.py, agreement_test.py).
 //
@@ -48,11 +48,11 @@
 #include <google/protobuf/text_format.h>
 #include <google/protobuf/util/json_util.h>
 
-#include "common/config.h"
-#include "common/status.h"
+#include "common/config/config.h"
+#include "common/base/status.h"
 #include "proto/config.pb.h"
-#include "worker/layers.h"
-#include "worker/model.h"
+#include "worker/nn/layers.h"
+#include "worker/models/model.h"
 
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
               "the dump files are little-endian float32 written in host order");

@@ -1,7 +1,7 @@
 """Plain-PyTorch reference implementations of the mtps models.
 
 Each model here is written from the documentation of its C++ counterpart
-(worker/layers.h, esmm.h, mmoe.h, shared_bottom.h, ple.h, single_task.h), not
+(worker/nn/layers.h, esmm.h, mmoe.h, shared_bottom.h, ple.h, single_task.h), not
 from its code, with torch.nn.functional only, so that torch autograd can check
 the hand-written C++ forward and backward passes (tests/reference/
 agreement_test.py) and so that tests/reference/torch_train.py can train the

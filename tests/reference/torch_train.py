@@ -37,7 +37,7 @@ with --output_bias_from_prior (the ModelConfig default) each tower's output
 bias at the log-odds of its training positive rate.
 Training: batch 256, 10 epochs in file order (mtps's default shuffle_buffer
 0), loss = sum of the per-task mean BCEs; sparse Adagrad (lr 0.05, initial
-accumulator 0.1, no epsilon, as ps/optimizer.h) for the embeddings, Adam
+accumulator 0.1, no epsilon, as ps/table/optimizer.h) for the embeddings, Adam
 (lr 0.002, betas 0.9/0.999, eps 1e-8) for the dense weights. Synchronous and
 single-process, unlike mtps's asynchronous workers.
 
@@ -63,7 +63,7 @@ torch_models = None
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-# worker/census_reader.h kCensusColumnNames, in file order.
+# worker/data/census_format.h kCensusColumnNames, in file order.
 CENSUS_COLUMNS = [
     "age", "class_of_worker", "detailed_industry_recode", "detailed_occupation_recode",
     "education", "wage_per_hour", "enroll_in_edu_inst_last_wk", "marital_status",
@@ -88,7 +88,7 @@ DENSE = [
 IGNORED = ["education", "instance_weight"]
 LABEL_COLUMNS = [column for _, column, _ in LABELS]
 SLOTS = [c for c in CENSUS_COLUMNS if c not in DENSE + IGNORED + LABEL_COLUMNS]
-PRIOR_CLAMP = 1e-4  # worker/layers.h kPriorClamp
+PRIOR_CLAMP = 1e-4  # worker/nn/layers.h kPriorClamp
 
 
 def read_census(path):

@@ -1,11 +1,11 @@
-// Tests of the raw Ali-CCP reader (worker/aliccp_reader.h) through
+// Tests of the raw Ali-CCP reader (worker/data/aliccp_reader.h) through
 // ExampleReader: the skeleton/common join (keys, weights, labels of known
 // samples), a streamed join over many indexes checked against an in-test
 // model of the data, parts, holdout sides, gzip, and every error naming its
 // file and line. The files are written by hand in a temp dir per test; the
 // expected examples are built here from the same feature tuples, with
-// FeatureKey (common/hash.h) as the only shared code.
-#include "worker/aliccp_reader.h"
+// FeatureKey (common/base/hash.h) as the only shared code.
+#include "worker/data/aliccp_reader.h"
 
 #include <unistd.h>
 #include <zlib.h>
@@ -22,8 +22,8 @@
 
 #include "tests/unit/temp_dir_test.h"
 
-#include "common/hash.h"
-#include "worker/reader.h"
+#include "common/base/hash.h"
+#include "worker/data/example_reader.h"
 
 namespace mtps {
 namespace {

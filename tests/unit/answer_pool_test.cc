@@ -1,8 +1,8 @@
-// Tests of AnswerPool (ps/answer_pool.h): arrays come back to the pool when
+// Tests of AnswerPool (ps/server/answer_pool.h): arrays come back to the pool when
 // ZeroMQ lets go of their payload and are reused for requests of similar
 // size, the pool keeps no more than its byte cap, and a payload may outlive
 // its pool.
-#include "ps/answer_pool.h"
+#include "ps/server/answer_pool.h"
 
 #include <cstring>
 #include <memory>

@@ -13,12 +13,12 @@
 
 #include <zmq_addon.hpp>
 
-#include "common/cluster_member.h"
-#include "common/zmq_transport.h"
-#include "ps/scheduler.h"
-#include "ps/server.h"
-#include "ps/server_shard.h"
-#include "ps/sparse_table.h"
+#include "common/cluster/cluster_member.h"
+#include "common/net/zmq_transport.h"
+#include "ps/scheduler/scheduler.h"
+#include "ps/server/server.h"
+#include "ps/server/server_shard.h"
+#include "ps/table/sparse_table.h"
 
 namespace mtps {
 namespace {

@@ -1,6 +1,6 @@
-// Tests of common/config.h: the shipped configs load, parse errors are
+// Tests of common/config/config.h: the shipped configs load, parse errors are
 // located, overrides and validation behave, relative paths resolve.
-#include "common/config.h"
+#include "common/config/config.h"
 
 #include <unistd.h>
 

@@ -1,4 +1,4 @@
-// Tests of the Ali-CCP generator (worker/datagen.h). The written files are
+// Tests of the Ali-CCP generator (worker/data/datagen.h). The written files are
 // parsed here by a small parser of the raw format of its own (field counts,
 // 0x01/0x02/0x03 structure, feature_count, the common_feature_index order
 // contract between the two files of a split); every expectation is recounted
@@ -6,7 +6,7 @@
 // determinism, rates against the flags, the history and cross fields, the
 // ground-truth AUCs recomputed from the features as written, calibration of
 // the labels against the true probabilities, and the selection bias.
-#include "worker/datagen.h"
+#include "worker/data/datagen.h"
 
 #include <unistd.h>
 
@@ -25,7 +25,7 @@
 
 #include <gtest/gtest.h>
 
-#include "worker/metrics.h"
+#include "common/eval/metrics.h"
 
 namespace mtps {
 namespace {

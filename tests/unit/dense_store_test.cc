@@ -1,6 +1,6 @@
 // Tests of DenseStore: Init-once, Adam and Adagrad against their formulas over
 // several steps, and the errors of a bad push.
-#include "ps/dense_store.h"
+#include "ps/table/dense_store.h"
 
 #include <algorithm>
 #include <cmath>

@@ -7,7 +7,7 @@
 
 #include <gtest/gtest.h>
 
-#include "worker/embedding_bag.h"
+#include "worker/nn/embedding_bag.h"
 
 namespace mtps {
 namespace {

@@ -1,12 +1,12 @@
-// Embedding pooling (worker/embedding_bag.h): UniqueKeys and KeyDeduper
+// Embedding pooling (worker/nn/embedding_bag.h): UniqueKeys and KeyDeduper
 // (reused over batches, its table never cleared) against a map-based
 // reference, PoolEmbeddings against a direct per-key computation (sum, mean,
 // weighted mean, empty slots, dense tail), and PoolEmbeddingsBackward via the
 // adjoint identity <dOut, Pool(E)> = <Backward(dOut), E>.
 
-#include "worker/eigen.h"
+#include "worker/nn/eigen.h"
 
-#include "worker/embedding_bag.h"
+#include "worker/nn/embedding_bag.h"
 
 #include <cmath>
 #include <map>

@@ -1,7 +1,7 @@
 // Tests of the readers' per-feature building blocks: ParseFiniteFloat
-// (worker/feature_extractor.h; its integer fast path must give exactly the
+// (worker/data/feature_extractor.h; its integer fast path must give exactly the
 // float std::from_chars gives) and SlotGrouper::AppendExample
-// (worker/field_id_reader.h; against a batch built slot by slot here).
+// (worker/data/field_id_reader.h; against a batch built slot by slot here).
 #include <algorithm>
 #include <charconv>
 #include <cmath>
@@ -12,8 +12,8 @@
 
 #include <gtest/gtest.h>
 
-#include "worker/feature_extractor.h"
-#include "worker/field_id_reader.h"
+#include "worker/data/feature_extractor.h"
+#include "worker/data/field_id_reader.h"
 
 namespace mtps {
 namespace {

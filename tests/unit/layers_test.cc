@@ -1,4 +1,4 @@
-// Gradient checks of the tower layers (worker/layers.h) against central finite
+// Gradient checks of the tower layers (worker/nn/layers.h) against central finite
 // differences in double (Linear, activations, PReLU, BatchNorm in training and
 // evaluation, Dropout with a fixed mask, MLPs with either activation, dropout
 // and batch norm), batch norm's values, running statistics and state against
@@ -9,9 +9,9 @@
 // Every check uses the scalar objective L = <R, y> for a fixed random R, so
 // d L / d y = R is what each Backward receives.
 
-#include "worker/eigen.h"
+#include "worker/nn/eigen.h"
 
-#include "worker/layers.h"
+#include "worker/nn/layers.h"
 
 #include <cmath>
 #include <functional>

@@ -1,7 +1,7 @@
-// Metrics (worker/metrics.h): Auc against a brute-force pairwise count on
+// Metrics (common/eval/metrics.h): Auc against a brute-force pairwise count on
 // random data with many tied scores, the perfect/inverted/constant/one-class
 // cases, and LogLoss against the direct formula with clipping.
-#include "worker/metrics.h"
+#include "common/eval/metrics.h"
 
 #include <cmath>
 #include <random>

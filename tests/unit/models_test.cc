@@ -1,4 +1,4 @@
-// The model family (worker/esmm.h with its variants, mmoe.h, shared_bottom.h,
+// The model family (worker/models/esmm.h with its variants, mmoe.h, shared_bottom.h,
 // ple.h, single_task.h via CreateModel): whole-model gradient checks in double
 // against central finite differences (with PReLU and with dropout under a
 // fixed mask too), loss terms and evaluation columns against a naive
@@ -9,7 +9,7 @@
 // CVR loss, config validation naming fields, and a short float SGD run that
 // must lower the loss.
 
-#include "worker/eigen.h"
+#include "worker/nn/eigen.h"
 
 #include <algorithm>
 #include <array>
@@ -23,7 +23,7 @@
 
 #include <gtest/gtest.h>
 
-#include "worker/model.h"
+#include "worker/models/model.h"
 
 namespace mtps {
 namespace {
@@ -213,6 +213,20 @@ std::unique_ptr<Model<T>> MustCreate(const config::ModelConfig& config, int inpu
 }
 
 // Initialised parameters plus noise, so biases (and PReLU slopes) are varied.
+// Two computations of the same gradient that may differ only in rounding:
+// Eigen's vectorised loops peel a different number of scalar elements for a
+// differently aligned output buffer, and its scalar and packet paths round
+// differently (seen: 1.4e-17 on entries of 0.4). Equal to 1e-14 of the
+// largest entry, so any real difference (a skipped or doubled term) fails.
+void ExpectSameUpToRounding(const std::vector<double>& a, const std::vector<double>& b) {
+  ASSERT_EQ(a.size(), b.size());
+  double scale = 1e-300;
+  for (double v : a) scale = std::max(scale, std::abs(v));
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_NEAR(a[i], b[i], 1e-14 * scale) << "entry " << i;
+  }
+}
+
 std::vector<double> RandomParams(const Model<double>& model, std::mt19937_64* rng) {
   std::vector<double> params(model.num_params());
   model.InitParams(42, params.data());
@@ -1119,7 +1133,7 @@ TEST(AllModelsTest, DropoutOnlyInTraining) {
     const std::vector<double> plain_losses = train(plain.get(), &plain_grad);
     // Rate 0 is no dropout.
     EXPECT_EQ(train(rate_zero.get(), &zero_grad), plain_losses);
-    EXPECT_EQ(zero_grad, plain_grad);
+    ExpectSameUpToRounding(zero_grad, plain_grad);
     // Rate 0.5 changes training...
     EXPECT_NE(train(dropped.get(), &dropped_grad), plain_losses);
     // ...but never evaluation.
@@ -1137,7 +1151,7 @@ TEST(AllModelsTest, DropoutOnlyInTraining) {
     dropped->SeedDropout(1);
     const std::vector<double> reseeded = train(dropped.get(), &g1);
     EXPECT_EQ(train(same_seed.get(), &g2), reseeded);
-    EXPECT_EQ(g1, g2);
+    ExpectSameUpToRounding(g1, g2);
     EXPECT_NE(train(other_seed.get(), &g2), reseeded);
   }
 }
@@ -1214,7 +1228,7 @@ TEST(AllModelsTest, NullInputGradSkipsOnlyTheInputGradient) {
     model->ForwardBackward(params.data(), input, labels, a.data(), &input_grad, &la);
     model->ForwardBackward(params.data(), input, labels, b.data(), nullptr, &lb);
     EXPECT_EQ(la, lb);
-    EXPECT_EQ(a, b);
+    ExpectSameUpToRounding(a, b);
   }
 }
 

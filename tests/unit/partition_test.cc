@@ -4,7 +4,7 @@
 #include <random>
 #include <vector>
 
-#include "common/partition.h"
+#include "common/cluster/partition.h"
 
 namespace mtps {
 namespace {

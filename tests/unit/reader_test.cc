@@ -1,9 +1,10 @@
-// Tests of worker/reader.h on the bundled data (tests/data) and small files
+// Tests of worker/data/example_reader.h on the bundled data (tests/data) and small files
 // written per test: counts, labels, keys, dense transform, sharding, errors,
 // gzip transparency, the FIELD_ID format, shuffling and the holdout split.
 // Expected values come from the raw text, parsed here independently of the
 // reader. (ALICCP_RAW: tests/unit/aliccp_reader_test.cc.)
-#include "worker/reader.h"
+#include "worker/data/example_reader.h"
+#include "worker/data/shuffling_reader.h"
 
 #include <unistd.h>
 #include <zlib.h>
@@ -22,8 +23,8 @@
 
 #include "tests/unit/temp_dir_test.h"
 
-#include "common/config.h"
-#include "common/hash.h"
+#include "common/base/hash.h"
+#include "common/config/config.h"
 
 namespace mtps {
 namespace {

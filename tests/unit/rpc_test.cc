@@ -7,8 +7,8 @@
 
 #include <zmq_addon.hpp>
 
-#include "common/rpc.h"
-#include "common/zmq_transport.h"
+#include "common/net/rpc.h"
+#include "common/net/zmq_transport.h"
 
 namespace mtps {
 namespace {

@@ -1,4 +1,4 @@
-// Tests of the server section's validation (common/config.cc): every sparse
+// Tests of the server section's validation (common/config/config.cc): every sparse
 // optimizer's rates, admission, eviction and the row cap are checked with
 // errors naming the field, and whatever passes also passes the sparse table's
 // own check (ValidateSparseTableOptions) for each shard's table, so a server
@@ -8,9 +8,9 @@
 
 #include <gtest/gtest.h>
 
-#include "common/config.h"
-#include "ps/server_shard.h"
-#include "ps/sparse_table.h"
+#include "common/config/config.h"
+#include "ps/server/server_shard.h"
+#include "ps/table/sparse_table.h"
 
 namespace mtps {
 namespace {

@@ -1,10 +1,10 @@
-// Tests of a server's shard threads (ps/server_shard.h) without the network:
+// Tests of a server's shard threads (ps/server/server_shard.h) without the network:
 // KeyShard spreads keys evenly and independently of their server; N shards
 // serving a stream of pulls and pushes answer exactly what one SparseTable
 // does; each shard holds only its own keys; every shard counts every push as
 // a step; a task past its deadline is dropped by every shard alike; Stop
 // serves what is queued; shard 0 owns the dense block.
-#include "ps/server_shard.h"
+#include "ps/server/server_shard.h"
 
 #include <algorithm>
 #include <atomic>
@@ -17,7 +17,7 @@
 
 #include <gtest/gtest.h>
 
-#include "common/partition.h"
+#include "common/cluster/partition.h"
 
 namespace mtps {
 namespace {

@@ -10,7 +10,7 @@
 
 #include <gtest/gtest.h>
 
-#include "ps/sparse_table.h"
+#include "ps/table/sparse_table.h"
 
 namespace mtps {
 namespace {

@@ -1,7 +1,7 @@
 // Tests of SparseTable: initial values, Pull without insertion, SGD, Adagrad,
 // Adam (per-row step count) and FTRL-Proximal against direct double
 // computations, the empty-key sentinel as a real key, and growth.
-#include "ps/sparse_table.h"
+#include "ps/table/sparse_table.h"
 
 #include <algorithm>
 #include <cmath>
@@ -316,7 +316,7 @@ TEST(SparseTableTest, ReserveGrowsIndexAndKeepsContents) {
 }
 
 // Direct double implementations of the other optimizers, one row per key,
-// written from the formulas (not from ps/optimizer.h).
+// written from the formulas (not from ps/table/optimizer.h).
 struct RefRow {
   std::vector<double> w, s1, s2;
   int64_t t = 0;

@@ -3,7 +3,7 @@
 
 #include <vector>
 
-#include "common/wire.h"
+#include "common/net/wire.h"
 
 namespace mtps {
 namespace {

@@ -1,0 +1,45 @@
+// Deadline: a point on the monotonic clock by which a wait must end.
+//
+// Every blocking wait in mtps takes one; what happens when it passes is
+// defined by the caller (usually a DeadlineExceeded status).
+#ifndef MTPS_COMMON_BASE_DEADLINE_H_
+#define MTPS_COMMON_BASE_DEADLINE_H_
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+
+namespace mtps {
+
+using SteadyClock = std::chrono::steady_clock;
+
+class Deadline {
+ public:
+  explicit Deadline(SteadyClock::time_point at) : at_(at) {}
+  static Deadline In(int64_t ms) {
+    return Deadline(SteadyClock::now() + std::chrono::milliseconds(ms));
+  }
+  static Deadline Now() { return Deadline(SteadyClock::now()); }
+
+  SteadyClock::time_point at() const { return at_; }
+  bool Expired() const { return SteadyClock::now() >= at_; }
+  // Milliseconds left, never negative.
+  int64_t RemainingMs() const {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(at_ - SteadyClock::now());
+    return std::max<int64_t>(0, left.count());
+  }
+  bool operator<(const Deadline& other) const { return at_ < other.at_; }
+  static Deadline Earlier(const Deadline& a, const Deadline& b) { return a < b ? a : b; }
+
+ private:
+  SteadyClock::time_point at_;
+};
+
+// Seconds elapsed since `start` on the monotonic clock.
+inline double SecondsSince(SteadyClock::time_point start) {
+  return std::chrono::duration<double>(SteadyClock::now() - start).count();
+}
+
+}  // namespace mtps
+
+#endif  // MTPS_COMMON_BASE_DEADLINE_H_

@@ -1,0 +1,25 @@
+// Small file helpers: whole-file atomic writes and appends, with Status errors.
+#ifndef MTPS_COMMON_BASE_FILE_UTIL_H_
+#define MTPS_COMMON_BASE_FILE_UTIL_H_
+
+#include <string>
+
+#include "common/base/status.h"
+
+namespace mtps {
+
+// Writes `content` to `path` so readers see either the old file or the whole
+// new one: write to path.tmp, fsync, rename.
+Status WriteFileAtomically(const std::string& path, const std::string& content);
+
+// Appends `line` plus a newline to `path` (created if missing).
+Status AppendLine(const std::string& path, const std::string& line);
+
+// JSON string literal for `s` (quotes included, control characters escaped).
+std::string JsonString(const std::string& s);
+// JSON number for `v`; non-finite values become null.
+std::string JsonNumber(double v);
+
+}  // namespace mtps
+
+#endif  // MTPS_COMMON_BASE_FILE_UTIL_H_

@@ -1,0 +1,131 @@
+// Registration and heartbeats of servers and workers (see common/cluster/cluster_member.h).
+#include "common/cluster/cluster_member.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+
+namespace mtps {
+
+ClusterMember::ClusterMember(std::unique_ptr<Transport> transport, MemberOptions options)
+    : transport_(std::move(transport)), options_(std::move(options)), rpc_(transport_.get(), -1) {}
+
+Status ClusterMember::Join() {
+  MTPS_ASSIGN_OR_RETURN(int port, transport_->Bind(options_.host, options_.port));
+  MTPS_RETURN_IF_ERROR(transport_->Connect(kSchedulerNodeId, options_.scheduler_endpoint));
+
+  Message reg(wire::REGISTER);
+  wire::NodeInfo* me = reg.meta.mutable_register_request()->mutable_node();
+  me->set_role(options_.role);
+  me->set_rank(options_.requested_rank);
+  me->set_host(options_.host);
+  me->set_port(port);
+  me->set_pid(static_cast<int64_t>(getpid()));
+  auto reply = rpc_.Call(kSchedulerNodeId, std::move(reg), options_.register_timeout_ms);
+  if (!reply.ok()) {
+    return Status(reply.status().code(), "registering with the scheduler at " +
+                                             options_.scheduler_endpoint + ": " +
+                                             reply.status().message());
+  }
+  const wire::RegisterReply& r = reply->meta.register_reply();
+  if (!config_.ParseFromString(r.config())) {
+    return Status::Corruption("the scheduler sent a config that does not parse");
+  }
+  self_ = r.you();
+  nodes_.assign(r.nodes().begin(), r.nodes().end());
+  rpc_.set_self_id(self_.node_id());
+  rpc_.set_epoch(r.cluster_epoch());
+
+  for (const wire::NodeInfo& n : nodes_) {
+    if (n.role() == wire::SERVER) ++num_servers_;
+    if (n.role() == wire::WORKER) ++num_workers_;
+  }
+  server_ids_.assign(num_servers_, -1);
+  for (const wire::NodeInfo& n : nodes_) {
+    if (n.role() != wire::SERVER) continue;
+    if (n.rank() < 0 || n.rank() >= num_servers_ || server_ids_[n.rank()] != -1) {
+      return Status::Corruption("the scheduler sent an inconsistent node list (server rank " +
+                                std::to_string(n.rank()) + ")");
+    }
+    server_ids_[n.rank()] = n.node_id();
+    if (options_.role == wire::WORKER) {
+      MTPS_RETURN_IF_ERROR(
+          transport_->Connect(n.node_id(), "tcp://" + n.host() + ":" + std::to_string(n.port())));
+    }
+  }
+  last_heartbeat_ok_ = SteadyClock::now();
+  next_heartbeat_ = SteadyClock::now();
+  // Heartbeats go out from inside every Rpc wait, so a node blocked on a slow
+  // peer (or busy serving) still shows it is alive.
+  rpc_.set_tick([this] { MaybeHeartbeat(); }, config_.cluster().heartbeat_interval_ms());
+  LOG(INFO) << wire::Role_Name(self_.role()) << " rank " << self_.rank() << " is node "
+            << self_.node_id() << " on " << self_.host() << ":" << self_.port() << ", epoch "
+            << rpc_.epoch() << ", " << num_servers_ << " servers, " << num_workers_ << " workers";
+  return Status::OK();
+}
+
+void ClusterMember::MaybeHeartbeat() {
+  auto now = SteadyClock::now();
+  if (heartbeat_in_flight_ || now < next_heartbeat_) return;
+  const config::ClusterConfig& c = config_.cluster();
+  next_heartbeat_ = now + std::chrono::milliseconds(c.heartbeat_interval_ms());
+  heartbeat_in_flight_ = true;
+  // A lost heartbeat must not use up the whole liveness window: each one
+  // waits about two intervals, so several attempts fit in the timeout.
+  int64_t timeout =
+      std::min<int64_t>(2 * int64_t{c.heartbeat_interval_ms()}, c.heartbeat_timeout_ms());
+  Status s = rpc_.StartAsync(kSchedulerNodeId, Message(wire::HEARTBEAT), timeout,
+                             [this](StatusOr<Message>&& response) {
+                               heartbeat_in_flight_ = false;
+                               if (!response.ok()) {
+                                 LOG(WARNING) << "heartbeat failed: " << response.status();
+                                 return;
+                               }
+                               last_heartbeat_ok_ = SteadyClock::now();
+                               if (response->meta.job_state() != wire::JOB_RUNNING) {
+                                 job_state_ = response->meta.job_state();
+                                 end_reason_ = response->meta.status_message();
+                               }
+                             });
+  if (!s.ok()) {
+    heartbeat_in_flight_ = false;
+    LOG(WARNING) << "cannot send a heartbeat: " << s;
+  }
+}
+
+Status ClusterMember::CheckLiveness() const {
+  if (job_state_ == wire::JOB_ABORTED) {
+    return Status::Aborted("the scheduler aborted the job: " + end_reason_);
+  }
+  auto silent = std::chrono::duration_cast<std::chrono::milliseconds>(SteadyClock::now() -
+                                                                      last_heartbeat_ok_);
+  if (silent.count() > config_.cluster().heartbeat_timeout_ms()) {
+    return Status::Unavailable("no heartbeat answer from the scheduler for " +
+                               std::to_string(silent.count()) + " ms");
+  }
+  return Status::OK();
+}
+
+Status ClusterMember::Tick(Deadline until) {
+  rpc_.Poll(until);
+  return CheckLiveness();
+}
+
+Status ClusterMember::Barrier(const std::string& name, int expected) {
+  Message msg(wire::BARRIER);
+  msg.meta.mutable_barrier()->set_name(name);
+  msg.meta.mutable_barrier()->set_expected(expected);
+  MTPS_ASSIGN_OR_RETURN(uint64_t id, rpc_.Start(kSchedulerNodeId, std::move(msg),
+                                                config_.cluster().barrier_timeout_ms()));
+  // Keep heartbeating while waiting: a barrier can last as long as training.
+  while (!rpc_.Done(id)) {
+    rpc_.Poll(Deadline::In(config_.cluster().heartbeat_interval_ms()), /*return_after_one=*/true);
+    MTPS_RETURN_IF_ERROR(CheckLiveness());
+  }
+  auto reply = rpc_.Wait(id);
+  if (!reply.ok())
+    return Status(reply.status().code(), "barrier '" + name + "': " + reply.status().message());
+  return Status::OK();
+}
+
+}  // namespace mtps

@@ -1,0 +1,87 @@
+// ClusterMember: a server's or worker's membership in a job.
+//
+// Binds the node's own endpoint (port 0 unless told), registers with the
+// scheduler (which assigns rank, node id and the cluster epoch, and sends the
+// job config), connects to the servers (workers), and keeps the node alive
+// in the scheduler's eyes with heartbeats whose responses carry the job
+// state. Owns the node's Transport and Rpc; used by one thread.
+#ifndef MTPS_COMMON_CLUSTER_CLUSTER_MEMBER_H_
+#define MTPS_COMMON_CLUSTER_CLUSTER_MEMBER_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <zmq.hpp>
+
+#include "common/base/deadline.h"
+#include "common/net/rpc.h"
+#include "common/base/status.h"
+#include "common/net/transport.h"
+#include "proto/config.pb.h"
+#include "proto/wire.pb.h"
+
+namespace mtps {
+
+struct MemberOptions {
+  wire::Role role = wire::ROLE_UNSPECIFIED;
+  int requested_rank = -1;  // -1: any free rank
+  std::string host = "127.0.0.1";
+  int port = 0;
+  std::string scheduler_endpoint;  // "tcp://host:port"
+  int register_timeout_ms = 60000;
+};
+
+class ClusterMember {
+ public:
+  // Takes ownership of `transport`.
+  ClusterMember(std::unique_ptr<Transport> transport, MemberOptions options);
+
+  // Binds, registers (returns once every node of the job registered, or at
+  // the deadline) and, for workers, connects to every server.
+  Status Join();
+
+  const wire::NodeInfo& self() const { return self_; }
+  const std::vector<wire::NodeInfo>& nodes() const { return nodes_; }
+  const config::Config& config() const { return config_; }
+  int num_servers() const { return num_servers_; }
+  int num_workers() const { return num_workers_; }
+  // Node ids of the servers, by rank.
+  const std::vector<int>& server_ids() const { return server_ids_; }
+  Rpc& rpc() { return rpc_; }
+
+  // Serves traffic (and sends heartbeats when due) until `until`.
+  // Returns Aborted when the scheduler reports the job aborted, Unavailable
+  // when it has been silent longer than the heartbeat timeout.
+  Status Tick(Deadline until);
+  // True once the scheduler reported the job finished.
+  bool finished() const { return job_state_ == wire::JOB_FINISHED; }
+
+  // Waits until `expected` nodes reached barrier `name` (deadline: the
+  // config's barrier timeout), sending heartbeats meanwhile.
+  Status Barrier(const std::string& name, int expected);
+
+ private:
+  void MaybeHeartbeat();
+  Status CheckLiveness() const;
+
+  std::unique_ptr<Transport> transport_;
+  MemberOptions options_;
+  Rpc rpc_;
+  wire::NodeInfo self_;
+  std::vector<wire::NodeInfo> nodes_;
+  config::Config config_;
+  int num_servers_ = 0;
+  int num_workers_ = 0;
+  std::vector<int> server_ids_;
+
+  SteadyClock::time_point last_heartbeat_ok_;
+  SteadyClock::time_point next_heartbeat_;
+  bool heartbeat_in_flight_ = false;
+  wire::JobState job_state_ = wire::JOB_RUNNING;
+  std::string end_reason_;  // the scheduler's word when it aborted the job
+};
+
+}  // namespace mtps
+
+#endif  // MTPS_COMMON_CLUSTER_CLUSTER_MEMBER_H_

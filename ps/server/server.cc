@@ -1,0 +1,328 @@
+// The parameter server's request handling (see ps/server/server.h).
+#include "ps/server/server.h"
+
+#include <algorithm>
+#include <chrono>
+#include <iomanip>
+#include <limits>
+#include <new>
+#include <string>
+#include <utility>
+
+#include "common/config/config.h"
+#include "common/cluster/partition.h"
+
+namespace mtps {
+namespace {
+
+// Largest pull answer, in bytes: a peer must not make the server allocate
+// unbounded memory with one small request (KvClient splits larger pulls).
+constexpr size_t kMaxPullBytes = size_t{256} << 20;
+
+}  // namespace
+
+StatusOr<std::unique_ptr<ParameterServer>> ParameterServer::Create(ClusterMember* member) {
+  const config::ServerConfig& server = member->config().server();
+  if (server.shard_threads() < 1 || server.shard_threads() > kMaxShardThreads) {
+    return Status::InvalidArgument("server.shard_threads must be in [1, " +
+                                   std::to_string(kMaxShardThreads) + "], got " +
+                                   std::to_string(server.shard_threads()));
+  }
+  MTPS_RETURN_IF_ERROR(ValidateSparseTableOptions(ShardTableOptions(member->config())));
+  MTPS_RETURN_IF_ERROR(ValidateDenseOptimizer(server.dense_optimizer()));
+  return std::unique_ptr<ParameterServer>(new ParameterServer(member));
+}
+
+ParameterServer::ParameterServer(ClusterMember* member)
+    : member_(member), dim_(member->config().model().embedding_dim()) {
+  const config::Config& config = member->config();
+  const int n = config.server().shard_threads();
+  const SparseTableOptions table = ShardTableOptions(config);
+  for (int i = 0; i < n; ++i) {
+    shards_.push_back(std::make_unique<ServerShard>(
+        i, n, table, config.server().dense_optimizer(),
+        [this](std::shared_ptr<ShardTask> task) { OnDone(std::move(task)); }));
+  }
+  Rpc& rpc = member_->rpc();
+  rpc.set_wake_handler([this] { SendFinished(); });
+  rpc.set_request_handler([this](Incoming&& request) { Handle(std::move(request)); });
+}
+
+ParameterServer::~ParameterServer() {
+  member_->rpc().set_request_handler(nullptr);
+  member_->rpc().set_wake_handler(nullptr);
+  StopShards();
+}
+
+Status ParameterServer::Run() {
+  Status status;
+  for (;;) {
+    status = member_->Tick(Deadline::In(100));
+    if (!status.ok() || member_->finished()) break;
+  }
+  StopShards();
+  SendFinished();
+  CollectTableStats();
+  if (!status.ok()) return status;
+  MemoryReport memory;
+  for (const auto& shard : shards_) {
+    const MemoryReport m = shard->table().memory_report();
+    memory.index_bytes += m.index_bytes;
+    memory.arena_bytes += m.arena_bytes;
+    memory.other_bytes += m.other_bytes;
+    memory.total_bytes += m.total_bytes;
+    memory.raw_row_bytes = m.raw_row_bytes;
+  }
+  const double bytes_per_row =
+      stats_.rows == 0 ? 0.0 : static_cast<double>(memory.total_bytes) / stats_.rows;
+  const DenseStore* dense = shards_[0]->dense();
+  const auto mib = [](size_t bytes) { return static_cast<double>(bytes) / (1 << 20); };
+  LOG(INFO) << std::fixed << std::setprecision(1) << "job finished: " << stats_.rows << " rows in "
+            << shards_.size() << " shards (" << stats_.admitted << " admitted, "
+            << stats_.admission_rejected << " pushed keys rejected by admission, " << stats_.evicted
+            << " evicted), sparse memory " << mib(memory.total_bytes) << " MiB (index "
+            << mib(memory.index_bytes) << ", arena " << mib(memory.arena_bytes) << ", other "
+            << mib(memory.other_bytes) << "; " << bytes_per_row << " bytes per row, raw "
+            << memory.raw_row_bytes << "), " << dense->size() << " dense parameters, "
+            << stats_.pulls << " pulls, " << stats_.pushes << " pushes, " << stats_.rejected
+            << " rejected requests (" << stats_.expired
+            << " expired in queue); pull answers: " << answers_.counters().reused
+            << " reused buffers, " << answers_.counters().allocated << " allocated";
+  return Status::OK();
+}
+
+void ParameterServer::StopShards() {
+  if (shards_stopped_) return;
+  for (auto& shard : shards_) shard->Stop();
+  shards_stopped_ = true;
+}
+
+void ParameterServer::CollectTableStats() {
+  CHECK(shards_stopped_) << "the shard threads own the tables until they stop";
+  stats_.rows = stats_.admitted = stats_.admission_rejected = stats_.evicted = 0;
+  stats_.sparse_memory_bytes = 0;
+  stats_.shard_threads = static_cast<int>(shards_.size());
+  stats_.rows_per_shard.clear();
+  for (const auto& shard : shards_) {
+    const SparseTable& t = shard->table();
+    stats_.rows += static_cast<int64_t>(t.size());
+    stats_.rows_per_shard.push_back(static_cast<int64_t>(t.size()));
+    stats_.admitted += t.counters().admitted;
+    stats_.admission_rejected += t.counters().rejected;
+    stats_.evicted += t.counters().evicted;
+    stats_.sparse_memory_bytes += static_cast<int64_t>(t.memory_bytes());
+  }
+}
+
+void ParameterServer::Reject(const Incoming& request, const Status& error) {
+  ++stats_.rejected;
+  if (error.code() == StatusCode::kDeadlineExceeded) ++stats_.expired;
+  LOG_EVERY_N(WARNING, 100) << "rejected " << wire::Op_Name(request.msg.meta.op()) << " from node "
+                            << request.msg.meta.sender() << ": " << error;
+  member_->rpc().ReplyError(request, error);
+}
+
+void ParameterServer::Handle(Incoming&& request) {
+  const wire::Meta& meta = request.msg.meta;
+  Rpc& rpc = member_->rpc();
+  if (meta.op() != wire::PING && meta.cluster_epoch() != rpc.epoch()) {
+    Reject(request,
+           Status::StaleEpoch("request of cluster epoch " + std::to_string(meta.cluster_epoch()) +
+                              ", this server is in epoch " + std::to_string(rpc.epoch())));
+    return;
+  }
+  if (meta.timeout_ms() <= 0) {
+    Reject(request, Status::InvalidArgument("request without a deadline (timeout_ms " +
+                                            std::to_string(meta.timeout_ms()) + ")"));
+    return;
+  }
+  if (shards_stopped_ && meta.op() != wire::PING) {
+    Reject(request, Status::Unavailable("this server has stopped serving (the job ended)"));
+    return;
+  }
+  auto task = std::make_shared<ShardTask>();
+  switch (meta.op()) {
+    case wire::PING:
+      rpc.Reply(request, Message());
+      return;
+    case wire::PULL_SPARSE:
+      task->kind = ShardTask::Kind::kPullSparse;
+      break;
+    case wire::PUSH_SPARSE:
+      task->kind = ShardTask::Kind::kPushSparse;
+      break;
+    case wire::PULL_DENSE:
+      task->kind = ShardTask::Kind::kPullDense;
+      break;
+    case wire::PUSH_DENSE:
+      task->kind = ShardTask::Kind::kPushDense;
+      break;
+    case wire::INIT_DENSE:
+      task->kind = ShardTask::Kind::kInitDense;
+      break;
+    default:
+      Reject(request,
+             Status::InvalidArgument("a server does not serve op " + wire::Op_Name(meta.op())));
+      return;
+  }
+  // The server's clock starts at arrival, so it never drops a request its
+  // sender still waits for.
+  task->deadline = Deadline::In(meta.timeout_ms());
+  task->request = std::move(request);
+  Status s = task->sparse() ? PrepareSparse(task.get()) : PrepareDense(task.get());
+  if (!s.ok()) {
+    Reject(task->request, s);
+    return;
+  }
+  Submit(std::move(task));
+}
+
+Status ParameterServer::PrepareSparse(ShardTask* task) {
+  const Message& msg = task->request.msg;
+  const bool pull = task->kind == ShardTask::Kind::kPullSparse;
+  if (pull) {
+    MTPS_RETURN_IF_ERROR(msg.Expect({wire::U64}));
+  } else {
+    MTPS_RETURN_IF_ERROR(msg.Expect({wire::U64, wire::F32}));
+  }
+  const size_t n = msg.payloads[0].count();
+  const size_t dim = static_cast<size_t>(dim_);
+  if (n > std::numeric_limits<uint32_t>::max()) {
+    return Status::InvalidArgument(wire::Op_Name(msg.meta.op()) + " of " + std::to_string(n) +
+                                   " keys: at most 2^32 - 1 per request");
+  }
+  task->keys = msg.payloads[0].Data<uint64_t>(&task->key_copy);
+  task->num_keys = n;
+  if (pull) {
+    const size_t bytes = n * dim * sizeof(float);
+    if (bytes > kMaxPullBytes) {
+      return Status::InvalidArgument("PULL_SPARSE of " + std::to_string(n) + " keys of dim " +
+                                     std::to_string(dim) + " needs " + std::to_string(bytes >> 20) +
+                                     " MiB, over the " + std::to_string(kMaxPullBytes >> 20) +
+                                     " MiB limit per request");
+    }
+    task->create_missing = msg.meta.create_missing();
+    task->pull_count = n * dim;
+    try {
+      // Every element is written by a shard: no zero-fill (it cost ~15% of
+      // a dim-64 pull).
+      task->pull_values = answers_.Acquire(task->pull_count);
+    } catch (const std::bad_alloc&) {
+      return Status::Unavailable("out of memory for a pull answer of " +
+                                 std::to_string(bytes >> 20) + " MiB");
+    }
+    return Status::OK();
+  }
+  const size_t want = n * dim;
+  if (msg.payloads[1].count() != want) {
+    return Status::InvalidArgument("PUSH_SPARSE of " + std::to_string(n) + " keys needs " +
+                                   std::to_string(want) + " gradient values (dim " +
+                                   std::to_string(dim) + "), got " +
+                                   std::to_string(msg.payloads[1].count()));
+  }
+  task->values = msg.payloads[1].Data<float>(&task->value_copy);
+  task->num_values = want;
+  return Status::OK();
+}
+
+Status ParameterServer::PrepareDense(ShardTask* task) {
+  const Message& msg = task->request.msg;
+  if (task->kind == ShardTask::Kind::kPullDense) return Status::OK();
+  MTPS_RETURN_IF_ERROR(msg.Expect({wire::F32}));
+  task->values = msg.payloads[0].Data<float>(&task->value_copy);
+  task->num_values = msg.payloads[0].count();
+  if (task->kind == ShardTask::Kind::kInitDense) {
+    // The block must be this server's share of the whole array: a
+    // wrong-sized first INIT_DENSE would otherwise fix a wrong block for the
+    // whole job.
+    const int64_t total = msg.meta.dense_total();
+    const DenseBlock block = DenseBlockOf(total, member_->self().rank(), member_->num_servers());
+    if (total <= 0 || static_cast<int64_t>(task->num_values) != block.size()) {
+      return Status::InvalidArgument(
+          "INIT_DENSE of " + std::to_string(task->num_values) + " values for a dense array of " +
+          std::to_string(total) + ": server " + std::to_string(member_->self().rank()) + " of " +
+          std::to_string(member_->num_servers()) + " holds " + std::to_string(block.size()));
+    }
+  }
+  return Status::OK();
+}
+
+void ParameterServer::Submit(std::shared_ptr<ShardTask> task) {
+  ++queued_requests_;
+  queued_pull_bytes_ += task->pull_values.capacity * sizeof(float);
+  SubmitToShards(shards_, std::move(task));
+  WaitForRoom();
+}
+
+void ParameterServer::OnDone(std::shared_ptr<ShardTask> task) {
+  bool was_empty;
+  {
+    std::lock_guard<std::mutex> lock(done_mu_);
+    was_empty = done_.empty();
+    done_.push_back(std::move(task));
+  }
+  done_cv_.notify_one();
+  // The receive thread drains the whole list after a wake, so one wake per
+  // empty -> non-empty transition suffices.
+  if (was_empty) member_->rpc().transport()->Wake();
+}
+
+void ParameterServer::WaitForRoom() {
+  while (queued_requests_ >= kMaxQueuedRequests || queued_pull_bytes_ > kMaxQueuedPullBytes) {
+    {
+      std::unique_lock<std::mutex> lock(done_mu_);
+      // Shards never block on anything but their queues, so a task finishes
+      // soon; the timeout only bounds each wait.
+      done_cv_.wait_for(lock, std::chrono::milliseconds(100), [this] { return !done_.empty(); });
+    }
+    SendFinished();
+  }
+}
+
+void ParameterServer::SendFinished() {
+  std::vector<std::shared_ptr<ShardTask>> finished;
+  {
+    std::lock_guard<std::mutex> lock(done_mu_);
+    finished.swap(done_);
+  }
+  for (auto& task : finished) {
+    --queued_requests_;
+    queued_pull_bytes_ -= task->pull_values.capacity * sizeof(float);
+    Reply(*task);
+  }
+}
+
+void ParameterServer::Reply(ShardTask& task) {
+  const wire::Meta& meta = task.request.msg.meta;
+  if (task.expired()) {
+    Reject(task.request, Status::DeadlineExceeded(
+                             wire::Op_Name(meta.op()) + " waited in the server's queue past its " +
+                             std::to_string(meta.timeout_ms()) + " ms deadline; not applied"));
+    return;
+  }
+  if (!task.status.ok()) {
+    Reject(task.request, task.status);
+    return;
+  }
+  Message response;
+  switch (task.kind) {
+    case ShardTask::Kind::kPullSparse:
+      response.payloads.push_back(answers_.ToPayload(std::move(task.pull_values), task.pull_count));
+      ++stats_.pulls;
+      stats_.keys_pulled += static_cast<int64_t>(task.num_keys);
+      break;
+    case ShardTask::Kind::kPushSparse:
+      ++stats_.pushes;
+      stats_.keys_pushed += static_cast<int64_t>(task.num_keys);
+      break;
+    case ShardTask::Kind::kPullDense:
+      response.payloads.push_back(Payload::FromVector(std::move(task.dense_values)));
+      break;
+    case ShardTask::Kind::kPushDense:
+    case ShardTask::Kind::kInitDense:
+      break;
+  }
+  member_->rpc().Reply(task.request, std::move(response));
+}
+
+}  // namespace mtps

@@ -1,0 +1,103 @@
+// ParameterServer: one server process's share of the model.
+//
+// Holds the sparse embedding rows whose keys hash to this server
+// (common/cluster/partition.h) and one contiguous block of the dense tower
+// parameters, and answers pulls and pushes until the scheduler reports the
+// job finished.
+//
+// Threads. The thread calling Run is the receive thread: it owns the
+// ClusterMember (transport, heartbeats), parses and validates each request
+// completely, queues it to the shard threads (ps/server/server_shard.h), and sends
+// the replies they hand back. It never touches a row. The rows are split
+// over server.shard_threads ServerShards by key; each shard thread is the
+// only writer of its rows. A bad request gets an error reply from the
+// receive thread and never reaches a shard, so it can neither stop the
+// server nor half-apply.
+//
+// Flow control: at most kMaxQueuedRequests requests (and kMaxQueuedPullBytes
+// of pull answers) wait in the shards; beyond that the receive thread stops
+// reading and waits for the shards, so ZeroMQ's queues push back on clients.
+#ifndef MTPS_PS_SERVER_SERVER_H_
+#define MTPS_PS_SERVER_SERVER_H_
+
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "common/cluster/cluster_member.h"
+#include "common/base/status.h"
+#include "ps/server/server_shard.h"
+
+namespace mtps {
+
+class ParameterServer {
+ public:
+  // `member` has joined the job and outlives the server. Checks the table
+  // and optimizer settings of the job config first (they arrive from the
+  // scheduler and must not crash the server).
+  static StatusOr<std::unique_ptr<ParameterServer>> Create(ClusterMember* member);
+
+  // Serves until the job finishes (OK) or is aborted / the scheduler is lost.
+  Status Run();
+
+  // Stops the shard threads (serving what they hold) if Run did not.
+  ~ParameterServer();
+
+  // Counters, for logs and tests; valid after Run returns. `rejected` counts
+  // requests answered with an error, `expired` those of them dropped
+  // because they waited in a queue past their deadline. The table figures
+  // (rows, admitted, admission_rejected: pushed keys that only counted
+  // toward admission, evicted, sparse_memory_bytes) sum over the shards.
+  struct Stats {
+    int64_t pulls = 0, pushes = 0, keys_pulled = 0, keys_pushed = 0, rejected = 0, expired = 0;
+    int64_t rows = 0, admitted = 0, admission_rejected = 0, evicted = 0;
+    int64_t sparse_memory_bytes = 0;
+    int shard_threads = 0;
+    std::vector<int64_t> rows_per_shard;
+  };
+  const Stats& stats() const { return stats_; }
+
+  // Queue bounds of the receive thread (see the flow control above).
+  static constexpr int kMaxQueuedRequests = 256;
+  static constexpr size_t kMaxQueuedPullBytes = size_t{1} << 30;
+
+ private:
+  explicit ParameterServer(ClusterMember* member);
+  void Handle(Incoming&& request);
+  // Validates a request and fills its task (keys, values, answer array).
+  Status PrepareSparse(ShardTask* task);
+  Status PrepareDense(ShardTask* task);
+  void Submit(std::shared_ptr<ShardTask> task);
+  // Runs on a shard thread: queues a finished task for the receive thread.
+  void OnDone(std::shared_ptr<ShardTask> task);
+  // Receive thread: replies to every finished task.
+  void SendFinished();
+  void Reply(ShardTask& task);
+  // Blocks (receive thread) until the queues are below their bounds.
+  void WaitForRoom();
+  void StopShards();
+  void Reject(const Incoming& request, const Status& error);
+  // Sums the shards' table counters and memory into stats_ (after StopShards).
+  void CollectTableStats();
+
+  ClusterMember* member_;
+  int dim_;
+  AnswerPool answers_;  // pull answers; before shards_, which write into them
+  std::vector<std::unique_ptr<ServerShard>> shards_;
+  bool shards_stopped_ = false;
+  Stats stats_;
+  // Receive thread only.
+  int queued_requests_ = 0;
+  size_t queued_pull_bytes_ = 0;
+
+  // Finished tasks, from the shard threads to the receive thread.
+  std::mutex done_mu_;
+  std::condition_variable done_cv_;
+  std::vector<std::shared_ptr<ShardTask>> done_;  // guarded by done_mu_
+};
+
+}  // namespace mtps
+
+#endif  // MTPS_PS_SERVER_SERVER_H_

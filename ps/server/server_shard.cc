@@ -1,0 +1,168 @@
+// A parameter server's shard threads (see ps/server/server_shard.h).
+#include "ps/server/server_shard.h"
+
+#include <pthread.h>
+
+#include <algorithm>
+#include <limits>
+#include <string>
+
+#include "common/config/config.h"
+#include "common/base/hash.h"
+
+namespace mtps {
+namespace {
+// Salts the shard hash so it is independent of Mix64(key), which picks the
+// key's bucket in the SparseTable index.
+constexpr uint64_t kShardSalt = 0x5851f42d4c957f2dULL;
+}  // namespace
+
+int KeyShard(uint64_t key, int num_shards) {
+  // Multiply-shift onto [0, num_shards) from the high 32 bits of the mix.
+  const uint64_t h = Mix64(key ^ kShardSalt) >> 32;
+  return static_cast<int>((h * static_cast<uint64_t>(num_shards)) >> 32);
+}
+
+SparseTableOptions ShardTableOptions(const config::Config& config) {
+  SparseTableOptions o;
+  o.dim = config.model().embedding_dim();
+  o.init_scale = config.server().embedding_init_scale();
+  o.seed = config.train().seed();
+  const config::ServerConfig& server = config.server();
+  o.optimizer = server.sparse_optimizer();
+  o.admission_min_count = server.admission_min_count();
+  o.evict_after_steps = server.evict_after_steps();
+  const int64_t shards = std::max(1, server.shard_threads());
+  o.max_rows = (server.max_rows() + shards - 1) / shards;
+  int log2_shards = 0;
+  while ((int64_t{1} << log2_shards) < shards) ++log2_shards;
+  o.admission_sketch_width_log2 = std::max(12, 20 - log2_shards);
+  return o;
+}
+
+ServerShard::ServerShard(int index, int num_shards, const SparseTableOptions& table,
+                         const config::DenseOptimizer& dense, DoneCallback done)
+    : index_(index),
+      num_shards_(num_shards),
+      table_(table),
+      dense_(index == 0 ? std::make_unique<DenseStore>(dense) : nullptr),
+      done_(std::move(done)) {
+  CHECK(index >= 0 && index < num_shards) << index << " of " << num_shards;
+  thread_ = std::thread([this] { Loop(); });
+}
+
+ServerShard::~ServerShard() { Stop(); }
+
+void ServerShard::Submit(std::shared_ptr<ShardTask> task) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    CHECK(!stopping_) << "Submit after Stop";
+    queue_.push_back(std::move(task));
+  }
+  wake_.notify_one();
+}
+
+void ServerShard::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  wake_.notify_one();
+  if (thread_.joinable()) thread_.join();
+}
+
+void ServerShard::Loop() {
+  // Named for top, perf and ps_bench's CPU accounting (at most 15 characters).
+  const std::string name = "ps-shard-" + std::to_string(index_);
+  pthread_setname_np(pthread_self(), name.c_str());
+  for (;;) {
+    std::shared_ptr<ShardTask> task;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      wake_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+      if (queue_.empty()) return;  // stopping, and everything queued is served
+      task = std::move(queue_.front());
+      queue_.pop_front();
+    }
+    int verdict = task->verdict.load(std::memory_order_acquire);
+    if (verdict == ShardTask::kUndecided) {
+      const int mine = task->deadline.Expired() ? ShardTask::kExpired : ShardTask::kServe;
+      // Whoever decides first decides for every shard.
+      if (task->verdict.compare_exchange_strong(verdict, mine, std::memory_order_acq_rel)) {
+        verdict = mine;
+      }
+    }
+    if (verdict == ShardTask::kServe) Serve(*task);
+    if (task->remaining.fetch_sub(1, std::memory_order_acq_rel) == 1) done_(std::move(task));
+  }
+}
+
+void SplitByShard(const uint64_t* keys, size_t n, int num_shards, std::vector<uint32_t>* positions,
+                  std::vector<uint32_t>* begin) {
+  CHECK(num_shards >= 1 && num_shards <= kMaxShardThreads) << num_shards;
+  CHECK_LE(n, size_t{std::numeric_limits<uint32_t>::max()});
+  std::vector<uint8_t> shard(n);
+  begin->assign(static_cast<size_t>(num_shards) + 1, 0);
+  for (size_t i = 0; i < n; ++i) {
+    shard[i] = static_cast<uint8_t>(KeyShard(keys[i], num_shards));
+    ++(*begin)[shard[i] + 1];
+  }
+  for (int s = 0; s < num_shards; ++s) (*begin)[s + 1] += (*begin)[s];
+  positions->resize(n);
+  std::vector<uint32_t> next(begin->begin(), begin->end() - 1);
+  for (size_t i = 0; i < n; ++i) (*positions)[next[shard[i]]++] = static_cast<uint32_t>(i);
+}
+
+void SubmitToShards(const std::vector<std::unique_ptr<ServerShard>>& shards,
+                    std::shared_ptr<ShardTask> task) {
+  if (!task->sparse()) {
+    // The dense block lives on shard 0.
+    task->remaining.store(1, std::memory_order_relaxed);
+    shards[0]->Submit(std::move(task));
+    return;
+  }
+  const int n = static_cast<int>(shards.size());
+  if (n > 1) SplitByShard(task->keys, task->num_keys, n, &task->positions, &task->shard_begin);
+  task->remaining.store(n, std::memory_order_relaxed);
+  for (int i = 0; i + 1 < n; ++i) shards[i]->Submit(task);
+  shards.back()->Submit(std::move(task));
+}
+
+void ServerShard::Serve(ShardTask& task) {
+  // One shard: every key is its own and the task carries no split.
+  const bool all = num_shards_ == 1;
+  const bool sparse = task.sparse();
+  if (!all && sparse) {
+    CHECK_EQ(task.shard_begin.size(), static_cast<size_t>(num_shards_) + 1)
+        << "a sparse task for " << num_shards_ << " shards must be split (SplitByShard)";
+  }
+  const uint32_t* sel = all || !sparse ? nullptr : task.positions.data() + task.shard_begin[index_];
+  const size_t m =
+      all || !sparse ? task.num_keys : task.shard_begin[index_ + 1] - task.shard_begin[index_];
+  switch (task.kind) {
+    case ShardTask::Kind::kPullSparse:
+      table_.PullSelected(task.keys, sel, m, task.create_missing, task.pull_values.get());
+      break;
+    case ShardTask::Kind::kPushSparse:
+      table_.PushSelected(task.keys, sel, m, task.values);
+      break;
+    case ShardTask::Kind::kPullDense:
+      if (!dense_->initialized()) {
+        task.status =
+            Status::Unavailable("dense parameters are not initialised yet (no INIT_DENSE)");
+      } else {
+        task.dense_values.assign(dense_->values(), dense_->values() + dense_->size());
+      }
+      break;
+    case ShardTask::Kind::kPushDense:
+      task.status = dense_->Push(task.values, task.num_values);
+      break;
+    case ShardTask::Kind::kInitDense:
+      if (!dense_->Init(task.values, task.num_values)) {
+        LOG(INFO) << "ignoring a repeated INIT_DENSE from node " << task.request.msg.meta.sender();
+      }
+      break;
+  }
+}
+
+}  // namespace mtps

@@ -1,0 +1,163 @@
+// ServerShard: one shard thread of a parameter server and the rows it owns.
+//
+// A server splits its keys over N shard threads by KeyShard, a hash of the
+// key independent of the key's server (common/cluster/partition.h) and of the
+// table's bucket hash. Each ServerShard runs one thread that owns one
+// SparseTable (and shard 0 also the server's dense block): it is the only
+// thread that touches those rows, so they need no locks.
+//
+// The server's receive thread validates a request, wraps it in a ShardTask
+// and, with several shards, splits its keys by shard (SplitByShard: one hash
+// per key, instead of every shard hashing every key to find its own); then
+// it submits the same task to every shard it concerns: all
+// shards for sparse pulls and pushes (every shard counts every push as a
+// step, so their eviction clocks agree), shard 0 alone for dense requests.
+// Each shard serves its own keys of the request in place: pull answers go
+// straight into the task's answer array at the keys' positions, gradients
+// are read where they arrived. The shard that finishes a task last hands it
+// to the `done` callback (on its own thread), which gives it back to the
+// receive thread for the reply.
+//
+// Order: each shard serves its queue first in, first out, so requests reach
+// every shard in the order the receive thread submitted them; a push that
+// was acknowledged before a pull was sent is visible to that pull.
+//
+// Deadlines: a task carries its request's deadline. The first shard to start
+// a task decides, once for all shards, whether it is still wanted; a task
+// that waited past its deadline is answered DeadlineExceeded and changes
+// nothing (all or nothing, never half a push).
+#ifndef MTPS_PS_SERVER_SERVER_SHARD_H_
+#define MTPS_PS_SERVER_SERVER_SHARD_H_
+
+#include <atomic>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "common/base/deadline.h"
+#include "common/base/status.h"
+#include "common/net/transport.h"
+#include "ps/server/answer_pool.h"
+#include "ps/table/dense_store.h"
+#include "ps/table/sparse_table.h"
+
+namespace mtps {
+
+// The shard (0..num_shards) of `key` within its server.
+int KeyShard(uint64_t key, int num_shards);
+
+// Splits keys[0..n) by KeyShard, keeping their order within each shard:
+// shard s's keys are at positions[(*begin)[s] .. (*begin)[s + 1]) of keys.
+// One hash per key, on the receive thread (rather than every shard hashing
+// every key to find its own). 1 <= num_shards <= kMaxShardThreads.
+void SplitByShard(const uint64_t* keys, size_t n, int num_shards, std::vector<uint32_t>* positions,
+                  std::vector<uint32_t>* begin);
+
+// The table options of each of a server's shards under `config`: the
+// server's row cap split evenly (rounded up), and the admission sketch
+// narrowed by the shard count (each shard counts 1/N of the keys, so the
+// collision rate stays that of one 2^20-wide sketch).
+SparseTableOptions ShardTableOptions(const config::Config& config);
+
+// One request's work, shared by the shards it was submitted to. The receive
+// thread fills everything above `remaining` before submitting and reads the
+// results after `done`; shards write only their keys' part of `pull_values`
+// and (shard 0, dense requests) `status` and `dense_values`.
+struct ShardTask {
+  enum class Kind { kPullSparse, kPushSparse, kPullDense, kPushDense, kInitDense };
+
+  Kind kind = Kind::kPullSparse;
+  Incoming request;                     // owns the frames `keys` and `values` point into
+  Deadline deadline = Deadline::In(0);  // the request's arrival plus its timeout
+  // Sparse: keys[0..num_keys). Push: gradients values[0..num_keys*dim).
+  // Dense: values[0..num_values) (gradients or the initial block).
+  const uint64_t* keys = nullptr;
+  size_t num_keys = 0;
+  const float* values = nullptr;
+  size_t num_values = 0;
+  bool create_missing = false;
+  // With several shards, the keys split by shard (SplitByShard): shard s
+  // serves the keys at positions[shard_begin[s] .. shard_begin[s + 1]).
+  std::vector<uint32_t> positions;
+  std::vector<uint32_t> shard_begin;
+  // Aligned copies of misaligned frames (see Payload::Data).
+  std::vector<uint64_t> key_copy;
+  std::vector<float> value_copy;
+  // Pull answer, num_keys * dim floats, allocated by the receive thread.
+  AnswerArray pull_values;
+  size_t pull_count = 0;
+
+  // Written by the serving shard(s).
+  Status status;                    // a dense request's outcome
+  std::vector<float> dense_values;  // PULL_DENSE answer
+  std::atomic<int> remaining{0};    // shards yet to finish it
+  // Set once by the first shard to start it: serve it, or drop it (expired).
+  enum Verdict : int { kUndecided = 0, kServe = 1, kExpired = 2 };
+  std::atomic<int> verdict{kUndecided};
+
+  bool expired() const { return verdict.load(std::memory_order_acquire) == kExpired; }
+  bool sparse() const { return kind == Kind::kPullSparse || kind == Kind::kPushSparse; }
+};
+
+class ServerShard;
+
+// Hands a validated task to the shards that serve it, as the server's
+// receive thread does: a sparse task's keys are split by shard first when
+// there are several (SplitByShard) and every shard gets it; a dense task goes
+// to shard 0. Sets task->remaining.
+void SubmitToShards(const std::vector<std::unique_ptr<ServerShard>>& shards,
+                    std::shared_ptr<ShardTask> task);
+
+class ServerShard {
+ public:
+  // Called on the shard's thread by the last shard to finish a task.
+  using DoneCallback = std::function<void(std::shared_ptr<ShardTask>)>;
+
+  // Shard `index` of `num_shards`. `table` must satisfy
+  // ValidateSparseTableOptions and `dense` ValidateDenseOptimizer; shard 0
+  // owns the dense block, the others ignore `dense`. Starts the thread.
+  ServerShard(int index, int num_shards, const SparseTableOptions& table,
+              const config::DenseOptimizer& dense, DoneCallback done);
+  ServerShard(const ServerShard&) = delete;
+  ServerShard& operator=(const ServerShard&) = delete;
+  // Stop()s.
+  ~ServerShard();
+
+  // Queues the task (any thread). Its `remaining` must count this shard.
+  void Submit(std::shared_ptr<ShardTask> task);
+
+  // Serves what is queued, then ends and joins the thread. Idempotent.
+  void Stop();
+
+  // What the shard owns, for reports and tests: valid only after Stop (the
+  // thread owns them before). dense() is nullptr except on shard 0.
+  const SparseTable& table() const { return table_; }
+  const DenseStore* dense() const { return dense_.get(); }
+  int index() const { return index_; }
+
+ private:
+  void Loop();
+  void Serve(ShardTask& task);
+
+  const int index_;
+  const int num_shards_;
+  SparseTable table_;
+  std::unique_ptr<DenseStore> dense_;
+  DoneCallback done_;
+
+  std::mutex mu_;
+  std::condition_variable wake_;
+  std::deque<std::shared_ptr<ShardTask>> queue_;  // guarded by mu_
+  bool stopping_ = false;                         // guarded by mu_
+  std::thread thread_;                            // last: started by the constructor
+};
+
+}  // namespace mtps
+
+#endif  // MTPS_PS_SERVER_SERVER_SHARD_H_

@@ -1,0 +1,93 @@
+// DenseStore: Init-once dense parameter block with an Adam or Adagrad step.
+#include "ps/table/dense_store.h"
+
+#include <cmath>
+#include <string>
+
+#include <glog/logging.h>
+
+#include "ps/table/optimizer.h"
+
+namespace mtps {
+namespace {
+
+bool FiniteNonNegative(float x) { return std::isfinite(x) && x >= 0.0f; }
+
+}  // namespace
+
+Status ValidateDenseOptimizer(const config::DenseOptimizer& optimizer) {
+  if (optimizer.has_adagrad()) {
+    const config::Adagrad& a = optimizer.adagrad();
+    if (!FiniteNonNegative(a.learning_rate())) {
+      return Status::InvalidArgument(
+          "dense optimizer: adagrad.learning_rate must be finite and >= 0, got " +
+          std::to_string(a.learning_rate()));
+    }
+    if (!(std::isfinite(a.initial_accumulator()) && a.initial_accumulator() > 0.0f)) {
+      return Status::InvalidArgument(
+          "dense optimizer: adagrad.initial_accumulator must be finite and > 0, got " +
+          std::to_string(a.initial_accumulator()));
+    }
+    return Status::OK();
+  }
+  const config::Adam& a = optimizer.adam();  // the default instance when unset
+  if (!FiniteNonNegative(a.learning_rate())) {
+    return Status::InvalidArgument(
+        "dense optimizer: adam.learning_rate must be finite and >= 0, got " +
+        std::to_string(a.learning_rate()));
+  }
+  if (!(a.beta1() >= 0.0f && a.beta1() < 1.0f) || !(a.beta2() >= 0.0f && a.beta2() < 1.0f)) {
+    return Status::InvalidArgument(
+        "dense optimizer: adam betas must be in [0, 1), got beta1=" + std::to_string(a.beta1()) +
+        " beta2=" + std::to_string(a.beta2()));
+  }
+  if (!(std::isfinite(a.epsilon()) && a.epsilon() > 0.0f)) {
+    return Status::InvalidArgument("dense optimizer: adam.epsilon must be finite and > 0, got " +
+                                   std::to_string(a.epsilon()));
+  }
+  return Status::OK();
+}
+
+DenseStore::DenseStore(const config::DenseOptimizer& optimizer)
+    : kind_(optimizer.has_adagrad() ? Kind::kAdagrad : Kind::kAdam),
+      adam_(optimizer.adam()),
+      adagrad_(optimizer.adagrad()) {
+  const Status valid = ValidateDenseOptimizer(optimizer);
+  CHECK(valid.ok()) << valid;
+}
+
+bool DenseStore::Init(const float* values, size_t n) {
+  if (initialized_) return false;
+  values_.assign(values, values + n);
+  if (kind_ == Kind::kAdam) {
+    state1_.assign(n, 0.0f);
+    state2_.assign(n, 0.0f);
+  } else {
+    state1_.assign(n, adagrad_.initial_accumulator());
+  }
+  initialized_ = true;
+  return true;
+}
+
+Status DenseStore::Push(const float* grads, size_t n) {
+  if (!initialized_) {
+    return Status::InvalidArgument("dense push of " + std::to_string(n) +
+                                   " gradients before the block was initialized (size 0)");
+  }
+  if (n != values_.size()) {
+    return Status::InvalidArgument("dense push of " + std::to_string(n) +
+                                   " gradients to a block of " + std::to_string(values_.size()) +
+                                   " parameters");
+  }
+  ++steps_;
+  if (kind_ == Kind::kAdam) {
+    const AdamStep step = MakeAdamStep(adam_.learning_rate(), adam_.beta1(), adam_.beta2(), steps_);
+    AdamUpdate(values_.data(), state1_.data(), state2_.data(), grads, n, adam_.beta1(),
+               adam_.beta2(), adam_.epsilon(), step);
+  } else {
+    AdagradUpdate(values_.data(), state1_.data(), grads, n, adagrad_.learning_rate());
+  }
+  return Status::OK();
+}
+
+}  // namespace mtps

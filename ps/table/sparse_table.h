@@ -1,0 +1,305 @@
+// SparseTable: one server shard's sparse embedding rows and their optimizer
+// state, with feature admission, eviction by age, a row cap, and memory
+// accounting.
+//
+// Row layout. A table has two parts:
+//  * The index: an open-addressing hash table with linear probing over a
+//    power-of-two array of 16-byte buckets {key, row, step}, doubled when it
+//    would become more than 7/10 full and halved when it falls below 1/8. A
+//    bucket whose key is kEmptyKey (0) is free; the real key 0 is kept in a
+//    bucket beside the array, so every 64-bit value is a valid key. A key's
+//    home bucket is Mix64(key) & mask: keys reach a server already
+//    partitioned by their bits, so the table re-mixes them instead of trusting
+//    the low bits. `step` is the table step (Push count, low 32 bits) of the
+//    row's last update, kept in the bucket so that stamping it costs no extra
+//    cache line. Deletion is backward-shift deletion (no tombstones): the
+//    bucket is emptied and later members of its probe run that may live there
+//    move back, so every remaining key stays reachable from its home bucket.
+//  * The arena: rows live in fixed-size chunks (a power of two of rows, at
+//    least 2 MiB, 2 MiB aligned and advised MADV_HUGEPAGE so the row
+//    accesses of a big table do not thrash the TLB). Row r is row_floats()
+//    contiguous floats: the embedding followed by its optimizer's state,
+//        SGD      [ w_0 .. w_{d-1} ]                                  d floats
+//        Adagrad  [ w | acc ]                                        2d floats
+//        Adam     [ w | m | v | t ]   t: uint32 step count (bits)  3d+1 floats
+//        FTRL     [ w | z | n ]       w recomputed from z, n        3d floats
+//    so a Push touches one contiguous span. Chunks never move: growth never
+//    copies rows. Freed rows (evicted or erased) go on a free list and are
+//    reused by the next insertions before the arena grows; the arena itself
+//    never shrinks (its size is the high-water mark of live rows).
+//
+// Admission (admission_min_count K > 1): a missing key gets a row only at its
+// K-th push, counted in a CountMinSketch; before that a Pull answers its
+// initial value without inserting (even with create_missing) and a Push only
+// counts it. The sketch never decays: a key once counted K times (or evicted
+// after admission) is admitted at its next push.
+//
+// Eviction by age (evict_after_steps T > 0): each Push call is one step; a row
+// whose last update (or creation) is T or more steps old is dropped. Each Push
+// scans the next ceil(capacity / P) buckets of the index after its updates,
+// P = max(1, T/4), so the index is swept once every P steps (every step for
+// T < 4) at a cost of about 4 * capacity / T sequential bucket reads per push
+// (16 bytes each); a resize of the index sweeps it whole while rebuilding.
+// So a row last updated at step s is dropped at the end of a push in
+// [s + T, s + T + P - 1], unless a row-cap eviction's backward shift moves
+// its bucket behind the sweep (one more period at most).
+//
+// Row cap (max_rows > 0): inserting a row into a full table first evicts an
+// approximately least recently updated row: the oldest of a sample of
+// kLruSample occupied buckets read from a random position on (plus key 0's
+// row), Redis-style. A row among the youngest fraction f of the table is
+// chosen only when the whole sample is that young (probability f^16).
+//
+// Limits: at most 2^32 - 2 rows per table (rows are 32-bit in the index;
+// beyond it insertion throws std::length_error, like running out of memory);
+// steps are compared modulo 2^32, so T < 2^31, and without T the row cap's
+// LRU order misjudges rows untouched for more than 2^32 pushes.
+//
+// Thread-safety: none. A SparseTable is owned by one server thread (the single
+// writer of its key partition) and must not be touched by any other thread;
+// it takes no locks. Even Pull mutates (it may insert).
+#ifndef MTPS_PS_TABLE_SPARSE_TABLE_H_
+#define MTPS_PS_TABLE_SPARSE_TABLE_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <memory>
+#include <vector>
+
+#include "common/base/status.h"
+#include "proto/config.pb.h"
+
+namespace mtps {
+
+struct SparseTableOptions {
+  int dim = 8;
+  float init_scale = 0.01f;  // new rows uniform in [-init_scale, init_scale]
+  uint64_t seed = 1;  // with the key, determines a row's initial value (order/shard independent)
+  // proto/config.proto; no kind set means Adagrad with its defaults.
+  config::SparseOptimizer optimizer;
+  // Admission, eviction and row cap, as in config::ServerConfig (0: off).
+  int admission_min_count = 0;
+  int64_t evict_after_steps = 0;
+  int64_t max_rows = 0;
+  // Width of the admission sketch, log2 (tests make it small to force
+  // collisions); 20 gives 4 x 2^20 16-bit counters = 8 MiB.
+  int admission_sketch_width_log2 = 20;
+};
+
+// Checks options that come from a config, naming the offending field: dim > 0;
+// init_scale >= 0 and finite; SGD/Adagrad/Adam learning_rate finite and >= 0;
+// Adagrad initial_accumulator > 0 (it divides by sqrt(acc)); Adam betas in
+// [0, 1) and epsilon > 0; FTRL alpha > 0, beta, l1, l2 finite and >= 0;
+// admission_min_count in [0, CountMinSketch::kMaxCount]; evict_after_steps in
+// [0, 2^31); max_rows in [0, 2^32 - 2]; sketch width log2 in [4, 30]. The
+// SparseTable constructor CHECKs the same conditions, so call this first on
+// anything read from outside.
+Status ValidateSparseTableOptions(const SparseTableOptions& options);
+
+// The initial value of element j of key's row: deterministic function of
+// (seed, key, j), uniform in [-scale, scale]; used by Pull and exposed for tests.
+float InitialValue(uint64_t seed, uint64_t key, int j, float scale);
+
+// A count-min sketch (Cormode & Muthukrishnan 2005) of kDepth rows of
+// 2^width_log2 saturating 16-bit counters (kDepth * 2^width_log2 * 2 bytes:
+// 8 MiB at width 2^20), with conservative update: Add raises only the counters
+// equal to the current minimum. An estimate is never below the true count
+// (until kMaxCount, where counters saturate) and exceeds it only through
+// collisions. Owns its counters; not thread-safe.
+class CountMinSketch {
+ public:
+  static constexpr int kDepth = 4;
+  static constexpr uint32_t kMaxCount = 65535;
+
+  CountMinSketch(int width_log2, uint64_t seed);
+
+  // Counts one occurrence of key; returns the new estimate.
+  uint32_t Add(uint64_t key);
+  uint32_t Estimate(uint64_t key) const;
+  size_t memory_bytes() const { return counters_.size() * sizeof(counters_[0]); }
+
+ private:
+  void Positions(uint64_t key, size_t pos[kDepth]) const;
+
+  size_t width_;
+  uint64_t seed_;
+  std::vector<uint16_t> counters_;  // row d at [d * width_, (d + 1) * width_)
+};
+
+// Where a table's bytes go (SparseTable::memory_report).
+struct MemoryReport {
+  size_t rows = 0;           // live rows
+  size_t index_bytes = 0;    // bucket array
+  size_t arena_bytes = 0;    // row chunks allocated (live rows, free rows, unused tail)
+  size_t other_bytes = 0;    // admission sketch, free list, chunk table
+  size_t total_bytes = 0;    // sum of the above == SparseTable::memory_bytes()
+  size_t raw_row_bytes = 0;  // key + embedding + optimizer state of one row
+  double bytes_per_row = 0;  // total_bytes / rows (0 when empty)
+};
+
+class SparseTable {
+ public:
+  enum class OptimizerKind { kSgd, kAdagrad, kAdam, kFtrl };
+
+  // Counts since construction. Every insertion is `admitted`, so
+  // size() == admitted - evicted - (rows removed with Erase).
+  struct Counters {
+    int64_t admitted = 0;  // rows created
+    int64_t rejected = 0;  // pushed key occurrences that only counted (admission)
+    int64_t evicted = 0;   // rows dropped by age or by the row cap
+  };
+
+  // options must satisfy ValidateSparseTableOptions (CHECKed).
+  explicit SparseTable(const SparseTableOptions& options);
+  SparseTable(const SparseTable&) = delete;
+  SparseTable& operator=(const SparseTable&) = delete;
+  SparseTable(SparseTable&&) = default;
+  SparseTable& operator=(SparseTable&&) = default;
+  ~SparseTable() = default;
+
+  int dim() const { return dim_; }
+  OptimizerKind optimizer_kind() const { return kind_; }
+  // Floats per arena row (embedding + optimizer state, see the layout above).
+  size_t row_floats() const { return row_floats_; }
+
+  // Copies the rows of keys[0..n) into out[0..n*dim). A missing key is
+  // inserted first when create_missing and admission is off, otherwise
+  // answered with its initial value and not inserted.
+  void Pull(const uint64_t* keys, size_t n, bool create_missing, float* out) {
+    PullSelected(keys, nullptr, n, create_missing, out);
+  }
+  // Pull of the keys at positions sel[0..m) of keys[] only: key keys[sel[i]]
+  // fills out[sel[i]*dim ..). sel == nullptr means positions 0..m-1. A server
+  // shard thread uses it to serve its share of a request in place.
+  void PullSelected(const uint64_t* keys, const uint32_t* sel, size_t m, bool create_missing,
+                    float* out);
+
+  // One step: applies the optimizer for each key with grads[i*dim ..
+  // (i+1)*dim), then sweeps for expired rows. A missing key is inserted first
+  // (once admitted). A key repeated in one call is applied (or counted) once
+  // per occurrence, in order.
+  void Push(const uint64_t* keys, size_t n, const float* grads) {
+    PushSelected(keys, nullptr, n, grads);
+  }
+  // One step applying only the keys at positions sel[0..m) of keys[] (their
+  // gradients at grads[sel[i]*dim ..)); sel == nullptr means 0..m-1. An empty
+  // selection is still a step (every shard of a server counts every push).
+  void PushSelected(const uint64_t* keys, const uint32_t* sel, size_t m, const float* grads);
+
+  // Removes key's row; false if it had none. Not counted as evicted.
+  bool Erase(uint64_t key);
+  bool Contains(uint64_t key) const { return Find(key) != nullptr; }
+
+  // Grows the index so that `rows` rows fit without another rehash.
+  void Reserve(size_t rows);
+
+  size_t size() const { return num_rows_; }                      // rows
+  int64_t steps() const { return static_cast<int64_t>(step_); }  // Push calls so far
+  const Counters& counters() const { return counters_; }
+  // The admission sketch (nullptr when admission is off); for tests.
+  const CountMinSketch* admission_sketch() const { return sketch_.get(); }
+
+  // Index + arena + sketch + bookkeeping actually allocated, in bytes.
+  size_t memory_bytes() const;
+  MemoryReport memory_report() const;
+
+  // The free-bucket marker of the index; a real key with this value works
+  // like any other (exposed for tests).
+  static constexpr uint64_t kEmptyKey = 0;
+  // Occupied buckets sampled per row-cap eviction.
+  static constexpr int kLruSample = 16;
+
+ private:
+  struct Bucket {
+    uint64_t key;
+    uint32_t row;
+    uint32_t step;  // low 32 bits of the step of the row's last update
+  };
+  static_assert(sizeof(Bucket) == 16, "four buckets per cache line");
+  struct FreeDeleter {
+    void operator()(void* p) const { std::free(p); }
+  };
+  static constexpr uint32_t kNoRow = ~uint32_t{0};
+  static constexpr size_t kNoPos = ~size_t{0};
+
+  // The bucket of key (the side bucket for key 0), or nullptr. Valid until
+  // the next insertion or removal.
+  Bucket* Find(uint64_t key);
+  const Bucket* Find(uint64_t key) const;
+  // Inserts key, known to be missing, with a new initialised row stamped with
+  // the current step; evicts first when at the row cap. Returns its bucket.
+  Bucket* Insert(uint64_t key);
+  // Takes a free row (or a new one at the arena's end) and initialises it.
+  uint32_t NewRow(uint64_t key);
+  // Removes the bucket at pos by backward shift and frees its row.
+  void EraseAt(size_t pos);
+  void EraseEmptyKey();
+  // Evicts the approximately least recently updated row (row cap).
+  void EvictOneLru();
+  // Scans the next sweep_budget_ buckets for rows of age >= T.
+  void SweepExpired();
+  // Halves the index while it is less than 1/8 full.
+  void MaybeShrink();
+  // Rebuilds the index with new_capacity buckets (a power of two).
+  void Rehash(size_t new_capacity);
+  void Prefetch(uint64_t key) const;
+  uint32_t Age(uint32_t stamp) const { return static_cast<uint32_t>(step_) - stamp; }
+  // Pull of rows of kDim floats (0: dim_, known only at run time).
+  template <size_t kDim>
+  void PullRows(const uint64_t* keys, const uint32_t* sel, size_t m, bool create_missing,
+                float* out);
+  template <OptimizerKind kKind>
+  void PushRows(const uint64_t* keys, const uint32_t* sel, size_t m, const float* grads);
+
+  float* RowPtr(uint32_t row) {
+    return chunks_[row >> chunk_shift_].get() + (row & chunk_mask_) * row_floats_;
+  }
+  const float* RowPtr(uint32_t row) const {
+    return chunks_[row >> chunk_shift_].get() + (row & chunk_mask_) * row_floats_;
+  }
+
+  // Constant after construction.
+  OptimizerKind kind_;
+  int dim_;
+  size_t row_floats_;
+  float init_scale_;
+  uint64_t seed_;
+  float learning_rate_;            // SGD, Adagrad, Adam
+  float initial_accumulator_;      // Adagrad
+  float beta1_, beta2_, epsilon_;  // Adam
+  float ftrl_alpha_, ftrl_beta_, ftrl_l1_, ftrl_l2_;
+  uint32_t admission_min_count_;
+  uint32_t evict_after_steps_;
+  size_t max_rows_;
+  int chunk_shift_;  // rows per chunk = 1 << chunk_shift_
+  uint32_t chunk_mask_;
+  size_t chunk_bytes_;
+
+  // Index.
+  std::unique_ptr<Bucket[], FreeDeleter> buckets_;
+  size_t capacity_ = 0;  // buckets, a power of two
+  size_t mask_ = 0;      // capacity_ - 1
+  size_t occupied_ = 0;  // buckets in use (key 0 is not in a bucket)
+  size_t grow_at_ = 0;   // occupied_ above which the index doubles
+  bool has_empty_key_ = false;
+  Bucket empty_key_bucket_{kEmptyKey, kNoRow, 0};
+
+  // Arena.
+  std::vector<std::unique_ptr<float[], FreeDeleter>> chunks_;
+  uint32_t arena_rows_ = 0;          // rows ever handed out (live + free)
+  std::vector<uint32_t> free_rows_;  // freed rows, reused first
+  size_t num_rows_ = 0;              // live rows
+
+  // Admission, eviction.
+  std::unique_ptr<CountMinSketch> sketch_;  // only when admission_min_count_ > 1
+  uint64_t step_ = 0;                       // Push calls so far
+  size_t sweep_cursor_ = 0;
+  size_t sweep_budget_ = 0;  // buckets scanned per Push
+  uint64_t lru_rng_;         // xorshift state for row-cap sampling
+  Counters counters_;
+};
+
+}  // namespace mtps
+
+#endif  // MTPS_PS_TABLE_SPARSE_TABLE_H_

@@ -1,0 +1,226 @@
+// Sliced, pipelined pulls and pushes (see worker/client/kv_client.h).
+#include "worker/client/kv_client.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "common/cluster/partition.h"
+
+namespace mtps {
+
+KvClient::KvClient(Rpc* rpc, std::vector<int> server_ids, KvClientOptions options)
+    : rpc_(rpc),
+      server_ids_(std::move(server_ids)),
+      options_(options),
+      partitioner_(static_cast<int>(server_ids_.size())) {
+  slice_keys_.resize(server_ids_.size());
+  slice_positions_.resize(server_ids_.size());
+}
+
+void KvClient::Slice(const std::vector<uint64_t>& keys) {
+  int n = static_cast<int>(server_ids_.size());
+  for (int s = 0; s < n; ++s) {
+    slice_keys_[s].clear();
+    slice_positions_[s].clear();
+  }
+  for (size_t i = 0; i < keys.size(); ++i) {
+    int s = n == 1 ? 0 : partitioner_.ServerOf(keys[i]);
+    slice_keys_[s].push_back(keys[i]);
+    slice_positions_[s].push_back(static_cast<uint32_t>(i));
+  }
+}
+
+void KvClient::CancelAll(const std::vector<uint64_t>& ids) {
+  for (uint64_t id : ids) {
+    if (id != 0) rpc_->Cancel(id);
+  }
+}
+
+Status KvClient::InitDense(const float* params) {
+  int n = static_cast<int>(server_ids_.size());
+  std::vector<uint64_t> ids;
+  for (int s = 0; s < n; ++s) {
+    DenseBlock b = DenseBlockOf(options_.num_params, s, n);
+    Message msg(wire::INIT_DENSE);
+    msg.meta.set_dense_total(options_.num_params);
+    msg.payloads.push_back(Payload::Copy(params + b.begin, static_cast<size_t>(b.size())));
+    auto id = rpc_->Start(server_ids_[s], std::move(msg), options_.request_timeout_ms);
+    if (!id.ok()) {
+      CancelAll(ids);
+      return id.status();
+    }
+    ids.push_back(id.value());
+  }
+  Status first_error;
+  for (uint64_t id : ids) {
+    auto r = rpc_->Wait(id);
+    if (!r.ok() && first_error.ok()) first_error = r.status();
+  }
+  return first_error;
+}
+
+Status KvClient::StartPull(const std::vector<uint64_t>& keys, bool create_missing, bool want_dense,
+                           PendingPull* pull) {
+  MTPS_RETURN_IF_ERROR(push_error_);
+  const int n = static_cast<int>(server_ids_.size());
+  Slice(keys);
+  pull->sparse_ids.assign(n, 0);
+  pull->dense_ids.assign(n, 0);
+  pull->positions.resize(n);
+  // Every request goes out before anything waits.
+  for (int s = 0; s < n; ++s) {
+    // The positions travel with the pull (a prefetched pull outlives the
+    // next Slice); swapping keeps both buffers' capacity.
+    pull->positions[s].swap(slice_positions_[s]);
+    if (!slice_keys_[s].empty()) {
+      Message msg(wire::PULL_SPARSE);
+      msg.meta.set_create_missing(create_missing);
+      // Zero-copy: ZeroMQ sends the slice's buffer and frees it when done.
+      msg.payloads.push_back(Payload::FromVector(std::move(slice_keys_[s])));
+      auto id = rpc_->Start(server_ids_[s], std::move(msg), options_.request_timeout_ms);
+      if (!id.ok()) {
+        Cancel(pull);
+        return id.status();
+      }
+      pull->sparse_ids[s] = id.value();
+    }
+    if (want_dense && DenseBlockOf(options_.num_params, s, n).size() > 0) {
+      auto id = rpc_->Start(server_ids_[s], Message(wire::PULL_DENSE), options_.request_timeout_ms);
+      if (!id.ok()) {
+        Cancel(pull);
+        return id.status();
+      }
+      pull->dense_ids[s] = id.value();
+    }
+  }
+  return Status::OK();
+}
+
+void KvClient::Cancel(PendingPull* pull) {
+  CancelAll(pull->sparse_ids);
+  CancelAll(pull->dense_ids);
+  pull->sparse_ids.clear();
+  pull->dense_ids.clear();
+}
+
+Status KvClient::FinishPull(PendingPull* pull, float* emb, float* dense) {
+  const int n = static_cast<int>(server_ids_.size());
+  const size_t dim = static_cast<size_t>(options_.dim);
+  Status first_error;
+  for (int s = 0; s < static_cast<int>(pull->sparse_ids.size()); ++s) {
+    if (pull->sparse_ids[s] != 0) {
+      const std::vector<uint32_t>& pos = pull->positions[s];
+      auto r = rpc_->Wait(pull->sparse_ids[s]);
+      Status st = r.ok() ? r->Expect({wire::F32}) : r.status();
+      if (st.ok() && r->payloads[0].count() != pos.size() * dim) {
+        st = Status::Corruption("server " + std::to_string(s) + " answered " +
+                                std::to_string(r->payloads[0].count()) + " values for " +
+                                std::to_string(pos.size()) + " keys of dim " + std::to_string(dim));
+      }
+      if (st.ok()) {
+        const float* v = r->payloads[0].Data<float>(&scratch_);
+        for (size_t i = 0; i < pos.size(); ++i) {
+          std::memcpy(emb + pos[i] * dim, v + i * dim, dim * sizeof(float));
+        }
+      } else if (first_error.ok()) {
+        first_error = st;
+      }
+    }
+    if (pull->dense_ids[s] != 0) {
+      DenseBlock b = DenseBlockOf(options_.num_params, s, n);
+      auto r = rpc_->Wait(pull->dense_ids[s]);
+      Status st = r.ok() ? r->Expect({wire::F32}) : r.status();
+      if (st.ok() && static_cast<int64_t>(r->payloads[0].count()) != b.size()) {
+        st = Status::Corruption(
+            "server " + std::to_string(s) + " holds " + std::to_string(r->payloads[0].count()) +
+            " dense parameters, this worker expects " + std::to_string(b.size()) +
+            " (do all workers run the same model config?)");
+      }
+      if (st.ok()) {
+        std::memcpy(dense + b.begin, r->payloads[0].Data<float>(&scratch_),
+                    static_cast<size_t>(b.size()) * sizeof(float));
+      } else if (first_error.ok()) {
+        first_error = st;
+      }
+    }
+  }
+  pull->sparse_ids.clear();
+  pull->dense_ids.clear();
+  return first_error;
+}
+
+Status KvClient::Pull(const std::vector<uint64_t>& keys, bool create_missing, float* emb,
+                      float* dense) {
+  PendingPull pull;
+  MTPS_RETURN_IF_ERROR(StartPull(keys, create_missing, dense != nullptr, &pull));
+  return FinishPull(&pull, emb, dense);
+}
+
+Status KvClient::WaitForPushesAtMost(size_t limit) {
+  Deadline deadline = Deadline::In(options_.request_timeout_ms);
+  while (push_remaining_.size() > limit) {
+    if (deadline.Expired()) {
+      return Status::DeadlineExceeded(std::to_string(push_remaining_.size()) +
+                                      " pushes still unanswered after " +
+                                      std::to_string(options_.request_timeout_ms) + " ms");
+    }
+    // Each push has its own deadline, so this returns as answers or expiries come in.
+    rpc_->Poll(deadline, /*return_after_one=*/true);
+  }
+  return push_error_;
+}
+
+Status KvClient::Push(const std::vector<uint64_t>& keys, const float* emb_grad,
+                      const float* dense_grad) {
+  MTPS_RETURN_IF_ERROR(push_error_);
+  const int n = static_cast<int>(server_ids_.size());
+  const size_t dim = static_cast<size_t>(options_.dim);
+  // At most max_inflight_pushes Push calls (batches) unanswered, this one included.
+  MTPS_RETURN_IF_ERROR(
+      WaitForPushesAtMost(static_cast<size_t>(std::max(0, options_.max_inflight_pushes - 1))));
+  Slice(keys);
+  const int64_t seq = first_unacked_push_ + static_cast<int64_t>(push_remaining_.size());
+  push_remaining_.push_back(0);
+  auto on_done = [this, seq](StatusOr<Message>&& r) {
+    if (!r.ok() && push_error_.ok()) push_error_ = r.status();
+    --push_remaining_[static_cast<size_t>(seq - first_unacked_push_)];
+    while (!push_remaining_.empty() && push_remaining_.front() == 0) {
+      push_remaining_.pop_front();
+      ++first_unacked_push_;
+    }
+  };
+  for (int s = 0; s < n; ++s) {
+    if (!slice_keys_[s].empty()) {
+      std::vector<float> grads(slice_keys_[s].size() * dim);
+      const std::vector<uint32_t>& pos = slice_positions_[s];
+      for (size_t i = 0; i < pos.size(); ++i) {
+        std::memcpy(grads.data() + i * dim, emb_grad + pos[i] * dim, dim * sizeof(float));
+      }
+      Message msg(wire::PUSH_SPARSE);
+      // Zero-copy: ZeroMQ sends the slice's buffer and frees it when done.
+      msg.payloads.push_back(Payload::FromVector(std::move(slice_keys_[s])));
+      msg.payloads.push_back(Payload::FromVector(std::move(grads)));
+      MTPS_RETURN_IF_ERROR(
+          rpc_->StartAsync(server_ids_[s], std::move(msg), options_.request_timeout_ms, on_done));
+      ++push_remaining_.back();
+    }
+    DenseBlock b = DenseBlockOf(options_.num_params, s, n);
+    if (dense_grad != nullptr && b.size() > 0) {
+      Message msg(wire::PUSH_DENSE);
+      msg.payloads.push_back(Payload::Copy(dense_grad + b.begin, static_cast<size_t>(b.size())));
+      MTPS_RETURN_IF_ERROR(
+          rpc_->StartAsync(server_ids_[s], std::move(msg), options_.request_timeout_ms, on_done));
+      ++push_remaining_.back();
+    }
+  }
+  // A push with nothing to send is complete at once.
+  while (!push_remaining_.empty() && push_remaining_.front() == 0) {
+    push_remaining_.pop_front();
+    ++first_unacked_push_;
+  }
+  return Status::OK();
+}
+
+Status KvClient::Flush() { return WaitForPushesAtMost(0); }
+
+}  // namespace mtps

@@ -1,0 +1,97 @@
+// KvClient: a worker's view of the parameter servers.
+//
+// Slices each request by server (sparse keys by KeyPartitioner, the dense
+// parameter array by DenseBlockOf), keeps every slice in flight at once, and
+// reassembles the answers. Pushes are asynchronous: Push returns once the
+// requests are queued and only waits while too many are unanswered; an
+// error of an earlier push surfaces on the next call. Requests to one server
+// travel over one ordered connection, so a pull sees this worker's earlier
+// pushes to that server.
+// Not thread-safe: uses the Rpc of the thread that owns it.
+#ifndef MTPS_WORKER_CLIENT_KV_CLIENT_H_
+#define MTPS_WORKER_CLIENT_KV_CLIENT_H_
+
+#include <cstdint>
+#include <deque>
+#include <vector>
+
+#include "common/cluster/partition.h"
+#include "common/net/rpc.h"
+#include "common/base/status.h"
+
+namespace mtps {
+
+struct KvClientOptions {
+  int dim = 8;             // embedding width
+  int64_t num_params = 0;  // length of the dense parameter array
+  int request_timeout_ms = 30000;
+  int max_inflight_pushes = 8;  // Push calls (one per batch) unanswered, at most
+};
+
+// A pull in flight: started by KvClient::StartPull, completed (or dropped)
+// by FinishPull. Opaque to callers; reusable.
+struct PendingPull {
+  std::vector<uint64_t> sparse_ids, dense_ids;   // request ids per server (0: none)
+  std::vector<std::vector<uint32_t>> positions;  // per server, the indexes of its keys
+};
+
+class KvClient {
+ public:
+  // `rpc` outlives the client; server_ids[r] is the node id of server rank r.
+  KvClient(Rpc* rpc, std::vector<int> server_ids, KvClientOptions options);
+
+  // Sends every server its block of `params` (the first INIT_DENSE wins).
+  Status InitDense(const float* params);
+
+  // Fetches the rows of `keys` (distinct) into emb (keys.size() x dim) and,
+  // when dense is not null, the dense parameters into dense (num_params).
+  // create_missing=false answers unknown keys with their initial value
+  // without creating rows (evaluation). A server refuses a pull whose answer
+  // would exceed 256 MiB.
+  Status Pull(const std::vector<uint64_t>& keys, bool create_missing, float* emb, float* dense);
+
+  // Pull in two steps, so a worker can compute while a pull is in flight
+  // (prefetch): StartPull sends every request; FinishPull waits for the
+  // answers and writes them as Pull does. A started pull must be finished
+  // (or the client destroyed) before its PendingPull is reused.
+  Status StartPull(const std::vector<uint64_t>& keys, bool create_missing, bool want_dense,
+                   PendingPull* pull);
+  Status FinishPull(PendingPull* pull, float* emb, float* dense);
+
+  // Sends the gradients of `keys` (emb_grad: keys.size() x dim) and, when
+  // dense_grad is not null, of the dense parameters.
+  Status Push(const std::vector<uint64_t>& keys, const float* emb_grad, const float* dense_grad);
+
+  // Waits until every push is answered; returns the first push error.
+  Status Flush();
+
+  // Push calls (batches) answered completely, counting from the first in
+  // order: the worker's clock for consistency control.
+  int64_t acked_pushes() const { return first_unacked_push_; }
+
+ private:
+  // Splits keys by server: (*slices)[s] the keys, (*positions)[s] their indexes.
+  void Slice(const std::vector<uint64_t>& keys);
+  // Serves traffic until at most `limit` Push calls are unanswered.
+  Status WaitForPushesAtMost(size_t limit);
+  // Forgets started requests (ids of 0 are skipped) when a call gives up early.
+  void CancelAll(const std::vector<uint64_t>& ids);
+  void Cancel(PendingPull* pull);
+
+  Rpc* rpc_;
+  std::vector<int> server_ids_;
+  KvClientOptions options_;
+  KeyPartitioner partitioner_;
+  std::vector<std::vector<uint64_t>> slice_keys_;
+  std::vector<std::vector<uint32_t>> slice_positions_;
+  // Requests still unanswered per Push call not yet complete, oldest first;
+  // the front is Push call number first_unacked_push_.
+  std::deque<int> push_remaining_;
+  int64_t first_unacked_push_ = 0;
+  Status push_error_;
+  std::vector<float> scratch_;
+};
+
+}  // namespace mtps
+
+#endif  // MTPS_WORKER_CLIENT_KV_CLIENT_H_

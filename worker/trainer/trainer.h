@@ -1,0 +1,101 @@
+// Trainer: a worker process's job — train on its share of the data, then
+// score its share of the held-out data and report to the scheduler.
+//
+// Per batch: de-duplicate the batch's keys, pull their rows and the dense
+// parameters once (every request in flight together), pool embeddings, run
+// the model's forward and backward on Eigen, sum gradients per unique key,
+// push asynchronously. Rank 0 initialises the dense parameters on the servers
+// before the start barrier. Owned by the worker's main thread.
+#ifndef MTPS_WORKER_TRAINER_TRAINER_H_
+#define MTPS_WORKER_TRAINER_TRAINER_H_
+
+#include <memory>
+#include <vector>
+
+#include "common/cluster/cluster_member.h"
+#include "common/base/status.h"
+#include "worker/nn/embedding_bag.h"
+#include "worker/data/example.h"
+#include "worker/client/kv_client.h"
+#include "worker/models/model.h"
+
+namespace mtps {
+
+class Trainer {
+ public:
+  // `member` has joined the job and outlives the trainer.
+  explicit Trainer(ClusterMember* member);
+
+  // Runs the whole job on this worker: start barrier, epochs, the "trained"
+  // barrier, evaluation, the report, the "end" barrier.
+  Status Run();
+
+ private:
+  Status Setup();
+  Status TrainEpochs();
+  // One batch on its way through the worker: its keys, and their rows in
+  // flight or arrived.
+  struct StagedBatch {
+    Batch batch;
+    Batch grouped;  // batch with its slots replicated per embedding group
+    std::vector<uint64_t> unique_keys;
+    std::vector<uint32_t> key_index;
+    PendingPull pull;
+    bool pull_dense = false;
+    const Batch& view(int groups) const { return groups > 1 ? grouped : batch; }
+  };
+  // Starts pulling what staged->batch needs (rows of its keys in every
+  // embedding group, and the dense parameters when pull_dense).
+  // training=false answers unseen keys without creating rows.
+  Status StageBatch(StagedBatch* staged, bool training, bool pull_dense);
+  // Waits for the staged pull and fills input_ and labels_.
+  Status FinishBatch(StagedBatch* staged);
+  // Forward, backward and push of a finished batch.
+  Status TrainStaged(StagedBatch* staged);
+  // Labels of the start of this worker's training share (output-bias prior).
+  StatusOr<RowMatrix<float>> SampleLabels();
+  Status Evaluate();
+  Status MaybeReportProgress(bool force);
+  // Consistency control: before batch number started_, waits (when the
+  // config bounds staleness) until the slowest worker's clock allows it.
+  Status WaitForTurn();
+  // Tells the scheduler this worker's clock when it moved (async).
+  Status MaybeReportClock();
+
+  ClusterMember* member_;
+  const config::Config& config_;
+  int rank_ = 0;
+  int num_workers_ = 1;
+  FeatureSchema schema_;
+  std::unique_ptr<Model<float>> model_;
+  std::unique_ptr<KvClient> kv_;
+  int dim_ = 0;
+  int groups_ = 1;                     // model_->embedding_groups()
+  std::vector<SlotInfo> model_slots_;  // schema_.slots, once per group
+
+  // Buffers reused across batches.
+  std::vector<float> params_, param_grad_;
+  StagedBatch staged_[2];  // the batch computing and the one prefetching
+  std::vector<float> emb_, emb_grad_;
+  KeyDeduper deduper_;  // UniqueKeys of every batch, reusing its table
+  RowMatrix<float> input_, input_grad_, labels_;
+  std::vector<float> losses_;
+
+  // Consistency control.
+  int64_t started_ = 0;          // training batches started
+  int64_t known_min_clock_ = 0;  // the slowest worker's clock, as last heard
+  int64_t reported_clock_ = -1;
+  bool clock_report_in_flight_ = false;
+
+  // Progress.
+  SteadyClock::time_point train_start_;
+  SteadyClock::time_point last_report_;
+  int64_t examples_ = 0;
+  std::vector<double> loss_sum_;
+  int64_t loss_batches_ = 0;
+  std::vector<EvalColumn> eval_;
+};
+
+}  // namespace mtps
+
+#endif  // MTPS_WORKER_TRAINER_TRAINER_H_
