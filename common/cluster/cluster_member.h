@@ -15,8 +15,8 @@
 #include <zmq.hpp>
 
 #include "common/base/deadline.h"
-#include "common/net/rpc.h"
 #include "common/base/status.h"
+#include "common/net/rpc.h"
 #include "common/net/transport.h"
 #include "proto/config.pb.h"
 #include "proto/wire.pb.h"

@@ -8,8 +8,8 @@
 #include <random>
 #include <sstream>
 
-#include "common/config/config.h"
 #include "common/base/file_util.h"
+#include "common/config/config.h"
 #include "common/eval/metrics.h"
 
 namespace mtps {

@@ -20,8 +20,8 @@
 #include <vector>
 
 #include "common/base/deadline.h"
-#include "common/net/rpc.h"
 #include "common/base/status.h"
+#include "common/net/rpc.h"
 #include "common/net/transport.h"
 #include "proto/config.pb.h"
 #include "proto/wire.pb.h"

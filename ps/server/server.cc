@@ -9,8 +9,8 @@
 #include <string>
 #include <utility>
 
-#include "common/config/config.h"
 #include "common/cluster/partition.h"
+#include "common/config/config.h"
 
 namespace mtps {
 namespace {

@@ -26,8 +26,8 @@
 #include <mutex>
 #include <vector>
 
-#include "common/cluster/cluster_member.h"
 #include "common/base/status.h"
+#include "common/cluster/cluster_member.h"
 #include "ps/server/server_shard.h"
 
 namespace mtps {

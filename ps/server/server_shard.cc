@@ -7,8 +7,8 @@
 #include <limits>
 #include <string>
 
-#include "common/config/config.h"
 #include "common/base/hash.h"
+#include "common/config/config.h"
 
 namespace mtps {
 namespace {

@@ -17,8 +17,8 @@
 
 #include <zmq.hpp>
 
-#include "common/cluster/cluster_member.h"
 #include "common/base/status.h"
+#include "common/cluster/cluster_member.h"
 #include "proto/config.pb.h"
 #include "ps/scheduler/scheduler.h"
 #include "ps/server/server.h"

@@ -42,11 +42,11 @@
 #include <gflags/gflags.h>
 #include <glog/logging.h>
 
-#include "common/config/config.h"
 #include "common/base/hash.h"
-#include "common/cluster/partition.h"
-#include "common/net/rpc.h"
 #include "common/base/status.h"
+#include "common/cluster/partition.h"
+#include "common/config/config.h"
+#include "common/net/rpc.h"
 #include "ps/table/sparse_table.h"
 #include "tests/bench/bench_cluster.h"
 #include "worker/client/kv_client.h"

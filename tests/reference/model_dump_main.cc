@@ -48,11 +48,11 @@
 #include <google/protobuf/text_format.h>
 #include <google/protobuf/util/json_util.h>
 
-#include "common/config/config.h"
 #include "common/base/status.h"
+#include "common/config/config.h"
 #include "proto/config.pb.h"
-#include "worker/nn/layers.h"
 #include "worker/models/model.h"
+#include "worker/nn/layers.h"
 
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
               "the dump files are little-endian float32 written in host order");

@@ -15,9 +15,9 @@
 #include <deque>
 #include <vector>
 
+#include "common/base/status.h"
 #include "common/cluster/partition.h"
 #include "common/net/rpc.h"
-#include "common/base/status.h"
 
 namespace mtps {
 

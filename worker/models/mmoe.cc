@@ -5,8 +5,8 @@
 
 #include <random>
 
-#include "worker/nn/layers.h"
 #include "worker/models/task_towers.h"
+#include "worker/nn/layers.h"
 
 namespace mtps {
 namespace {

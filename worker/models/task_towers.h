@@ -22,8 +22,8 @@
 #include <vector>
 
 #include "common/base/status.h"
-#include "worker/nn/layers.h"
 #include "worker/models/model.h"
+#include "worker/nn/layers.h"
 
 namespace mtps {
 

@@ -33,8 +33,8 @@
 #include <vector>
 
 #include "common/base/status.h"
-#include "proto/config.pb.h"
 #include "common/eval/metrics.h"
+#include "proto/config.pb.h"
 #include "worker/nn/eigen.h"
 
 namespace mtps {

@@ -8,9 +8,9 @@
 #include <algorithm>
 
 #include "common/base/hash.h"
-#include "worker/nn/embedding_bag.h"
 #include "common/eval/metrics.h"
 #include "worker/data/example_reader.h"
+#include "worker/nn/embedding_bag.h"
 
 namespace mtps {
 namespace {

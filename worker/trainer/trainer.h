@@ -12,12 +12,12 @@
 #include <memory>
 #include <vector>
 
-#include "common/cluster/cluster_member.h"
 #include "common/base/status.h"
-#include "worker/nn/embedding_bag.h"
-#include "worker/data/example.h"
+#include "common/cluster/cluster_member.h"
 #include "worker/client/kv_client.h"
+#include "worker/data/example.h"
 #include "worker/models/model.h"
+#include "worker/nn/embedding_bag.h"
 
 namespace mtps {
 
