@@ -156,46 +156,6 @@ float InitialValue(uint64_t seed, uint64_t key, int j, float scale) {
 }
 
 // ---------------------------------------------------------------------------
-// CountMinSketch
-
-CountMinSketch::CountMinSketch(int width_log2, uint64_t seed)
-    : width_(size_t{1} << width_log2),
-      seed_(Mix64(seed ^ 0x5ca1ab1eULL)),
-      counters_(kDepth * width_, 0) {}
-
-void CountMinSketch::Positions(uint64_t key, size_t pos[kDepth]) const {
-  // Double hashing (Kirsch & Mitzenmacher): row d uses h1 + d * h2.
-  const uint64_t h1 = Mix64(key ^ seed_);
-  const uint64_t h2 = Mix64(h1) | 1;
-  for (int d = 0; d < kDepth; ++d) {
-    pos[d] =
-        static_cast<size_t>(d) * width_ + ((h1 + static_cast<uint64_t>(d) * h2) & (width_ - 1));
-  }
-}
-
-uint32_t CountMinSketch::Estimate(uint64_t key) const {
-  size_t pos[kDepth];
-  Positions(key, pos);
-  uint32_t m = kMaxCount;
-  for (int d = 0; d < kDepth; ++d) m = std::min<uint32_t>(m, counters_[pos[d]]);
-  return m;
-}
-
-uint32_t CountMinSketch::Add(uint64_t key) {
-  size_t pos[kDepth];
-  Positions(key, pos);
-  uint32_t m = kMaxCount;
-  for (int d = 0; d < kDepth; ++d) m = std::min<uint32_t>(m, counters_[pos[d]]);
-  if (m == kMaxCount) return m;
-  // Conservative update: only the counters at the minimum carry this key's
-  // count alone; raising the others would only add collision error.
-  for (int d = 0; d < kDepth; ++d) {
-    if (counters_[pos[d]] == m) counters_[pos[d]] = static_cast<uint16_t>(m + 1);
-  }
-  return m + 1;
-}
-
-// ---------------------------------------------------------------------------
 // SparseTable
 
 SparseTable::SparseTable(const SparseTableOptions& options)

@@ -68,6 +68,7 @@
 #include <vector>
 
 #include "common/base/status.h"
+#include "ps/table/count_min_sketch.h"
 #include "proto/config.pb.h"
 
 namespace mtps {
@@ -100,32 +101,6 @@ Status ValidateSparseTableOptions(const SparseTableOptions& options);
 // The initial value of element j of key's row: deterministic function of
 // (seed, key, j), uniform in [-scale, scale]; used by Pull and exposed for tests.
 float InitialValue(uint64_t seed, uint64_t key, int j, float scale);
-
-// A count-min sketch (Cormode & Muthukrishnan 2005) of kDepth rows of
-// 2^width_log2 saturating 16-bit counters (kDepth * 2^width_log2 * 2 bytes:
-// 8 MiB at width 2^20), with conservative update: Add raises only the counters
-// equal to the current minimum. An estimate is never below the true count
-// (until kMaxCount, where counters saturate) and exceeds it only through
-// collisions. Owns its counters; not thread-safe.
-class CountMinSketch {
- public:
-  static constexpr int kDepth = 4;
-  static constexpr uint32_t kMaxCount = 65535;
-
-  CountMinSketch(int width_log2, uint64_t seed);
-
-  // Counts one occurrence of key; returns the new estimate.
-  uint32_t Add(uint64_t key);
-  uint32_t Estimate(uint64_t key) const;
-  size_t memory_bytes() const { return counters_.size() * sizeof(counters_[0]); }
-
- private:
-  void Positions(uint64_t key, size_t pos[kDepth]) const;
-
-  size_t width_;
-  uint64_t seed_;
-  std::vector<uint16_t> counters_;  // row d at [d * width_, (d + 1) * width_)
-};
 
 // Where a table's bytes go (SparseTable::memory_report).
 struct MemoryReport {
