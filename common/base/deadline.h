@@ -13,6 +13,8 @@ namespace mtps {
 
 using SteadyClock = std::chrono::steady_clock;
 
+// A point on the steady clock by which a wait must end. A value type
+// (immutable, thread-safe); the waiting code owns what happens at expiry.
 class Deadline {
  public:
   explicit Deadline(SteadyClock::time_point at) : at_(at) {}

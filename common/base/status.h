@@ -32,6 +32,8 @@ enum class StatusCode : int {
 
 const char* StatusCodeName(StatusCode code);
 
+// A code (kOk or an error) and a message saying where and why. A value
+// type: copy and pass it freely between threads; methods are const.
 class Status {
  public:
   Status() = default;

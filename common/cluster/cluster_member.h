@@ -23,6 +23,8 @@
 
 namespace mtps {
 
+// Where a node listens and how it finds the scheduler (from mtps-node's
+// flags). A value type.
 struct MemberOptions {
   wire::Role role = wire::ROLE_UNSPECIFIED;
   int requested_rank = -1;  // -1: any free rank
@@ -32,6 +34,9 @@ struct MemberOptions {
   int register_timeout_ms = 60000;
 };
 
+// A node's membership (see the file comment). Owned by the node's main
+// thread, which is the only one that may call it; the server's shard threads
+// never touch it.
 class ClusterMember {
  public:
   // Takes ownership of `transport`.

@@ -26,6 +26,9 @@ struct Incoming {
   int peer = -1;
 };
 
+// The interface (see the file comment). Implementations: ZmqTransport.
+// Owned by one thread (the process's ClusterMember or Scheduler, through
+// its Rpc); only Wake may be called from other threads.
 class Transport {
  public:
   virtual ~Transport() = default;

@@ -44,7 +44,9 @@ struct DataTypeOf<uint32_t> {
 // Bytes per element of dtype; 0 for an unknown type.
 size_t DataTypeSize(wire::DataType dtype);
 
-// One typed payload frame.
+// One typed payload frame: a dtype and a ZeroMQ message holding the bytes.
+// Owns its bytes (handed to ZeroMQ on send without a copy); movable, not
+// copyable; used by one thread at a time.
 class Payload {
  public:
   Payload() = default;
@@ -104,6 +106,11 @@ class Payload {
   zmq::message_t bytes_;
 };
 
+// One request or response as it travels: the Protobuf Meta (op, request id,
+// sender, epoch, deadline, status, control bodies) and the payload frames
+// that Meta.frames declares (EncodeMessage fills it). A value owned by
+// whoever holds it; moved, not shared, between threads (a server's receive
+// thread hands request payloads to its shard threads by move).
 struct Message {
   wire::Meta meta;
   std::vector<Payload> payloads;

@@ -19,6 +19,7 @@
 
 namespace mtps {
 
+// See the file comment. Owned by one thread; Wake from any thread.
 class ZmqTransport : public Transport {
  public:
   explicit ZmqTransport(zmq::context_t* context);

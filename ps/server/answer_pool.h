@@ -38,6 +38,9 @@ struct AnswerArray {
   float& operator[](size_t i) const { return data[i]; }
 };
 
+// Free pull-answer arrays kept for reuse (see the file comment). Owned by
+// the ParameterServer; Take and the deleter's Return may be called from any
+// thread (ZeroMQ's I/O thread returns arrays), guarded by one mutex.
 class AnswerPool {
  public:
   static constexpr size_t kDefaultMaxPooledBytes = size_t{128} << 20;

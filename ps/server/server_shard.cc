@@ -71,6 +71,11 @@ void ServerShard::Stop() {
   if (thread_.joinable()) thread_.join();
 }
 
+void ServerShard::CheckStopped() const {
+  CHECK(!thread_.joinable()) << "ServerShard " << index_
+                             << ": table() or dense() called while its thread runs (call Stop)";
+}
+
 void ServerShard::Loop() {
   // Named for top, perf and ps_bench's CPU accounting (at most 15 characters).
   const std::string name = "ps-shard-" + std::to_string(index_);

@@ -114,6 +114,9 @@ class ServerShard;
 void SubmitToShards(const std::vector<std::unique_ptr<ServerShard>>& shards,
                     std::shared_ptr<ShardTask> task);
 
+// One shard thread and the rows it alone writes: its SparseTable and, on
+// shard 0, the server's DenseStore. Owned by the ParameterServer; Submit may
+// be called from any thread, Stop and the accessors from the owner.
 class ServerShard {
  public:
   // Called on the shard's thread by the last shard to finish a task.
@@ -135,15 +138,23 @@ class ServerShard {
   // Serves what is queued, then ends and joins the thread. Idempotent.
   void Stop();
 
-  // What the shard owns, for reports and tests: valid only after Stop (the
-  // thread owns them before). dense() is nullptr except on shard 0.
-  const SparseTable& table() const { return table_; }
-  const DenseStore* dense() const { return dense_.get(); }
+  // What the shard owns, for reports and tests. The shard thread owns them
+  // until Stop returns, so calling these before is a programmer error
+  // (CHECK-fails). dense() is nullptr except on shard 0.
+  const SparseTable& table() const {
+    CheckStopped();
+    return table_;
+  }
+  const DenseStore* dense() const {
+    CheckStopped();
+    return dense_.get();
+  }
   int index() const { return index_; }
 
  private:
   void Loop();
   void Serve(ShardTask& task);
+  void CheckStopped() const;
 
   const int index_;
   const int num_shards_;

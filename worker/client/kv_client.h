@@ -21,6 +21,7 @@
 
 namespace mtps {
 
+// The client's settings (from the job config): a value type.
 struct KvClientOptions {
   int dim = 8;             // embedding width
   int64_t num_params = 0;  // length of the dense parameter array
@@ -35,6 +36,8 @@ struct PendingPull {
   std::vector<std::vector<uint32_t>> positions;  // per server, the indexes of its keys
 };
 
+// See the file comment. Owned by the worker's Trainer; called only from the
+// thread that owns the Rpc it uses.
 class KvClient {
  public:
   // `rpc` outlives the client; server_ids[r] is the node id of server rank r.

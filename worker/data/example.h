@@ -13,6 +13,7 @@ namespace mtps {
 
 enum class Pooling { kSum, kMean };
 
+// How a slot's weighted keys are combined into one embedding.
 // One sparse input slot: a categorical column (always one key per example) or
 // a multi-valued column (zero or more weighted keys, pooled).
 struct SlotInfo {
@@ -30,6 +31,10 @@ struct FeatureSchema {
 
 // A batch of examples. Sparse features are CSR over (example, slot): the keys
 // of example b, slot s are keys[offsets[b*num_slots+s] .. offsets[b*num_slots+s+1]).
+// A plain value filled by one reader (ExampleReader::Next replaces it) and
+// then read by the trainer on the same thread; no synchronisation. Its
+// vectors keep their capacity across Clear, so a reused Batch stops
+// allocating once it has seen the largest batch.
 struct Batch {
   int num_examples = 0;
   int num_slots = 0;

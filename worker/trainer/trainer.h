@@ -21,6 +21,8 @@
 
 namespace mtps {
 
+// See the file comment. Created and run by mtps-node's worker main thread,
+// the only thread that calls it.
 class Trainer {
  public:
   // `member` has joined the job and outlives the trainer.
