@@ -75,10 +75,17 @@ class Trainer {
   int groups_ = 1;                     // model_->embedding_groups()
   std::vector<SlotInfo> model_slots_;  // schema_.slots, once per group
 
-  // Buffers reused across batches.
-  std::vector<float> params_, param_grad_;
+  // Buffers reused across batches. The model reads and writes the parameter
+  // arrays through Eigen maps at fixed offsets; Eigen's vectorised loops peel
+  // a number of scalar elements that depends on a map's address, and its
+  // scalar and packet paths round differently. Aligned to Eigen's packet
+  // size, the arrays give the same results wherever the heap puts them (with
+  // plain vectors, a change of glibc's malloc tunables moved the census
+  // single-task logloss in its 4th digit).
+  using AlignedFloats = std::vector<float, Eigen::aligned_allocator<float>>;
+  AlignedFloats params_, param_grad_;
   StagedBatch staged_[2];  // the batch computing and the one prefetching
-  std::vector<float> emb_, emb_grad_;
+  AlignedFloats emb_, emb_grad_;
   KeyDeduper deduper_;  // UniqueKeys of every batch, reusing its table
   RowMatrix<float> input_, input_grad_, labels_;
   std::vector<float> losses_;
