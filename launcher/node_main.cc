@@ -4,13 +4,17 @@
 //
 //   mtps-node --role=scheduler --config=FILE [--set='a.b=v;c.d=w'] --num_servers=N
 //             --num_workers=M --run_dir=DIR [--host=127.0.0.1] [--port=0]
+//   mtps-node --role=scheduler --config=FILE [--set=...] --check_config
 //   mtps-node --role=server|worker --scheduler=tcp://HOST:PORT [--rank=R] [--host=127.0.0.1]
 //
-// Servers and workers receive the job config from the scheduler.
+// The scheduler loads the job config with every owner's check
+// (ConfigChecks() below), so a bad config stops the job before anything
+// starts; servers and workers receive the checked config from it.
 #include <signal.h>
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <string>
 #include <vector>
 
@@ -21,14 +25,22 @@
 
 #include "common/cluster/cluster_member.h"
 #include "common/config/config.h"
+#include "common/config/config_check.h"
 #include "common/net/zmq_transport.h"
 #include "ps/scheduler/scheduler.h"
 #include "ps/server/server.h"
+#include "ps/server/server_config.h"
+#include "ps/table/table_config.h"
+#include "worker/data/data_config.h"
+#include "worker/models/model_registry.h"
 #include "worker/trainer/trainer.h"
 
 DEFINE_string(role, "", "scheduler, server or worker");
 DEFINE_string(config, "", "scheduler: job config (Protobuf text format, see proto/config.proto)");
 DEFINE_string(set, "", "scheduler: config overrides 'a.b=v', separated by ';'");
+DEFINE_bool(check_config, false,
+            "scheduler: load and check --config (with --set), print the checked config and "
+            "exit (0: valid, 1: invalid, the reason on stderr); starts nothing");
 DEFINE_int32(num_servers, 1, "scheduler: number of parameter servers in the job");
 DEFINE_int32(num_workers, 1, "scheduler: number of workers in the job");
 DEFINE_string(run_dir, ".",
@@ -64,11 +76,23 @@ int Fail(const mtps::Status& s, const char* what) {
   return 1;
 }
 
+// Every library's config rules: the data readers', the model kinds', the
+// tables' and the server's (the train, cluster and eval rules are
+// LoadConfig's own).
+std::vector<mtps::ConfigCheck> ConfigChecks() {
+  return {mtps::CheckDataConfig, mtps::CheckModelConfig, mtps::CheckTableConfig,
+          mtps::CheckServerConfig};
+}
+
 int RunScheduler(zmq::context_t* context) {
   if (FLAGS_config.empty())
     return Fail(mtps::Status::InvalidArgument("--config is required"), "scheduler");
-  auto config = mtps::LoadConfig(FLAGS_config, SplitOverrides(FLAGS_set));
+  auto config = mtps::LoadConfig(FLAGS_config, SplitOverrides(FLAGS_set), ConfigChecks());
   if (!config.ok()) return Fail(config.status(), "cannot load the config");
+  if (FLAGS_check_config) {
+    std::fputs(mtps::ConfigToText(*config).c_str(), stdout);
+    return 0;
+  }
   mtps::SchedulerOptions o;
   o.config = std::move(config).value();
   o.num_servers = FLAGS_num_servers;

@@ -15,10 +15,7 @@ Status WriteFileAtomically(const std::string& path, const std::string& content);
 // Appends `line` plus a newline to `path` (created if missing).
 Status AppendLine(const std::string& path, const std::string& line);
 
-// JSON string literal for `s` (quotes included, control characters escaped).
-std::string JsonString(const std::string& s);
-// JSON number for `v`; non-finite values become null.
-std::string JsonNumber(double v);
+// JSON files: common/base/json_file.h.
 
 }  // namespace mtps
 

@@ -1,5 +1,6 @@
 // Config loading (text format with located errors), dotted-path overrides,
-// semantic validation and printing. See common/config/config.h.
+// validation (the train, cluster and eval rules, then the owners' checks) and
+// printing. See common/config/config.h.
 #include "common/config/config.h"
 
 #include <cerrno>
@@ -10,12 +11,12 @@
 #include <fstream>
 #include <limits>
 #include <memory>
-#include <set>
 #include <sstream>
 #include <string_view>
 
 #include <google/protobuf/descriptor.h>
 #include <google/protobuf/io/tokenizer.h>
+#include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 #include <google/protobuf/message.h>
 #include <google/protobuf/text_format.h>
 
@@ -30,9 +31,6 @@ std::string_view TrimSpaces(std::string_view s) {
   return s;
 }
 
-bool IsIdentStart(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_'; }
-bool IsIdentChar(char c) { return IsIdentStart(c) || (c >= '0' && c <= '9'); }
-
 // Byte offset of protobuf's 0-based (line, column); the tokenizer advances
 // the column to the next multiple of 8 on a tab.
 size_t OffsetOf(const std::string& text, int line, int column) {
@@ -46,72 +44,104 @@ size_t OffsetOf(const std::string& text, int line, int column) {
   return offset;
 }
 
-// The dotted path of the field being parsed at `offset` of a text-format
-// message, e.g. "data.labels.column", recovered by a light scan of the text
-// (protobuf's own messages do not always name the field, e.g. "Expected
-// integer, got: abc"). An identifier starting at `offset` is included, so an
-// unknown field name is reported as the field itself. Best effort: "" if the
-// text is too broken to tell.
-std::string FieldPathAt(const std::string& text, size_t offset) {
-  size_t end = offset;
-  if (end < text.size() && IsIdentStart(text[end])) {
-    while (end < text.size() && IsIdentChar(text[end])) ++end;
-  }
-  std::vector<std::string> stack;
-  std::string field;
-  size_t i = 0;
-  while (i < end) {
-    const char c = text[i];
-    if (c == '#') {
-      while (i < end && text[i] != '\n') ++i;
-    } else if (c == '"' || c == '\'') {
-      for (++i; i < end && text[i] != c && text[i] != '\n'; ++i) {
-        if (text[i] == '\\') ++i;
-      }
-      ++i;
-    } else if (IsIdentStart(c)) {
-      const size_t start = i;
-      while (i < text.size() && IsIdentChar(text[i])) ++i;
-      size_t next = i;
-      while (next < text.size() && (text[next] == ' ' || text[next] == '\t' || text[next] == '\n' ||
-                                    text[next] == '\r')) {
-        ++next;
-      }
-      // A field name is followed by ':' or a message body; anything else is
-      // a value (an enum name, true, inf).
-      if (next >= text.size() || text[next] == ':' || text[next] == '{' || text[next] == '<') {
-        field = text.substr(start, i - start);
-      }
-    } else if (c >= '0' && c <= '9') {
-      while (i < end &&
-             (IsIdentChar(text[i]) || text[i] == '.' || text[i] == '-' || text[i] == '+')) {
-        ++i;
-      }
-    } else if (c == '{' || c == '<') {
-      stack.push_back(field);
-      field.clear();
-      ++i;
-    } else if (c == '}' || c == '>') {
-      if (!stack.empty()) stack.pop_back();
-      field.clear();
-      ++i;
-    } else {
-      ++i;
-    }
-  }
+// The message fields protobuf was inside when it stopped at an error, e.g.
+// "data.labels[1]", from its ParseInfoTree: the parser creates a field's
+// nested tree when the field's message body starts and records the field's
+// location only once the body is complete, so the open messages are those
+// with a nested tree and no location yet (for a repeated field, its last
+// nested tree when it has more trees than locations). *innermost is the type
+// of the innermost open message (`type` when none is open).
+// Limit: with the list syntax of a repeated message field
+// (`labels: [{...}, {...}]`) protobuf records one location for the whole
+// list, so an error after such a list may be placed in its last element.
+std::string OpenMessagePath(const pb::TextFormat::ParseInfoTree* tree, const pb::Descriptor* type,
+                            const pb::Descriptor** innermost) {
   std::string path;
-  for (const std::string& name : stack) path += name + ".";
-  path += field;
-  if (!path.empty() && path.back() == '.') path.pop_back();
+  while (tree != nullptr) {
+    const pb::TextFormat::ParseInfoTree* open = nullptr;
+    for (int i = 0; i < type->field_count() && open == nullptr; ++i) {
+      const pb::FieldDescriptor* f = type->field(i);
+      if (f->cpp_type() != pb::FieldDescriptor::CPPTYPE_MESSAGE) continue;
+      std::string name = f->name();
+      if (!f->is_repeated()) {
+        open = tree->GetTreeForNested(f, -1);
+        if (open != nullptr && tree->GetLocation(f, -1).line >= 0) open = nullptr;
+      } else {
+        int trees = 0;
+        while (tree->GetTreeForNested(f, trees) != nullptr) ++trees;
+        int locations = 0;
+        while (locations < trees && tree->GetLocation(f, locations).line >= 0) ++locations;
+        if (trees > locations) {
+          open = tree->GetTreeForNested(f, trees - 1);
+          name += "[" + std::to_string(trees - 1) + "]";
+        }
+      }
+      if (open != nullptr) {
+        path += (path.empty() ? "" : ".") + name;
+        type = f->message_type();
+      }
+    }
+    tree = open;
+  }
+  *innermost = type;
   return path;
+}
+
+// Ignores the errors of the tokenizer FieldBefore runs (the parser has
+// reported them).
+class SilentErrors : public pb::io::ErrorCollector {
+ public:
+  void AddError(int, pb::io::ColumnNumber, const std::string&) override {}
+};
+
+// The field whose value protobuf was reading when it stopped at (line,
+// column) (0-based, as protobuf counts): the last identifier followed by ':'
+// before that point with no '{', '}', '<' or '>' in between, e.g.
+// "embedding_dim" in `embedding_dim: eight`. This is the one thing the
+// ParseInfoTree cannot tell, since the parser records a field only once its
+// value parsed ("Expected integer, got: eight" names no field). The text is
+// read with protobuf's own tokenizer. "" if there is none.
+std::string FieldBefore(const std::string& text, int line, int column) {
+  pb::io::ArrayInputStream input(text.data(), static_cast<int>(text.size()));
+  SilentErrors errors;
+  pb::io::Tokenizer tokenizer(&input, &errors);
+  tokenizer.set_comment_style(pb::io::Tokenizer::SH_COMMENT_STYLE);
+  tokenizer.set_allow_f_after_float(true);
+  tokenizer.set_require_space_after_number(false);
+  std::string field;
+  std::string identifier;  // the previous token, if an identifier
+  while (tokenizer.Next()) {
+    const pb::io::Tokenizer::Token& token = tokenizer.current();
+    if (token.line > line || (token.line == line && token.column >= column)) break;
+    if (token.type == pb::io::Tokenizer::TYPE_SYMBOL) {
+      if (token.text == ":") {
+        field = identifier;
+      } else if (token.text == "{" || token.text == "}" || token.text == "<" || token.text == ">") {
+        field.clear();
+      }
+    }
+    identifier = token.type == pb::io::Tokenizer::TYPE_IDENTIFIER ? token.text : "";
+  }
+  return field;
+}
+
+// The name in `message` after `prefix` up to the next '"' ("" if absent).
+std::string QuotedAfter(const std::string& message, const std::string& prefix) {
+  const size_t start = message.find(prefix);
+  if (start == std::string::npos) return "";
+  const size_t begin = start + prefix.size();
+  const size_t end = message.find('"', begin);
+  return end == std::string::npos ? "" : message.substr(begin, end - begin);
 }
 
 // Records every parse error of one text-format document as
 // "<source>:<line>:<column>: field '<path>': <message>" (1-based).
 class LocatedErrorCollector : public pb::io::ErrorCollector {
  public:
-  LocatedErrorCollector(std::string source, const std::string* text)
-      : source_(std::move(source)), text_(text) {}
+  // `tree` is the ParseInfoTree the parser writes locations of `type` to.
+  LocatedErrorCollector(std::string source, const std::string* text,
+                        const pb::TextFormat::ParseInfoTree* tree, const pb::Descriptor* type)
+      : source_(std::move(source)), text_(text), tree_(tree), type_(type) {}
 
   void AddError(int line, pb::io::ColumnNumber column, const std::string& message) override {
     size_t offset = OffsetOf(*text_, line, column);
@@ -137,7 +167,7 @@ class LocatedErrorCollector : public pb::io::ErrorCollector {
     }
     std::ostringstream os;
     os << source_ << ":" << out_line << ":" << offset - line_start + 1 << ": ";
-    const std::string field = FieldPathAt(*text_, offset);
+    const std::string field = FieldPath(line, column, message);
     if (!field.empty()) os << "field '" << field << "': ";
     os << message;
     errors_.push_back(os.str());
@@ -152,16 +182,39 @@ class LocatedErrorCollector : public pb::io::ErrorCollector {
   }
 
  private:
+  // The dotted path of the field an error at protobuf's (line, column) is
+  // about: the open messages (OpenMessagePath), then the field protobuf's
+  // message names (an unknown one as written: 'no field named "x"'; a known
+  // one: 'for field "format"'), else the field whose value was being read
+  // (FieldBefore), if it is a field of the innermost open message. "" when
+  // it cannot be told.
+  std::string FieldPath(int line, int column, const std::string& message) const {
+    const pb::Descriptor* innermost = nullptr;
+    std::string path = OpenMessagePath(tree_, type_, &innermost);
+    std::string leaf = QuotedAfter(message, "no field named \"");
+    if (leaf.empty()) {
+      std::string named = QuotedAfter(message, "field \"");
+      if (named.empty()) named = FieldBefore(*text_, line, column);
+      if (!named.empty() && innermost->FindFieldByName(named) != nullptr) leaf = named;
+    }
+    if (!leaf.empty()) path += (path.empty() ? "" : ".") + leaf;
+    return path;
+  }
+
   const std::string source_;
   const std::string* text_;
+  const pb::TextFormat::ParseInfoTree* tree_;
+  const pb::Descriptor* type_;
   std::vector<std::string> errors_;
 };
 
 // Parses `text` into *message (cleared first); errors are located in `source`.
 Status ParseText(const std::string& text, const std::string& source, pb::Message* message) {
-  LocatedErrorCollector errors(source, &text);
+  pb::TextFormat::ParseInfoTree tree;
+  LocatedErrorCollector errors(source, &text, &tree, message->GetDescriptor());
   pb::TextFormat::Parser parser;
   parser.RecordErrorsTo(&errors);
+  parser.WriteLocationsTo(&tree);
   if (!parser.ParseFromString(text, message)) {
     std::string joined = errors.Joined();
     if (joined.empty()) joined = source + ": cannot parse text-format " + message->GetTypeName();
@@ -381,211 +434,8 @@ Status ApplyOverrideUnchecked(const std::string& assignment, config::Config* con
 // Validation
 // ---------------------------------------------------------------------------
 
-class Problems {
- public:
-  void Add(const std::string& field, const std::string& why) {
-    items_.push_back(field + ": " + why);
-  }
-  template <typename T>
-  void Positive(const std::string& field, T value) {
-    if (!(value > 0)) Add(field, "must be > 0 (got " + ToString(value) + ")");
-  }
-  template <typename T>
-  void NonNegative(const std::string& field, T value) {
-    if (!(value >= 0)) Add(field, "must be >= 0 (got " + ToString(value) + ")");
-  }
-  Status ToStatus() const {
-    if (items_.empty()) return Status::OK();
-    std::string joined;
-    for (const std::string& p : items_) joined += (joined.empty() ? "" : "; ") + p;
-    return Status::InvalidArgument("invalid config: " + joined);
-  }
-
- private:
-  template <typename T>
-  static std::string ToString(T value) {
-    std::ostringstream os;
-    os << value;
-    return os.str();
-  }
-  std::vector<std::string> items_;
-};
-
-void ValidateData(const config::DataConfig& data, Problems* p) {
-  if (data.format() == config::DataConfig::FORMAT_UNSPECIFIED) {
-    p->Add("data.format", "must be set (CENSUS_RAW, CSV, ALICCP_RAW or FIELD_ID)");
-  }
-  if (data.train_path().empty()) p->Add("data.train_path", "must be set");
-  // With a holdout the test side is the held-out part of train_path.
-  const bool holdout = data.holdout_fraction() > 0;
-  if (!(data.holdout_fraction() >= 0 && data.holdout_fraction() < 1)) {
-    std::ostringstream os;
-    os << "must be in [0, 1) (0: no holdout), got " << data.holdout_fraction();
-    p->Add("data.holdout_fraction", os.str());
-  }
-  if (holdout && !data.test_path().empty()) {
-    p->Add("data.test_path",
-           "must be empty when data.holdout_fraction > 0 (the test side is the held-out part of "
-           "data.train_path)");
-  } else if (!holdout && data.test_path().empty()) {
-    p->Add("data.test_path",
-           "must be set (or hold out part of data.train_path with "
-           "data.holdout_fraction)");
-  }
-  p->NonNegative("data.shuffle_buffer", data.shuffle_buffer());
-  const bool field_ids = data.format() == config::DataConfig::ALICCP_RAW ||
-                         data.format() == config::DataConfig::FIELD_ID;
-  if (data.format() == config::DataConfig::ALICCP_RAW) {
-    if (data.train_common_path().empty()) {
-      p->Add("data.train_common_path", "must be set for format ALICCP_RAW");
-    }
-    if (holdout && !data.test_common_path().empty()) {
-      p->Add("data.test_common_path", "must be empty when data.holdout_fraction > 0");
-    } else if (!holdout && data.test_common_path().empty()) {
-      p->Add("data.test_common_path", "must be set for format ALICCP_RAW");
-    }
-  } else {
-    if (!data.train_common_path().empty()) {
-      p->Add("data.train_common_path", "is only used by format ALICCP_RAW");
-    }
-    if (!data.test_common_path().empty()) {
-      p->Add("data.test_common_path", "is only used by format ALICCP_RAW");
-    }
-  }
-  if (field_ids) {
-    // Features are (field id, feature id) pairs: no dense values, no columns
-    // to enumerate, fixed label columns.
-    const std::string format = config::DataConfig::Format_Name(data.format());
-    const std::set<std::string> label_columns = data.format() == config::DataConfig::ALICCP_RAW
-                                                    ? std::set<std::string>{"click", "conversion"}
-                                                    : std::set<std::string>{"click", "purchase"};
-    for (int i = 0; i < data.labels_size(); ++i) {
-      const std::string& column = data.labels(i).column();
-      if (!column.empty() && !label_columns.count(column)) {
-        p->Add("data.labels[" + std::to_string(i) + "].column",
-               "'" + column + "' is not a label column of format " + format + " (one of " +
-                   *label_columns.begin() + ", " + *label_columns.rbegin() + ")");
-      }
-    }
-    if (data.dense_columns_size() > 0) {
-      p->Add("data.dense_columns", "format " + format + " has no dense columns");
-    }
-    if (data.other_columns() == config::DataConfig::OTHER_CATEGORICAL) {
-      p->Add("data.other_columns",
-             "OTHER_CATEGORICAL is not supported by format " + format + " (name the input fields)");
-    }
-  }
-  if (data.delimiter().size() != 1) {
-    p->Add("data.delimiter", "must be one character (got '" + data.delimiter() + "')");
-  }
-  if (data.labels_size() == 0) p->Add("data.labels", "at least one label is required");
-  std::set<std::string> label_names;
-  for (int i = 0; i < data.labels_size(); ++i) {
-    const config::LabelSpec& label = data.labels(i);
-    const std::string field = "data.labels[" + std::to_string(i) + "]";
-    if (label.name().empty()) p->Add(field + ".name", "must be set");
-    if (label.column().empty()) p->Add(field + ".column", "must be set");
-    if (!label.name().empty() && !label_names.insert(label.name()).second) {
-      p->Add(field + ".name", "duplicate label name '" + label.name() + "'");
-    }
-  }
-  // Each column has at most one input role and a label column is no input.
-  std::set<std::string> label_columns;
-  for (const config::LabelSpec& label : data.labels()) label_columns.insert(label.column());
-  std::set<std::string> used;
-  auto use = [&](const std::string& field, const std::string& column) {
-    if (column.empty()) {
-      p->Add(field, "empty column name");
-    } else if (label_columns.count(column)) {
-      p->Add(field, "column '" + column + "' is a label column and cannot be an input");
-    } else if (!used.insert(column).second) {
-      p->Add(field, "column '" + column + "' is named more than once as an input or ignored");
-    }
-  };
-  for (int i = 0; i < data.categorical_columns_size(); ++i) {
-    use("data.categorical_columns[" + std::to_string(i) + "]", data.categorical_columns(i));
-  }
-  for (int i = 0; i < data.dense_columns_size(); ++i) {
-    use("data.dense_columns[" + std::to_string(i) + "]", data.dense_columns(i));
-  }
-  for (int i = 0; i < data.multi_valued_columns_size(); ++i) {
-    const config::MultiValuedColumn& mv = data.multi_valued_columns(i);
-    const std::string field = "data.multi_valued_columns[" + std::to_string(i) + "]";
-    use(field + ".name", mv.name());
-    if (mv.separator().size() != 1) {
-      p->Add(field + ".separator", "must be one character (got '" + mv.separator() + "')");
-    }
-  }
-  for (int i = 0; i < data.ignore_columns_size(); ++i) {
-    const std::string& column = data.ignore_columns(i);
-    const std::string field = "data.ignore_columns[" + std::to_string(i) + "]";
-    if (column.empty()) {
-      p->Add(field, "empty column name");
-    } else if (!label_columns.count(column) && !used.insert(column).second) {
-      p->Add(field, "column '" + column + "' is both ignored and used as an input");
-    }
-  }
-  if (data.categorical_columns_size() == 0 && data.multi_valued_columns_size() == 0 &&
-      data.dense_columns_size() == 0 &&
-      data.other_columns() != config::DataConfig::OTHER_CATEGORICAL) {
-    p->Add("data",
-           "no input column: set categorical_columns, multi_valued_columns, dense_columns or "
-           "other_columns: OTHER_CATEGORICAL");
-  }
-}
-
-void ValidateModel(const config::Config& config, Problems* p) {
-  const config::ModelConfig& model = config.model();
-  p->Positive("model.embedding_dim", model.embedding_dim());
-  std::set<std::string> labels;
-  for (const config::LabelSpec& label : config.data().labels()) labels.insert(label.name());
-  switch (model.kind_case()) {
-    case config::ModelConfig::KIND_NOT_SET:
-      p->Add("model.kind", "must be set (model.esmm, mmoe, shared_bottom, ple or single_task)");
-      break;
-    case config::ModelConfig::kSharedBottom:
-    case config::ModelConfig::kPle:
-    case config::ModelConfig::kSingleTask:
-      // Sizes and label names are checked by CreateModel (worker/models/model.cc).
-      break;
-    case config::ModelConfig::kEsmm: {
-      const config::EsmmConfig& esmm = model.esmm();
-      for (int i = 0; i < esmm.tower_hidden_size(); ++i) {
-        p->Positive("model.esmm.tower_hidden[" + std::to_string(i) + "]", esmm.tower_hidden(i));
-      }
-      if (!labels.count(esmm.click_label())) {
-        p->Add("model.esmm.click_label", "'" + esmm.click_label() + "' is not a data label name");
-      }
-      if (!labels.count(esmm.conversion_label())) {
-        p->Add("model.esmm.conversion_label",
-               "'" + esmm.conversion_label() + "' is not a data label name");
-      }
-      if (esmm.click_label() == esmm.conversion_label()) {
-        p->Add("model.esmm.conversion_label", "must differ from click_label");
-      }
-      break;
-    }
-    case config::ModelConfig::kMmoe: {
-      const config::MmoeConfig& mmoe = model.mmoe();
-      p->Positive("model.mmoe.num_experts", mmoe.num_experts());
-      for (int i = 0; i < mmoe.expert_hidden_size(); ++i) {
-        p->Positive("model.mmoe.expert_hidden[" + std::to_string(i) + "]", mmoe.expert_hidden(i));
-      }
-      for (int i = 0; i < mmoe.tower_hidden_size(); ++i) {
-        p->Positive("model.mmoe.tower_hidden[" + std::to_string(i) + "]", mmoe.tower_hidden(i));
-      }
-      break;
-    }
-  }
-}
-
-void ValidateAdagrad(const std::string& field, const config::Adagrad& a, Problems* p) {
-  p->Positive(field + ".learning_rate", a.learning_rate());
-  // Zero would make the first Adagrad step 0/0.
-  p->Positive(field + ".initial_accumulator", a.initial_accumulator());
-}
-
-void ValidateTrainServerCluster(const config::Config& config, Problems* p) {
+// The checks of the sections no other library owns: train, cluster, eval.
+void ValidateTrainClusterEval(const config::Config& config, ConfigProblems* p) {
   const config::TrainConfig& train = config.train();
   p->Positive("train.batch_size", train.batch_size());
   if (train.epochs() < 1)
@@ -593,66 +443,12 @@ void ValidateTrainServerCluster(const config::Config& config, Problems* p) {
   p->Positive("train.eval_batch_size", train.eval_batch_size());
   p->Positive("train.progress_interval_sec", train.progress_interval_sec());
   p->Positive("train.max_inflight_pushes", train.max_inflight_pushes());
-
-  const config::ServerConfig& server = config.server();
-  const config::SparseOptimizer& sparse = server.sparse_optimizer();
-  if (sparse.has_adagrad()) ValidateAdagrad("server.sparse_optimizer.adagrad", sparse.adagrad(), p);
-  if (sparse.has_sgd()) {
-    p->Positive("server.sparse_optimizer.sgd.learning_rate", sparse.sgd().learning_rate());
+  if (train.staleness() < 0) {
+    p->Add("train.staleness", "must be >= 0, got " + std::to_string(train.staleness()));
   }
-  if (sparse.has_adam()) {
-    const config::Adam& adam = sparse.adam();
-    p->Positive("server.sparse_optimizer.adam.learning_rate", adam.learning_rate());
-    if (!(adam.beta1() >= 0 && adam.beta1() < 1)) {
-      p->Add("server.sparse_optimizer.adam.beta1", "must be in [0, 1)");
-    }
-    if (!(adam.beta2() >= 0 && adam.beta2() < 1)) {
-      p->Add("server.sparse_optimizer.adam.beta2", "must be in [0, 1)");
-    }
-    p->Positive("server.sparse_optimizer.adam.epsilon", adam.epsilon());
+  if (train.throttle_ms() < 0) {
+    p->Add("train.throttle_ms", "must be >= 0, got " + std::to_string(train.throttle_ms()));
   }
-  if (sparse.has_ftrl()) {
-    const config::Ftrl& ftrl = sparse.ftrl();
-    p->Positive("server.sparse_optimizer.ftrl.alpha", ftrl.alpha());
-    p->NonNegative("server.sparse_optimizer.ftrl.beta", ftrl.beta());
-    p->NonNegative("server.sparse_optimizer.ftrl.l1", ftrl.l1());
-    p->NonNegative("server.sparse_optimizer.ftrl.l2", ftrl.l2());
-  }
-  // The upper bounds are the sparse table's (ps/table/sparse_table.h): 16-bit
-  // admission counters, 32-bit steps and row numbers.
-  p->NonNegative("server.admission_min_count", server.admission_min_count());
-  if (server.admission_min_count() > 65535) {
-    p->Add("server.admission_min_count",
-           "must be <= 65535 (got " + std::to_string(server.admission_min_count()) + ")");
-  }
-  p->NonNegative("server.evict_after_steps", server.evict_after_steps());
-  if (server.evict_after_steps() >= (int64_t{1} << 31)) {
-    p->Add("server.evict_after_steps",
-           "must be < 2^31 (got " + std::to_string(server.evict_after_steps()) + ")");
-  }
-  p->NonNegative("server.max_rows", server.max_rows());
-  if (server.max_rows() > (int64_t{1} << 32) - 2) {
-    p->Add("server.max_rows",
-           "must be <= 2^32 - 2 (got " + std::to_string(server.max_rows()) + ")");
-  }
-  if (server.shard_threads() < 1 || server.shard_threads() > kMaxShardThreads) {
-    p->Add("server.shard_threads", "must be in [1, " + std::to_string(kMaxShardThreads) +
-                                       "] (got " + std::to_string(server.shard_threads()) + ")");
-  }
-  const config::DenseOptimizer& dense = server.dense_optimizer();
-  if (dense.has_adagrad()) ValidateAdagrad("server.dense_optimizer.adagrad", dense.adagrad(), p);
-  if (dense.has_adam()) {
-    const config::Adam& adam = dense.adam();
-    p->Positive("server.dense_optimizer.adam.learning_rate", adam.learning_rate());
-    if (!(adam.beta1() >= 0 && adam.beta1() < 1)) {
-      p->Add("server.dense_optimizer.adam.beta1", "must be in [0, 1)");
-    }
-    if (!(adam.beta2() >= 0 && adam.beta2() < 1)) {
-      p->Add("server.dense_optimizer.adam.beta2", "must be in [0, 1)");
-    }
-    p->Positive("server.dense_optimizer.adam.epsilon", adam.epsilon());
-  }
-  p->NonNegative("server.embedding_init_scale", server.embedding_init_scale());
 
   const config::ClusterConfig& cluster = config.cluster();
   p->Positive("cluster.request_timeout_ms", cluster.request_timeout_ms());
@@ -664,12 +460,18 @@ void ValidateTrainServerCluster(const config::Config& config, Problems* p) {
     // A live node would be declared dead between two of its heartbeats.
     p->Add("cluster.heartbeat_timeout_ms", "must be > cluster.heartbeat_interval_ms");
   }
+
+  if (config.eval().auc_bins() < 0 || config.eval().auc_bins() > (1 << 24)) {
+    p->Add("eval.auc_bins",
+           "must be in [0, 16777216], got " + std::to_string(config.eval().auc_bins()));
+  }
 }
 
 }  // namespace
 
 StatusOr<config::Config> LoadConfig(const std::string& path,
-                                    const std::vector<std::string>& overrides) {
+                                    const std::vector<std::string>& overrides,
+                                    const std::vector<ConfigCheck>& checks) {
   std::error_code ec;
   if (!std::filesystem::exists(path, ec)) {
     return Status::NotFound("config file '" + path + "': no such file");
@@ -704,7 +506,7 @@ StatusOr<config::Config> LoadConfig(const std::string& path,
   for (const std::string& assignment : overrides)
     MTPS_RETURN_IF_ERROR(ApplyOverride(assignment, &config));
 
-  Status valid = ValidateConfig(config);
+  Status valid = ValidateConfig(config, checks);
   if (!valid.ok()) return Status::InvalidArgument(path + ": " + valid.message());
   return config;
 }
@@ -717,23 +519,10 @@ Status ApplyOverride(const std::string& assignment, config::Config* config) {
   return Status::OK();
 }
 
-Status ValidateConfig(const config::Config& config) {
-  Problems problems;
-  ValidateData(config.data(), &problems);
-  ValidateModel(config, &problems);
-  ValidateTrainServerCluster(config, &problems);
-  if (config.train().staleness() < 0) {
-    problems.Add("train.staleness",
-                 "must be >= 0, got " + std::to_string(config.train().staleness()));
-  }
-  if (config.train().throttle_ms() < 0) {
-    problems.Add("train.throttle_ms",
-                 "must be >= 0, got " + std::to_string(config.train().throttle_ms()));
-  }
-  if (config.eval().auc_bins() < 0 || config.eval().auc_bins() > (1 << 24)) {
-    problems.Add("eval.auc_bins",
-                 "must be in [0, 16777216], got " + std::to_string(config.eval().auc_bins()));
-  }
+Status ValidateConfig(const config::Config& config, const std::vector<ConfigCheck>& checks) {
+  ConfigProblems problems;
+  ValidateTrainClusterEval(config, &problems);
+  RunConfigChecks(config, checks, &problems);
   return problems.ToStatus();
 }
 
@@ -742,6 +531,13 @@ std::string ConfigToText(const config::Config& config) {
   pb::TextFormat::Printer printer;
   printer.PrintToString(config, &out);
   return out;
+}
+
+std::string ModelKindName(const config::ModelConfig& model) {
+  const pb::OneofDescriptor* kind = config::ModelConfig::descriptor()->FindOneofByName("kind");
+  CHECK(kind != nullptr) << "config::ModelConfig has no oneof 'kind'";
+  const pb::FieldDescriptor* set = model.GetReflection()->GetOneofFieldDescriptor(model, kind);
+  return set != nullptr ? set->name() : "";
 }
 
 }  // namespace mtps

@@ -85,6 +85,9 @@ class Rpc {
     return it == pending_.end() || it->second.completed;
   }
   size_t outstanding() const { return pending_.size(); }
+  // Requests received while no handler was installed, waiting for one (a
+  // test hook: lets a test wait for a request to arrive instead of sleeping).
+  size_t waiting_for_handler() const { return backlog_.size(); }
 
  private:
   struct Pending {

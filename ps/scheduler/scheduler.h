@@ -1,15 +1,20 @@
-// Scheduler: membership, barriers, liveness, progress and results of a job.
+// Scheduler: the control loop of a job and the dispatch of its requests.
 //
 // Binds its endpoint (port 0 unless told) and publishes it as
 // RUN_DIR/scheduler.addr; servers and workers register, get ranks, node ids,
-// the cluster epoch and the job config; the scheduler runs named barriers,
-// watches heartbeats (a silent node aborts the job), aggregates worker
-// progress into RUN_DIR/progress.jsonl, merges the workers' held-out scores
-// into exact per-task AUC and logloss in RUN_DIR/summary.json, and tells
-// every node when the job is finished or aborted.
+// the cluster epoch and the job config; the scheduler runs named barriers
+// (the job's phases: common/cluster/job_phase.h), watches heartbeats (a
+// silent node aborts the job), answers the workers' consistency clocks,
+// aggregates worker progress into RUN_DIR/progress.jsonl, merges the
+// workers' held-out scores into exact per-task AUC and logloss in
+// RUN_DIR/summary.json, and tells every node when the job is finished or
+// aborted. Its parts, each owned by the Scheduler:
+//   Membership  (membership.h)   registration, ranks, epoch, heartbeats;
+//   ClockTable  (clock_table.h)  worker clocks, waits and max_clock_gap;
+//   JobResults  (job_results.h)  cluster.json, progress.jsonl, summary.json.
 // Files it writes: scheduler.addr, config.pbtxt, cluster.json,
 // progress.jsonl, summary.json (each complete file written by rename).
-// Single-threaded: Run owns all state.
+// Single-threaded: Run's thread owns all state, its parts' included.
 #ifndef MTPS_PS_SCHEDULER_SCHEDULER_H_
 #define MTPS_PS_SCHEDULER_SCHEDULER_H_
 
@@ -21,10 +26,14 @@
 
 #include "common/base/deadline.h"
 #include "common/base/status.h"
+#include "common/cluster/job_phase.h"
 #include "common/net/rpc.h"
 #include "common/net/transport.h"
 #include "proto/config.pb.h"
 #include "proto/wire.pb.h"
+#include "ps/scheduler/clock_table.h"
+#include "ps/scheduler/job_results.h"
+#include "ps/scheduler/membership.h"
 
 namespace mtps {
 
@@ -51,16 +60,7 @@ class Scheduler {
   int port() const { return port_; }
 
  private:
-  struct Member {
-    wire::NodeInfo info;
-    SteadyClock::time_point last_seen;
-    bool informed_of_end = false;  // was told the job finished/aborted
-  };
-  struct WorkerProgress {
-    int64_t examples = 0;
-    std::vector<double> loss;
-    std::vector<std::string> loss_names;
-  };
+  using Member = Membership::Member;
   struct BarrierState {
     int expected = 0;
     std::vector<Incoming> waiting;
@@ -70,52 +70,38 @@ class Scheduler {
   void HandleRegister(Incoming&& request);
   void HandleBarrier(Incoming&& request);
   void HandleHeartbeat(Incoming&& request);
-  void HandleProgress(Incoming&& request);
-  void HandleEvalReport(Incoming&& request);
-  void HandleClock(Incoming&& request);
-  // The slowest unfinished worker's clock (INT64_MAX when all finished).
-  int64_t MinClock() const;
+  void HandleProgress(const Member& sender, Incoming&& request);
+  void HandleEvalReport(const Member& sender, Incoming&& request);
+  void HandleClock(const Member& sender, Incoming&& request);
   void FinishRegistration();
-  void OnBarrierComplete(const std::string& name);
+  // After barrier `name` completed with `waiting` (not yet answered): moves
+  // the job on when it is one of the phase barriers (JobBarrier). An error
+  // fails the barrier and aborts the job.
+  Status OnPhaseBarrier(const std::string& name, const std::vector<Incoming>& waiting);
   void Abort(const std::string& why);
   void CheckHeartbeats();
   void MaybeWriteProgress(bool force);
-  Status WriteSummary();
+  // Workers that reached (or passed) the "trained" barrier.
+  int WorkersDone() const;
   Status WriteClusterJson() const;
-  int total_nodes() const { return options_.num_servers + options_.num_workers; }
+  int total_nodes() const { return membership_.total_nodes(); }
 
   std::unique_ptr<Transport> transport_;
   SchedulerOptions options_;
   Rpc rpc_;
   int port_ = 0;
 
-  // Registration.
-  std::vector<Incoming> pending_registrations_;
-  std::map<int, Member> members_;  // by node id, after registration
-  bool registered_ = false;
-  uint64_t epoch_ = 0;
+  Membership membership_;
 
+  // Barriers, by name, and the phase the job's barriers moved it to.
   std::map<std::string, BarrierState> barriers_;
   std::set<std::string> completed_barriers_;
-
-  // Progress and results.
-  std::map<int, WorkerProgress> progress_;  // by worker rank
-  SteadyClock::time_point created_;
+  JobPhase phase_ = JobPhase::kSetup;
   SteadyClock::time_point train_start_;
   SteadyClock::time_point train_end_;
-  SteadyClock::time_point last_progress_write_;
-  int64_t last_progress_examples_ = 0;
-  std::map<int, Message> eval_reports_;  // by worker rank
 
-  // Consistency control (TrainConfig.consistency).
-  struct ClockState {
-    int64_t clock = 0;    // batches fully acknowledged by the servers
-    int64_t started = 0;  // batches started
-    bool finished = false;
-  };
-  std::map<int, ClockState> clocks_;  // by worker rank, every worker from registration
-  std::vector<std::pair<Incoming, int64_t>> clock_waits_;  // deferred CLOCK requests, wait_for
-  int64_t max_clock_gap_ = 0;
+  ClockTable clocks_;   // consistency control (TrainConfig.consistency)
+  JobResults results_;  // progress, evaluation, the result files
 
   wire::JobState state_ = wire::JOB_RUNNING;
   std::string abort_reason_;

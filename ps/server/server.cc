@@ -10,7 +10,8 @@
 #include <utility>
 
 #include "common/cluster/partition.h"
-#include "common/config/config.h"
+#include "common/config/config_check.h"
+#include "ps/server/server_config.h"
 
 namespace mtps {
 namespace {
@@ -23,11 +24,9 @@ constexpr size_t kMaxPullBytes = size_t{256} << 20;
 
 StatusOr<std::unique_ptr<ParameterServer>> ParameterServer::Create(ClusterMember* member) {
   const config::ServerConfig& server = member->config().server();
-  if (server.shard_threads() < 1 || server.shard_threads() > kMaxShardThreads) {
-    return Status::InvalidArgument("server.shard_threads must be in [1, " +
-                                   std::to_string(kMaxShardThreads) + "], got " +
-                                   std::to_string(server.shard_threads()));
-  }
+  ConfigProblems problems;
+  CheckServerConfig(member->config(), &problems);
+  MTPS_RETURN_IF_ERROR(problems.ToStatus());
   MTPS_RETURN_IF_ERROR(ValidateSparseTableOptions(ShardTableOptions(member->config())));
   MTPS_RETURN_IF_ERROR(ValidateDenseOptimizer(server.dense_optimizer()));
   return std::unique_ptr<ParameterServer>(new ParameterServer(member));
@@ -255,6 +254,7 @@ void ParameterServer::Submit(std::shared_ptr<ShardTask> task) {
 }
 
 void ParameterServer::OnDone(std::shared_ptr<ShardTask> task) {
+  if (test_hooks_.task_done) test_hooks_.task_done();
   bool was_empty;
   {
     std::lock_guard<std::mutex> lock(done_mu_);
@@ -268,6 +268,10 @@ void ParameterServer::OnDone(std::shared_ptr<ShardTask> task) {
 }
 
 void ParameterServer::WaitForRoom() {
+  if (queued_requests_ >= kMaxQueuedRequests || queued_pull_bytes_ > kMaxQueuedPullBytes) {
+    ++stats_.room_waits;
+    if (test_hooks_.room_wait) test_hooks_.room_wait();
+  }
   while (queued_requests_ >= kMaxQueuedRequests || queued_pull_bytes_ > kMaxQueuedPullBytes) {
     {
       std::unique_lock<std::mutex> lock(done_mu_);

@@ -22,6 +22,7 @@
 
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <vector>
@@ -56,8 +57,21 @@ class ParameterServer {
     int64_t sparse_memory_bytes = 0;
     int shard_threads = 0;
     std::vector<int64_t> rows_per_shard;
+    // Requests after which the receive thread found the queues full and
+    // waited for the shards (flow control taken; a test hook).
+    int64_t room_waits = 0;
   };
   const Stats& stats() const { return stats_; }
+
+  // Test hooks, set before Run (empty: nothing runs). `task_done` runs on a
+  // shard thread each time a task finishes, before the receive thread
+  // learns of it: a test may block there to make the queues fill up.
+  // `room_wait` runs on the receive thread each time it finds the queues
+  // full and starts waiting for the shards.
+  struct TestHooks {
+    std::function<void()> task_done, room_wait;
+  };
+  void set_test_hooks(TestHooks hooks) { test_hooks_ = std::move(hooks); }
 
   // Queue bounds of the receive thread (see the flow control above).
   static constexpr int kMaxQueuedRequests = 256;
@@ -88,6 +102,7 @@ class ParameterServer {
   std::vector<std::unique_ptr<ServerShard>> shards_;
   bool shards_stopped_ = false;
   Stats stats_;
+  TestHooks test_hooks_;
   // Receive thread only.
   int queued_requests_ = 0;
   size_t queued_pull_bytes_ = 0;

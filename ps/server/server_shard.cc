@@ -8,7 +8,7 @@
 #include <string>
 
 #include "common/base/hash.h"
-#include "common/config/config.h"
+#include "ps/server/server_config.h"
 
 namespace mtps {
 namespace {

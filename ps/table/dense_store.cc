@@ -6,46 +6,16 @@
 
 #include <glog/logging.h>
 
+#include "common/config/config_check.h"
 #include "ps/table/optimizer.h"
+#include "ps/table/table_config.h"
 
 namespace mtps {
-namespace {
-
-bool FiniteNonNegative(float x) { return std::isfinite(x) && x >= 0.0f; }
-
-}  // namespace
 
 Status ValidateDenseOptimizer(const config::DenseOptimizer& optimizer) {
-  if (optimizer.has_adagrad()) {
-    const config::Adagrad& a = optimizer.adagrad();
-    if (!FiniteNonNegative(a.learning_rate())) {
-      return Status::InvalidArgument(
-          "dense optimizer: adagrad.learning_rate must be finite and >= 0, got " +
-          std::to_string(a.learning_rate()));
-    }
-    if (!(std::isfinite(a.initial_accumulator()) && a.initial_accumulator() > 0.0f)) {
-      return Status::InvalidArgument(
-          "dense optimizer: adagrad.initial_accumulator must be finite and > 0, got " +
-          std::to_string(a.initial_accumulator()));
-    }
-    return Status::OK();
-  }
-  const config::Adam& a = optimizer.adam();  // the default instance when unset
-  if (!FiniteNonNegative(a.learning_rate())) {
-    return Status::InvalidArgument(
-        "dense optimizer: adam.learning_rate must be finite and >= 0, got " +
-        std::to_string(a.learning_rate()));
-  }
-  if (!(a.beta1() >= 0.0f && a.beta1() < 1.0f) || !(a.beta2() >= 0.0f && a.beta2() < 1.0f)) {
-    return Status::InvalidArgument(
-        "dense optimizer: adam betas must be in [0, 1), got beta1=" + std::to_string(a.beta1()) +
-        " beta2=" + std::to_string(a.beta2()));
-  }
-  if (!(std::isfinite(a.epsilon()) && a.epsilon() > 0.0f)) {
-    return Status::InvalidArgument("dense optimizer: adam.epsilon must be finite and > 0, got " +
-                                   std::to_string(a.epsilon()));
-  }
-  return Status::OK();
+  ConfigProblems problems;
+  CheckDenseOptimizer(optimizer, "", &problems);
+  return problems.ToStatus("dense optimizer");
 }
 
 DenseStore::DenseStore(const config::DenseOptimizer& optimizer)

@@ -20,9 +20,11 @@
 
 namespace mtps {
 
-// Checks an optimizer read from a config: learning rates finite and >= 0;
-// Adam betas in [0, 1) and epsilon > 0; Adagrad initial_accumulator > 0. The
-// DenseStore constructor CHECKs the same, so call this first on outside input.
+// Checks an optimizer read from a config with CheckDenseOptimizer
+// (ps/table/table_config.h, the rules the config check runs too), naming
+// every offending field ("dense optimizer: adam.beta1: must be in [0, 1)").
+// The DenseStore constructor CHECKs the same, so call this first on outside
+// input.
 Status ValidateDenseOptimizer(const config::DenseOptimizer& optimizer);
 
 class DenseStore {

@@ -16,7 +16,9 @@
 #include <glog/logging.h>
 
 #include "common/base/hash.h"
+#include "common/config/config_check.h"
 #include "ps/table/optimizer.h"
+#include "ps/table/table_config.h"
 
 namespace mtps {
 namespace {
@@ -33,20 +35,11 @@ constexpr size_t kHugePage = size_t{2} << 20;
 // How many keys ahead Pull and Push prefetch the home bucket. (Prefetching
 // the row too, from the home bucket 4 keys ahead, measured no faster.)
 constexpr size_t kPrefetchDistance = 8;
-// Rows are 32-bit in the index and kNoRow is reserved.
-constexpr uint64_t kMaxRows = (uint64_t{1} << 32) - 2;
-constexpr int64_t kMaxEvictAfterSteps = (int64_t{1} << 31) - 1;
+// Rows are 32-bit in the index and kNoRow is reserved (ps/table/table_config.h).
+constexpr uint64_t kMaxRows = static_cast<uint64_t>(kMaxTableRows);
 
 // Most buckets an index of `capacity` buckets may use before it doubles.
 size_t GrowAt(size_t capacity) { return capacity * kGrowNum / kGrowDen; }
-
-bool FiniteAtLeast0(float x) { return std::isfinite(x) && x >= 0.0f; }
-bool FinitePositive(float x) { return std::isfinite(x) && x > 0.0f; }
-
-Status Bad(const std::string& field, const std::string& rule, double got) {
-  std::string g = std::to_string(got);
-  return Status::InvalidArgument("sparse table: " + field + " must be " + rule + ", got " + g);
-}
 
 SparseTable::OptimizerKind KindOf(const config::SparseOptimizer& o) {
   switch (o.kind_case()) {
@@ -87,63 +80,18 @@ void StoreU32(float* p, uint32_t v) { std::memcpy(p, &v, sizeof(v)); }
 }  // namespace
 
 Status ValidateSparseTableOptions(const SparseTableOptions& options) {
-  if (options.dim <= 0) return Bad("dim", "positive", options.dim);
-  if (!FiniteAtLeast0(options.init_scale)) {
-    return Bad("init_scale", "finite and >= 0", options.init_scale);
-  }
-  const config::SparseOptimizer& o = options.optimizer;
-  switch (KindOf(o)) {
-    case SparseTable::OptimizerKind::kSgd:
-      if (!FiniteAtLeast0(o.sgd().learning_rate())) {
-        return Bad("sgd.learning_rate", "finite and >= 0", o.sgd().learning_rate());
-      }
-      break;
-    case SparseTable::OptimizerKind::kAdagrad:
-      if (!FiniteAtLeast0(o.adagrad().learning_rate())) {
-        return Bad("adagrad.learning_rate", "finite and >= 0", o.adagrad().learning_rate());
-      }
-      if (!FinitePositive(o.adagrad().initial_accumulator())) {
-        return Bad("adagrad.initial_accumulator", "finite and > 0",
-                   o.adagrad().initial_accumulator());
-      }
-      break;
-    case SparseTable::OptimizerKind::kAdam: {
-      const config::Adam& a = o.adam();
-      if (!FiniteAtLeast0(a.learning_rate())) {
-        return Bad("adam.learning_rate", "finite and >= 0", a.learning_rate());
-      }
-      if (!(a.beta1() >= 0.0f && a.beta1() < 1.0f))
-        return Bad("adam.beta1", "in [0, 1)", a.beta1());
-      if (!(a.beta2() >= 0.0f && a.beta2() < 1.0f))
-        return Bad("adam.beta2", "in [0, 1)", a.beta2());
-      if (!FinitePositive(a.epsilon())) return Bad("adam.epsilon", "finite and > 0", a.epsilon());
-      break;
-    }
-    case SparseTable::OptimizerKind::kFtrl: {
-      const config::Ftrl& f = o.ftrl();
-      if (!FinitePositive(f.alpha())) return Bad("ftrl.alpha", "finite and > 0", f.alpha());
-      if (!FiniteAtLeast0(f.beta())) return Bad("ftrl.beta", "finite and >= 0", f.beta());
-      if (!FiniteAtLeast0(f.l1())) return Bad("ftrl.l1", "finite and >= 0", f.l1());
-      if (!FiniteAtLeast0(f.l2())) return Bad("ftrl.l2", "finite and >= 0", f.l2());
-      break;
-    }
-  }
-  if (options.admission_min_count < 0 ||
-      static_cast<uint32_t>(options.admission_min_count) > CountMinSketch::kMaxCount) {
-    return Bad("admission_min_count", "in [0, 65535] (the sketch's counter limit)",
-               options.admission_min_count);
-  }
-  if (options.evict_after_steps < 0 || options.evict_after_steps > kMaxEvictAfterSteps) {
-    return Bad("evict_after_steps", "in [0, 2^31 - 1]",
-               static_cast<double>(options.evict_after_steps));
-  }
-  if (options.max_rows < 0 || static_cast<uint64_t>(options.max_rows) > kMaxRows) {
-    return Bad("max_rows", "in [0, 2^32 - 2]", static_cast<double>(options.max_rows));
-  }
+  ConfigProblems problems;
+  problems.Positive("dim", options.dim);
+  CheckInitScale(options.init_scale, "init_scale", &problems);
+  CheckSparseOptimizer(options.optimizer, "", &problems);
+  CheckSparseTableLimits(options.admission_min_count, options.evict_after_steps, options.max_rows,
+                         "", &problems);
   if (options.admission_sketch_width_log2 < 4 || options.admission_sketch_width_log2 > 30) {
-    return Bad("admission_sketch_width_log2", "in [4, 30]", options.admission_sketch_width_log2);
+    problems.Add(
+        "admission_sketch_width_log2",
+        "must be in [4, 30] (got " + std::to_string(options.admission_sketch_width_log2) + ")");
   }
-  return Status::OK();
+  return problems.ToStatus("sparse table");
 }
 
 float InitialValue(uint64_t seed, uint64_t key, int j, float scale) {

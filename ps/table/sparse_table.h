@@ -88,14 +88,12 @@ struct SparseTableOptions {
   int admission_sketch_width_log2 = 20;
 };
 
-// Checks options that come from a config, naming the offending field: dim > 0;
-// init_scale >= 0 and finite; SGD/Adagrad/Adam learning_rate finite and >= 0;
-// Adagrad initial_accumulator > 0 (it divides by sqrt(acc)); Adam betas in
-// [0, 1) and epsilon > 0; FTRL alpha > 0, beta, l1, l2 finite and >= 0;
-// admission_min_count in [0, CountMinSketch::kMaxCount]; evict_after_steps in
-// [0, 2^31); max_rows in [0, 2^32 - 2]; sketch width log2 in [4, 30]. The
-// SparseTable constructor CHECKs the same conditions, so call this first on
-// anything read from outside.
+// Checks options that come from a config, naming every offending field
+// ("sparse table: adam.beta1: must be in [0, 1)"): dim > 0; the rules of
+// ps/table/table_config.h (CheckInitScale, CheckSparseOptimizer,
+// CheckSparseTableLimits, which the config check of the same fields runs
+// too); sketch width log2 in [4, 30]. The SparseTable constructor CHECKs the
+// same conditions, so call this first on anything read from outside.
 Status ValidateSparseTableOptions(const SparseTableOptions& options);
 
 // The initial value of element j of key's row: deterministic function of

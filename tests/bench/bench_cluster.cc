@@ -9,6 +9,7 @@
 
 #include <glog/logging.h>
 
+#include "common/cluster/job_phase.h"
 #include "common/net/zmq_transport.h"
 
 namespace mtps {
@@ -106,7 +107,8 @@ Status LocalCluster::EndJob() {
   auto r = worker_->rpc().Call(kSchedulerNodeId, std::move(report),
                                options_.config.cluster().request_timeout_ms());
   if (!r.ok()) return Status(r.status().code(), "evaluation report: " + r.status().message());
-  for (const char* barrier : {"start", "trained", "end"}) {
+  for (JobBarrier b : {JobBarrier::kStart, JobBarrier::kTrained, JobBarrier::kEnd}) {
+    const char* barrier = JobBarrierName(b);
     Status s = worker_->Barrier(barrier, 1);
     if (!s.ok()) return Status(s.code(), std::string("barrier ") + barrier + ": " + s.message());
   }

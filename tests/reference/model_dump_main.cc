@@ -48,10 +48,13 @@
 #include <google/protobuf/text_format.h>
 #include <google/protobuf/util/json_util.h>
 
+#include "common/base/json_file.h"
 #include "common/base/status.h"
 #include "common/config/config.h"
 #include "proto/config.pb.h"
+#include "worker/data/data_config.h"
 #include "worker/models/model.h"
+#include "worker/models/model_registry.h"
 #include "worker/nn/layers.h"
 
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
@@ -73,6 +76,9 @@ namespace {
 
 using mtps::Status;
 using mtps::StatusOr;
+using mtps::Json;
+using mtps::JsonText;
+using mtps::ModelKindName;
 
 std::vector<std::string> Split(const std::string& s, char sep) {
   std::vector<std::string> out;
@@ -93,8 +99,10 @@ Status ReadModelSpec(mtps::config::ModelConfig* model, std::vector<std::string>*
     if (!FLAGS_model.empty() || !FLAGS_labels.empty()) {
       return Status::InvalidArgument("give either --config or --model/--labels, not both");
     }
+    // The checks of the sections used: the data labels and the model.
     MTPS_ASSIGN_OR_RETURN(mtps::config::Config config,
-                          mtps::LoadConfig(FLAGS_config, Split(FLAGS_set, ';')));
+                          mtps::LoadConfig(FLAGS_config, Split(FLAGS_set, ';'),
+                                           {mtps::CheckDataConfig, mtps::CheckModelConfig}));
     *model = config.model();
     for (const mtps::config::LabelSpec& label : config.data().labels()) {
       label_names->push_back(label.name());
@@ -109,29 +117,6 @@ Status ReadModelSpec(mtps::config::ModelConfig* model, std::vector<std::string>*
   }
   *label_names = Split(FLAGS_labels, ',');
   return Status::OK();
-}
-
-std::string JsonString(const std::string& s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      char buf[8];
-      std::snprintf(buf, sizeof(buf), "\\u%04x", c);
-      out += buf;
-    } else {
-      out += c;
-    }
-  }
-  return out + "\"";
-}
-
-std::string JsonStringList(const std::vector<std::string>& v) {
-  std::string out = "[";
-  for (size_t i = 0; i < v.size(); ++i) out += (i ? ", " : "") + JsonString(v[i]);
-  return out + "]";
 }
 
 Status WriteFile(const std::string& path, const void* data, size_t bytes) {
@@ -236,22 +221,15 @@ Status Run() {
       {"input_grad", {batch, input_dim}, input_grad.data()},
       {"state", {static_cast<int64_t>(state.size())}, state.data()},
   };
-  std::string files = "{";
-  for (size_t a = 0; a < arrays.size(); ++a) {
+  Json files = Json::object();
+  for (const auto& array : arrays) {
     int64_t count = 1;
-    std::string shape = "[";
-    for (size_t d = 0; d < arrays[a].shape.size(); ++d) {
-      count *= arrays[a].shape[d];
-      shape += (d ? ", " : "") + std::to_string(arrays[a].shape[d]);
-    }
-    shape += "]";
-    const std::string file = arrays[a].name + ".f32";
-    MTPS_RETURN_IF_ERROR(WriteFile(FLAGS_out_dir + "/" + file, arrays[a].data,
+    for (int64_t d : array.shape) count *= d;
+    const std::string file = array.name + ".f32";
+    MTPS_RETURN_IF_ERROR(WriteFile(FLAGS_out_dir + "/" + file, array.data,
                                    static_cast<size_t>(count) * sizeof(float)));
-    files += (a ? ", " : "") + JsonString(arrays[a].name) + ": {\"path\": " + JsonString(file) +
-             ", \"shape\": " + shape + "}";
+    files[array.name] = {{"path", file}, {"shape", array.shape}};
   }
-  files += "}";
 
   std::string model_json;
   google::protobuf::util::JsonPrintOptions json_options;
@@ -262,20 +240,21 @@ Status Run() {
   if (!json_status.ok()) {
     return Status::Internal("model config to JSON: " + json_status.ToString());
   }
-  const google::protobuf::FieldDescriptor* kind =
-      model_config.GetReflection()->GetOneofFieldDescriptor(
-          model_config, model_config.GetDescriptor()->FindOneofByName("kind"));
-  std::ostringstream meta;
-  meta << "{\"model\": " << model_json << ",\n \"kind\": " << JsonString(kind->name())
-       << ",\n \"sparse_width\": " << FLAGS_sparse_width
-       << ",\n \"dense_width\": " << FLAGS_dense_width << ",\n \"input_dim\": " << input_dim
-       << ",\n \"embedding_groups\": " << model->embedding_groups() << ",\n \"batch\": " << batch
-       << ",\n \"seed\": " << FLAGS_seed << ",\n \"perturb\": " << FLAGS_perturb
-       << ",\n \"num_params\": " << num_params
-       << ",\n \"label_names\": " << JsonStringList(label_names)
-       << ",\n \"loss_names\": " << JsonStringList(model->loss_names())
-       << ",\n \"files\": " << files << "}\n";
-  const std::string text = meta.str();
+  Json meta;
+  meta["model"] = Json::parse(model_json);
+  meta["kind"] = ModelKindName(model_config);
+  meta["sparse_width"] = FLAGS_sparse_width;
+  meta["dense_width"] = FLAGS_dense_width;
+  meta["input_dim"] = input_dim;
+  meta["embedding_groups"] = model->embedding_groups();
+  meta["batch"] = batch;
+  meta["seed"] = FLAGS_seed;
+  meta["perturb"] = FLAGS_perturb;
+  meta["num_params"] = num_params;
+  meta["label_names"] = label_names;
+  meta["loss_names"] = model->loss_names();
+  meta["files"] = std::move(files);
+  const std::string text = JsonText(meta, 1) + "\n";
   return WriteFile(FLAGS_out_dir + "/meta.json", text.data(), text.size());
 }
 

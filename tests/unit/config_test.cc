@@ -1,9 +1,14 @@
-// Tests of common/config/config.h: the shipped configs load, parse errors are
-// located, overrides and validation behave, relative paths resolve.
+// Tests of common/config/config.h and config_check.h: the shipped configs
+// parse, parse errors are located and name the field, overrides behave,
+// relative paths resolve, the train/cluster/eval rules name their fields,
+// and the owners' checks run after them in one message. The owners' rules are
+// tested with their owners (data_config_test, model_registry_test,
+// server_config_test) and all together through mtps-node (node_config_test).
 #include "common/config/config.h"
 
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -159,6 +164,53 @@ TEST_F(ConfigTest, IllTypedStringAndEnumNameTheField) {
   EXPECT_NE(c.status().message().find("data.train_path"), std::string::npos) << c.status();
 }
 
+// The field of a parse error: the messages open at the error (protobuf's
+// ParseInfoTree, repeated ones with their index), then the field protobuf
+// names or whose value it was reading.
+TEST_F(ConfigTest, ParseErrorsNameTheFieldInNestedAndRepeatedMessages) {
+  struct Case {
+    std::string text;
+    std::string expected;  // after "<path>:"
+  };
+  const std::vector<Case> cases = {
+      {"data { labels { name: 'a' } labels { name: 3 } }",
+       "1:44: field 'data.labels[1].name': Expected string, got: 3"},
+      {"data { labels: [{ name: 'a' }, { column: 3 }] }",
+       "1:42: field 'data.labels[1].column': Expected string, got: 3"},
+      {"model { esmm { tower_hidden: [1, x] } }",
+       "1:34: field 'model.esmm.tower_hidden': Expected integer, got: x"},
+      {"data {\n\tlabels {\n\t\tname: \"a\"\n\t}\n\tshuffle_buffer: -\n}\n",
+       "6:1: field 'data.shuffle_buffer': Expected integer, got: }"},
+      // After a complete sibling message: no field is being read.
+      {"data { labels { name: 'a' } 5 }", "1:29: field 'data': Expected identifier, got: 5"},
+      {"data { labels { name: 'a' } labels { 5 } }",
+       "1:38: field 'data.labels[1]': Expected identifier, got: 5"},
+      {"model {\n  esmm: 3 }", "2:9: field 'model.esmm': Expected \"{\", found \"3\"."},
+      // Braces and colons in comments and strings do not count.
+      {"# model { x: [\ndata { train_path: 'a{b}:' test_path: 5 }",
+       "2:39: field 'data.test_path': Expected string, got: 5"},
+      {"bogus: 1",
+       "1:1: field 'bogus': Message type \"mtps.config.Config\" has no field named "
+       "\"bogus\"."},
+      {"train { epochs: 1 }\ntrain { epochs: 2 }",
+       "2:7: field 'train': Non-repeated field \"train\" is specified multiple times."},
+  };
+  for (const Case& t : cases) {
+    SCOPED_TRACE(t.text);
+    const std::string path = Write("bad.pbtxt", t.text);
+    StatusOr<config::Config> c = LoadConfig(path, {});
+    ASSERT_FALSE(c.ok());
+    EXPECT_EQ(c.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_EQ(c.status().message(), path + ":" + t.expected);
+  }
+  // Override bodies are located in the value, fields relative to it.
+  config::Config c = ValidConfig();
+  const Status s = ApplyOverride("model.esmm=tower_hidden: [1, x]", &c);
+  EXPECT_EQ(s.message(),
+            "override 'model.esmm=tower_hidden: [1, x]': value of 'model.esmm':1:19: field "
+            "'tower_hidden': Expected integer, got: x");
+}
+
 TEST_F(ConfigTest, RelativePathsResolveAgainstConfigDir) {
   std::string text = kValid;
   text.replace(text.find("/data/train.csv"), 15, "sub/train.csv");
@@ -277,29 +329,29 @@ TEST_F(ConfigTest, ValidationNamesTheField) {
   struct Case {
     std::string override_text;  // applied to the valid config
     std::string field;
+    std::string why;  // part of the message
   };
   const std::vector<Case> cases = {
-      {"data.format=FORMAT_UNSPECIFIED", "data.format"},
-      {"data.train_path=", "data.train_path"},
-      {"data.test_path=", "data.test_path"},
-      {"data.delimiter=;;", "data.delimiter"},
-      {"data.categorical_columns=", ""},  // still has a dense column: valid
-      {"model.embedding_dim=0", "model.embedding_dim"},
-      {"model.esmm.tower_hidden=8,0", "model.esmm.tower_hidden[1]"},
-      {"model.esmm.click_label=nope", "model.esmm.click_label"},
-      {"model.mmoe.num_experts=0", "model.mmoe.num_experts"},
-      {"model.mmoe.expert_hidden=-1", "model.mmoe.expert_hidden[0]"},
-      {"train.batch_size=0", "train.batch_size"},
-      {"train.epochs=0", "train.epochs"},
-      {"train.eval_batch_size=-5", "train.eval_batch_size"},
-      {"server.sparse_optimizer.adagrad.learning_rate=0", "server.sparse_optimizer.adagrad"},
-      {"server.dense_optimizer.adam.learning_rate=-1", "server.dense_optimizer.adam.learning_rate"},
-      {"server.dense_optimizer.adam.beta2=1", "server.dense_optimizer.adam.beta2"},
-      {"cluster.request_timeout_ms=0", "cluster.request_timeout_ms"},
-      {"cluster.barrier_timeout_ms=-1", "cluster.barrier_timeout_ms"},
-      {"cluster.heartbeat_timeout_ms=10", "cluster.heartbeat_timeout_ms"},
-      {"data.dense_columns=a", "data.dense_columns[0]"},      // also categorical
-      {"data.dense_columns=click", "data.dense_columns[0]"},  // a label column
+      {"train.batch_size=0", "train.batch_size", "must be > 0 (got 0)"},
+      {"train.epochs=0", "train.epochs", "must be >= 1 (got 0)"},
+      {"train.eval_batch_size=-5", "train.eval_batch_size", "must be > 0 (got -5)"},
+      {"train.progress_interval_sec=0", "train.progress_interval_sec", "must be > 0"},
+      {"train.max_inflight_pushes=0", "train.max_inflight_pushes", "must be > 0"},
+      {"train.staleness=-1", "train.staleness", "must be >= 0, got -1"},
+      {"train.throttle_ms=-2", "train.throttle_ms", "must be >= 0, got -2"},
+      {"cluster.request_timeout_ms=0", "cluster.request_timeout_ms", "must be > 0"},
+      {"cluster.register_timeout_ms=0", "cluster.register_timeout_ms", "must be > 0"},
+      {"cluster.barrier_timeout_ms=-1", "cluster.barrier_timeout_ms", "must be > 0 (got -1)"},
+      {"cluster.heartbeat_interval_ms=0", "cluster.heartbeat_interval_ms", "must be > 0"},
+      {"cluster.heartbeat_timeout_ms=10", "cluster.heartbeat_timeout_ms",
+       "must be > cluster.heartbeat_interval_ms"},
+      {"eval.auc_bins=-1", "eval.auc_bins", "must be in [0, 16777216], got -1"},
+      {"eval.auc_bins=16777217", "eval.auc_bins", "must be in [0, 16777216]"},
+      {"eval.auc_bins=1048576", "", ""},
+      // The other sections' rules belong to their owners' checks.
+      {"data.format=FORMAT_UNSPECIFIED", "", ""},
+      {"model.embedding_dim=0", "", ""},
+      {"server.shard_threads=0", "", ""},
   };
   for (const Case& t : cases) {
     SCOPED_TRACE(t.override_text);
@@ -312,105 +364,75 @@ TEST_F(ConfigTest, ValidationNamesTheField) {
     }
     ASSERT_FALSE(s.ok());
     EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
-    EXPECT_NE(s.message().find(t.field), std::string::npos) << s;
+    EXPECT_NE(s.message().find("invalid config: " + t.field + ": " + t.why), std::string::npos)
+        << s;
   }
-
-  // No labels, and no input column at all.
-  config::Config c = ValidConfig();
-  c.mutable_data()->clear_labels();
-  c.mutable_data()->clear_categorical_columns();
-  c.mutable_data()->clear_dense_columns();
-  Status s = ValidateConfig(c);
-  ASSERT_FALSE(s.ok());
-  EXPECT_NE(s.message().find("data.labels"), std::string::npos) << s;
-  EXPECT_NE(s.message().find("no input column"), std::string::npos) << s;
-  // OTHER_CATEGORICAL counts as input columns.
-  c = ValidConfig();
-  c.mutable_data()->clear_categorical_columns();
-  c.mutable_data()->clear_dense_columns();
-  c.mutable_data()->set_other_columns(config::DataConfig::OTHER_CATEGORICAL);
-  EXPECT_TRUE(ValidateConfig(c).ok()) << ValidateConfig(c);
-  // No model kind.
-  c = ValidConfig();
-  c.mutable_model()->clear_esmm();
-  s = ValidateConfig(c);
-  ASSERT_FALSE(s.ok());
-  EXPECT_NE(s.message().find("model.kind"), std::string::npos) << s;
 }
 
-TEST_F(ConfigTest, DataOptionsOfTheNewFormatsNameTheField) {
-  struct Case {
-    std::vector<std::string> overrides;  // applied to the valid (CSV) config
-    std::string field;                   // "" if the result is valid
-    std::string why;                     // a word of the reason
+// A check that adds one problem per entry of `problems`.
+ConfigCheck Adds(std::vector<ConfigProblems::Problem> problems) {
+  return [problems](const config::Config&, ConfigProblems* out) {
+    for (const ConfigProblems::Problem& p : problems) out->Add(p.field, p.why);
   };
-  const std::vector<Case> cases = {
-      {{"data.holdout_fraction=1"}, "data.holdout_fraction", "[0, 1)"},
-      {{"data.holdout_fraction=-0.1"}, "data.holdout_fraction", "[0, 1)"},
-      {{"data.holdout_fraction=0.2"}, "data.test_path", "empty"},
-      {{"data.holdout_fraction=0.2", "data.test_path="}, "", ""},
-      {{"data.test_path="}, "data.test_path", "holdout_fraction"},
-      {{"data.shuffle_buffer=-1"}, "data.shuffle_buffer", ">= 0"},
-      {{"data.shuffle_buffer=4096", "data.shuffle_seed=9"}, "", ""},
-      {{"data.train_common_path=/d/c.csv"}, "data.train_common_path", "ALICCP_RAW"},
-      {{"data.test_common_path=/d/c.csv"}, "data.test_common_path", "ALICCP_RAW"},
-      {{"data.format=FIELD_ID", "data.dense_columns="}, "", ""},
-      {{"data.format=FIELD_ID"}, "data.dense_columns", "FIELD_ID"},
-      {{"data.format=FIELD_ID", "data.dense_columns=", "data.other_columns=OTHER_CATEGORICAL"},
-       "data.other_columns",
-       "FIELD_ID"},
-      {{"data.format=ALICCP_RAW", "data.dense_columns=", "data.test_common_path=/d/c"},
-       "data.train_common_path",
-       "ALICCP_RAW"},
-      {{"data.format=ALICCP_RAW", "data.dense_columns=", "data.train_common_path=/d/c"},
-       "data.test_common_path",
-       "ALICCP_RAW"},
-      {{"data.format=ALICCP_RAW", "data.train_common_path=/d/c", "data.test_common_path=/d/c"},
-       "data.dense_columns",
-       "ALICCP_RAW"},
-      {{"data.format=ALICCP_RAW", "data.dense_columns=", "data.train_common_path=/d/c",
-        "data.holdout_fraction=0.1", "data.test_path="},
-       "",
-       ""},
-      {{"data.format=ALICCP_RAW", "data.dense_columns=", "data.train_common_path=/d/c",
-        "data.test_common_path=/d/c", "data.holdout_fraction=0.1", "data.test_path="},
-       "data.test_common_path",
-       "empty"},
-  };
-  for (const Case& t : cases) {
-    std::string joined;
-    for (const std::string& o : t.overrides) joined += o + " ";
-    SCOPED_TRACE(joined);
-    config::Config c = ValidConfig();
-    for (const std::string& o : t.overrides) ASSERT_TRUE(ApplyOverride(o, &c).ok()) << o;
-    // ALICCP_RAW's conversion label column (checked below).
-    if (c.data().format() == config::DataConfig::ALICCP_RAW) {
-      c.mutable_data()->mutable_labels(1)->set_column("conversion");
-    }
-    Status s = ValidateConfig(c);
-    if (t.field.empty()) {
-      EXPECT_TRUE(s.ok()) << s;
-      continue;
-    }
-    ASSERT_FALSE(s.ok());
-    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
-    EXPECT_NE(s.message().find(t.field + ":"), std::string::npos) << s;
-    EXPECT_NE(s.message().find(t.why), std::string::npos) << s;
-  }
+}
 
-  // The valid config's labels are click and purchase: right for FIELD_ID,
-  // wrong for ALICCP_RAW, whose conversion column is "conversion".
-  config::Config c = ValidConfig();
-  for (const char* o : {"data.format=ALICCP_RAW", "data.dense_columns=",
-                        "data.train_common_path=/d/c", "data.test_common_path=/d/c"}) {
-    ASSERT_TRUE(ApplyOverride(o, &c).ok());
-  }
-  Status s = ValidateConfig(c);
-  ASSERT_FALSE(s.ok());
-  EXPECT_NE(s.message().find("data.labels[1].column"), std::string::npos) << s;
-  EXPECT_NE(s.message().find("'purchase'"), std::string::npos) << s;
-  c.mutable_data()->mutable_labels(1)->set_column("conversion");
-  EXPECT_TRUE(ValidateConfig(c).ok()) << ValidateConfig(c);
+TEST_F(ConfigTest, OwnersChecksRunAfterTheGenericOnesInOneMessage) {
+  const std::string path = Write("job.pbtxt", kValid);
+  // Nothing to say: the config loads.
+  StatusOr<config::Config> c = LoadConfig(path, {}, {Adds({}), Adds({})});
+  ASSERT_TRUE(c.ok()) << c.status();
+  // Every problem, generic first, then each check's in order, in today's
+  // format.
+  c = LoadConfig(path, {"train.epochs=0"},
+                 {Adds({{"data.x", "why one"}}), Adds({{"model.y", "why two"}, {"z", "three"}})});
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(c.status().message(), path +
+                                      ": invalid config: train.epochs: must be >= 1 (got 0); "
+                                      "data.x: why one; model.y: why two; z: three");
+  // A check sees the config after the overrides.
+  int seen_epochs = 0;
+  c = LoadConfig(path, {"train.epochs=7"}, {[&](const config::Config& config, ConfigProblems*) {
+                   seen_epochs = config.train().epochs();
+                 }});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(seen_epochs, 7);
+  // ValidateConfig takes the same checks.
+  const Status s = ValidateConfig(ValidConfig(), {Adds({{"server.w", "bad"}})});
+  EXPECT_EQ(s.message(), "invalid config: server.w: bad");
+}
+
+TEST(ConfigProblemsTest, FormatsEveryKindOfProblem) {
+  ConfigProblems p;
+  EXPECT_TRUE(p.empty());
+  EXPECT_TRUE(p.ToStatus().ok());
+  p.Positive("a", 1);
+  p.Positive("a", 0.5f);
+  p.NonNegative("b", 0);
+  p.PositiveFinite("c", 2.0);
+  p.NonNegativeFinite("d", 0.0);
+  p.AddError(Status::OK());
+  EXPECT_TRUE(p.empty());
+  p.Positive("e", 0);
+  p.Positive("f", std::nan(""));
+  p.NonNegative("g", int64_t{-3});
+  p.PositiveFinite("h", -1.5);
+  p.PositiveFinite("i", INFINITY);
+  p.NonNegativeFinite("j", INFINITY);
+  p.NonNegativeFinite("k", -0.25);
+  // Errors of the checks that name their field first (worker/nn/layers.h).
+  p.AddError(Status::InvalidArgument("model.dropout must be in [0, 1), got 1"));
+  p.AddError(Status::InvalidArgument("model.activation: unknown value 9"));
+  ASSERT_EQ(p.problems().size(), 9u);
+  EXPECT_EQ(p.problems()[7].field, "model.dropout");
+  EXPECT_EQ(p.problems()[7].why, "must be in [0, 1), got 1");
+  EXPECT_EQ(p.problems()[8].field, "model.activation");
+  EXPECT_EQ(p.ToStatus().message(),
+            "invalid config: e: must be > 0 (got 0); f: must be > 0 (got nan); g: must be >= 0 "
+            "(got -3); h: must be > 0 (got -1.5); i: must be finite (got inf); j: must be finite "
+            "(got inf); k: must be >= 0 (got -0.25); model.dropout: must be in [0, 1), got 1; "
+            "model.activation: unknown value 9");
+  EXPECT_EQ(p.ToStatus("sparse table").message().rfind("sparse table: e: must be > 0", 0), 0u);
 }
 
 TEST_F(ConfigTest, CommonPathsResolveAgainstConfigDir) {

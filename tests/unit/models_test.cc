@@ -1245,7 +1245,7 @@ void ExpectInvalid(const config::ModelConfig& config, const std::vector<std::str
 }
 
 TEST(CreateModelTest, RejectsBadConfigs) {
-  ExpectInvalid(config::ModelConfig(), kEsmmLabels, "set one of model.esmm, model.mmoe");
+  ExpectInvalid(config::ModelConfig(), kEsmmLabels, "model.kind: must be set (model.esmm, mmoe");
   ExpectInvalid(EsmmConfig(), kEsmmLabels, "input", /*input_dim=*/0);
 
   config::ModelConfig esmm = EsmmConfig();
@@ -1263,7 +1263,7 @@ TEST(CreateModelTest, RejectsBadConfigs) {
 
   config::ModelConfig mmoe = MmoeConfig();
   mmoe.mutable_mmoe()->set_num_experts(0);
-  ExpectInvalid(mmoe, kMmoeLabels, "model.mmoe.num_experts must be > 0");
+  ExpectInvalid(mmoe, kMmoeLabels, "model.mmoe.num_experts: must be > 0");
   mmoe.mutable_mmoe()->set_num_experts(1 << 20);
   ExpectInvalid(mmoe, kMmoeLabels, "model.mmoe.num_experts");
   mmoe = MmoeConfig();
@@ -1283,7 +1283,7 @@ TEST(CreateModelTest, RejectsBadConfigsOfTheNewKinds) {
   // Hidden-layer options, common to every kind.
   config::ModelConfig dropout = SharedBottomConfig();
   dropout.set_dropout(1.0f);
-  ExpectInvalid(dropout, kSbLabels, "model.dropout must be in [0, 1)");
+  ExpectInvalid(dropout, kSbLabels, "model.dropout: must be in [0, 1)");
   dropout = PleConfig(kPleShapes[0]);
   dropout.set_dropout(-0.5f);
   ExpectInvalid(dropout, kMmoeLabels, "model.dropout");
@@ -1302,7 +1302,7 @@ TEST(CreateModelTest, RejectsBadConfigsOfTheNewKinds) {
 
   config::ModelConfig ple = PleConfig(kPleShapes[0]);
   ple.mutable_ple()->set_num_levels(0);
-  ExpectInvalid(ple, kMmoeLabels, "model.ple.num_levels must be > 0");
+  ExpectInvalid(ple, kMmoeLabels, "model.ple.num_levels: must be > 0");
   ple.mutable_ple()->set_num_levels(1000);
   ExpectInvalid(ple, kMmoeLabels, "model.ple.num_levels");
   ple = PleConfig(kPleShapes[0]);
@@ -1312,7 +1312,7 @@ TEST(CreateModelTest, RejectsBadConfigsOfTheNewKinds) {
   ple.mutable_ple()->set_shared_experts(5000);
   ExpectInvalid(ple, kMmoeLabels, "model.ple.shared_experts");
   ple = PleConfig({2, 0, 0});
-  ExpectInvalid(ple, kMmoeLabels, "model.ple.task_experts + model.ple.shared_experts");
+  ExpectInvalid(ple, kMmoeLabels, "model.ple: task_experts + shared_experts must be > 0");
   ple = PleConfig(kPleShapes[0]);
   ple.mutable_ple()->clear_expert_hidden();
   ExpectInvalid(ple, kMmoeLabels, "model.ple.expert_hidden");
@@ -1323,7 +1323,7 @@ TEST(CreateModelTest, RejectsBadConfigsOfTheNewKinds) {
 
   config::ModelConfig st = SingleTaskConfig(true);
   st.mutable_single_task()->set_label("buy");
-  ExpectInvalid(st, kEsmmLabels, "model.single_task.label \"buy\" is not a data label");
+  ExpectInvalid(st, kEsmmLabels, "model.single_task.label: \"buy\" is not a data label");
   st = SingleTaskConfig(true);
   st.mutable_single_task()->clear_label();
   ExpectInvalid(st, kEsmmLabels, "model.single_task.label");

@@ -13,6 +13,7 @@
 
 #include "common/base/file_util.h"
 #include "common/base/hash.h"
+#include "common/base/json_file.h"
 #include "common/eval/metrics.h"
 
 namespace mtps {
@@ -640,22 +641,17 @@ struct TestRecord {
   std::vector<float> pctr, pcvr, pctcvr, click, conversion, click_and_conversion;
 };
 
-std::string Num(double v) {
-  if (!std::isfinite(v)) return "null";
-  char buf[40];
-  std::snprintf(buf, sizeof(buf), "%.17g", v);
-  return buf;
+Json SplitJson(const DatagenSplitCounts& c) {
+  Json j;
+  j["impressions"] = c.impressions;
+  j["clicks"] = c.clicks;
+  j["conversions"] = c.conversions;
+  j["sessions"] = c.sessions;
+  return j;
 }
 
-std::string SplitJson(const DatagenSplitCounts& c) {
-  return "{\"impressions\": " + std::to_string(c.impressions) +
-         ", \"clicks\": " + std::to_string(c.clicks) +
-         ", \"conversions\": " + std::to_string(c.conversions) +
-         ", \"sessions\": " + std::to_string(c.sessions) + "}";
-}
-
-std::string GroundTruthJson(const DatagenOptions& o, const DatagenReport& r,
-                            const TestRecord& test) {
+// ground_truth.json (NaN metrics, e.g. of an absent class, are null).
+Json GroundTruthJson(const DatagenOptions& o, const DatagenReport& r, const TestRecord& test) {
   std::vector<float> clicked_pcvr, clicked_conversion;
   double pcvr_all = 0, pcvr_clicked = 0;
   for (size_t i = 0; i < test.pcvr.size(); ++i) {
@@ -671,51 +667,69 @@ std::string GroundTruthJson(const DatagenOptions& o, const DatagenReport& r,
   auto logloss = [nan](const std::vector<float>& s, const std::vector<float>& l) {
     return s.empty() ? nan : LogLoss(s, l);
   };
-  std::string j = "{\n";
-  j += "  \"generator\": \"mtps-datagen\",\n";
-  j += "  \"format\": \"Ali-CCP raw (sample_skeleton + common_features)\",\n";
-  j += "  \"options\": {\"impressions\": " + std::to_string(o.impressions) +
-       ", \"seed\": " + std::to_string(o.seed) + ", \"test_fraction\": " + Num(o.test_fraction) +
-       ", \"ctr\": " + Num(o.ctr) + ", \"cvr\": " + Num(o.cvr) +
-       ", \"session_mean\": " + Num(o.session_mean) +
-       ", \"zipf_exponent\": " + Num(o.zipf_exponent) +
-       ", \"num_users\": " + std::to_string(o.num_users) +
-       ", \"num_items\": " + std::to_string(o.num_items) +
-       ", \"num_categories\": " + std::to_string(o.num_categories) +
-       ", \"num_shops\": " + std::to_string(o.num_shops) +
-       ", \"num_brands\": " + std::to_string(o.num_brands) +
-       ", \"num_intentions\": " + std::to_string(o.num_intentions) +
-       ", \"history_mean\": " + Num(o.history_mean) +
-       ", \"latent_dim\": " + std::to_string(o.latent_dim) +
-       ", \"signal_scale\": " + Num(o.signal_scale) +
-       ", \"cvr_ctr_correlation\": " + Num(o.cvr_ctr_correlation) + "},\n";
-  std::string scales;
+  Json options;
+  options["impressions"] = o.impressions;
+  options["seed"] = o.seed;
+  options["test_fraction"] = o.test_fraction;
+  options["ctr"] = o.ctr;
+  options["cvr"] = o.cvr;
+  options["session_mean"] = o.session_mean;
+  options["zipf_exponent"] = o.zipf_exponent;
+  options["num_users"] = o.num_users;
+  options["num_items"] = o.num_items;
+  options["num_categories"] = o.num_categories;
+  options["num_shops"] = o.num_shops;
+  options["num_brands"] = o.num_brands;
+  options["num_intentions"] = o.num_intentions;
+  options["history_mean"] = o.history_mean;
+  options["latent_dim"] = o.latent_dim;
+  options["signal_scale"] = o.signal_scale;
+  options["cvr_ctr_correlation"] = o.cvr_ctr_correlation;
+  Json scales = Json::object();
   for (int f = 0; f < kAliccpNumFields; ++f) {
     if (kFieldScale[f] == 0) continue;
-    scales += std::string(scales.empty() ? "" : ", ") + "\"" + std::string(kAliccpFieldNames[f]) +
-              "\": " + Num(kFieldScale[f]);
+    scales[std::string(kAliccpFieldNames[f])] = kFieldScale[f];
   }
-  j += "  \"model\": {\"field_effect_sd\": {" + scales + "}, \"cross_mean\": " + Num(kCrossMean) +
-       ", \"position_slope\": " + Num(kPositionSlope) +
-       ", \"interaction_sd\": " + Num(kInteractionSd) +
-       ", \"note\": \"click logit = bias + sum of per-id effects (histories and crosses times "
-       "log1p(count)) + <u(101), v(205)>; conversion logit given click = bias + effects "
-       "correlated cvr_ctr_correlation with the click ones (position: click only); effect sds "
-       "are times signal_scale\"},\n";
-  j += "  \"biases\": {\"click\": " + Num(r.click_bias) +
-       ", \"conversion\": " + Num(r.conversion_bias) + "},\n";
-  j += "  \"files\": {\"train\": [\"sample_skeleton_train.csv\", \"common_features_train.csv\"], "
-       "\"test\": [\"sample_skeleton_test.csv\", \"common_features_test.csv\"]},\n";
-  j += "  \"train\": " + SplitJson(r.train) + ",\n";
-  j += "  \"test\": " + SplitJson(r.test) + ",\n";
-  j += "  \"test_auc\": {\"ctr\": " + Num(r.test_auc_ctr) + ", \"cvr\": " + Num(r.test_auc_cvr) +
-       ", \"ctcvr\": " + Num(r.test_auc_ctcvr) + "},\n";
-  j += "  \"test_logloss\": {\"ctr\": " + Num(logloss(test.pctr, test.click)) +
-       ", \"cvr\": " + Num(logloss(clicked_pcvr, clicked_conversion)) +
-       ", \"ctcvr\": " + Num(logloss(test.pctcvr, test.click_and_conversion)) + "},\n";
-  j += "  \"test_mean_true_pcvr\": {\"all\": " + Num(mean(pcvr_all, test.pcvr.size())) +
-       ", \"clicked\": " + Num(mean(pcvr_clicked, clicked_pcvr.size())) + "}\n";
-  j += "}\n";
+  Json model;
+  model["field_effect_sd"] = std::move(scales);
+  model["cross_mean"] = kCrossMean;
+  model["position_slope"] = kPositionSlope;
+  model["interaction_sd"] = kInteractionSd;
+  model["note"] =
+      "click logit = bias + sum of per-id effects (histories and crosses times log1p(count)) + "
+      "<u(101), v(205)>; conversion logit given click = bias + effects correlated "
+      "cvr_ctr_correlation with the click ones (position: click only); effect sds are times "
+      "signal_scale";
+  Json biases;
+  biases["click"] = r.click_bias;
+  biases["conversion"] = r.conversion_bias;
+  Json files;
+  files["train"] = Json::array({"sample_skeleton_train.csv", "common_features_train.csv"});
+  files["test"] = Json::array({"sample_skeleton_test.csv", "common_features_test.csv"});
+  Json auc;
+  auc["ctr"] = r.test_auc_ctr;
+  auc["cvr"] = r.test_auc_cvr;
+  auc["ctcvr"] = r.test_auc_ctcvr;
+  Json logloss_json;
+  logloss_json["ctr"] = logloss(test.pctr, test.click);
+  logloss_json["cvr"] = logloss(clicked_pcvr, clicked_conversion);
+  logloss_json["ctcvr"] = logloss(test.pctcvr, test.click_and_conversion);
+  Json mean_pcvr;
+  mean_pcvr["all"] = mean(pcvr_all, test.pcvr.size());
+  mean_pcvr["clicked"] = mean(pcvr_clicked, clicked_pcvr.size());
+
+  Json j;
+  j["generator"] = "mtps-datagen";
+  j["format"] = "Ali-CCP raw (sample_skeleton + common_features)";
+  j["options"] = std::move(options);
+  j["model"] = std::move(model);
+  j["biases"] = std::move(biases);
+  j["files"] = std::move(files);
+  j["train"] = SplitJson(r.train);
+  j["test"] = SplitJson(r.test);
+  j["test_auc"] = std::move(auc);
+  j["test_logloss"] = std::move(logloss_json);
+  j["test_mean_true_pcvr"] = std::move(mean_pcvr);
   return j;
 }
 
@@ -814,7 +828,7 @@ StatusOr<DatagenReport> GenerateAliccpWithReport(const DatagenOptions& options) 
     }
   }
   report.test_auc_cvr = AucOrNan(clicked_pcvr, clicked_conversion);
-  MTPS_RETURN_IF_ERROR(WriteFileAtomically(truth_path, GroundTruthJson(options, report, test)));
+  MTPS_RETURN_IF_ERROR(WriteJsonFile(truth_path, GroundTruthJson(options, report, test)));
   return report;
 }
 

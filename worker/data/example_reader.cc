@@ -12,7 +12,9 @@
 #include <vector>
 
 #include "common/base/hash.h"
+#include "common/config/config_check.h"
 #include "worker/data/aliccp_reader.h"
+#include "worker/data/data_config.h"
 #include "worker/data/field_id_reader.h"
 #include "worker/data/shuffling_reader.h"
 #include "worker/data/text_reader.h"
@@ -37,21 +39,11 @@ LineSelector::LineSelector(int part, int num_parts, double holdout_fraction, uin
 
 namespace {
 
+// CheckDataFormat (worker/data/data_config.h) as a Status.
 Status CheckFormat(const config::DataConfig& config) {
-  switch (config.format()) {
-    case config::DataConfig::CENSUS_RAW:
-    case config::DataConfig::ALICCP_RAW:
-    case config::DataConfig::FIELD_ID:
-      return Status::OK();
-    case config::DataConfig::CSV:
-      if (config.delimiter().size() != 1) {
-        return Status::InvalidArgument("data.delimiter must be one character, got '" +
-                                       config.delimiter() + "'");
-      }
-      return Status::OK();
-    default:
-      return Status::InvalidArgument("data.format must be CENSUS_RAW, CSV, ALICCP_RAW or FIELD_ID");
-  }
+  ConfigProblems problems;
+  CheckDataFormat(config, &problems);
+  return problems.ToStatus();
 }
 
 // Opens the reader of the format; `common_path` is for ALICCP_RAW only.
@@ -86,29 +78,17 @@ StatusOr<std::unique_ptr<ExampleReader>> ExampleReader::Open(const config::DataC
                                                              int num_parts) {
   const char* side = split == DataSplit::kTrain ? "train" : "test";
   MTPS_RETURN_IF_ERROR(CheckPart(side, part, num_parts));
+  ConfigProblems problems;
+  CheckDataSampling(config, &problems);
+  CheckDataFiles(config, split, &problems);
+  MTPS_RETURN_IF_ERROR(problems.ToStatus());
+  // With a holdout the test side is the held-out part of train_path.
   const double holdout = config.holdout_fraction();
-  if (!(holdout >= 0 && holdout < 1)) {
-    return Status::InvalidArgument("data.holdout_fraction must be in [0, 1), got " +
-                                   std::to_string(holdout));
-  }
-  if (config.shuffle_buffer() < 0) {
-    return Status::InvalidArgument("data.shuffle_buffer must be >= 0, got " +
-                                   std::to_string(config.shuffle_buffer()));
-  }
   std::string path = config.train_path();
   std::string common_path = config.train_common_path();
-  if (split == DataSplit::kTest && holdout > 0) {
-    if (!config.test_path().empty() || !config.test_common_path().empty()) {
-      return Status::InvalidArgument(
-          "data.test_path / data.test_common_path must be empty when data.holdout_fraction > 0 "
-          "(the test side is the held-out part of data.train_path)");
-    }
-  } else if (split == DataSplit::kTest) {
+  if (split == DataSplit::kTest && !(holdout > 0)) {
     path = config.test_path();
     common_path = config.test_common_path();
-  }
-  if (path.empty()) {
-    return Status::InvalidArgument(std::string("data.") + side + "_path is not set");
   }
   const LineSelector selector(part, num_parts, holdout, config.holdout_seed(), split);
   MTPS_ASSIGN_OR_RETURN(std::unique_ptr<ExampleReader> reader,

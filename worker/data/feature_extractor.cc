@@ -8,6 +8,8 @@
 #include <unordered_map>
 
 #include "common/base/hash.h"
+#include "common/config/config_check.h"
+#include "worker/data/data_config.h"
 
 namespace mtps {
 namespace {
@@ -78,6 +80,10 @@ bool LabelRule::Parse(std::string_view text, float* y) const {
 StatusOr<FeatureExtractor> FeatureExtractor::Create(const config::DataConfig& config,
                                                     const std::vector<std::string>& columns,
                                                     const std::string& source) {
+  ConfigProblems problems;
+  CheckColumnRoles(config, &problems);
+  MTPS_RETURN_IF_ERROR(problems.ToStatus());
+
   FeatureExtractor fx;
   fx.source_ = source;
   fx.num_columns_ = columns.size();
@@ -99,38 +105,27 @@ StatusOr<FeatureExtractor> FeatureExtractor::Create(const config::DataConfig& co
     return Status::OK();
   };
 
-  // What each column is used for; one input role per column, labels no inputs.
-  enum class Role { kUnused, kLabel, kIgnored, kInput };
-  std::vector<Role> roles(columns.size(), Role::kUnused);
-  auto claim = [&](int column, Role role, const std::string& field) -> Status {
-    Role& current = roles[column];
-    const bool ok = current == Role::kUnused || (current == Role::kLabel && role == Role::kLabel) ||
-                    (current == Role::kLabel && role == Role::kIgnored) ||
-                    (current == Role::kIgnored && role == Role::kLabel);
-    if (!ok) {
-      return Status::InvalidArgument(source + ": column '" + columns[column] + "' (data." + field +
-                                     ") already has another role (label, input or ignored)");
-    }
-    if (current != Role::kLabel) current = role;
-    return Status::OK();
-  };
+  // The columns named anywhere (so not OTHER_CATEGORICAL slots). Column
+  // names are distinct, so CheckColumnRoles has made sure that every column
+  // has one role (a label column may also be ignored).
+  std::vector<bool> named(columns.size(), false);
 
   for (const config::LabelSpec& spec : config.labels()) {
     Label label{0, LabelRule(spec)};
     MTPS_RETURN_IF_ERROR(find(spec.column(), "labels.column", &label.column));
-    MTPS_RETURN_IF_ERROR(claim(label.column, Role::kLabel, "labels.column"));
+    named[label.column] = true;
     fx.labels_.push_back(std::move(label));
     fx.schema_.label_names.push_back(spec.name());
   }
   for (const std::string& column : config.ignore_columns()) {
     int c = 0;
     MTPS_RETURN_IF_ERROR(find(column, "ignore_columns", &c));
-    MTPS_RETURN_IF_ERROR(claim(c, Role::kIgnored, "ignore_columns"));
+    named[c] = true;
   }
   for (const std::string& column : config.dense_columns()) {
     int c = 0;
     MTPS_RETURN_IF_ERROR(find(column, "dense_columns", &c));
-    MTPS_RETURN_IF_ERROR(claim(c, Role::kInput, "dense_columns"));
+    named[c] = true;
     fx.dense_columns_.push_back(c);
     fx.schema_.dense_names.push_back(column);
   }
@@ -147,24 +142,20 @@ StatusOr<FeatureExtractor> FeatureExtractor::Create(const config::DataConfig& co
   for (const std::string& column : config.categorical_columns()) {
     int c = 0;
     MTPS_RETURN_IF_ERROR(find(column, "categorical_columns", &c));
-    MTPS_RETURN_IF_ERROR(claim(c, Role::kInput, "categorical_columns"));
+    named[c] = true;
     add_slot(c, 0, Pooling::kSum);
   }
   for (const config::MultiValuedColumn& mv : config.multi_valued_columns()) {
     int c = 0;
     MTPS_RETURN_IF_ERROR(find(mv.name(), "multi_valued_columns.name", &c));
-    MTPS_RETURN_IF_ERROR(claim(c, Role::kInput, "multi_valued_columns.name"));
-    if (mv.separator().size() != 1) {
-      return Status::InvalidArgument("data.multi_valued_columns '" + mv.name() +
-                                     "': separator must be one character, got '" + mv.separator() +
-                                     "'");
-    }
+    named[c] = true;
+    // CheckColumnRoles: the separator is one character.
     add_slot(c, mv.separator()[0],
              mv.pooling() == config::MultiValuedColumn::MEAN ? Pooling::kMean : Pooling::kSum);
   }
   if (config.other_columns() == config::DataConfig::OTHER_CATEGORICAL) {
     for (size_t c = 0; c < columns.size(); ++c) {
-      if (roles[c] == Role::kUnused) add_slot(static_cast<int>(c), 0, Pooling::kSum);
+      if (!named[c]) add_slot(static_cast<int>(c), 0, Pooling::kSum);
     }
   }
   return fx;

@@ -2,10 +2,11 @@
 // (PaddleRec field:id) reader. See worker/data/field_id_reader.h.
 #include "worker/data/field_id_reader.h"
 
-#include <set>
+#include <algorithm>
 #include <utility>
 
 #include "common/base/hash.h"
+#include "worker/data/data_config.h"
 
 namespace mtps {
 
@@ -16,46 +17,28 @@ namespace mtps {
 StatusOr<FieldSlots> FieldSlots::Create(const config::DataConfig& config,
                                         const std::vector<std::string>& label_columns,
                                         const std::string& format) {
+  ConfigProblems problems;
+  CheckFieldIdData(config, label_columns, format, &problems);
+  CheckDataLabels(config, &problems);
+  CheckColumnRoles(config, &problems);
+  MTPS_RETURN_IF_ERROR(problems.ToStatus());
+
   FieldSlots fs;
   fs.label_columns_ = label_columns;
   fs.table_.assign(kTableSize, Entry());
-  std::string allowed;
-  for (const std::string& c : label_columns) allowed += (allowed.empty() ? "" : ", ") + c;
-  if (config.dense_columns_size() > 0) {
-    return Status::InvalidArgument("data.dense_columns: format " + format +
-                                   " has no dense columns (got '" + config.dense_columns(0) + "')");
-  }
-  if (config.other_columns() == config::DataConfig::OTHER_CATEGORICAL) {
-    return Status::InvalidArgument(
-        "data.other_columns: OTHER_CATEGORICAL is not supported by format " + format +
-        " (name the input fields in data.categorical_columns / multi_valued_columns)");
-  }
-  for (int i = 0; i < config.labels_size(); ++i) {
-    const config::LabelSpec& spec = config.labels(i);
-    int column = -1;
-    for (size_t c = 0; c < label_columns.size(); ++c) {
-      if (label_columns[c] == spec.column()) column = static_cast<int>(c);
-    }
-    if (column < 0) {
-      return Status::InvalidArgument("data.labels[" + std::to_string(i) + "].column: '" +
-                                     spec.column() + "' is not a label column of format " + format +
-                                     " (one of " + allowed + ")");
-    }
+  for (const config::LabelSpec& spec : config.labels()) {
+    // CheckFieldIdData: one of label_columns.
+    const int column =
+        static_cast<int>(std::find(label_columns.begin(), label_columns.end(), spec.column()) -
+                         label_columns.begin());
     fs.labels_.push_back(Label{column, LabelRule(spec)});
     fs.schema_.label_names.push_back(spec.name());
   }
 
-  std::set<std::string> seen;
-  auto add = [&](const std::string& field, const std::string& name, Pooling pooling) -> Status {
-    if (name.empty()) return Status::InvalidArgument(field + ": empty field id");
-    if (!seen.insert(name).second) {
-      return Status::InvalidArgument(field + ": field '" + name + "' is named more than once");
-    }
+  // CheckColumnRoles: names non-empty and distinct; CheckFieldIdData: at most
+  // kMaxSlots.
+  auto add = [&](const std::string& name, Pooling pooling) {
     const int slot = static_cast<int>(fs.key_seeds_.size());
-    if (slot >= kMaxSlots) {
-      return Status::InvalidArgument(field + ": more than " + std::to_string(kMaxSlots) +
-                                     " input fields");
-    }
     fs.key_seeds_.push_back(HashBytes(std::string_view("\x1f", 1), HashBytes(name)));
     fs.schema_.slots.push_back(SlotInfo{name, pooling});
     uint64_t packed = 0;
@@ -66,24 +49,41 @@ StatusOr<FieldSlots> FieldSlots::Create(const config::DataConfig& config,
     } else {
       fs.long_names_.emplace(name, slot);
     }
-    return Status::OK();
   };
-  for (int i = 0; i < config.categorical_columns_size(); ++i) {
-    MTPS_RETURN_IF_ERROR(add("data.categorical_columns[" + std::to_string(i) + "]",
-                             config.categorical_columns(i), Pooling::kSum));
-  }
-  for (int i = 0; i < config.multi_valued_columns_size(); ++i) {
-    const config::MultiValuedColumn& mv = config.multi_valued_columns(i);
-    MTPS_RETURN_IF_ERROR(
-        add("data.multi_valued_columns[" + std::to_string(i) + "].name", mv.name(),
-            mv.pooling() == config::MultiValuedColumn::MEAN ? Pooling::kMean : Pooling::kSum));
-  }
-  if (fs.key_seeds_.empty()) {
-    return Status::InvalidArgument("data: format " + format +
-                                   " needs at least one input field in data.categorical_columns "
-                                   "or data.multi_valued_columns");
+  for (const std::string& name : config.categorical_columns()) add(name, Pooling::kSum);
+  for (const config::MultiValuedColumn& mv : config.multi_valued_columns()) {
+    add(mv.name(),
+        mv.pooling() == config::MultiValuedColumn::MEAN ? Pooling::kMean : Pooling::kSum);
   }
   return fs;
+}
+
+void CheckFieldIdData(const config::DataConfig& data, const std::vector<std::string>& label_columns,
+                      const std::string& format, ConfigProblems* p) {
+  std::string allowed;
+  for (const std::string& c : label_columns) allowed += (allowed.empty() ? "" : ", ") + c;
+  for (int i = 0; i < data.labels_size(); ++i) {
+    const std::string& column = data.labels(i).column();
+    if (!column.empty() &&
+        std::find(label_columns.begin(), label_columns.end(), column) == label_columns.end()) {
+      p->Add("data.labels[" + std::to_string(i) + "].column",
+             "'" + column + "' is not a label column of format " + format + " (one of " + allowed +
+                 ")");
+    }
+  }
+  if (data.dense_columns_size() > 0) {
+    p->Add("data.dense_columns", "format " + format + " has no dense columns");
+  }
+  if (data.other_columns() == config::DataConfig::OTHER_CATEGORICAL) {
+    p->Add("data.other_columns",
+           "OTHER_CATEGORICAL is not supported by format " + format + " (name the input fields)");
+  }
+  const int fields = data.categorical_columns_size() + data.multi_valued_columns_size();
+  if (fields > FieldSlots::kMaxSlots) {
+    p->Add("data", "format " + format + " reads at most " + std::to_string(FieldSlots::kMaxSlots) +
+                       " input fields (got " + std::to_string(fields) +
+                       " in data.categorical_columns and " + "data.multi_valued_columns)");
+  }
 }
 
 Status FieldSlots::ParseLabels(const std::string_view* values, const LineReader& lines,

@@ -6,8 +6,8 @@
 //   sample_id,click,purchase,field:id,field:id,...
 //
 // where a field may repeat (all its ids go into its slot, weight 1). The label
-// columns are "click" and "purchase" (LabelSpec.column); dense columns do not
-// exist in this format.
+// columns are "click" and "purchase" (LabelSpec.column, FieldIdLabelColumns);
+// dense columns do not exist in this format (CheckFieldIdData).
 #ifndef MTPS_WORKER_DATA_FIELD_ID_READER_H_
 #define MTPS_WORKER_DATA_FIELD_ID_READER_H_
 
@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "common/base/status.h"
+#include "common/config/config_check.h"
 #include "proto/config.pb.h"
 #include "worker/data/example.h"
 #include "worker/data/example_reader.h"
@@ -35,10 +36,14 @@ namespace mtps {
 // Immutable after Create; thread-safe.
 class FieldSlots {
  public:
+  // Most input fields (slots) of a field-id format.
+  static constexpr int kMaxSlots = 128;
+
   // `label_columns` are the format's label column names, e.g. {"click",
-  // "purchase"}; every data.labels[].column must be one of them. Dense
-  // columns and other_columns: OTHER_CATEGORICAL are InvalidArgument naming
-  // the field and `format` (the format's name for messages).
+  // "purchase"}, and `format` its name for messages. The config must pass
+  // CheckDataLabels, CheckColumnRoles (worker/data/data_config.h) and
+  // CheckFieldIdData with these label columns; else InvalidArgument naming
+  // every field that does not.
   static StatusOr<FieldSlots> Create(const config::DataConfig& config,
                                      const std::vector<std::string>& label_columns,
                                      const std::string& format);
@@ -87,9 +92,8 @@ class FieldSlots {
     int column = 0;
     LabelRule rule;
   };
-  static constexpr size_t kTableSize = 256;  // at least twice the slot count
+  static constexpr size_t kTableSize = 2 * kMaxSlots;  // at least twice the slot count
   static constexpr size_t kTableMask = kTableSize - 1;
-  static constexpr int kMaxSlots = static_cast<int>(kTableSize / 2);
 
   // Multiplicative hashing: the top bits depend on every byte (ids share
   // their first bytes, e.g. "121", "122").
@@ -167,6 +171,15 @@ inline const std::vector<std::string>& FieldIdLabelColumns() {
   static const std::vector<std::string> kColumns = {"click", "purchase"};
   return kColumns;
 }
+
+// The rules of the field-id formats, whose features are (field id, feature
+// id) pairs: every data.labels[].column (when set) is one of `label_columns`
+// (the format's AliccpLabelColumns() or FieldIdLabelColumns()); there are
+// no dense columns; other_columns is not OTHER_CATEGORICAL (no columns to
+// enumerate); at most FieldSlots::kMaxSlots input fields. `format` names the
+// format in messages. Part of CheckDataConfig (worker/data/data_config.h).
+void CheckFieldIdData(const config::DataConfig& data, const std::vector<std::string>& label_columns,
+                      const std::string& format, ConfigProblems* problems);
 
 // Reads `path` (plain or gzip) in the FIELD_ID format, keeping the data lines
 // `selector` keeps. A line with fewer than 3 values, a token without ':' or

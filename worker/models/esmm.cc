@@ -8,12 +8,19 @@
 #include <cmath>
 #include <random>
 
+#include "worker/models/model_registry.h"
 #include "worker/nn/layers.h"
 
 namespace mtps {
 namespace {
 
 using Variant = config::EsmmConfig::Variant;
+
+// The evaluation tasks of every variant (EsmmTaskNames).
+const std::vector<std::string>& EsmmTasks() {
+  static const std::vector<std::string> kTasks = {"ctr", "cvr", "ctcvr"};
+  return kTasks;
+}
 
 // log(1 + exp(x)) without overflow.
 template <typename T>
@@ -52,7 +59,7 @@ class Esmm final : public Model<T> {
         loss_names_(variant == config::EsmmConfig::NAIVE
                         ? std::vector<std::string>{"ctr", "cvr"}
                         : std::vector<std::string>{"ctr", "ctcvr"}),
-        eval_names_{"ctr", "cvr", "ctcvr"},
+        eval_names_(EsmmTasks()),
         dropout_rng_(seed) {}
 
   int64_t num_params() const override { return ctr_.num_params() + cvr_.num_params(); }
@@ -225,33 +232,41 @@ class Esmm final : public Model<T> {
 
 }  // namespace
 
+void CheckEsmmConfig(const config::ModelConfig& config, const std::vector<std::string>& label_names,
+                     ConfigProblems* problems) {
+  const config::EsmmConfig& esmm = config.esmm();
+  problems->AddError(LayerWidths(esmm.tower_hidden(), "model.esmm.tower_hidden").status());
+  // The CTR tower learns click_label over every row; the CVR tower
+  // conversion_label among the clicked rows (pCTCVR: click AND conversion).
+  problems->AddError(FindLabel(label_names, esmm.click_label(), "model.esmm.click_label").status());
+  problems->AddError(
+      FindLabel(label_names, esmm.conversion_label(), "model.esmm.conversion_label").status());
+  if (esmm.click_label() == esmm.conversion_label()) {
+    problems->Add("model.esmm.conversion_label",
+                  "must differ from model.esmm.click_label (both \"" + esmm.click_label() + "\")");
+  }
+  if (!config::EsmmConfig::Variant_IsValid(esmm.variant())) {
+    problems->Add("model.esmm.variant",
+                  "unknown value " + std::to_string(static_cast<int>(esmm.variant())));
+  }
+}
+
+std::vector<std::string> EsmmTaskNames(const config::ModelConfig&,
+                                       const std::vector<std::string>&) {
+  return EsmmTasks();
+}
+
 template <typename T>
 StatusOr<std::unique_ptr<Model<T>>> CreateEsmm(const config::ModelConfig& config,
                                                const ModelInputs& inputs,
                                                const std::vector<std::string>& label_names,
                                                uint64_t seed) {
+  MTPS_RETURN_IF_ERROR(CheckModelKind(config, label_names, CheckEsmmConfig));
   const config::EsmmConfig& esmm = config.esmm();
   MTPS_ASSIGN_OR_RETURN(HiddenOptions hidden, HiddenOptionsFromConfig(config));
-  MTPS_ASSIGN_OR_RETURN(std::vector<int> tower_hidden,
-                        LayerWidths(esmm.tower_hidden(), "model.esmm.tower_hidden"));
-  MTPS_ASSIGN_OR_RETURN(int click_col,
-                        FindLabel(label_names, esmm.click_label(), "model.esmm.click_label"));
-  MTPS_ASSIGN_OR_RETURN(int conversion_col, FindLabel(label_names, esmm.conversion_label(),
-                                                      "model.esmm.conversion_label"));
-  if (click_col == conversion_col) {
-    return Status::InvalidArgument(
-        "model.esmm.click_label and model.esmm.conversion_label are both \"" + esmm.click_label() +
-        "\"; they must differ");
-  }
-  if (!config::EsmmConfig::Variant_IsValid(esmm.variant())) {
-    return Status::InvalidArgument("model.esmm.variant: unknown value " +
-                                   std::to_string(static_cast<int>(esmm.variant())));
-  }
-  if (esmm.variant() != config::EsmmConfig::ESMM && inputs.sparse_width + inputs.dense_width <= 0) {
-    return Status::InvalidArgument("model.esmm.variant " +
-                                   config::EsmmConfig::Variant_Name(esmm.variant()) +
-                                   ": the towers' input (sparse_width + dense_width) is empty");
-  }
+  const std::vector<int> tower_hidden(esmm.tower_hidden().begin(), esmm.tower_hidden().end());
+  const int click_col = LabelColumn(label_names, esmm.click_label());
+  const int conversion_col = LabelColumn(label_names, esmm.conversion_label());
   return std::unique_ptr<Model<T>>(
       std::make_unique<Esmm<T>>(esmm.variant(), inputs, tower_hidden, hidden, click_col,
                                 conversion_col, config.output_bias_from_prior(), seed));

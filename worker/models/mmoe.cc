@@ -5,6 +5,7 @@
 
 #include <random>
 
+#include "worker/models/model_registry.h"
 #include "worker/models/task_towers.h"
 #include "worker/nn/layers.h"
 
@@ -155,27 +156,31 @@ class Mmoe final : public Model<T> {
 
 }  // namespace
 
+void CheckMmoeConfig(const config::ModelConfig& model_config,
+                     const std::vector<std::string>& label_names, ConfigProblems* problems) {
+  const config::MmoeConfig& config = model_config.mmoe();
+  problems->Positive("model.mmoe.num_experts", config.num_experts());
+  if (config.num_experts() > kMaxExperts) {
+    problems->Add("model.mmoe.num_experts", "must be <= " + std::to_string(kMaxExperts) + " (got " +
+                                                std::to_string(config.num_experts()) + ")");
+  }
+  problems->AddError(
+      LayerWidths(config.expert_hidden(), "model.mmoe.expert_hidden", "the expert output width")
+          .status());
+  problems->AddError(CheckTaskTowers(config.tower_hidden(), label_names, "model.mmoe").status());
+}
+
 template <typename T>
 StatusOr<std::unique_ptr<Model<T>>> CreateMmoe(const config::ModelConfig& model_config,
                                                const ModelInputs& inputs,
                                                const std::vector<std::string>& label_names,
                                                uint64_t seed) {
+  MTPS_RETURN_IF_ERROR(CheckModelKind(model_config, label_names, CheckMmoeConfig));
   const config::MmoeConfig& config = model_config.mmoe();
   MTPS_ASSIGN_OR_RETURN(HiddenOptions hidden, HiddenOptionsFromConfig(model_config));
-  if (config.num_experts() <= 0) {
-    return Status::InvalidArgument("model.mmoe.num_experts must be > 0, got " +
-                                   std::to_string(config.num_experts()));
-  }
-  if (config.num_experts() > kMaxExperts) {
-    return Status::InvalidArgument(
-        "model.mmoe.num_experts must be <= " + std::to_string(kMaxExperts) + ", got " +
-        std::to_string(config.num_experts()));
-  }
-  MTPS_ASSIGN_OR_RETURN(
-      std::vector<int> expert_hidden,
-      LayerWidths(config.expert_hidden(), "model.mmoe.expert_hidden", "the expert output width"));
-  MTPS_ASSIGN_OR_RETURN(std::vector<int> tower_hidden,
-                        CheckTaskTowers(config.tower_hidden(), label_names, "model.mmoe"));
+  const std::vector<int> expert_hidden(config.expert_hidden().begin(),
+                                       config.expert_hidden().end());
+  const std::vector<int> tower_hidden(config.tower_hidden().begin(), config.tower_hidden().end());
   return std::unique_ptr<Model<T>>(std::make_unique<Mmoe<T>>(
       inputs.sparse_width + inputs.dense_width, config.num_experts(), expert_hidden, tower_hidden,
       hidden, label_names, model_config.output_bias_from_prior(), seed));

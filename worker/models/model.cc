@@ -1,11 +1,9 @@
-// CreateModel: builds the model a ModelConfig names (see model.h).
+// CreateModel: builds the model a ModelConfig names (see model.h) through
+// the model-kind registry (worker/models/model_registry.h).
 #include "worker/models/model.h"
 
-#include "worker/models/esmm.h"
-#include "worker/models/mmoe.h"
-#include "worker/models/ple.h"
-#include "worker/models/shared_bottom.h"
-#include "worker/models/single_task.h"
+#include "common/config/config_check.h"
+#include "worker/models/model_registry.h"
 
 namespace mtps {
 
@@ -24,23 +22,10 @@ StatusOr<std::unique_ptr<Model<T>>> CreateModel(const config::ModelConfig& confi
         "model input width must be > 0 (no slots and no dense features?), got sparse_width 0 "
         "and dense_width 0");
   }
-  switch (config.kind_case()) {
-    case config::ModelConfig::kEsmm:
-      return CreateEsmm<T>(config, inputs, label_names, seed);
-    case config::ModelConfig::kMmoe:
-      return CreateMmoe<T>(config, inputs, label_names, seed);
-    case config::ModelConfig::kSharedBottom:
-      return CreateSharedBottom<T>(config, inputs, label_names, seed);
-    case config::ModelConfig::kPle:
-      return CreatePle<T>(config, inputs, label_names, seed);
-    case config::ModelConfig::kSingleTask:
-      return CreateSingleTask<T>(config, inputs, label_names, seed);
-    case config::ModelConfig::KIND_NOT_SET:
-      break;
-  }
-  return Status::InvalidArgument(
-      "model: set one of model.esmm, model.mmoe, model.shared_bottom, model.ple or "
-      "model.single_task");
+  ConfigProblems problems;
+  const ModelKind* kind = FindModelKind(config, &problems);
+  if (kind == nullptr) return problems.ToStatus();
+  return kind->factory<T>()(config, inputs, label_names, seed);
 }
 
 template StatusOr<std::unique_ptr<Model<float>>> CreateModel<float>(

@@ -114,9 +114,12 @@ class Model {
 
 // Builds the model the config names (model.esmm, mmoe, shared_bottom, ple or
 // single_task) for input rows laid out as the file comment says, with one
-// data label per entry of label_names. seed starts the dropout masks (the
-// trainer passes train.seed mixed with the worker rank). Errors are
-// InvalidArgument naming the field ("model.ple.num_levels must be > 0").
+// data label per entry of label_names, through the kind's entry of the
+// model-kind registry (worker/models/model_registry.h), whose check it runs
+// first. seed starts the dropout masks (the trainer passes train.seed mixed
+// with the worker rank). Errors are InvalidArgument naming every field
+// ("invalid config: model.ple.num_levels: must be > 0 (got 0)"), or the
+// input widths.
 template <typename T>
 StatusOr<std::unique_ptr<Model<T>>> CreateModel(const config::ModelConfig& config,
                                                 const ModelInputs& inputs,

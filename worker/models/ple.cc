@@ -5,6 +5,7 @@
 
 #include <random>
 
+#include "worker/models/model_registry.h"
 #include "worker/models/task_towers.h"
 #include "worker/nn/layers.h"
 
@@ -238,38 +239,43 @@ class Ple final : public Model<T> {
 
 }  // namespace
 
+void CheckPleConfig(const config::ModelConfig& config, const std::vector<std::string>& label_names,
+                    ConfigProblems* problems) {
+  const config::PleConfig& ple = config.ple();
+  problems->Positive("model.ple.num_levels", ple.num_levels());
+  if (ple.num_levels() > kMaxLevels) {
+    problems->Add("model.ple.num_levels", "must be <= " + std::to_string(kMaxLevels) + " (got " +
+                                              std::to_string(ple.num_levels()) + ")");
+  }
+  bool experts_in_range = true;
+  for (const auto& [name, value] : {std::pair<const char*, int>{"task_experts", ple.task_experts()},
+                                    {"shared_experts", ple.shared_experts()}}) {
+    if (value < 0 || value > kMaxExperts) {
+      experts_in_range = false;
+      problems->Add(std::string("model.ple.") + name, "must be in [0, " +
+                                                          std::to_string(kMaxExperts) + "] (got " +
+                                                          std::to_string(value) + ")");
+    }
+  }
+  if (experts_in_range && ple.task_experts() + ple.shared_experts() == 0) {
+    problems->Add("model.ple", "task_experts + shared_experts must be > 0 (a gate needs experts)");
+  }
+  problems->AddError(
+      LayerWidths(ple.expert_hidden(), "model.ple.expert_hidden", "the expert output width")
+          .status());
+  problems->AddError(CheckTaskTowers(ple.tower_hidden(), label_names, "model.ple").status());
+}
+
 template <typename T>
 StatusOr<std::unique_ptr<Model<T>>> CreatePle(const config::ModelConfig& config,
                                               const ModelInputs& inputs,
                                               const std::vector<std::string>& label_names,
                                               uint64_t seed) {
+  MTPS_RETURN_IF_ERROR(CheckModelKind(config, label_names, CheckPleConfig));
   const config::PleConfig& ple = config.ple();
   MTPS_ASSIGN_OR_RETURN(HiddenOptions hidden, HiddenOptionsFromConfig(config));
-  if (ple.num_levels() <= 0) {
-    return Status::InvalidArgument("model.ple.num_levels must be > 0, got " +
-                                   std::to_string(ple.num_levels()));
-  }
-  if (ple.num_levels() > kMaxLevels) {
-    return Status::InvalidArgument("model.ple.num_levels must be <= " + std::to_string(kMaxLevels) +
-                                   ", got " + std::to_string(ple.num_levels()));
-  }
-  for (const auto& [name, value] : {std::pair<const char*, int>{"task_experts", ple.task_experts()},
-                                    {"shared_experts", ple.shared_experts()}}) {
-    if (value < 0 || value > kMaxExperts) {
-      return Status::InvalidArgument(std::string("model.ple.") + name + " must be in [0, " +
-                                     std::to_string(kMaxExperts) + "], got " +
-                                     std::to_string(value));
-    }
-  }
-  if (ple.task_experts() + ple.shared_experts() == 0) {
-    return Status::InvalidArgument(
-        "model.ple.task_experts + model.ple.shared_experts must be > 0 (a gate needs experts)");
-  }
-  MTPS_ASSIGN_OR_RETURN(
-      std::vector<int> expert_hidden,
-      LayerWidths(ple.expert_hidden(), "model.ple.expert_hidden", "the expert output width"));
-  MTPS_ASSIGN_OR_RETURN(std::vector<int> tower_hidden,
-                        CheckTaskTowers(ple.tower_hidden(), label_names, "model.ple"));
+  const std::vector<int> expert_hidden(ple.expert_hidden().begin(), ple.expert_hidden().end());
+  const std::vector<int> tower_hidden(ple.tower_hidden().begin(), ple.tower_hidden().end());
   return std::unique_ptr<Model<T>>(std::make_unique<Ple<T>>(
       inputs.sparse_width + inputs.dense_width, ple.num_levels(), ple.task_experts(),
       ple.shared_experts(), expert_hidden, tower_hidden, hidden, label_names,

@@ -5,6 +5,7 @@
 
 #include <random>
 
+#include "worker/models/model_registry.h"
 #include "worker/models/task_towers.h"
 #include "worker/nn/layers.h"
 
@@ -99,18 +100,27 @@ class SharedBottom final : public Model<T> {
 
 }  // namespace
 
+void CheckSharedBottomConfig(const config::ModelConfig& config,
+                             const std::vector<std::string>& label_names,
+                             ConfigProblems* problems) {
+  const config::SharedBottomConfig& sb = config.shared_bottom();
+  problems->AddError(LayerWidths(sb.bottom_hidden(), "model.shared_bottom.bottom_hidden",
+                                 "the bottom's output width")
+                         .status());
+  problems->AddError(
+      CheckTaskTowers(sb.tower_hidden(), label_names, "model.shared_bottom").status());
+}
+
 template <typename T>
 StatusOr<std::unique_ptr<Model<T>>> CreateSharedBottom(const config::ModelConfig& config,
                                                        const ModelInputs& inputs,
                                                        const std::vector<std::string>& label_names,
                                                        uint64_t seed) {
+  MTPS_RETURN_IF_ERROR(CheckModelKind(config, label_names, CheckSharedBottomConfig));
   const config::SharedBottomConfig& sb = config.shared_bottom();
   MTPS_ASSIGN_OR_RETURN(HiddenOptions hidden, HiddenOptionsFromConfig(config));
-  MTPS_ASSIGN_OR_RETURN(std::vector<int> bottom_hidden,
-                        LayerWidths(sb.bottom_hidden(), "model.shared_bottom.bottom_hidden",
-                                    "the bottom's output width"));
-  MTPS_ASSIGN_OR_RETURN(std::vector<int> tower_hidden,
-                        CheckTaskTowers(sb.tower_hidden(), label_names, "model.shared_bottom"));
+  const std::vector<int> bottom_hidden(sb.bottom_hidden().begin(), sb.bottom_hidden().end());
+  const std::vector<int> tower_hidden(sb.tower_hidden().begin(), sb.tower_hidden().end());
   return std::unique_ptr<Model<T>>(std::make_unique<SharedBottom<T>>(
       inputs.sparse_width + inputs.dense_width, bottom_hidden, tower_hidden, hidden, label_names,
       config.output_bias_from_prior(), seed));

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <random>
 
+#include "worker/models/model_registry.h"
 #include "worker/nn/layers.h"
 
 namespace mtps {
@@ -106,26 +107,39 @@ class SingleTask final : public Model<T> {
 
 }  // namespace
 
+void CheckSingleTaskConfig(const config::ModelConfig& config,
+                           const std::vector<std::string>& label_names, ConfigProblems* problems) {
+  const config::SingleTaskConfig& st = config.single_task();
+  problems->AddError(LayerWidths(st.hidden(), "model.single_task.hidden").status());
+  problems->AddError(FindLabel(label_names, st.label(), "model.single_task.label").status());
+  if (!st.only_where().empty()) {  // an empty name means unset
+    problems->AddError(
+        FindLabel(label_names, st.only_where(), "model.single_task.only_where").status());
+    if (st.only_where() == st.label()) {
+      problems->Add(
+          "model.single_task.only_where",
+          "\"" + st.only_where() + "\" is model.single_task.label itself; it must differ");
+    }
+  }
+}
+
+std::vector<std::string> SingleTaskTaskNames(const config::ModelConfig& config,
+                                             const std::vector<std::string>&) {
+  return {config.single_task().label()};
+}
+
 template <typename T>
 StatusOr<std::unique_ptr<Model<T>>> CreateSingleTask(const config::ModelConfig& config,
                                                      const ModelInputs& inputs,
                                                      const std::vector<std::string>& label_names,
                                                      uint64_t seed) {
+  MTPS_RETURN_IF_ERROR(CheckModelKind(config, label_names, CheckSingleTaskConfig));
   const config::SingleTaskConfig& st = config.single_task();
   MTPS_ASSIGN_OR_RETURN(HiddenOptions hidden, HiddenOptionsFromConfig(config));
-  MTPS_ASSIGN_OR_RETURN(std::vector<int> widths,
-                        LayerWidths(st.hidden(), "model.single_task.hidden"));
-  MTPS_ASSIGN_OR_RETURN(int label_col,
-                        FindLabel(label_names, st.label(), "model.single_task.label"));
-  int where_col = -1;
-  if (!st.only_where().empty()) {  // an empty name means unset
-    MTPS_ASSIGN_OR_RETURN(where_col,
-                          FindLabel(label_names, st.only_where(), "model.single_task.only_where"));
-    if (where_col == label_col) {
-      return Status::InvalidArgument("model.single_task.only_where \"" + st.only_where() +
-                                     "\" is model.single_task.label itself; it must differ");
-    }
-  }
+  const std::vector<int> widths(st.hidden().begin(), st.hidden().end());
+  const int label_col = LabelColumn(label_names, st.label());
+  // An empty only_where means unset.
+  const int where_col = st.only_where().empty() ? -1 : LabelColumn(label_names, st.only_where());
   return std::unique_ptr<Model<T>>(std::make_unique<SingleTask<T>>(
       inputs.sparse_width + inputs.dense_width, widths, hidden, st.label(), label_col, where_col,
       config.output_bias_from_prior(), seed));

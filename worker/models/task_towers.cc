@@ -3,6 +3,8 @@
 
 #include "worker/models/task_towers.h"
 
+#include "worker/models/model_registry.h"
+
 #include <glog/logging.h>
 
 namespace mtps {
@@ -14,6 +16,11 @@ StatusOr<std::vector<int>> CheckTaskTowers(
                         LayerWidths(tower_hidden, model + ".tower_hidden"));
   MTPS_RETURN_IF_ERROR(CheckTaskNames(label_names, model));
   return widths;
+}
+
+std::vector<std::string> TaskPerLabelNames(const config::ModelConfig&,
+                                           const std::vector<std::string>& label_names) {
+  return label_names;  // TaskTowers: task k is data label k, named after it
 }
 
 template <typename T>

@@ -8,6 +8,7 @@
 #include <algorithm>
 
 #include "common/base/hash.h"
+#include "common/cluster/job_phase.h"
 #include "common/eval/metrics.h"
 #include "worker/data/example_reader.h"
 #include "worker/nn/embedding_bag.h"
@@ -83,11 +84,11 @@ Status Trainer::Run() {
     }
     MTPS_RETURN_IF_ERROR(kv_->InitDense(params_.data()));
   }
-  MTPS_RETURN_IF_ERROR(member_->Barrier("start", num_workers_));
+  MTPS_RETURN_IF_ERROR(member_->Barrier(JobBarrierName(JobBarrier::kStart), num_workers_));
   MTPS_RETURN_IF_ERROR(TrainEpochs());
-  MTPS_RETURN_IF_ERROR(member_->Barrier("trained", num_workers_));
+  MTPS_RETURN_IF_ERROR(member_->Barrier(JobBarrierName(JobBarrier::kTrained), num_workers_));
   MTPS_RETURN_IF_ERROR(Evaluate());
-  return member_->Barrier("end", num_workers_);
+  return member_->Barrier(JobBarrierName(JobBarrier::kEnd), num_workers_);
 }
 
 Status Trainer::TrainEpochs() {

@@ -1,0 +1,240 @@
+// The job's result files (see ps/scheduler/job_results.h).
+#include "ps/scheduler/job_results.h"
+
+#include <glog/logging.h>
+
+#include <algorithm>
+#include <utility>
+
+#include "common/config/config.h"
+#include "common/eval/metrics.h"
+#include "ps/scheduler/membership.h"
+
+namespace mtps {
+
+std::string SummaryModelName(const config::ModelConfig& model) {
+  const std::string name = ModelKindName(model);
+  return name.empty() ? "unknown" : name;
+}
+
+Json ProgressJson(const ProgressLine& line) {
+  Json loss = Json::object();
+  for (size_t i = 0; i < line.loss_names.size() && i < line.loss.size(); ++i) {
+    loss[line.loss_names[i]] = line.loss[i];
+  }
+  Json j;
+  j["t"] = line.t;
+  j["examples"] = line.examples;
+  j["examples_per_sec"] = line.examples_per_sec;
+  j["loss"] = std::move(loss);
+  j["workers_done"] = line.workers_done;
+  j["num_workers"] = line.num_workers;
+  return j;
+}
+
+Json SummaryJson(const JobSummary& s) {
+  Json eval = Json::object();
+  for (const TaskMetrics& m : s.eval) {
+    Json task;
+    task["auc"] = m.auc;
+    task["logloss"] = m.logloss;
+    task["examples"] = m.examples;
+    eval[m.task] = std::move(task);
+  }
+  Json train;
+  train["examples"] = s.train_examples;
+  train["seconds"] = s.train_seconds;
+  train["examples_per_sec"] =
+      s.train_seconds > 0 ? static_cast<double>(s.train_examples) / s.train_seconds : 0.0;
+  Json consistency;
+  consistency["mode"] = s.consistency_mode;
+  consistency["staleness"] = s.staleness;
+  consistency["max_clock_gap"] = s.max_clock_gap;
+  Json cluster;
+  cluster["servers"] = s.servers;
+  cluster["workers"] = s.workers;
+  Json j;
+  j["model"] = s.model;
+  j["eval"] = std::move(eval);
+  j["train"] = std::move(train);
+  j["consistency"] = std::move(consistency);
+  j["cluster"] = std::move(cluster);
+  return j;
+}
+
+Json ClusterJson(uint64_t epoch, const std::vector<wire::NodeInfo>& nodes) {
+  Json list = Json::array();
+  for (const wire::NodeInfo& n : nodes) {
+    Json node;
+    node["role"] = RoleName(n.role());
+    node["rank"] = n.rank();
+    node["node_id"] = n.node_id();
+    node["host"] = n.host();
+    node["port"] = n.port();
+    node["pid"] = n.pid();
+    list.push_back(std::move(node));
+  }
+  Json j;
+  j["cluster_epoch"] = epoch;
+  j["nodes"] = std::move(list);
+  return j;
+}
+
+JobResults::JobResults(const config::Config& config, int num_servers, int num_workers,
+                       std::string run_dir)
+    : model_(SummaryModelName(config.model())),
+      auc_bins_(config.eval().auc_bins()),
+      progress_interval_sec_(config.train().progress_interval_sec()),
+      consistency_mode_(config::TrainConfig::Consistency_Name(config.train().consistency())),
+      staleness_(config.train().staleness()),
+      num_servers_(num_servers),
+      num_workers_(num_workers),
+      run_dir_(std::move(run_dir)),
+      created_(SteadyClock::now()),
+      last_progress_write_(created_) {}
+
+Status JobResults::WriteCluster(uint64_t epoch, const std::vector<wire::NodeInfo>& nodes) const {
+  return WriteJsonFile(run_dir_ + "/cluster.json", ClusterJson(epoch, nodes));
+}
+
+void JobResults::RecordProgress(int rank, const wire::Progress& p) {
+  WorkerProgress& wp = progress_[rank];
+  wp.examples = p.examples();
+  wp.loss.assign(p.mean_loss().begin(), p.mean_loss().end());
+  wp.loss_names.assign(p.loss_names().begin(), p.loss_names().end());
+}
+
+void JobResults::StartProgressClock(SteadyClock::time_point now) { last_progress_write_ = now; }
+
+void JobResults::MaybeAppendProgress(bool force, int workers_done) {
+  auto now = SteadyClock::now();
+  double since = std::chrono::duration<double>(now - last_progress_write_).count();
+  if (progress_.empty() || (!force && since < progress_interval_sec_)) return;
+  ProgressLine line;
+  for (const auto& [rank, p] : progress_) {
+    line.examples += p.examples;
+    if (line.loss_names.empty()) {
+      line.loss_names = p.loss_names;
+      line.loss.assign(line.loss_names.size(), 0.0);
+    }
+    for (size_t i = 0; i < line.loss.size() && i < p.loss.size(); ++i) {
+      line.loss[i] += p.loss[i] / static_cast<double>(progress_.size());
+    }
+  }
+  line.examples_per_sec =
+      since > 0 ? static_cast<double>(line.examples - last_progress_examples_) / since : 0.0;
+  line.t = SecondsSince(created_);
+  line.workers_done = workers_done;
+  line.num_workers = num_workers_;
+  Status s = AppendJsonLine(run_dir_ + "/progress.jsonl", ProgressJson(line));
+  if (!s.ok()) {
+    LOG_EVERY_N(WARNING, 10) << s;
+  }
+  last_progress_write_ = now;
+  last_progress_examples_ = line.examples;
+}
+
+Status JobResults::CheckEvalReport(const Message& msg) const {
+  const wire::EvalReport& r = msg.meta.eval_report();
+  if (msg.payloads.size() != 2 * static_cast<size_t>(r.tasks_size())) {
+    return Status::InvalidArgument("EVAL_REPORT with " + std::to_string(r.tasks_size()) +
+                                   " tasks needs " + std::to_string(2 * r.tasks_size()) +
+                                   " payload frames, got " + std::to_string(msg.payloads.size()));
+  }
+  const int bins = auc_bins_;
+  if (r.auc_bins() != bins) {
+    return Status::InvalidArgument("EVAL_REPORT with auc_bins " + std::to_string(r.auc_bins()) +
+                                   ", the job uses " + std::to_string(bins));
+  }
+  if (bins > 0 && r.logloss_sum_size() != r.tasks_size()) {
+    return Status::InvalidArgument("EVAL_REPORT needs one logloss_sum per task");
+  }
+  for (size_t i = 0; i < msg.payloads.size(); i += 2) {
+    const Payload& a = msg.payloads[i];
+    const Payload& b = msg.payloads[i + 1];
+    bool good = bins > 0
+                    ? (a.dtype() == wire::U64 && b.dtype() == wire::U64 &&
+                       a.count() == static_cast<size_t>(bins) && b.count() == a.count())
+                    : (a.dtype() == wire::F32 && b.dtype() == wire::F32 && a.count() == b.count());
+    if (!good) {
+      return Status::InvalidArgument(
+          "EVAL_REPORT task " + std::to_string(i / 2) +
+          (bins > 0 ? ": needs two U64 histograms of " + std::to_string(bins) + " bins"
+                    : ": scores and labels must be F32 arrays of equal length"));
+    }
+  }
+  return Status::OK();
+}
+
+void JobResults::RecordEval(int rank, Message&& report) { eval_reports_[rank] = std::move(report); }
+
+StatusOr<std::vector<TaskMetrics>> JobResults::MergeEval(int64_t* train_examples) const {
+  if (static_cast<int>(eval_reports_.size()) != num_workers_) {
+    return Status::Internal(std::to_string(eval_reports_.size()) + " of " +
+                            std::to_string(num_workers_) +
+                            " workers sent their evaluation before the end barrier");
+  }
+  const wire::EvalReport& first = eval_reports_.begin()->second.meta.eval_report();
+  std::vector<std::string> tasks(first.tasks().begin(), first.tasks().end());
+  const int bins = auc_bins_;
+  std::vector<std::vector<float>> scores(tasks.size()), labels(tasks.size());
+  std::vector<ScoreHistogram> histograms;
+  if (bins > 0) histograms.assign(tasks.size(), ScoreHistogram(bins));
+  *train_examples = 0;
+  std::vector<float> scratch;
+  std::vector<uint64_t> scratch_u64;
+  for (const auto& [rank, msg] : eval_reports_) {
+    const wire::EvalReport& r = msg.meta.eval_report();
+    if (std::vector<std::string>(r.tasks().begin(), r.tasks().end()) != tasks) {
+      return Status::InvalidArgument("worker " + std::to_string(rank) +
+                                     " reported different evaluation tasks");
+    }
+    *train_examples += r.train_examples();
+    for (size_t t = 0; t < tasks.size(); ++t) {
+      const Payload& a = msg.payloads[2 * t];
+      const Payload& b = msg.payloads[2 * t + 1];
+      if (bins > 0) {
+        ScoreHistogram h(bins);
+        const uint64_t* pos = a.Data<uint64_t>(&scratch_u64);
+        std::copy(pos, pos + bins, h.positives().begin());
+        const uint64_t* neg = b.Data<uint64_t>(&scratch_u64);
+        std::copy(neg, neg + bins, h.negatives().begin());
+        h.logloss_sum() = r.logloss_sum(static_cast<int>(t));
+        histograms[t].Merge(h);
+        continue;
+      }
+      const float* sp = a.Data<float>(&scratch);
+      scores[t].insert(scores[t].end(), sp, sp + a.count());
+      const float* lp = b.Data<float>(&scratch);
+      labels[t].insert(labels[t].end(), lp, lp + b.count());
+    }
+  }
+  std::vector<TaskMetrics> metrics;
+  for (size_t t = 0; t < tasks.size(); ++t) {
+    const bool binned = bins > 0;
+    TaskMetrics m;
+    m.task = tasks[t];
+    m.auc = binned ? histograms[t].Auc() : Auc(scores[t], labels[t]);
+    m.logloss = binned ? histograms[t].LogLoss() : LogLoss(scores[t], labels[t]);
+    m.examples = binned ? histograms[t].examples() : static_cast<int64_t>(scores[t].size());
+    LOG(INFO) << "eval " << m.task << ": auc " << m.auc << ", logloss " << m.logloss << " over "
+              << m.examples << " examples" << (binned ? " (binned AUC)" : "");
+    metrics.push_back(std::move(m));
+  }
+  return metrics;
+}
+
+Status JobResults::WriteSummary(double train_seconds, int64_t max_clock_gap) {
+  JobSummary s;
+  MTPS_ASSIGN_OR_RETURN(s.eval, MergeEval(&s.train_examples));
+  s.model = model_;
+  s.train_seconds = train_seconds;
+  s.consistency_mode = consistency_mode_;
+  s.staleness = staleness_;
+  s.max_clock_gap = max_clock_gap;
+  s.servers = num_servers_;
+  s.workers = num_workers_;
+  return WriteJsonFile(run_dir_ + "/summary.json", SummaryJson(s));
+}
+
+}  // namespace mtps

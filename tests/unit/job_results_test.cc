@@ -1,0 +1,310 @@
+// The scheduler's result files (ps/scheduler/job_results.h): the JSON
+// documents' keys, key order and number types (integers stay integers, NaN
+// becomes null), the model kind's name from the config schema, and
+// JobResults merging workers' reports into summary.json and progress.jsonl.
+#include "ps/scheduler/job_results.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <fstream>
+#include <limits>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <google/protobuf/descriptor.h>
+#include <google/protobuf/message.h>
+
+#include "common/eval/metrics.h"
+#include "tests/unit/temp_dir_test.h"
+
+namespace mtps {
+namespace {
+
+const double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+std::vector<std::string> Keys(const Json& object) {
+  std::vector<std::string> keys;
+  for (const auto& [key, value] : object.items()) keys.push_back(key);
+  return keys;
+}
+
+std::string ReadAll(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+JobSummary ExampleSummary() {
+  JobSummary s;
+  s.model = "mmoe";
+  s.eval = {{"income", 0.9340221490123, 0.137, 13942}, {"never_married", kNaN, kNaN, 0}};
+  s.train_examples = 557710;
+  s.train_seconds = 4.0;
+  s.consistency_mode = "BOUNDED_STALENESS";
+  s.staleness = 3;
+  s.max_clock_gap = 2;
+  s.servers = 2;
+  s.workers = 1;
+  return s;
+}
+
+TEST(SummaryJsonTest, KeysInOrderNaNAsNullIntegersAsIntegers) {
+  const Json j = SummaryJson(ExampleSummary());
+  EXPECT_EQ(Keys(j),
+            (std::vector<std::string>{"model", "eval", "train", "consistency", "cluster"}));
+  EXPECT_EQ(j["model"], "mmoe");
+  EXPECT_EQ(Keys(j["eval"]), (std::vector<std::string>{"income", "never_married"}));
+  const Json& income = j["eval"]["income"];
+  EXPECT_EQ(Keys(income), (std::vector<std::string>{"auc", "logloss", "examples"}));
+  EXPECT_EQ(income["auc"].get<double>(), 0.9340221490123);  // full precision
+  EXPECT_TRUE(income["examples"].is_number_integer());
+  EXPECT_EQ(income["examples"], 13942);
+  EXPECT_EQ(Keys(j["train"]),
+            (std::vector<std::string>{"examples", "seconds", "examples_per_sec"}));
+  EXPECT_TRUE(j["train"]["examples"].is_number_integer());
+  EXPECT_TRUE(j["train"]["seconds"].is_number_float());
+  EXPECT_DOUBLE_EQ(j["train"]["examples_per_sec"].get<double>(), 557710 / 4.0);
+  EXPECT_EQ(Keys(j["consistency"]),
+            (std::vector<std::string>{"mode", "staleness", "max_clock_gap"}));
+  EXPECT_EQ(j["consistency"]["mode"], "BOUNDED_STALENESS");
+  EXPECT_TRUE(j["consistency"]["max_clock_gap"].is_number_integer());
+  EXPECT_EQ(Keys(j["cluster"]), (std::vector<std::string>{"servers", "workers"}));
+
+  // The text: NaN metrics are null, integers print without a decimal point.
+  const std::string text = JsonText(j, 2);
+  const Json back = Json::parse(text);
+  EXPECT_TRUE(back["eval"]["never_married"]["auc"].is_null()) << text;
+  EXPECT_TRUE(back["eval"]["never_married"]["logloss"].is_null()) << text;
+  EXPECT_NE(text.find("\"examples\": 13942\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("\"max_clock_gap\": 2\n"), std::string::npos) << text;
+  EXPECT_EQ(text.find("nan"), std::string::npos) << text;
+}
+
+TEST(SummaryJsonTest, NoTrainingTimeGivesZeroRate) {
+  JobSummary s = ExampleSummary();
+  s.train_seconds = 0;
+  const Json j = SummaryJson(s);
+  EXPECT_TRUE(j["train"]["examples_per_sec"].is_number_float());
+  EXPECT_EQ(j["train"]["examples_per_sec"].get<double>(), 0.0);
+}
+
+TEST(ProgressJsonTest, OneCompactLineWithKeysInOrder) {
+  ProgressLine line;
+  line.t = 1.5;
+  line.examples = 126902;
+  line.examples_per_sec = 110284.6;
+  line.loss_names = {"income", "never_married"};
+  line.loss = {0.25, kNaN};
+  line.workers_done = 1;
+  line.num_workers = 2;
+  const Json j = ProgressJson(line);
+  EXPECT_EQ(Keys(j), (std::vector<std::string>{"t", "examples", "examples_per_sec", "loss",
+                                               "workers_done", "num_workers"}));
+  EXPECT_EQ(Keys(j["loss"]), (std::vector<std::string>{"income", "never_married"}));
+  const std::string text = JsonText(j, -1);
+  EXPECT_EQ(text.find('\n'), std::string::npos);
+  EXPECT_EQ(
+      text,
+      "{\"t\":1.5,\"examples\":126902,\"examples_per_sec\":110284.6,\"loss\":{\"income\":0.25,"
+      "\"never_married\":null},\"workers_done\":1,\"num_workers\":2}");
+}
+
+TEST(ClusterJsonTest, EpochIsAnExactUint64AndNodesKeepTheirOrder) {
+  wire::NodeInfo scheduler, worker;
+  scheduler.set_role(wire::SCHEDULER);
+  scheduler.set_rank(0);
+  scheduler.set_node_id(0);
+  scheduler.set_host("127.0.0.1");
+  scheduler.set_port(4000);
+  scheduler.set_pid(7);
+  worker.set_role(wire::WORKER);
+  worker.set_rank(1);
+  worker.set_node_id(4);
+  worker.set_host("h\"ost");
+  worker.set_port(4001);
+  worker.set_pid(int64_t{1} << 40);
+  const uint64_t epoch = std::numeric_limits<uint64_t>::max();  // beyond a double's 2^53
+  const Json j = ClusterJson(epoch, {scheduler, worker});
+  EXPECT_EQ(Keys(j), (std::vector<std::string>{"cluster_epoch", "nodes"}));
+  const std::string text = JsonText(j, 2);
+  EXPECT_NE(text.find("\"cluster_epoch\": 18446744073709551615,"), std::string::npos) << text;
+  const Json back = Json::parse(text);
+  EXPECT_EQ(back["cluster_epoch"].get<uint64_t>(), epoch);
+  ASSERT_EQ(back["nodes"].size(), 2u);
+  EXPECT_EQ(Keys(back["nodes"][0]),
+            (std::vector<std::string>{"role", "rank", "node_id", "host", "port", "pid"}));
+  EXPECT_EQ(back["nodes"][0]["role"], "scheduler");
+  EXPECT_EQ(back["nodes"][1]["role"], "worker");
+  EXPECT_EQ(back["nodes"][1]["host"], "h\"ost");
+  EXPECT_EQ(back["nodes"][1]["node_id"], 4);
+  EXPECT_EQ(back["nodes"][1]["pid"].get<int64_t>(), int64_t{1} << 40);
+}
+
+TEST(SummaryModelNameTest, TheNamesSummaryJsonHasAlwaysUsed) {
+  config::ModelConfig m;
+  EXPECT_EQ(SummaryModelName(m), "unknown");
+  m.mutable_esmm();
+  EXPECT_EQ(SummaryModelName(m), "esmm");
+  m.mutable_mmoe();
+  EXPECT_EQ(SummaryModelName(m), "mmoe");
+  m.mutable_shared_bottom();
+  EXPECT_EQ(SummaryModelName(m), "shared_bottom");
+  m.mutable_ple();
+  EXPECT_EQ(SummaryModelName(m), "ple");
+  m.mutable_single_task();
+  EXPECT_EQ(SummaryModelName(m), "single_task");
+}
+
+// Every member of the oneof, present and future, is named by its field name.
+TEST(SummaryModelNameTest, EveryKindOfTheSchemaIsNamedByItsField) {
+  const google::protobuf::OneofDescriptor* kind =
+      config::ModelConfig::descriptor()->FindOneofByName("kind");
+  ASSERT_NE(kind, nullptr);
+  std::set<std::string> names;
+  for (int i = 0; i < kind->field_count(); ++i) {
+    const google::protobuf::FieldDescriptor* field = kind->field(i);
+    config::ModelConfig m;
+    m.GetReflection()->MutableMessage(&m, field);  // sets this member
+    EXPECT_EQ(SummaryModelName(m), field->name());
+    names.insert(SummaryModelName(m));
+  }
+  EXPECT_TRUE(names.count("esmm") && names.count("mmoe") && names.count("shared_bottom") &&
+              names.count("ple") && names.count("single_task"));
+}
+
+config::Config SmallConfig() {
+  config::Config c;
+  c.mutable_model()->mutable_esmm();
+  c.mutable_train()->set_consistency(config::TrainConfig::BSP);
+  c.mutable_train()->set_staleness(0);
+  return c;
+}
+
+// A worker's EVAL_REPORT with exact scores and labels per task.
+Message EvalReport(const std::vector<std::string>& tasks,
+                   const std::vector<std::vector<float>>& scores,
+                   const std::vector<std::vector<float>>& labels, int64_t train_examples) {
+  Message m(wire::EVAL_REPORT);
+  for (size_t t = 0; t < tasks.size(); ++t) {
+    m.meta.mutable_eval_report()->add_tasks(tasks[t]);
+    m.payloads.push_back(Payload::FromVector(std::vector<float>(scores[t])));
+    m.payloads.push_back(Payload::FromVector(std::vector<float>(labels[t])));
+  }
+  m.meta.mutable_eval_report()->set_train_examples(train_examples);
+  return m;
+}
+
+class JobResultsTest : public TempDirTest {};
+
+TEST_F(JobResultsTest, SummaryMergesEveryWorkersScores) {
+  JobResults results(SmallConfig(), 1, 2, dir_.string());
+  // "ctr" has both classes over the two workers, "cvr" only positives (NaN AUC).
+  const std::vector<float> s0 = {0.9f, 0.2f}, l0 = {1, 0}, s1 = {0.4f, 0.6f}, l1 = {1, 0};
+  Message r0 = EvalReport({"ctr", "cvr"}, {s0, {0.5f}}, {l0, {1}}, 100);
+  Message r1 = EvalReport({"ctr", "cvr"}, {s1, {0.7f}}, {l1, {1}}, 50);
+  ASSERT_TRUE(results.CheckEvalReport(r0).ok());
+  ASSERT_TRUE(results.CheckEvalReport(r1).ok());
+  results.RecordEval(0, std::move(r0));
+  EXPECT_EQ(results.WriteSummary(2.0, 0).code(), StatusCode::kInternal);  // one of two workers
+  results.RecordEval(1, std::move(r1));
+  ASSERT_TRUE(results.WriteSummary(2.0, 0).ok());
+
+  const std::string text = ReadAll((dir_ / "summary.json").string());
+  ASSERT_FALSE(text.empty());
+  EXPECT_EQ(text.back(), '\n');
+  const Json j = Json::parse(text);
+  EXPECT_EQ(j["model"], "esmm");
+  EXPECT_EQ(Keys(j["eval"]), (std::vector<std::string>{"ctr", "cvr"}));
+  const std::vector<float> scores = {0.9f, 0.2f, 0.4f, 0.6f}, labels = {1, 0, 1, 0};
+  EXPECT_EQ(j["eval"]["ctr"]["auc"].get<double>(), Auc(scores, labels));
+  EXPECT_EQ(j["eval"]["ctr"]["logloss"].get<double>(), LogLoss(scores, labels));
+  EXPECT_EQ(j["eval"]["ctr"]["examples"], 4);
+  EXPECT_TRUE(j["eval"]["cvr"]["auc"].is_null()) << text;
+  EXPECT_TRUE(j["eval"]["cvr"]["logloss"].is_number_float());
+  EXPECT_EQ(j["train"]["examples"], 150);
+  EXPECT_EQ(j["train"]["seconds"].get<double>(), 2.0);
+  EXPECT_EQ(j["train"]["examples_per_sec"].get<double>(), 75.0);
+  EXPECT_EQ(j["consistency"]["mode"], "BSP");
+  EXPECT_EQ(j["consistency"]["staleness"], 0);
+  EXPECT_EQ(j["cluster"]["servers"], 1);
+  EXPECT_EQ(j["cluster"]["workers"], 2);
+}
+
+TEST_F(JobResultsTest, WorkersMustReportTheSameTasks) {
+  JobResults results(SmallConfig(), 1, 2, dir_.string());
+  results.RecordEval(0, EvalReport({"ctr"}, {{0.5f}}, {{1}}, 1));
+  results.RecordEval(1, EvalReport({"cvr"}, {{0.5f}}, {{1}}, 1));
+  Status s = results.WriteSummary(1.0, 0);
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("different evaluation tasks"), std::string::npos) << s;
+}
+
+TEST_F(JobResultsTest, MalformedEvalReportsAreRejected) {
+  JobResults results(SmallConfig(), 1, 1, dir_.string());
+  Message missing_frame = EvalReport({"ctr"}, {{0.5f}}, {{1}}, 1);
+  missing_frame.payloads.pop_back();
+  EXPECT_NE(results.CheckEvalReport(missing_frame).message().find("payload frames"),
+            std::string::npos);
+  Message unequal = EvalReport({"ctr"}, {{0.5f, 0.1f}}, {{1}}, 1);
+  EXPECT_NE(results.CheckEvalReport(unequal).message().find("equal length"), std::string::npos);
+  Message binned = EvalReport({"ctr"}, {{0.5f}}, {{1}}, 1);
+  binned.meta.mutable_eval_report()->set_auc_bins(16);
+  EXPECT_NE(results.CheckEvalReport(binned).message().find("auc_bins 16"), std::string::npos);
+}
+
+TEST_F(JobResultsTest, ProgressLinesSumExamplesAndAverageLosses) {
+  JobResults results(SmallConfig(), 1, 2, dir_.string());  // progress_interval_sec 1
+  const std::string path = (dir_ / "progress.jsonl").string();
+  results.StartProgressClock(SteadyClock::now());
+  results.MaybeAppendProgress(true, 0);  // no report yet: nothing to say
+  EXPECT_FALSE(std::filesystem::exists(path));
+  wire::Progress p0, p1;
+  p0.set_examples(300);
+  p0.add_loss_names("ctr");
+  p0.add_mean_loss(0.5);
+  p1.set_examples(100);
+  p1.add_loss_names("ctr");
+  p1.add_mean_loss(0.25);
+  results.RecordProgress(0, p0);
+  results.RecordProgress(1, p1);
+  results.MaybeAppendProgress(false, 0);  // the interval has not passed
+  EXPECT_FALSE(std::filesystem::exists(path));
+  results.MaybeAppendProgress(true, 1);
+  p0.set_examples(500);
+  results.RecordProgress(0, p0);
+  results.MaybeAppendProgress(true, 2);
+
+  std::istringstream lines(ReadAll(path));
+  std::vector<Json> records;
+  for (std::string line; std::getline(lines, line);) records.push_back(Json::parse(line));
+  ASSERT_EQ(records.size(), 2u);
+  EXPECT_EQ(records[0]["examples"], 400);
+  EXPECT_TRUE(records[0]["examples"].is_number_integer());
+  EXPECT_DOUBLE_EQ(records[0]["loss"]["ctr"].get<double>(), 0.375);
+  EXPECT_EQ(records[0]["workers_done"], 1);
+  EXPECT_EQ(records[0]["num_workers"], 2);
+  EXPECT_TRUE(records[0]["t"].is_number_float());
+  EXPECT_GE(records[0]["t"].get<double>(), 0.0);
+  EXPECT_TRUE(records[0]["examples_per_sec"].is_number_float());
+  EXPECT_EQ(records[1]["examples"], 600);
+  EXPECT_EQ(records[1]["workers_done"], 2);
+}
+
+TEST_F(JobResultsTest, ClusterJsonIsWrittenAtomically) {
+  JobResults results(SmallConfig(), 1, 1, dir_.string());
+  wire::NodeInfo n;
+  n.set_role(wire::SERVER);
+  n.set_node_id(1);
+  ASSERT_TRUE(results.WriteCluster(12345678901234567890ull, {n}).ok());
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "cluster.json.tmp"));
+  const Json j = Json::parse(ReadAll((dir_ / "cluster.json").string()));
+  EXPECT_EQ(j["cluster_epoch"].get<uint64_t>(), 12345678901234567890ull);
+  EXPECT_EQ(j["nodes"][0]["role"], "server");
+}
+
+}  // namespace
+}  // namespace mtps
