@@ -68,8 +68,8 @@
 #include <vector>
 
 #include "common/base/status.h"
-#include "ps/table/count_min_sketch.h"
 #include "proto/config.pb.h"
+#include "ps/table/count_min_sketch.h"
 
 namespace mtps {
 

@@ -74,11 +74,11 @@ DEFINE_string(out_dir, "", "output directory (created if missing)");
 
 namespace {
 
-using mtps::Status;
-using mtps::StatusOr;
 using mtps::Json;
 using mtps::JsonText;
 using mtps::ModelKindName;
+using mtps::Status;
+using mtps::StatusOr;
 
 std::vector<std::string> Split(const std::string& s, char sep) {
   std::vector<std::string> out;
