@@ -13,8 +13,12 @@ CONFIG = CONFIGS / "census_mmoe.pbtxt"
 ENDLESS = ["--set", "train.epochs=1000"]
 # Generous: covers a slow, shared CI machine starting a cluster.
 FIRST_PROGRESS_TIMEOUT_SEC = 120
-# The launcher gives nodes 5 s after SIGTERM before SIGKILL.
-STOP_TIMEOUT_SEC = 15
+# The launcher gives nodes 5 s after SIGTERM before SIGKILL; a hang guard.
+STOP_TIMEOUT_SEC = 30
+# --timeout of the first attempt of test_timeout_stops_everything, doubled on
+# each retry (5, 10, ..., 160 s: the last one outlasts FIRST_PROGRESS_TIMEOUT_SEC).
+TIMEOUT_FIRST_TRY_SEC = 5
+TIMEOUT_TRIES = 6
 
 
 class InterruptTest(RunDirTestCase):
@@ -82,15 +86,35 @@ class InterruptTest(RunDirTestCase):
         self.assert_stopped(launcher, run_dir, 143, "interrupted")
 
     def test_timeout_stops_everything(self):
-        run_dir = self.tmp / "run"
-        launcher = self.start_endless_job(run_dir, ["--timeout", "20"])
-        self.wait_for_progress(launcher, run_dir)
-        # The launcher stops the job itself at 20 s.
-        try:
-            launcher.wait(timeout=20 + FIRST_PROGRESS_TIMEOUT_SEC)
-        except subprocess.TimeoutExpired:
-            self.fail("--timeout did not stop the job")
-        self.assert_stopped(launcher, run_dir, 124, "timeout")
+        # --timeout counts from the launcher's start, and how long a cluster
+        # takes to start training depends on the machine. So the test does
+        # not assume the job is training at any given time: whenever the
+        # timeout strikes, the launcher must stop and reap every node it
+        # started (checked on every attempt), and an attempt whose timeout
+        # struck before the job was training (no progress record, fewer
+        # than 3 nodes) is repeated with twice the timeout.
+        timeout = TIMEOUT_FIRST_TRY_SEC
+        for attempt in range(TIMEOUT_TRIES):
+            run_dir = self.tmp / ("run%d" % attempt)
+            launcher = self.start_endless_job(run_dir, ["--timeout", str(timeout)])
+            try:
+                launcher.wait(timeout=timeout + STOP_TIMEOUT_SEC)
+            except subprocess.TimeoutExpired:
+                self.fail("--timeout %d did not stop the job" % timeout)
+            output = self.launcher_output()
+            self.assertEqual(launcher.returncode, 124, output)
+            launch = read_json(run_dir / "launch.json")
+            self.assertEqual(launch["result"], "timeout", output)
+            for node in launch["nodes"]:
+                self.assertTrue(node["stopped_by_launcher"], node)
+                self.assertIsNotNone(node["exit_code"], node)
+            self.assert_nothing_left(run_dir)
+            progress = run_dir / "progress.jsonl"
+            trained = progress.exists() and progress.read_text().strip() != ""
+            if trained and len(launch["nodes"]) == 3:
+                return  # it stopped a running job
+            timeout *= 2
+        self.fail("no job reached its first progress record within %d s" % (timeout // 2))
 
     def test_killed_launcher_leaves_nothing(self):
         # SIGKILL gives the launcher no chance to clean up; the nodes'

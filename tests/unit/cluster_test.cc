@@ -4,9 +4,13 @@
 // harm to the server, the end of a job, and abort on a silent node.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cmath>
+#include <condition_variable>
 #include <cstdlib>
 #include <fstream>
+#include <memory>
+#include <mutex>
 #include <random>
 #include <sstream>
 #include <thread>
@@ -37,6 +41,45 @@ std::string ReadFile(const std::string& path) {
   return ss.str();
 }
 
+// Deadline of every wait that only guards against a hang: generous, so a slow
+// or ThreadSanitizer build passes alike.
+constexpr int64_t kHangGuardMs = 60000;
+// Node ids: the scheduler is 0, the one server 1, the worker 2.
+constexpr int kServerNodeId = 1;
+
+// The scheduler's transport, counting the heartbeats it receives from node
+// `counted` (a test hook: tests wait for heartbeats instead of for time).
+class HeartbeatCountingTransport : public Transport {
+ public:
+  HeartbeatCountingTransport(std::unique_ptr<Transport> inner, int counted,
+                             std::atomic<int>* heartbeats)
+      : inner_(std::move(inner)), counted_(counted), heartbeats_(heartbeats) {}
+  StatusOr<int> Bind(const std::string& host, int port) override {
+    return inner_->Bind(host, port);
+  }
+  Status Connect(int peer, const std::string& endpoint) override {
+    return inner_->Connect(peer, endpoint);
+  }
+  Status Send(int peer, Message msg) override { return inner_->Send(peer, std::move(msg)); }
+  Status Reply(const std::string& reply_to, Message msg) override {
+    return inner_->Reply(reply_to, std::move(msg));
+  }
+  StatusOr<Incoming> Receive(Deadline deadline) override {
+    StatusOr<Incoming> in = inner_->Receive(deadline);
+    if (in.ok() && in->msg.meta.op() == wire::HEARTBEAT && !in->msg.meta.is_response() &&
+        in->msg.meta.sender() == counted_) {
+      heartbeats_->fetch_add(1);
+    }
+    return in;
+  }
+  void Wake() override { inner_->Wake(); }
+
+ private:
+  std::unique_ptr<Transport> inner_;
+  const int counted_;
+  std::atomic<int>* heartbeats_;
+};
+
 config::Config SmallJob() {
   config::Config c;
   c.mutable_model()->set_embedding_dim(4);
@@ -45,9 +88,12 @@ config::Config SmallJob() {
   c.mutable_server()->set_embedding_init_scale(0.5f);
   c.mutable_server()->mutable_sparse_optimizer()->mutable_adagrad()->set_learning_rate(0.1f);
   c.mutable_cluster()->set_heartbeat_interval_ms(50);
-  c.mutable_cluster()->set_heartbeat_timeout_ms(1500);
-  c.mutable_cluster()->set_register_timeout_ms(5000);
-  c.mutable_cluster()->set_request_timeout_ms(3000);
+  // Generous: only the tests that set their own timeout want a node found
+  // silent; in the others the test thread (the worker) may be busy for a
+  // while between calls on a slow (ThreadSanitizer) machine.
+  c.mutable_cluster()->set_heartbeat_timeout_ms(10000);
+  c.mutable_cluster()->set_register_timeout_ms(kHangGuardMs);
+  c.mutable_cluster()->set_request_timeout_ms(kHangGuardMs);
   return c;
 }
 
@@ -61,15 +107,19 @@ class ClusterTest : public ::testing::Test {
     o.num_servers = 1;
     o.num_workers = 1;
     o.run_dir = run_dir_;
-    scheduler_ = std::make_unique<Scheduler>(std::make_unique<ZmqTransport>(&ctx_), o);
+    scheduler_ = std::make_unique<Scheduler>(
+        std::make_unique<HeartbeatCountingTransport>(
+            std::make_unique<ZmqTransport>(&scheduler_ctx_), kServerNodeId, &server_heartbeats_),
+        o);
     ASSERT_TRUE(scheduler_->Start().ok());
     endpoint_ = "tcp://127.0.0.1:" + std::to_string(scheduler_->port());
     scheduler_thread_ = std::thread([this] { scheduler_status_ = scheduler_->Run(); });
     server_thread_ = std::thread([this] {
-      ClusterMember member(std::make_unique<ZmqTransport>(&ctx_), Options(wire::SERVER));
+      ClusterMember member(std::make_unique<ZmqTransport>(&server_ctx_), Options(wire::SERVER));
       server_status_ = member.Join();
       if (!server_status_.ok()) return;
       auto server = ParameterServer::Create(&member);
+      if (server.ok()) server.value()->set_test_hooks(server_hooks_);
       server_status_ = server.ok() ? server.value()->Run() : server.status();
       if (server.ok()) server_stats_ = server.value()->stats();
     });
@@ -83,7 +133,7 @@ class ClusterTest : public ::testing::Test {
     MemberOptions o;
     o.role = role;
     o.scheduler_endpoint = endpoint_;
-    o.register_timeout_ms = 5000;
+    o.register_timeout_ms = kHangGuardMs;
     return o;
   }
 
@@ -94,7 +144,7 @@ class ClusterTest : public ::testing::Test {
     report.meta.mutable_eval_report()->set_train_examples(4);
     report.payloads.push_back(Payload::FromVector(std::vector<float>{0.9f, 0.1f, 0.8f, 0.3f}));
     report.payloads.push_back(Payload::FromVector(std::vector<float>{1, 0, 1, 0}));
-    auto r = worker_->rpc().Call(kSchedulerNodeId, std::move(report), 3000);
+    auto r = worker_->rpc().Call(kSchedulerNodeId, std::move(report), kHangGuardMs);
     ASSERT_TRUE(r.ok()) << r.status();
     ASSERT_TRUE(worker_->Barrier("start", 1).ok());
     ASSERT_TRUE(worker_->Barrier("trained", 1).ok());
@@ -114,14 +164,19 @@ class ClusterTest : public ::testing::Test {
 
   int server_id() { return worker_->server_ids().at(0); }
 
-  zmq::context_t ctx_{1};
+  // One ZeroMQ context (and I/O thread) per node, as in separate processes:
+  // the worker's flood of traffic does not queue the scheduler's heartbeat
+  // answers behind it. ctx_ is the worker's (and raw test sockets').
+  zmq::context_t ctx_{1}, scheduler_ctx_{1}, server_ctx_{1};
   std::string run_dir_;
   std::string endpoint_;
   std::unique_ptr<Scheduler> scheduler_;
   std::unique_ptr<ClusterMember> worker_;
   std::thread scheduler_thread_, server_thread_;
   Status scheduler_status_, server_status_;
-  ParameterServer::Stats server_stats_;  // after the server's Run
+  ParameterServer::Stats server_stats_;      // after the server's Run
+  std::atomic<int> server_heartbeats_{0};    // received by the scheduler
+  ParameterServer::TestHooks server_hooks_;  // set before StartCluster
 };
 
 Message Pull(std::vector<uint64_t> keys) {
@@ -152,13 +207,13 @@ TEST_F(ClusterTest, RegistrationAssignsRanksIdsEpochAndConfig) {
   EXPECT_TRUE(scheduler_status_.ok()) << scheduler_status_;
   EXPECT_TRUE(server_status_.ok()) << server_status_;
   std::string summary = ReadFile(run_dir_ + "/summary.json");
-  EXPECT_NE(summary.find("\"t\": {\"auc\": 1,"), std::string::npos) << summary;
+  EXPECT_NE(summary.find("\"t\": {\n      \"auc\": 1.0,"), std::string::npos) << summary;
 }
 
 TEST_F(ClusterTest, PullAndPushFollowInitialValueAndAdagrad) {
   StartCluster(SmallJob());
   Rpc& rpc = worker_->rpc();
-  auto pulled = rpc.Call(server_id(), Pull({5, 0}), 3000);
+  auto pulled = rpc.Call(server_id(), Pull({5, 0}), kHangGuardMs);
   ASSERT_TRUE(pulled.ok()) << pulled.status();
   std::vector<float> v = Values(pulled.value());
   ASSERT_EQ(v.size(), 8u);
@@ -167,8 +222,8 @@ TEST_F(ClusterTest, PullAndPushFollowInitialValueAndAdagrad) {
   Message push(wire::PUSH_SPARSE);
   push.payloads.push_back(Payload::FromVector(std::vector<uint64_t>{5}));
   push.payloads.push_back(Payload::FromVector(std::vector<float>{1, -1, 0.5f, 0}));
-  ASSERT_TRUE(rpc.Call(server_id(), std::move(push), 3000).ok());
-  auto after = rpc.Call(server_id(), Pull({5}), 3000);
+  ASSERT_TRUE(rpc.Call(server_id(), std::move(push), kHangGuardMs).ok());
+  auto after = rpc.Call(server_id(), Pull({5}), kHangGuardMs);
   ASSERT_TRUE(after.ok());
   std::vector<float> w = Values(after.value());
   const float g[4] = {1, -1, 0.5f, 0};
@@ -205,7 +260,7 @@ TEST_F(ClusterTest, ShardedServerAnswersWhatOneTableDoesInOrder) {
     Message push(wire::PUSH_SPARSE);
     push.payloads.push_back(Payload::FromVector(std::vector<uint64_t>(keys)));
     push.payloads.push_back(Payload::FromVector(std::move(g)));
-    ASSERT_TRUE(rpc.StartAsync(server_id(), std::move(push), 3000,
+    ASSERT_TRUE(rpc.StartAsync(server_id(), std::move(push), kHangGuardMs,
                                [&](StatusOr<Message>&& r) {
                                  if (!r.ok()) ++failed;
                                })
@@ -217,7 +272,7 @@ TEST_F(ClusterTest, ShardedServerAnswersWhatOneTableDoesInOrder) {
     keys_pulled += static_cast<int64_t>(keys.size());
     const size_t slot = got.size();
     got.emplace_back();
-    ASSERT_TRUE(rpc.StartAsync(server_id(), Pull(std::move(keys)), 3000,
+    ASSERT_TRUE(rpc.StartAsync(server_id(), Pull(std::move(keys)), kHangGuardMs,
                                [&, slot](StatusOr<Message>&& r) {
                                  if (r.ok()) {
                                    got[slot] = Values(r.value());
@@ -246,7 +301,7 @@ TEST_F(ClusterTest, BadRequestsAreRejectedAndTheServerKeepsServing) {
   StartCluster(SmallJob());
   Rpc& rpc = worker_->rpc();
   auto expect_rejected = [&](Message m, StatusCode code, const std::string& text) {
-    auto r = rpc.Call(server_id(), std::move(m), 3000);
+    auto r = rpc.Call(server_id(), std::move(m), kHangGuardMs);
     ASSERT_FALSE(r.ok());
     EXPECT_EQ(r.status().code(), code) << r.status();
     EXPECT_NE(r.status().message().find(text), std::string::npos) << r.status();
@@ -272,7 +327,7 @@ TEST_F(ClusterTest, BadRequestsAreRejectedAndTheServerKeepsServing) {
   Message dense(wire::INIT_DENSE);
   dense.meta.set_dense_total(3);
   dense.payloads.push_back(Payload::FromVector(std::vector<float>{1, 2, 3}));
-  ASSERT_TRUE(rpc.Call(server_id(), std::move(dense), 3000).ok());
+  ASSERT_TRUE(rpc.Call(server_id(), std::move(dense), kHangGuardMs).ok());
   Message short_grad(wire::PUSH_DENSE);
   short_grad.payloads.push_back(Payload::FromVector(std::vector<float>{1}));
   expect_rejected(std::move(short_grad), StatusCode::kInvalidArgument, "3");
@@ -289,7 +344,7 @@ TEST_F(ClusterTest, BadRequestsAreRejectedAndTheServerKeepsServing) {
   }
   zmq::socket_t raw(ctx_, zmq::socket_type::dealer);
   raw.set(zmq::sockopt::linger, 0);
-  raw.set(zmq::sockopt::rcvtimeo, 3000);
+  raw.set(zmq::sockopt::rcvtimeo, static_cast<int>(kHangGuardMs));
   raw.connect(endpoint);
   Message no_deadline = Pull({1});
   no_deadline.meta.set_cluster_epoch(epoch);
@@ -303,12 +358,12 @@ TEST_F(ClusterTest, BadRequestsAreRejectedAndTheServerKeepsServing) {
   EXPECT_EQ(decoded->meta.request_id(), 99u);
 
   // Nothing was applied by the rejected requests, and the server still serves.
-  auto pulled = rpc.Call(server_id(), Pull({1, 2}), 3000);
+  auto pulled = rpc.Call(server_id(), Pull({1, 2}), kHangGuardMs);
   ASSERT_TRUE(pulled.ok()) << pulled.status();
   std::vector<float> v = Values(pulled.value());
   EXPECT_EQ(v[0], InitialValue(9, 1, 0, 0.5f));
   EXPECT_EQ(v[4], InitialValue(9, 2, 0, 0.5f));
-  auto dense_values = rpc.Call(server_id(), Message(wire::PULL_DENSE), 3000);
+  auto dense_values = rpc.Call(server_id(), Message(wire::PULL_DENSE), kHangGuardMs);
   ASSERT_TRUE(dense_values.ok());
   EXPECT_EQ(Values(dense_values.value()), (std::vector<float>{1, 2, 3}));
   FinishJob();
@@ -318,47 +373,95 @@ TEST_F(ClusterTest, BadRequestsAreRejectedAndTheServerKeepsServing) {
 // heartbeats, and the scheduler aborted a healthy job.
 TEST_F(ClusterTest, BusyServerKeepsTheJobAlive) {
   config::Config c = SmallJob();
-  c.mutable_cluster()->set_heartbeat_timeout_ms(600);
+  // A heartbeat may take 2 intervals to be answered (500 ms): room for a
+  // slow, loaded machine, where each answer waits behind the flood.
+  constexpr int kIntervalMs = 250, kTimeoutMs = 2500;
+  c.mutable_cluster()->set_heartbeat_interval_ms(kIntervalMs);
+  c.mutable_cluster()->set_heartbeat_timeout_ms(kTimeoutMs);
   // Two shard threads; more requests in flight (300) than the server queues
-  // (kMaxQueuedRequests), so its receive thread also waits for room.
+  // (kMaxQueuedRequests), so its receive thread also waits for room. Which
+  // thread is the bottleneck depends on the build (under ThreadSanitizer it
+  // is ZeroMQ's), so the test makes the queues fill: the shards' first
+  // finished task waits at a gate that the receive thread opens when it
+  // finds the queues full.
   c.mutable_server()->set_shard_threads(2);
-  static_assert(ParameterServer::kMaxQueuedRequests < 300);
+  constexpr int kInFlight = 300;
+  static_assert(ParameterServer::kMaxQueuedRequests < kInFlight);
+  struct Gate {
+    std::mutex mu;
+    std::condition_variable opened;
+    bool open = false;  // guarded by mu
+  };
+  auto gate = std::make_shared<Gate>();  // shared: may outlive a failed test body
+  server_hooks_.task_done = [gate] {
+    std::unique_lock<std::mutex> lock(gate->mu);
+    // Never opened: the flow control was not taken (room_waits stays 0);
+    // open it anyway so the test fails instead of hanging.
+    gate->opened.wait_for(lock, std::chrono::milliseconds(kHangGuardMs),
+                          [&] { return gate->open; });
+    gate->open = true;
+  };
+  server_hooks_.room_wait = [gate] {
+    std::lock_guard<std::mutex> lock(gate->mu);
+    gate->open = true;
+    gate->opened.notify_all();
+  };
   StartCluster(c);
   Rpc& rpc = worker_->rpc();
   int answered = 0, failed = 0;
   auto done = [&](StatusOr<Message>&& r) { r.ok() ? ++answered : ++failed; };
-  Deadline until = Deadline::In(2000);  // more than three heartbeat timeouts
+  // The server is kept busy until the scheduler has received this many of
+  // its heartbeats. A node sends at most one per interval, so the flood
+  // outlasts two heartbeat timeouts, however slow the machine: a server
+  // silent while busy would have been declared dead, and one that sends no
+  // heartbeat while busy never gets there (the hang guard fails the test).
+  constexpr int kHeartbeats = 2 * kTimeoutMs / kIntervalMs + 2;
+  const int heartbeats_before = server_heartbeats_.load();
+  const Deadline guard = Deadline::In(kHangGuardMs);
   uint64_t key = 1;
-  while (!until.Expired()) {
-    while (rpc.outstanding() < 300) {
+  while (server_heartbeats_.load() - heartbeats_before < kHeartbeats) {
+    ASSERT_FALSE(guard.Expired()) << "the busy server sent "
+                                  << server_heartbeats_.load() - heartbeats_before << " of "
+                                  << kHeartbeats << " heartbeats";
+    while (rpc.outstanding() < kInFlight) {
       std::vector<uint64_t> keys(64);
       for (auto& k : keys) k = key++;
-      ASSERT_TRUE(rpc.StartAsync(server_id(), Pull(std::move(keys)), 3000, done).ok());
+      Message pull = Pull(std::move(keys));
+      pull.meta.set_create_missing(false);  // the table does not grow
+      ASSERT_TRUE(rpc.StartAsync(server_id(), std::move(pull), kHangGuardMs, done).ok());
     }
-    ASSERT_TRUE(worker_->Tick(Deadline::In(5)).ok());
+    Status s = worker_->Tick(Deadline::In(5));
+    ASSERT_TRUE(s.ok()) << s;
   }
   while (rpc.outstanding() > 0) ASSERT_TRUE(worker_->Tick(Deadline::In(20)).ok());
-  EXPECT_GT(answered, 300);
+  EXPECT_GT(answered, kInFlight);
   EXPECT_EQ(failed, 0);
   FinishJob();
   Join();
   EXPECT_TRUE(scheduler_status_.ok()) << scheduler_status_;
   EXPECT_TRUE(server_status_.ok()) << server_status_;
+  // The queues filled up: the receive thread waited for room.
+  EXPECT_GT(server_stats_.room_waits, 0);
 }
 
 TEST_F(ClusterTest, OversizedPullIsRefused) {
+  // 20M keys of dim 4 would need 305 MiB of answer. Built before the job
+  // starts: under ThreadSanitizer filling 160 MB takes seconds, during which
+  // the test thread (the worker) would send no heartbeat.
+  Message oversized = Pull(std::vector<uint64_t>(20 << 20, 3));
   StartCluster(SmallJob());
-  // 20M keys of dim 4 would need 305 MiB of answer.
-  auto r = worker_->rpc().Call(server_id(), Pull(std::vector<uint64_t>(20 << 20, 3)), 10000);
+  auto r = worker_->rpc().Call(server_id(), std::move(oversized), kHangGuardMs);
   EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument) << r.status();
   EXPECT_NE(r.status().message().find("MiB limit"), std::string::npos) << r.status();
-  EXPECT_TRUE(worker_->rpc().Call(server_id(), Pull({1}), 3000).ok());
+  EXPECT_TRUE(worker_->rpc().Call(server_id(), Pull({1}), kHangGuardMs).ok());
   FinishJob();
 }
 
 TEST_F(ClusterTest, SilentNodeAbortsTheJob) {
   config::Config c = SmallJob();
-  c.mutable_cluster()->set_heartbeat_timeout_ms(400);
+  // 30 heartbeat intervals: the idle server, which keeps heartbeating, is
+  // not the one found silent even on a slow (ThreadSanitizer) machine.
+  c.mutable_cluster()->set_heartbeat_timeout_ms(1500);
   StartCluster(c);
   // The worker never sends another heartbeat: the scheduler must abort the
   // job, and the server must learn it and stop with an error.
