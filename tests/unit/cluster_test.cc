@@ -18,6 +18,7 @@
 #include <zmq_addon.hpp>
 
 #include "common/cluster/cluster_member.h"
+#include "common/cluster/job_phase.h"
 #include "common/net/zmq_transport.h"
 #include "ps/scheduler/scheduler.h"
 #include "ps/server/server.h"
@@ -146,9 +147,9 @@ class ClusterTest : public ::testing::Test {
     report.payloads.push_back(Payload::FromVector(std::vector<float>{1, 0, 1, 0}));
     auto r = worker_->rpc().Call(kSchedulerNodeId, std::move(report), kHangGuardMs);
     ASSERT_TRUE(r.ok()) << r.status();
-    ASSERT_TRUE(worker_->Barrier("start", 1).ok());
-    ASSERT_TRUE(worker_->Barrier("trained", 1).ok());
-    Status s = worker_->Barrier("end", 1);
+    ASSERT_TRUE(worker_->Barrier(JobBarrierName(JobBarrier::kStart), 1).ok());
+    ASSERT_TRUE(worker_->Barrier(JobBarrierName(JobBarrier::kTrained), 1).ok());
+    Status s = worker_->Barrier(JobBarrierName(JobBarrier::kEnd), 1);
     ASSERT_TRUE(s.ok()) << s;
   }
 
