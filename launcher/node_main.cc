@@ -3,7 +3,7 @@
 // reads flags: they become option structs here and nothing below sees them.
 //
 //   mtps-node --role=scheduler --config=FILE [--set='a.b=v;c.d=w'] --num_servers=N
-//             --num_workers=M --run_dir=DIR [--host=127.0.0.1] [--port=0]
+//             --num_workers=M --run_dir=DIR [--host=127.0.0.1] [--port=0] [--resume]
 //   mtps-node --role=scheduler --config=FILE [--set=...] --check_config
 //   mtps-node --role=server|worker --scheduler=tcp://HOST:PORT [--rank=R] [--host=127.0.0.1]
 //
@@ -12,6 +12,7 @@
 // starts; servers and workers receive the checked config from it.
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/signalfd.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -45,6 +46,9 @@ DEFINE_int32(num_servers, 1, "scheduler: number of parameter servers in the job"
 DEFINE_int32(num_workers, 1, "scheduler: number of workers in the job");
 DEFINE_string(run_dir, ".",
               "scheduler: directory for scheduler.addr, cluster.json, progress, results");
+DEFINE_bool(resume, false,
+            "scheduler: continue from the newest intact checkpoint in the checkpoint directory "
+            "(start afresh when there is none)");
 DEFINE_string(scheduler, "", "server/worker: the scheduler's endpoint, tcp://HOST:PORT");
 DEFINE_int32(rank, -1, "server/worker: rank to ask for (-1: any)");
 DEFINE_string(host, "127.0.0.1", "address to bind and to advertise to peers");
@@ -70,10 +74,20 @@ std::vector<std::string> SplitOverrides(const std::string& s) {
   return out;
 }
 
+// Exit codes: 0 success; 1 a failure a restart may cure (a lost peer, a
+// deadline, an I/O error); 3 a permanent one that would fail again the same
+// way (a bad config or data line, a corrupt file), which the launcher does
+// not restart; 2 bad flags.
+constexpr int kExitFailed = 1;
+constexpr int kExitPermanent = 3;
+
 int Fail(const mtps::Status& s, const char* what) {
   LOG(ERROR) << what << ": " << s;
   std::fprintf(stderr, "mtps-node: %s: %s\n", what, s.ToString().c_str());
-  return 1;
+  const mtps::StatusCode c = s.code();
+  const bool permanent = c == mtps::StatusCode::kInvalidArgument ||
+                         c == mtps::StatusCode::kNotFound || c == mtps::StatusCode::kCorruption;
+  return permanent ? kExitPermanent : kExitFailed;
 }
 
 // Every library's config rules: the data readers', the model kinds', the
@@ -84,11 +98,14 @@ std::vector<mtps::ConfigCheck> ConfigChecks() {
           mtps::CheckServerConfig};
 }
 
-int RunScheduler(zmq::context_t* context) {
+int RunScheduler(zmq::context_t* context, int signal_fd) {
   if (FLAGS_config.empty())
     return Fail(mtps::Status::InvalidArgument("--config is required"), "scheduler");
   auto config = mtps::LoadConfig(FLAGS_config, SplitOverrides(FLAGS_set), ConfigChecks());
-  if (!config.ok()) return Fail(config.status(), "cannot load the config");
+  if (!config.ok()) {
+    const int rc = Fail(config.status(), "cannot load the config");
+    return FLAGS_check_config ? 1 : rc;  // --check_config: 1 means invalid
+  }
   if (FLAGS_check_config) {
     std::fputs(mtps::ConfigToText(*config).c_str(), stdout);
     return 0;
@@ -100,6 +117,8 @@ int RunScheduler(zmq::context_t* context) {
   o.host = FLAGS_host;
   o.port = FLAGS_port;
   o.run_dir = FLAGS_run_dir;
+  o.resume = FLAGS_resume;
+  o.signal_fd = signal_fd;
   mtps::Scheduler scheduler(std::make_unique<mtps::ZmqTransport>(context), std::move(o));
   mtps::Status s = scheduler.Start();
   if (!s.ok()) return Fail(s, "scheduler cannot start");
@@ -150,10 +169,28 @@ int main(int argc, char** argv) {
                  FLAGS_zmq_io_threads);
     return 2;
   }
+  // The scheduler reads SIGUSR1 (checkpoint now), SIGTERM and SIGINT
+  // (checkpoint, then stop) from a signalfd in its loop. Blocked before the
+  // ZeroMQ context starts its threads, which inherit the mask.
+  int signal_fd = -1;
+  if (FLAGS_role == "scheduler" && !FLAGS_check_config) {
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGUSR1);
+    sigaddset(&signals, SIGTERM);
+    sigaddset(&signals, SIGINT);
+    if (pthread_sigmask(SIG_BLOCK, &signals, nullptr) == 0) {
+      signal_fd = signalfd(-1, &signals, SFD_NONBLOCK | SFD_CLOEXEC);
+    }
+    if (signal_fd < 0) {
+      std::fprintf(stderr, "mtps-node: cannot read signals through a signalfd\n");
+      return 1;
+    }
+  }
   zmq::context_t context(FLAGS_zmq_io_threads);
   int rc;
   if (FLAGS_role == "scheduler") {
-    rc = RunScheduler(&context);
+    rc = RunScheduler(&context, signal_fd);
   } else if (FLAGS_role == "server") {
     rc = RunMember(&context, mtps::wire::SERVER);
   } else if (FLAGS_role == "worker") {

@@ -32,6 +32,7 @@ Status ClusterMember::Join() {
     return Status::Corruption("the scheduler sent a config that does not parse");
   }
   self_ = r.you();
+  restore_ = r.restore();
   nodes_.assign(r.nodes().begin(), r.nodes().end());
   rpc_.set_self_id(self_.node_id());
   rpc_.set_epoch(r.cluster_epoch());
@@ -82,6 +83,7 @@ void ClusterMember::MaybeHeartbeat() {
                                  return;
                                }
                                last_heartbeat_ok_ = SteadyClock::now();
+                               NoteCheckpointRequest(response->meta.checkpoint_request());
                                if (response->meta.job_state() != wire::JOB_RUNNING) {
                                  job_state_ = response->meta.job_state();
                                  end_reason_ = response->meta.status_message();

@@ -54,6 +54,17 @@ class ClusterMember {
   // Node ids of the servers, by rank.
   const std::vector<int>& server_ids() const { return server_ids_; }
   Rpc& rpc() { return rpc_; }
+  // What to reload when the job resumes from a checkpoint (RegisterReply).
+  bool resuming() const { return restore_.has_checkpoint_id(); }
+  const wire::Restore& restore() const { return restore_; }
+
+  // The newest checkpoint the scheduler asked for (0: none), as heard in
+  // heartbeat replies and passed on by the node (NoteCheckpointRequest, from
+  // other replies of the scheduler).
+  uint64_t checkpoint_requested() const { return checkpoint_requested_; }
+  void NoteCheckpointRequest(uint64_t id) {
+    if (id > checkpoint_requested_) checkpoint_requested_ = id;
+  }
 
   // Serves traffic (and sends heartbeats when due) until `until`.
   // Returns Aborted when the scheduler reports the job aborted, Unavailable
@@ -79,6 +90,8 @@ class ClusterMember {
   int num_servers_ = 0;
   int num_workers_ = 0;
   std::vector<int> server_ids_;
+  wire::Restore restore_;
+  uint64_t checkpoint_requested_ = 0;
 
   SteadyClock::time_point last_heartbeat_ok_;
   SteadyClock::time_point next_heartbeat_;

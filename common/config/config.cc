@@ -461,6 +461,25 @@ void ValidateTrainClusterEval(const config::Config& config, ConfigProblems* p) {
     p->Add("cluster.heartbeat_timeout_ms", "must be > cluster.heartbeat_interval_ms");
   }
 
+  if (train.counter_key() != 0 && !config.server().sparse_optimizer().has_sgd()) {
+    p->Add("train.counter_key",
+           "needs server.sparse_optimizer.sgd (the counter adds exactly 1 "
+           "per push only under SGD)");
+  }
+
+  const config::CheckpointConfig& ckpt = config.checkpoint();
+  if (!(ckpt.interval_seconds() >= 0)) {
+    p->Add("checkpoint.interval_seconds",
+           "must be >= 0 (0: off), got " + std::to_string(ckpt.interval_seconds()));
+  }
+  if (ckpt.interval_steps() < 0) {
+    p->Add("checkpoint.interval_steps",
+           "must be >= 0 (0: off), got " + std::to_string(ckpt.interval_steps()));
+  }
+  if (ckpt.keep() < 1) {
+    p->Add("checkpoint.keep", "must be >= 1, got " + std::to_string(ckpt.keep()));
+  }
+
   if (config.eval().auc_bins() < 0 || config.eval().auc_bins() > (1 << 24)) {
     p->Add("eval.auc_bins",
            "must be in [0, 16777216], got " + std::to_string(config.eval().auc_bins()));

@@ -224,7 +224,7 @@ StatusOr<std::vector<TaskMetrics>> JobResults::MergeEval(int64_t* train_examples
   return metrics;
 }
 
-Status JobResults::WriteSummary(double train_seconds, int64_t max_clock_gap) {
+Status JobResults::WriteSummary(double train_seconds, int64_t max_clock_gap, const Json& extra) {
   JobSummary s;
   MTPS_ASSIGN_OR_RETURN(s.eval, MergeEval(&s.train_examples));
   s.model = model_;
@@ -234,7 +234,22 @@ Status JobResults::WriteSummary(double train_seconds, int64_t max_clock_gap) {
   s.max_clock_gap = max_clock_gap;
   s.servers = num_servers_;
   s.workers = num_workers_;
-  return WriteJsonFile(run_dir_ + "/summary.json", SummaryJson(s));
+  Json j = SummaryJson(s);
+  if (extra.is_object()) {
+    for (const auto& [key, value] : extra.items()) j[key] = value;
+  }
+  return WriteJsonFile(run_dir_ + "/summary.json", j);
+}
+
+void JobResults::AppendEvent(const std::string& event, Json fields) {
+  Json j;
+  j["event"] = event;
+  j["t"] = std::chrono::duration<double>(SteadyClock::now() - created_).count();
+  if (fields.is_object()) {
+    for (const auto& [key, value] : fields.items()) j[key] = value;
+  }
+  Status s = AppendJsonLine(run_dir_ + "/progress.jsonl", j);
+  if (!s.ok()) LOG(WARNING) << "cannot append to progress.jsonl: " << s;
 }
 
 }  // namespace mtps

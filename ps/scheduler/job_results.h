@@ -115,7 +115,14 @@ class JobResults {
   // Merges every worker's evaluation and writes summary.json. Internal when
   // not every worker reported, InvalidArgument when they reported different
   // tasks, IoError when the file cannot be written.
-  Status WriteSummary(double train_seconds, int64_t max_clock_gap);
+  // `extra` members (e.g. "checkpoints", "resumed_from") are added at the
+  // top level.
+  Status WriteSummary(double train_seconds, int64_t max_clock_gap, const Json& extra = Json());
+
+  // Appends an event line ({"event": ..., "t": ...} plus `fields`) to
+  // progress.jsonl, e.g. when training starts (the launcher reads it to
+  // time a recovery). A write failure is logged.
+  void AppendEvent(const std::string& event, Json fields);
 
  private:
   struct WorkerProgress {

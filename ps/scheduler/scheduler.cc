@@ -2,16 +2,45 @@
 // ps/scheduler/scheduler.h).
 #include "ps/scheduler/scheduler.h"
 
+#include <signal.h>
+#include <sys/signalfd.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <optional>
 
+#include "common/base/durable_file.h"
 #include "common/base/file_util.h"
 #include "common/config/config.h"
 
 namespace mtps {
+namespace {
+
+std::string CheckpointRoot(const SchedulerOptions& o) {
+  const std::string& dir = o.config.checkpoint().dir();
+  if (dir.empty()) return o.run_dir + "/checkpoints";
+  if (dir[0] == '/') return dir;
+  return o.run_dir + "/" + dir;
+}
+
+CheckpointerOptions MakeCheckpointerOptions(const SchedulerOptions& o) {
+  CheckpointerOptions c;
+  c.config = o.config;
+  c.root = CheckpointRoot(o);
+  c.num_servers = o.num_servers;
+  c.num_workers = o.num_workers;
+  return c;
+}
+
+// A checkpoint's sections that give its files their meaning: a resumed job
+// must agree on them (it may change train, cluster, eval and checkpoint).
+std::string FrozenSections(const config::Config& c) {
+  return c.data().SerializeAsString() + "|" + c.model().SerializeAsString() + "|" +
+         c.server().SerializeAsString();
+}
+
+}  // namespace
 
 Scheduler::Scheduler(std::unique_ptr<Transport> transport, SchedulerOptions options)
     : transport_(std::move(transport)),
@@ -19,8 +48,132 @@ Scheduler::Scheduler(std::unique_ptr<Transport> transport, SchedulerOptions opti
       rpc_(transport_.get(), kSchedulerNodeId),
       membership_(options_.num_servers, options_.num_workers),
       clocks_(options_.num_workers),
-      results_(options_.config, options_.num_servers, options_.num_workers, options_.run_dir) {
+      results_(options_.config, options_.num_servers, options_.num_workers, options_.run_dir),
+      checkpointer_(&rpc_, MakeCheckpointerOptions(options_)) {
   rpc_.set_request_handler([this](Incoming&& request) { Handle(std::move(request)); });
+  checkpointer_.set_train_seconds([this] { return TrainSeconds(); });
+  checkpointer_.set_on_begin([this] { ReleaseClockWaits(); });
+}
+
+Status Scheduler::ChooseCheckpoint() {
+  MTPS_RETURN_IF_ERROR(checkpointer_.Init());
+  if (!options_.resume) {
+    if (checkpointer_.enabled() && !checkpointer_.store().ListIds().empty()) {
+      // Never mix two runs' checkpoints: a restart would resume the old one.
+      return Status::InvalidArgument(
+          "checkpoint directory " + checkpointer_.store().root() +
+          " holds checkpoints of an earlier run: pass --resume to continue it, or remove them");
+    }
+    return Status::OK();
+  }
+  if (!checkpointer_.enabled()) {
+    return Status::InvalidArgument("--resume with checkpoint.enabled false: nothing to resume");
+  }
+  auto manifest = checkpointer_.store().LatestGood(&skipped_checkpoints_);
+  if (!manifest.ok()) {
+    LOG(WARNING) << "resume: " << manifest.status().message() << "; starting afresh";
+    return Status::OK();
+  }
+  const checkpoint::Manifest& m = *manifest;
+  if (m.num_servers() != options_.num_servers || m.num_workers() != options_.num_workers ||
+      m.shard_threads() != options_.config.server().shard_threads()) {
+    return Status::InvalidArgument(
+        "cannot resume from checkpoint " + std::to_string(m.id()) + ": it was taken with " +
+        std::to_string(m.num_servers()) + " servers, " + std::to_string(m.num_workers()) +
+        " workers and " + std::to_string(m.shard_threads()) + " shard threads, this job has " +
+        std::to_string(options_.num_servers) + ", " + std::to_string(options_.num_workers) +
+        " and " + std::to_string(options_.config.server().shard_threads()));
+  }
+  config::Config saved;
+  if (!saved.ParseFromString(m.config()) ||
+      FrozenSections(saved) != FrozenSections(options_.config)) {
+    return Status::InvalidArgument("cannot resume from checkpoint " + std::to_string(m.id()) +
+                                   ": its data, model or server config differs from this job's");
+  }
+  LOG(INFO) << "resuming from checkpoint " << m.id() << " (step " << m.step() << ", taken for "
+            << m.reason() << ") in " << checkpointer_.store().DirFor(m.id());
+  checkpointer_.ResumeFrom(m);
+  restore_ = m;
+  return Status::OK();
+}
+
+Status Scheduler::FillRestore(const wire::NodeInfo& node, wire::Restore* restore) const {
+  const checkpoint::Manifest& m = *restore_;
+  const std::string dir = checkpointer_.store().DirFor(m.id());
+  restore->set_checkpoint_id(m.id());
+  restore->set_dir(dir);
+  restore->set_step(m.step());
+  const std::string prefix =
+      (node.role() == wire::SERVER ? "server-" : "worker-") + std::to_string(node.rank()) + ".";
+  for (const wire::CheckpointFile& f : m.files()) {
+    if (f.name().compare(0, prefix.size(), prefix) != 0) continue;
+    if (node.role() == wire::SERVER) {
+      *restore->add_files() = f;
+    } else {
+      MTPS_ASSIGN_OR_RETURN(std::string state,
+                            ReadVerifiedFile(dir + "/" + f.name(), f.size(), f.crc32()));
+      restore->set_worker_state(std::move(state));
+    }
+  }
+  if (node.role() == wire::WORKER && !restore->has_worker_state()) {
+    return Status::Corruption(dir + ": no state of worker " + std::to_string(node.rank()));
+  }
+  return Status::OK();
+}
+
+double Scheduler::TrainSeconds() const {
+  double before = restore_ ? restore_->scheduler().train_seconds() : 0.0;
+  if (!training_started_) return before;
+  const auto end = trained_ ? train_end_ : SteadyClock::now();
+  return before + std::chrono::duration<double>(end - train_start_).count();
+}
+
+void Scheduler::ReadSignals() {
+  if (options_.signal_fd < 0) return;
+  signalfd_siginfo info{};
+  while (::read(options_.signal_fd, &info, sizeof(info)) == sizeof(info)) {
+    const int sig = static_cast<int>(info.ssi_signo);
+    if (state_ != wire::JOB_RUNNING) continue;
+    if (sig == SIGUSR1) {
+      LOG(INFO) << "SIGUSR1: taking a checkpoint";
+      if (phase_ == JobPhase::kTraining) {
+        RequestCheckpoint("request");
+      } else {
+        LOG(INFO) << "not training (phase " << JobPhaseName(phase_) << "): no checkpoint";
+      }
+      continue;
+    }
+    const std::string name = sig == SIGTERM ? "SIGTERM" : "SIGINT";
+    if (stop_requested_ || phase_ != JobPhase::kTraining || !checkpointer_.enabled()) {
+      Abort("stopped by " + name);
+      continue;
+    }
+    stop_requested_ = true;
+    LOG(INFO) << name << ": taking a checkpoint, then stopping";
+    RequestCheckpoint(
+        "signal",
+        [this, name](const Status& s) {
+          Abort("stopped by " + name +
+                (s.ok() ? " after a checkpoint" : " (checkpoint failed: " + s.message() + ")"));
+        },
+        /*after_commit=*/true);
+  }
+}
+
+void Scheduler::RequestCheckpoint(const std::string& reason, Checkpointer::Callback on_cut,
+                                  bool after_commit) {
+  checkpointer_.Request(reason, std::move(on_cut), after_commit);
+}
+
+void Scheduler::ReleaseClockWaits() {
+  // Workers waiting for a clock come out, see the request and take part.
+  const int64_t min = clocks_.MinClock();
+  for (const Incoming& w : clocks_.TakeAll()) {
+    Message reply;
+    reply.meta.mutable_clock()->set_min_clock(min);
+    reply.meta.set_checkpoint_request(checkpointer_.requested());
+    rpc_.Reply(w, std::move(reply));
+  }
 }
 
 Status Scheduler::Start() {
@@ -29,6 +182,7 @@ Status Scheduler::Start() {
                                    std::to_string(options_.num_servers) + " servers, " +
                                    std::to_string(options_.num_workers) + " workers)");
   }
+  MTPS_RETURN_IF_ERROR(ChooseCheckpoint());
   MTPS_ASSIGN_OR_RETURN(port_, transport_->Bind(options_.host, options_.port));
   MTPS_RETURN_IF_ERROR(
       WriteFileAtomically(options_.run_dir + "/config.pbtxt", ConfigToText(options_.config)));
@@ -47,6 +201,8 @@ Status Scheduler::Run() {
   results_.StartProgressClock(SteadyClock::now());
   for (;;) {
     rpc_.Poll(Deadline::In(50));
+    ReadSignals();
+    checkpointer_.Poll(state_ == wire::JOB_RUNNING && phase_ == JobPhase::kTraining);
     if (!membership_.registered() && state_ == wire::JOB_RUNNING && register_deadline.Expired()) {
       Abort("only " + std::to_string(membership_.num_pending()) + " of " +
             std::to_string(total_nodes()) + " nodes registered within " +
@@ -102,6 +258,10 @@ void Scheduler::Handle(Incoming&& request) {
       return HandleEvalReport(*sender, std::move(request));
     case wire::CLOCK:
       return HandleClock(*sender, std::move(request));
+    case wire::CHECKPOINT_READY:
+      return HandleCheckpointReady(*sender, std::move(request));
+    case wire::CHECKPOINT_FILES:
+      return HandleCheckpointFiles(*sender, std::move(request));
     default:
       rpc_.ReplyError(request, Status::InvalidArgument("the scheduler does not serve op " +
                                                        wire::Op_Name(meta.op())));
@@ -133,10 +293,29 @@ void Scheduler::FinishRegistration() {
   // cluster.json exists before any node learns it is registered.
   Status written = WriteClusterJson();
   std::string config_bytes = options_.config.SerializeAsString();
+  // The scheduler sends SNAPSHOT requests to the servers.
+  std::vector<int> server_ids(options_.num_servers, -1);
+  for (const wire::NodeInfo& n : nodes) {
+    if (n.role() != wire::SERVER) continue;
+    server_ids[n.rank()] = n.node_id();
+    Status c =
+        transport_->Connect(n.node_id(), "tcp://" + n.host() + ":" + std::to_string(n.port()));
+    if (written.ok() && !c.ok()) written = c;
+  }
+  checkpointer_.SetServers(server_ids);
   for (size_t i = 0; i < pending.size(); ++i) {
     if (!written.ok()) {
       rpc_.ReplyError(pending[i], written);
       continue;
+    }
+    wire::Restore restore;
+    if (restore_) {
+      Status r = FillRestore(nodes[i], &restore);
+      if (!r.ok()) {
+        written = r;
+        rpc_.ReplyError(pending[i], r);
+        continue;
+      }
     }
     Message reply;
     wire::RegisterReply* r = reply.meta.mutable_register_reply();
@@ -144,9 +323,10 @@ void Scheduler::FinishRegistration() {
     for (const wire::NodeInfo& n : nodes) *r->add_nodes() = n;
     r->set_cluster_epoch(epoch);
     r->set_config(config_bytes);
+    if (restore_) *r->mutable_restore() = std::move(restore);
     rpc_.Reply(pending[i], std::move(reply));
   }
-  if (!written.ok()) Abort("cannot write cluster.json: " + written.message());
+  if (!written.ok()) Abort("cannot start the job: " + written.message());
   LOG(INFO) << "all " << total_nodes() << " nodes registered; cluster epoch " << epoch;
 }
 
@@ -188,6 +368,27 @@ void Scheduler::HandleBarrier(Incoming&& request) {
   barriers_.erase(name);
   completed_barriers_.insert(name);
   Status outcome = OnPhaseBarrier(name, waiting);
+  if (outcome.ok() && name == JobBarrierName(JobBarrier::kTrained) && checkpointer_.enabled() &&
+      options_.config.checkpoint().at_epoch_end() &&
+      !(restore_ && restore_->scheduler().trained())) {
+    if (!checkpointer_.HasAllFinalStates()) {
+      // Only workers that left training with a final clock report can be
+      // resumed after it; without them there is no final checkpoint.
+      LOG(WARNING) << "no final checkpoint: not every worker reported its final state";
+      for (const Incoming& w : waiting) rpc_.Reply(w, Message());
+      return;
+    }
+    // The final checkpoint: workers wait in the barrier until it is cut.
+    auto held = std::make_shared<std::vector<Incoming>>(std::move(waiting));
+    // It waits for the commit: a finished job has its final checkpoint.
+    RequestCheckpoint(
+        "trained",
+        [this, held](const Status&) {
+          for (const Incoming& w : *held) rpc_.Reply(w, Message());
+        },
+        /*after_commit=*/true);
+    return;
+  }
   for (const Incoming& w : waiting) {
     if (outcome.ok()) {
       rpc_.Reply(w, Message());
@@ -204,16 +405,34 @@ Status Scheduler::OnPhaseBarrier(const std::string& name, const std::vector<Inco
   phase_ = std::max(phase_, PhaseAfter(*barrier));
   VLOG(1) << "barrier '" << name << "' completed; job phase " << JobPhaseName(phase_);
   switch (*barrier) {
-    case JobBarrier::kStart:
+    case JobBarrier::kStart: {
       train_start_ = SteadyClock::now();
+      training_started_ = true;
+      Json fields;
+      if (restore_) {
+        fields["resumed_from_checkpoint"] = restore_->id();
+        fields["checkpoint_step"] = restore_->step();
+      }
+      results_.AppendEvent("training", std::move(fields));
       return Status::OK();
+    }
     case JobBarrier::kTrained:
       train_end_ = SteadyClock::now();
+      trained_ = true;
       MaybeWriteProgress(true);
       return Status::OK();
     case JobBarrier::kEnd: {
-      const double seconds = std::chrono::duration<double>(train_end_ - train_start_).count();
-      MTPS_RETURN_IF_ERROR(results_.WriteSummary(seconds, clocks_.max_clock_gap()));
+      Json extra;
+      extra["checkpoints"] = checkpointer_.SummaryJson();
+      if (counter_value_ >= 0) extra["counter"] = counter_value_;
+      if (restore_) {
+        Json r;
+        r["checkpoint_id"] = restore_->id();
+        r["step"] = restore_->step();
+        r["skipped"] = skipped_checkpoints_;
+        extra["resumed_from"] = r;
+      }
+      MTPS_RETURN_IF_ERROR(results_.WriteSummary(TrainSeconds(), clocks_.max_clock_gap(), extra));
       state_ = wire::JOB_FINISHED;
       // Their barrier's reply tells them.
       for (const Incoming& w : waiting) membership_.MarkInformed(w.msg.meta.sender());
@@ -227,6 +446,7 @@ void Scheduler::HandleHeartbeat(Incoming&& request) {
   Message reply;
   reply.meta.set_job_state(state_);
   if (state_ == wire::JOB_ABORTED) reply.meta.set_status_message(abort_reason_);
+  reply.meta.set_checkpoint_request(checkpointer_.requested());
   if (state_ != wire::JOB_RUNNING) membership_.MarkInformed(request.msg.meta.sender());
   rpc_.Reply(request, std::move(reply));
 }
@@ -250,6 +470,9 @@ void Scheduler::HandleEvalReport(const Member& sender, Incoming&& request) {
     return;
   }
   rpc_.Reply(request, Message());
+  if (request.msg.meta.eval_report().has_counter_value()) {
+    counter_value_ = request.msg.meta.eval_report().counter_value();
+  }
   results_.RecordEval(sender.info.rank(), std::move(request.msg));
 }
 
@@ -260,13 +483,16 @@ void Scheduler::HandleClock(const Member& sender, Incoming&& request) {
   }
   const wire::Clock& c = request.msg.meta.clock();
   clocks_.Report(sender.info.rank(), c);
+  checkpointer_.OnClock(sender.info.rank(), c);
   const int64_t min = clocks_.MinClock();
   auto answer = [this, min](const Incoming& w) {
     Message reply;
     reply.meta.mutable_clock()->set_min_clock(min);
+    reply.meta.set_checkpoint_request(checkpointer_.requested());
     rpc_.Reply(w, std::move(reply));
   };
-  if (clocks_.Ready(c.wait_for())) {
+  // A worker must not block on its clock while a checkpoint waits for it.
+  if (clocks_.Ready(c.wait_for()) || checkpointer_.NeedsWorker(sender.info.rank())) {
     answer(request);
   } else {
     const int64_t wait_for = c.wait_for();
@@ -276,12 +502,29 @@ void Scheduler::HandleClock(const Member& sender, Incoming&& request) {
   for (const Incoming& w : clocks_.TakeReady()) answer(w);
 }
 
+void Scheduler::HandleCheckpointReady(const Member& sender, Incoming&& request) {
+  if (sender.info.role() != wire::WORKER || !request.msg.meta.has_checkpoint()) {
+    rpc_.ReplyError(request, Status::InvalidArgument("only workers report checkpoint states"));
+    return;
+  }
+  checkpointer_.OnReady(sender.info.rank(), std::move(request));
+}
+
+void Scheduler::HandleCheckpointFiles(const Member& sender, Incoming&& request) {
+  if (sender.info.role() != wire::SERVER || !request.msg.meta.has_checkpoint()) {
+    rpc_.ReplyError(request, Status::InvalidArgument("only servers report checkpoint files"));
+    return;
+  }
+  checkpointer_.OnFiles(sender.info.rank(), std::move(request));
+}
+
 void Scheduler::Abort(const std::string& why) {
   if (state_ != wire::JOB_RUNNING) return;
   LOG(ERROR) << "aborting the job: " << why;
   state_ = wire::JOB_ABORTED;
   abort_reason_ = why;
   Status error = Status::Aborted(why);
+  checkpointer_.Abandon(error);
   for (const Incoming& p : membership_.TakePending()) rpc_.ReplyError(p, error);
   for (auto& [name, b] : barriers_) {
     for (const Incoming& w : b.waiting) {

@@ -11,15 +11,24 @@
 // aborted. Its parts, each owned by the Scheduler:
 //   Membership  (membership.h)   registration, ranks, epoch, heartbeats;
 //   ClockTable  (clock_table.h)  worker clocks, waits and max_clock_gap;
-//   JobResults  (job_results.h)  cluster.json, progress.jsonl, summary.json.
+//   JobResults  (job_results.h)  cluster.json, progress.jsonl, summary.json;
+//   Checkpointer (checkpointer.h) checkpoints: when, the cut, the commit.
+// Resume (SchedulerOptions.resume): the newest intact checkpoint is chosen
+// before registration, and every node's RegisterReply tells it what to
+// reload. Signals (SchedulerOptions.signal_fd): SIGUSR1 takes a checkpoint;
+// SIGTERM or SIGINT during training takes one and then ends the job
+// (aborted, so the launcher can tell it from success); a second one ends it
+// at once.
 // Files it writes: scheduler.addr, config.pbtxt, cluster.json,
 // progress.jsonl, summary.json (each complete file written by rename).
 // Single-threaded: Run's thread owns all state, its parts' included.
 #ifndef MTPS_PS_SCHEDULER_SCHEDULER_H_
 #define MTPS_PS_SCHEDULER_SCHEDULER_H_
 
+#include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -31,6 +40,7 @@
 #include "common/net/transport.h"
 #include "proto/config.pb.h"
 #include "proto/wire.pb.h"
+#include "ps/scheduler/checkpointer.h"
 #include "ps/scheduler/clock_table.h"
 #include "ps/scheduler/job_results.h"
 #include "ps/scheduler/membership.h"
@@ -44,6 +54,11 @@ struct SchedulerOptions {
   std::string host = "127.0.0.1";
   int port = 0;
   std::string run_dir;
+  // Continue from the newest intact checkpoint of the checkpoint directory
+  // (starting afresh when there is none).
+  bool resume = false;
+  // A signalfd delivering SIGUSR1, SIGTERM and SIGINT (-1: none). Not owned.
+  int signal_fd = -1;
 };
 
 class Scheduler {
@@ -73,6 +88,20 @@ class Scheduler {
   void HandleProgress(const Member& sender, Incoming&& request);
   void HandleEvalReport(const Member& sender, Incoming&& request);
   void HandleClock(const Member& sender, Incoming&& request);
+  void HandleCheckpointReady(const Member& sender, Incoming&& request);
+  void HandleCheckpointFiles(const Member& sender, Incoming&& request);
+  // Asks for a checkpoint and lets workers blocked on a clock take part.
+  void RequestCheckpoint(const std::string& reason, Checkpointer::Callback on_cut = nullptr,
+                         bool after_commit = false);
+  // Answers every deferred clock wait (a cut began: they must take part).
+  void ReleaseClockWaits();
+  // Picks the checkpoint to resume from (options_.resume).
+  Status ChooseCheckpoint();
+  // The restore part of `node`'s RegisterReply.
+  Status FillRestore(const wire::NodeInfo& node, wire::Restore* restore) const;
+  void ReadSignals();
+  // Wall seconds of training: earlier attempts' and this one's so far.
+  double TrainSeconds() const;
   void FinishRegistration();
   // After barrier `name` completed with `waiting` (not yet answered): moves
   // the job on when it is one of the phase barriers (JobBarrier). An error
@@ -102,6 +131,13 @@ class Scheduler {
 
   ClockTable clocks_;   // consistency control (TrainConfig.consistency)
   JobResults results_;  // progress, evaluation, the result files
+  Checkpointer checkpointer_;
+  std::optional<checkpoint::Manifest> restore_;  // the checkpoint resumed from
+  std::vector<std::string> skipped_checkpoints_;
+  bool training_started_ = false;
+  bool trained_ = false;
+  bool stop_requested_ = false;
+  int64_t counter_value_ = -1;  // train.counter_key's row, from worker 0
 
   wire::JobState state_ = wire::JOB_RUNNING;
   std::string abort_reason_;

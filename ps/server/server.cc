@@ -9,6 +9,7 @@
 #include <string>
 #include <utility>
 
+#include "common/base/durable_file.h"
 #include "common/cluster/partition.h"
 #include "common/config/config_check.h"
 #include "ps/server/server_config.h"
@@ -29,7 +30,106 @@ StatusOr<std::unique_ptr<ParameterServer>> ParameterServer::Create(ClusterMember
   MTPS_RETURN_IF_ERROR(problems.ToStatus());
   MTPS_RETURN_IF_ERROR(ValidateSparseTableOptions(ShardTableOptions(member->config())));
   MTPS_RETURN_IF_ERROR(ValidateDenseOptimizer(server.dense_optimizer()));
-  return std::unique_ptr<ParameterServer>(new ParameterServer(member));
+  std::unique_ptr<ParameterServer> ps(new ParameterServer(member));
+  if (member->resuming()) MTPS_RETURN_IF_ERROR(ps->RestoreCheckpoint());
+  return ps;
+}
+
+Status ParameterServer::RestoreCheckpoint() {
+  const wire::Restore& r = member_->restore();
+  const std::string prefix = "server-" + std::to_string(member_->self().rank());
+  auto read = [&](const std::string& name, std::string* out) -> Status {
+    for (const wire::CheckpointFile& f : r.files()) {
+      if (f.name() != name) continue;
+      MTPS_ASSIGN_OR_RETURN(*out, ReadVerifiedFile(r.dir() + "/" + name, f.size(), f.crc32()));
+      return Status::OK();
+    }
+    return Status::Corruption("checkpoint " + std::to_string(r.checkpoint_id()) + " in " + r.dir() +
+                              " lists no file " + name);
+  };
+  const auto start = SteadyClock::now();
+  auto task = std::make_shared<ShardTask>();
+  task->kind = ShardTask::Kind::kRestore;
+  task->deadline = Deadline::In(int64_t{24} * 3600 * 1000);
+  const size_t n = shards_.size();
+  task->restore_sparse.resize(n);
+  task->restore_names.resize(n);
+  task->shard_status.resize(n);
+  size_t bytes = 0;
+  for (size_t i = 0; i < n; ++i) {
+    task->restore_names[i] = r.dir() + "/" + prefix + ".shard-" + std::to_string(i);
+    MTPS_RETURN_IF_ERROR(read(prefix + ".shard-" + std::to_string(i), &task->restore_sparse[i]));
+    bytes += task->restore_sparse[i].size();
+  }
+  task->dense_name = r.dir() + "/" + prefix + ".dense";
+  MTPS_RETURN_IF_ERROR(read(prefix + ".dense", &task->dense_bytes));
+  SubmitToShards(shards_, task);
+  {
+    // The shards are idle (nothing is served before Create returns): the
+    // task is the only one, and done_ receives it.
+    std::unique_lock<std::mutex> lock(done_mu_);
+    if (!done_cv_.wait_for(lock, std::chrono::minutes(30), [this] { return !done_.empty(); })) {
+      return Status::DeadlineExceeded("restoring checkpoint " + std::to_string(r.checkpoint_id()) +
+                                      ": the shards did not finish within 30 minutes");
+    }
+    done_.clear();
+  }
+  for (const Status& s : task->shard_status) MTPS_RETURN_IF_ERROR(s);
+  LOG(INFO) << "server " << member_->self().rank() << " restored " << n << " shards (" << bytes
+            << " bytes) from checkpoint " << r.checkpoint_id() << " in " << r.dir() << " in "
+            << std::chrono::duration<double>(SteadyClock::now() - start).count() << " s";
+  return Status::OK();
+}
+
+void ParameterServer::FinishSnapshot(ShardTask& task) {
+  const wire::Checkpoint& c = task.request.msg.meta.checkpoint();
+  CheckpointWriteJob job;
+  job.id = c.id();
+  job.dir = c.dir();
+  job.server_rank = member_->self().rank();
+  job.shards = std::move(task.snapshots);
+  job.dense = std::move(task.dense_bytes);
+  job.copy_seconds = std::chrono::duration<double>(SteadyClock::now() - task.submitted).count();
+  LOG(INFO) << "checkpoint " << job.id << ": shards copied in " << job.copy_seconds
+            << " s; writing to " << job.dir;
+  member_->rpc().Reply(task.request, Message());
+  writer_->Submit(std::move(job));
+}
+
+void ParameterServer::SendWriteResults() {
+  std::vector<CheckpointWriteResult> results;
+  {
+    std::lock_guard<std::mutex> lock(done_mu_);
+    results.swap(write_results_);
+  }
+  for (CheckpointWriteResult& r : results) {
+    Message msg(wire::CHECKPOINT_FILES);
+    wire::Checkpoint* c = msg.meta.mutable_checkpoint();
+    c->set_id(r.id);
+    for (auto& f : r.files) *c->add_files() = std::move(f);
+    c->set_error(r.error);
+    c->set_copy_seconds(r.copy_seconds);
+    c->set_write_seconds(r.write_seconds);
+    if (r.error.empty()) {
+      LOG(INFO) << "checkpoint " << r.id << ": " << c->files_size() << " files written in "
+                << r.write_seconds << " s";
+    } else {
+      LOG(ERROR) << "checkpoint " << r.id << ": " << r.error;
+    }
+    ++reports_in_flight_;
+    Status s = member_->rpc().StartAsync(
+        kSchedulerNodeId, std::move(msg), member_->config().cluster().request_timeout_ms(),
+        [this](StatusOr<Message>&& reply) {
+          --reports_in_flight_;
+          if (!reply.ok()) {
+            LOG(WARNING) << "checkpoint report failed: " << reply.status();
+          }
+        });
+    if (!s.ok()) {
+      --reports_in_flight_;
+      LOG(WARNING) << "cannot report checkpoint files: " << s;
+    }
+  }
 }
 
 ParameterServer::ParameterServer(ClusterMember* member)
@@ -42,8 +142,20 @@ ParameterServer::ParameterServer(ClusterMember* member)
         i, n, table, config.server().dense_optimizer(),
         [this](std::shared_ptr<ShardTask> task) { OnDone(std::move(task)); }));
   }
+  writer_ = std::make_unique<CheckpointWriter>(
+      [this](CheckpointWriteResult result) {
+        {
+          std::lock_guard<std::mutex> lock(done_mu_);
+          write_results_.push_back(std::move(result));
+        }
+        member_->rpc().transport()->Wake();
+      },
+      member_->config().checkpoint().test_write_delay_ms());
   Rpc& rpc = member_->rpc();
-  rpc.set_wake_handler([this] { SendFinished(); });
+  rpc.set_wake_handler([this] {
+    SendFinished();
+    SendWriteResults();
+  });
   rpc.set_request_handler([this](Incoming&& request) { Handle(std::move(request)); });
 }
 
@@ -58,6 +170,14 @@ Status ParameterServer::Run() {
   for (;;) {
     status = member_->Tick(Deadline::In(100));
     if (!status.ok() || member_->finished()) break;
+  }
+  if (status.ok()) {
+    // Files of a checkpoint still being written are finished and reported.
+    Deadline limit = Deadline::In(member_->config().cluster().barrier_timeout_ms());
+    while ((writer_->pending() > 0 || reports_in_flight_ > 0) && !limit.Expired()) {
+      member_->rpc().Poll(Deadline::In(50));
+      SendWriteResults();
+    }
   }
   StopShards();
   SendFinished();
@@ -159,6 +279,18 @@ void ParameterServer::Handle(Incoming&& request) {
     case wire::INIT_DENSE:
       task->kind = ShardTask::Kind::kInitDense;
       break;
+    case wire::SNAPSHOT:
+      if (meta.sender() != kSchedulerNodeId || !meta.has_checkpoint() ||
+          meta.checkpoint().dir().empty()) {
+        Reject(request, Status::InvalidArgument("SNAPSHOT comes from the scheduler with a dir"));
+        return;
+      }
+      task->kind = ShardTask::Kind::kSnapshot;
+      task->snapshots.resize(shards_.size());
+      task->deadline = Deadline::In(meta.timeout_ms());
+      task->request = std::move(request);
+      Submit(std::move(task));
+      return;
     default:
       Reject(request,
              Status::InvalidArgument("a server does not serve op " + wire::Op_Name(meta.op())));
@@ -249,6 +381,7 @@ Status ParameterServer::PrepareDense(ShardTask* task) {
 void ParameterServer::Submit(std::shared_ptr<ShardTask> task) {
   ++queued_requests_;
   queued_pull_bytes_ += task->pull_values.capacity * sizeof(float);
+  task->submitted = SteadyClock::now();
   SubmitToShards(shards_, std::move(task));
   WaitForRoom();
 }
@@ -325,6 +458,10 @@ void ParameterServer::Reply(ShardTask& task) {
     case ShardTask::Kind::kPushDense:
     case ShardTask::Kind::kInitDense:
       break;
+    case ShardTask::Kind::kSnapshot:
+      return FinishSnapshot(task);
+    case ShardTask::Kind::kRestore:
+      return;  // RestoreCheckpoint waits for it itself
   }
   member_->rpc().Reply(task.request, std::move(response));
 }

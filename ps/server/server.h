@@ -17,6 +17,13 @@
 // Flow control: at most kMaxQueuedRequests requests (and kMaxQueuedPullBytes
 // of pull answers) wait in the shards; beyond that the receive thread stops
 // reading and waits for the shards, so ZeroMQ's queues push back on clients.
+//
+// Checkpoints: a SNAPSHOT from the scheduler is a task for every shard, each
+// copying its table in memory; the reply goes back once all have, and a
+// CheckpointWriter thread (ps/server/checkpoint_writer.h) writes the files
+// while serving goes on, then the server reports them (CHECKPOINT_FILES).
+// A server of a resumed job reloads its shards from the checkpoint's files,
+// each checked against the manifest's size and checksum, before serving.
 #ifndef MTPS_PS_SERVER_SERVER_H_
 #define MTPS_PS_SERVER_SERVER_H_
 
@@ -29,6 +36,7 @@
 
 #include "common/base/status.h"
 #include "common/cluster/cluster_member.h"
+#include "ps/server/checkpoint_writer.h"
 #include "ps/server/server_shard.h"
 
 namespace mtps {
@@ -92,6 +100,12 @@ class ParameterServer {
   // Blocks (receive thread) until the queues are below their bounds.
   void WaitForRoom();
   void StopShards();
+  // Reloads every shard (and the dense block) from member_->restore().
+  Status RestoreCheckpoint();
+  // kSnapshot finished: answers the scheduler and queues the files.
+  void FinishSnapshot(ShardTask& task);
+  // Receive thread: reports written checkpoints to the scheduler.
+  void SendWriteResults();
   void Reject(const Incoming& request, const Status& error);
   // Sums the shards' table counters and memory into stats_ (after StopShards).
   void CollectTableStats();
@@ -110,7 +124,11 @@ class ParameterServer {
   // Finished tasks, from the shard threads to the receive thread.
   std::mutex done_mu_;
   std::condition_variable done_cv_;
-  std::vector<std::shared_ptr<ShardTask>> done_;  // guarded by done_mu_
+  std::vector<std::shared_ptr<ShardTask>> done_;      // guarded by done_mu_
+  std::vector<CheckpointWriteResult> write_results_;  // guarded by done_mu_
+  int reports_in_flight_ = 0;  // CHECKPOINT_FILES unanswered (receive thread)
+  // Last: destroyed first, so its thread's callback never sees a dead server.
+  std::unique_ptr<CheckpointWriter> writer_;
 };
 
 }  // namespace mtps

@@ -120,13 +120,19 @@ void SplitByShard(const uint64_t* keys, size_t n, int num_shards, std::vector<ui
 
 void SubmitToShards(const std::vector<std::unique_ptr<ServerShard>>& shards,
                     std::shared_ptr<ShardTask> task) {
+  const int n = static_cast<int>(shards.size());
+  if (task->whole_shard()) {
+    task->remaining.store(n, std::memory_order_relaxed);
+    for (int i = 0; i + 1 < n; ++i) shards[i]->Submit(task);
+    shards.back()->Submit(std::move(task));
+    return;
+  }
   if (!task->sparse()) {
     // The dense block lives on shard 0.
     task->remaining.store(1, std::memory_order_relaxed);
     shards[0]->Submit(std::move(task));
     return;
   }
-  const int n = static_cast<int>(shards.size());
   if (n > 1) SplitByShard(task->keys, task->num_keys, n, &task->positions, &task->shard_begin);
   task->remaining.store(n, std::memory_order_relaxed);
   for (int i = 0; i + 1 < n; ++i) shards[i]->Submit(task);
@@ -167,6 +173,20 @@ void ServerShard::Serve(ShardTask& task) {
         LOG(INFO) << "ignoring a repeated INIT_DENSE from node " << task.request.msg.meta.sender();
       }
       break;
+    case ShardTask::Kind::kSnapshot:
+      task.snapshots[static_cast<size_t>(index_)] = table_.Snapshot();
+      if (dense_ != nullptr) task.dense_bytes = dense_->Serialize();
+      break;
+    case ShardTask::Kind::kRestore: {
+      const size_t i = static_cast<size_t>(index_);
+      const std::string& data = task.restore_sparse[i];
+      Status s = table_.Restore(data.data(), data.size(), task.restore_names[i]);
+      if (s.ok() && dense_ != nullptr) {
+        s = dense_->Restore(task.dense_bytes.data(), task.dense_bytes.size(), task.dense_name);
+      }
+      task.shard_status[i] = s;
+      break;
+    }
   }
 }
 

@@ -70,11 +70,22 @@ SparseTableOptions ShardTableOptions(const config::Config& config);
 // results after `done`; shards write only their keys' part of `pull_values`
 // and (shard 0, dense requests) `status` and `dense_values`.
 struct ShardTask {
-  enum class Kind { kPullSparse, kPushSparse, kPullDense, kPushDense, kInitDense };
+  // kSnapshot and kRestore go to every shard, unsplit: each copies out or
+  // reloads its whole table (and shard 0 its dense block).
+  enum class Kind {
+    kPullSparse,
+    kPushSparse,
+    kPullDense,
+    kPushDense,
+    kInitDense,
+    kSnapshot,
+    kRestore
+  };
 
   Kind kind = Kind::kPullSparse;
   Incoming request;                     // owns the frames `keys` and `values` point into
   Deadline deadline = Deadline::In(0);  // the request's arrival plus its timeout
+  SteadyClock::time_point submitted{};  // when the receive thread queued it
   // Sparse: keys[0..num_keys). Push: gradients values[0..num_keys*dim).
   // Dense: values[0..num_values) (gradients or the initial block).
   const uint64_t* keys = nullptr;
@@ -93,16 +104,26 @@ struct ShardTask {
   AnswerArray pull_values;
   size_t pull_count = 0;
 
+  // kRestore: per shard, the serialized table and the name it came from
+  // (for errors); dense_bytes for shard 0's dense block.
+  std::vector<std::string> restore_sparse;
+  std::vector<std::string> restore_names;
+  std::string dense_bytes;  // kRestore: input; kSnapshot: shard 0's output
+  std::string dense_name;
+
   // Written by the serving shard(s).
-  Status status;                    // a dense request's outcome
-  std::vector<float> dense_values;  // PULL_DENSE answer
-  std::atomic<int> remaining{0};    // shards yet to finish it
+  std::vector<SparseTableSnapshot> snapshots;  // kSnapshot: one per shard
+  std::vector<Status> shard_status;            // kRestore: one per shard
+  Status status;                               // a dense request's outcome
+  std::vector<float> dense_values;             // PULL_DENSE answer
+  std::atomic<int> remaining{0};               // shards yet to finish it
   // Set once by the first shard to start it: serve it, or drop it (expired).
   enum Verdict : int { kUndecided = 0, kServe = 1, kExpired = 2 };
   std::atomic<int> verdict{kUndecided};
 
   bool expired() const { return verdict.load(std::memory_order_acquire) == kExpired; }
   bool sparse() const { return kind == Kind::kPullSparse || kind == Kind::kPushSparse; }
+  bool whole_shard() const { return kind == Kind::kSnapshot || kind == Kind::kRestore; }
 };
 
 class ServerShard;

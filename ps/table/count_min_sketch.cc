@@ -3,13 +3,16 @@
 #include "ps/table/count_min_sketch.h"
 
 #include <algorithm>
+#include <cstring>
+#include <string>
 
 #include "common/base/hash.h"
 
 namespace mtps {
 
 CountMinSketch::CountMinSketch(int width_log2, uint64_t seed)
-    : width_(size_t{1} << width_log2),
+    : width_log2_(width_log2),
+      width_(size_t{1} << width_log2),
       seed_(Mix64(seed ^ 0x5ca1ab1eULL)),
       counters_(kDepth * width_, 0) {}
 
@@ -30,6 +33,29 @@ uint32_t CountMinSketch::Estimate(uint64_t key) const {
   for (int d = 0; d < kDepth; ++d) m = std::min<uint32_t>(m, counters_[pos[d]]);
   return m;
 }
+
+Status CountMinSketch::RestoreCounters(int width_log2, uint64_t hash_seed, const char* counters,
+                                       size_t size) {
+  static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "counters are stored little-endian");
+  if (width_log2 != width_log2_) {
+    return Status::InvalidArgument("admission sketch of width 2^" + std::to_string(width_log2) +
+                                   ", this table's is 2^" + std::to_string(width_log2_));
+  }
+  if (hash_seed != seed_) {
+    return Status::InvalidArgument("admission sketch hashed with seed " +
+                                   std::to_string(hash_seed) + ", this table's with " +
+                                   std::to_string(seed_) + " (another table seed)");
+  }
+  if (size != counters_.size() * sizeof(counters_[0])) {
+    return Status::InvalidArgument("admission sketch of " + std::to_string(size) +
+                                   " bytes of counters, want " +
+                                   std::to_string(counters_.size() * sizeof(counters_[0])));
+  }
+  std::memcpy(counters_.data(), counters, size);
+  return Status::OK();
+}
+
+void CountMinSketch::Clear() { std::fill(counters_.begin(), counters_.end(), uint16_t{0}); }
 
 uint32_t CountMinSketch::Add(uint64_t key) {
   size_t pos[kDepth];

@@ -13,6 +13,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "common/base/status.h"
@@ -47,8 +48,34 @@ class DenseStore {
   // Optimizer steps applied so far (Adam's t).
   int64_t steps() const { return steps_; }
 
+  // The block, its optimizer state, step count and initialized flag,
+  // serialized (magic "MTPSDENS", version 1). Small (the dense towers): a
+  // plain copy. The format, little-endian, no padding:
+  //   offset  0  char[8] "MTPSDENS"
+  //           8  u32 version (1)
+  //          12  u32 optimizer kind: 1 Adagrad, 2 Adam (as in MTPSROWS)
+  //          16  u32 state vectors S: 1 (Adagrad's accumulator), 2 (Adam's m, v)
+  //          20  u32 initialized (0 or 1)
+  //          24  i64 steps
+  //          32  u64 parameters n (0 when not initialized)
+  //          40  n f32 values, then S times n f32 state
+  //              u64 SnapshotChecksum (ps/table/sparse_table.h) of every byte before it
+  std::string Serialize() const;
+  // Replaces the store's content with Serialize()'s bytes; the optimizer kind
+  // must match (InvalidArgument otherwise). Malformed, truncated or
+  // checksum-failing input is Corruption. Every error message starts with
+  // `where` (e.g. a file name) and says why; the store is then left
+  // uninitialized (steps 0). Never crashes on hostile bytes, and allocates
+  // no more than `size` bytes.
+  Status Restore(const char* data, size_t size, const std::string& where);
+
  private:
   enum class Kind { kAdam, kAdagrad };
+
+  // Restore's work; errors leave the store partly loaded.
+  Status RestoreChecked(const char* data, size_t size);
+  // Uninitialized, no steps.
+  void Clear();
 
   // Constant after construction.
   Kind kind_;

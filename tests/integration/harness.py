@@ -95,13 +95,16 @@ def read_json(path):
         return json.load(f)
 
 
-def read_progress(path):
-    """The records of a progress.jsonl (every line must be a JSON object)."""
+def read_progress(path, events=False):
+    """The progress records of a progress.jsonl (every line must be a JSON
+    object); with events=True, the event lines ({"event": ...}) instead."""
     records = []
     with open(path) as f:
         for line in f:
             if line.strip():
-                records.append(json.loads(line))
+                record = json.loads(line)
+                if ("event" in record) == events:
+                    records.append(record)
     return records
 
 

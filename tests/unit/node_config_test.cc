@@ -196,7 +196,8 @@ TEST_F(NodeConfigTest, TheSchedulerRejectsABadConfigBeforeAnythingStarts) {
   fs::create_directories(run_dir);
   const Result r = RunNode({"--role=scheduler", "--config=" + path, "--set=" + set,
                             "--num_servers=1", "--num_workers=1", "--run_dir=" + run_dir.string()});
-  EXPECT_EQ(r.exit_code, 1);
+  // 3: a permanent error, which the launcher does not restart.
+  EXPECT_EQ(r.exit_code, 3);
   EXPECT_NE(r.err.find("mtps-node: cannot load the config: " + expected.status().ToString()),
             std::string::npos)
       << r.err;

@@ -3,6 +3,7 @@
 
 #include <time.h>
 
+#include <cmath>
 #include <cstring>
 
 #include <algorithm>
@@ -10,6 +11,7 @@
 #include "common/base/hash.h"
 #include "common/cluster/job_phase.h"
 #include "common/eval/metrics.h"
+#include "proto/checkpoint.pb.h"
 #include "worker/data/example_reader.h"
 #include "worker/nn/embedding_bag.h"
 
@@ -49,9 +51,9 @@ Status Trainer::Setup() {
   inputs.sparse_width = static_cast<int>(schema_.slots.size()) * dim_;
   inputs.dense_width = static_cast<int>(schema_.dense_names.size());
   // Dropout masks differ per worker; parameters (InitParams) do not.
-  uint64_t dropout_seed = Mix64(config_.train().seed() ^ Mix64(static_cast<uint64_t>(rank_) + 1));
+  dropout_seed_ = Mix64(config_.train().seed() ^ Mix64(static_cast<uint64_t>(rank_) + 1));
   MTPS_ASSIGN_OR_RETURN(
-      model_, CreateModel<float>(config_.model(), inputs, schema_.label_names, dropout_seed));
+      model_, CreateModel<float>(config_.model(), inputs, schema_.label_names, dropout_seed_));
   groups_ = model_->embedding_groups();
   model_slots_.clear();
   for (int g = 0; g < groups_; ++g) {
@@ -76,7 +78,10 @@ Status Trainer::Setup() {
 
 Status Trainer::Run() {
   MTPS_RETURN_IF_ERROR(Setup());
-  if (rank_ == 0) {
+  if (member_->resuming()) {
+    // The servers hold the checkpoint's dense parameters already.
+    MTPS_RETURN_IF_ERROR(RestoreState());
+  } else if (rank_ == 0) {
     model_->InitParams(config_.train().seed(), params_.data());
     if (config_.model().output_bias_from_prior()) {
       MTPS_ASSIGN_OR_RETURN(RowMatrix<float> sample, SampleLabels());
@@ -85,7 +90,11 @@ Status Trainer::Run() {
     MTPS_RETURN_IF_ERROR(kv_->InitDense(params_.data()));
   }
   MTPS_RETURN_IF_ERROR(member_->Barrier(JobBarrierName(JobBarrier::kStart), num_workers_));
-  MTPS_RETURN_IF_ERROR(TrainEpochs());
+  if (finished_before_) {
+    MTPS_RETURN_IF_ERROR(ReportFinished());
+  } else {
+    MTPS_RETURN_IF_ERROR(TrainEpochs());
+  }
   MTPS_RETURN_IF_ERROR(member_->Barrier(JobBarrierName(JobBarrier::kTrained), num_workers_));
   MTPS_RETURN_IF_ERROR(Evaluate());
   return member_->Barrier(JobBarrierName(JobBarrier::kEnd), num_workers_);
@@ -99,11 +108,33 @@ Status Trainer::TrainEpochs() {
   last_report_ = train_start_;
   const double process_cpu_start = CpuSeconds(CLOCK_PROCESS_CPUTIME_ID);
   const double thread_cpu_start = CpuSeconds(CLOCK_THREAD_CPUTIME_ID);
+  // A resumed worker continues where its checkpoint was cut: the epoch's
+  // shuffle order is that epoch's (Rewind), and the examples of it already
+  // trained are read and dropped.
+  int epoch = trained_epoch_;
+  for (int e = 0; e < epoch; ++e) MTPS_RETURN_IF_ERROR(reader->Rewind());
+  if (skip_examples_ > 0) {
+    Batch skipped;
+    int64_t left = skip_examples_;
+    while (left > 0) {
+      MTPS_RETURN_IF_ERROR(reader->Next(static_cast<int>(std::min<int64_t>(left, 4096)), &skipped));
+      if (skipped.num_examples == 0) break;
+      left -= skipped.num_examples;
+    }
+    if (left != 0) {
+      return Status::InvalidArgument(
+          "resuming worker " + std::to_string(rank_) + ": its share of epoch " +
+          std::to_string(epoch + 1) + " has fewer than the " + std::to_string(skip_examples_) +
+          " examples the checkpoint says were trained (was the data changed?)");
+    }
+    skip_examples_ = 0;
+  }
   // The next training batch, across epochs; false after the last epoch.
-  int epoch = 0;
-  auto next_batch = [&](Batch* batch) -> StatusOr<bool> {
+  auto next_batch = [&](StagedBatch* staged) -> StatusOr<bool> {
+    Batch* batch = &staged->batch;
     for (;;) {
       MTPS_RETURN_IF_ERROR(reader->Next(config_.train().batch_size(), batch));
+      staged->epoch = epoch;
       if (batch->num_examples > 0) return true;
       LOG(INFO) << "worker " << rank_ << " finished epoch " << epoch + 1 << " (" << examples_
                 << " examples)";
@@ -116,25 +147,32 @@ Status Trainer::TrainEpochs() {
   const bool prefetch =
       config_.train().prefetch() && config_.train().consistency() == config::TrainConfig::ASYNC;
   int cur = 0;
-  MTPS_ASSIGN_OR_RETURN(bool have, next_batch(&staged_[cur].batch));
+  MTPS_ASSIGN_OR_RETURN(bool have, next_batch(&staged_[cur]));
   if (have) {
     MTPS_RETURN_IF_ERROR(WaitForTurn());
     MTPS_RETURN_IF_ERROR(StageBatch(&staged_[cur], /*training=*/true, /*pull_dense=*/true));
   }
   while (have) {
-    MTPS_RETURN_IF_ERROR(FinishBatch(&staged_[cur]));
+    if (!staged_[cur].pulled) MTPS_RETURN_IF_ERROR(FinishBatch(&staged_[cur]));
     StagedBatch* next = &staged_[1 - cur];
-    MTPS_ASSIGN_OR_RETURN(bool have_next, next_batch(&next->batch));
+    MTPS_ASSIGN_OR_RETURN(bool have_next, next_batch(next));
     if (prefetch && have_next) {
       MTPS_RETURN_IF_ERROR(WaitForTurn());
       MTPS_RETURN_IF_ERROR(StageBatch(next, /*training=*/true, /*pull_dense=*/true));
     }
     MTPS_RETURN_IF_ERROR(TrainStaged(&staged_[cur]));
     ++started_;
+    if (staged_[cur].epoch != trained_epoch_) {
+      trained_epoch_ = staged_[cur].epoch;
+      trained_in_epoch_ = 0;
+    }
+    trained_in_epoch_ += staged_[cur].batch.num_examples;
     // Heartbeats, clock and progress between batches; never blocks.
     MTPS_RETURN_IF_ERROR(member_->Tick(Deadline::Now()));
     MTPS_RETURN_IF_ERROR(MaybeReportClock());
     MTPS_RETURN_IF_ERROR(MaybeReportProgress(false));
+    // A batch boundary: the place to pause for a checkpoint.
+    MTPS_RETURN_IF_ERROR(MaybeCheckpoint(prefetch && have_next ? next : nullptr));
     if (!prefetch && have_next) {
       MTPS_RETURN_IF_ERROR(WaitForTurn());
       MTPS_RETURN_IF_ERROR(StageBatch(next, /*training=*/true, /*pull_dense=*/true));
@@ -142,16 +180,7 @@ Status Trainer::TrainEpochs() {
     cur = 1 - cur;
     have = have_next;
   }
-  MTPS_RETURN_IF_ERROR(kv_->Flush());
-  // Leave the consistency bound, so nobody waits for this worker any more.
-  Message clock(wire::CLOCK);
-  clock.meta.mutable_clock()->set_clock(kv_->acked_pushes());
-  clock.meta.mutable_clock()->set_started(started_);
-  clock.meta.mutable_clock()->set_finished(true);
-  MTPS_RETURN_IF_ERROR(
-      member_->rpc()
-          .Call(kSchedulerNodeId, std::move(clock), config_.cluster().request_timeout_ms())
-          .status());
+  MTPS_RETURN_IF_ERROR(ReportFinished());
   // CPU per example is steadier than examples/s on a shared machine.
   const double seconds = SecondsSince(train_start_);
   const double process_cpu = CpuSeconds(CLOCK_PROCESS_CPUTIME_ID) - process_cpu_start;
@@ -164,6 +193,92 @@ Status Trainer::TrainEpochs() {
   return MaybeReportProgress(true);
 }
 
+Status Trainer::ReportFinished() {
+  MTPS_RETURN_IF_ERROR(kv_->Flush());
+  // Leave the consistency bound, so nobody waits for this worker any more;
+  // the final state stands for this worker in checkpoints from now on.
+  Message msg(wire::CLOCK);
+  wire::Clock* c = msg.meta.mutable_clock();
+  c->set_clock(clock());
+  c->set_started(started_);
+  c->set_finished(true);
+  c->set_epoch(config_.train().epochs());
+  c->set_worker_state(WorkerStateBytes(/*finished=*/true));
+  return member_->rpc()
+      .Call(kSchedulerNodeId, std::move(msg), config_.cluster().request_timeout_ms())
+      .status();
+}
+
+std::string Trainer::WorkerStateBytes(bool finished) const {
+  checkpoint::WorkerState w;
+  w.set_rank(rank_);
+  w.set_epoch(finished ? config_.train().epochs() : trained_epoch_);
+  w.set_epoch_examples(finished ? 0 : trained_in_epoch_);
+  w.set_batches(started_);
+  w.set_examples(examples_);
+  for (float v : model_->State()) w.add_model_state(v);
+  w.set_finished(finished);
+  w.set_train_seconds(seconds_before_ + SecondsSince(train_start_));
+  return w.SerializeAsString();
+}
+
+Status Trainer::RestoreState() {
+  const wire::Restore& r = member_->restore();
+  checkpoint::WorkerState w;
+  if (!w.ParseFromString(r.worker_state()) || w.rank() != rank_) {
+    return Status::Corruption("checkpoint " + std::to_string(r.checkpoint_id()) + " in " + r.dir() +
+                              ": the state of worker " + std::to_string(rank_) +
+                              " does not parse or belongs to another rank");
+  }
+  if (w.model_state_size() > 0) {
+    Status s = model_->SetState(std::vector<float>(w.model_state().begin(), w.model_state().end()));
+    if (!s.ok()) {
+      return Status::Corruption("checkpoint " + std::to_string(r.checkpoint_id()) +
+                                ": model state of worker " + std::to_string(rank_) + ": " +
+                                s.message());
+    }
+  }
+  trained_epoch_ = w.epoch();
+  trained_in_epoch_ = skip_examples_ = w.epoch_examples();
+  started_ = clock_base_ = w.batches();
+  examples_ = w.examples();
+  finished_before_ = w.finished();
+  seconds_before_ = w.train_seconds();
+  // Dropout masks go on from a seed of the position (the RNG's state in
+  // short): the same position always gives the same masks.
+  model_->SeedDropout(Mix64(dropout_seed_ ^ Mix64(static_cast<uint64_t>(started_) + 1)));
+  LOG(INFO) << "worker " << rank_ << " resumes from checkpoint " << r.checkpoint_id() << " (step "
+            << r.step() << "): "
+            << (finished_before_ ? "training already done"
+                                 : "epoch " + std::to_string(trained_epoch_ + 1) + ", " +
+                                       std::to_string(trained_in_epoch_) + " examples into it")
+            << ", " << started_ << " batches";
+  return Status::OK();
+}
+
+Status Trainer::MaybeCheckpoint(StagedBatch* in_flight) {
+  const uint64_t id = member_->checkpoint_requested();
+  if (id <= checkpoint_done_) return Status::OK();
+  checkpoint_done_ = id;
+  // Nothing of this worker may be in flight while the servers copy their
+  // rows: the prefetched pull lands first, and every push is acknowledged.
+  if (in_flight != nullptr && !in_flight->pulled) {
+    MTPS_RETURN_IF_ERROR(FinishBatch(in_flight));
+    in_flight->pulled = true;
+  }
+  MTPS_RETURN_IF_ERROR(kv_->Flush());
+  Message msg(wire::CHECKPOINT_READY);
+  msg.meta.mutable_checkpoint()->set_id(id);
+  msg.meta.mutable_checkpoint()->set_worker_state(WorkerStateBytes(/*finished=*/false));
+  auto reply =
+      member_->rpc().Call(kSchedulerNodeId, std::move(msg), config_.cluster().barrier_timeout_ms());
+  if (!reply.ok()) {
+    return Status(reply.status().code(),
+                  "checkpoint " + std::to_string(id) + ": " + reply.status().message());
+  }
+  return Status::OK();
+}
+
 Status Trainer::WaitForTurn() {
   const config::TrainConfig& train = config_.train();
   if (train.throttle_rank() == rank_ && train.throttle_ms() > 0) {
@@ -173,41 +288,48 @@ Status Trainer::WaitForTurn() {
   if (train.consistency() == config::TrainConfig::ASYNC) return Status::OK();
   const int64_t staleness = train.consistency() == config::TrainConfig::BSP ? 0 : train.staleness();
   const int64_t need = started_ - staleness;  // the slowest clock batch started_ may run at
-  if (known_min_clock_ >= need) return Status::OK();
-  // Blocked anyway: make this worker's own clock current (all its pushes
-  // acknowledged), report it and wait until the slowest worker catches up.
-  MTPS_RETURN_IF_ERROR(kv_->Flush());
-  Message msg(wire::CLOCK);
-  msg.meta.mutable_clock()->set_clock(kv_->acked_pushes());
-  msg.meta.mutable_clock()->set_started(started_);
-  msg.meta.mutable_clock()->set_wait_for(need);
-  auto reply =
-      member_->rpc().Call(kSchedulerNodeId, std::move(msg), config_.cluster().barrier_timeout_ms());
-  if (!reply.ok()) {
-    return Status(reply.status().code(), "waiting for the slowest worker to reach batch " +
-                                             std::to_string(need) + ": " +
-                                             reply.status().message());
+  while (known_min_clock_ < need) {
+    // Blocked anyway: make this worker's own clock current (all its pushes
+    // acknowledged), report it and wait until the slowest worker catches up
+    // (or a checkpoint needs this worker, which takes part and waits again).
+    MTPS_RETURN_IF_ERROR(kv_->Flush());
+    Message msg(wire::CLOCK);
+    msg.meta.mutable_clock()->set_clock(clock());
+    msg.meta.mutable_clock()->set_started(started_);
+    msg.meta.mutable_clock()->set_epoch(trained_epoch_);
+    msg.meta.mutable_clock()->set_wait_for(need);
+    auto reply = member_->rpc().Call(kSchedulerNodeId, std::move(msg),
+                                     config_.cluster().barrier_timeout_ms());
+    if (!reply.ok()) {
+      return Status(reply.status().code(), "waiting for the slowest worker to reach batch " +
+                                               std::to_string(need) + ": " +
+                                               reply.status().message());
+    }
+    known_min_clock_ = std::max(known_min_clock_, reply->meta.clock().min_clock());
+    reported_clock_ = std::max(reported_clock_, clock());
+    member_->NoteCheckpointRequest(reply->meta.checkpoint_request());
+    MTPS_RETURN_IF_ERROR(MaybeCheckpoint(nullptr));
   }
-  known_min_clock_ = std::max(known_min_clock_, reply->meta.clock().min_clock());
-  reported_clock_ = std::max(reported_clock_, kv_->acked_pushes());
   return Status::OK();
 }
 
 Status Trainer::MaybeReportClock() {
   // One report in flight at most, and only when the clock moved.
-  const int64_t clock = kv_->acked_pushes();
-  if (clock_report_in_flight_ || clock <= reported_clock_) return Status::OK();
+  const int64_t now_clock = clock();
+  if (clock_report_in_flight_ || now_clock <= reported_clock_) return Status::OK();
   Message msg(wire::CLOCK);
-  msg.meta.mutable_clock()->set_clock(clock);
+  msg.meta.mutable_clock()->set_clock(now_clock);
   msg.meta.mutable_clock()->set_started(started_ - 1);  // the latest batch started
+  msg.meta.mutable_clock()->set_epoch(trained_epoch_);
   clock_report_in_flight_ = true;
-  reported_clock_ = clock;
+  reported_clock_ = now_clock;
   return member_->rpc().StartAsync(
       kSchedulerNodeId, std::move(msg), config_.cluster().request_timeout_ms(),
       [this](StatusOr<Message>&& r) {
         clock_report_in_flight_ = false;
         if (r.ok()) {
           known_min_clock_ = std::max(known_min_clock_, r->meta.clock().min_clock());
+          member_->NoteCheckpointRequest(r->meta.checkpoint_request());
         } else {
           LOG(WARNING) << "clock report failed: " << r.status();
         }
@@ -236,6 +358,7 @@ Status Trainer::StageBatch(StagedBatch* staged, bool training, bool pull_dense) 
   if (groups_ > 1) ReplicateSlots(staged->batch, groups_, &staged->grouped);
   deduper_.Unique(staged->view(groups_).keys, &staged->unique_keys, &staged->key_index);
   staged->pull_dense = pull_dense;
+  staged->pulled = false;
   return kv_->StartPull(staged->unique_keys, /*create_missing=*/training, pull_dense,
                         &staged->pull);
 }
@@ -258,7 +381,19 @@ Status Trainer::TrainStaged(StagedBatch* staged) {
   emb_grad_.resize(staged->unique_keys.size() * static_cast<size_t>(dim_));
   PoolEmbeddingsBackward<float>(staged->view(groups_), model_slots_, staged->key_index, input_grad_,
                                 dim_, staged->unique_keys.size(), emb_grad_.data());
-  MTPS_RETURN_IF_ERROR(kv_->Push(staged->unique_keys, emb_grad_.data(), param_grad_.data()));
+  const std::vector<uint64_t>* keys = &staged->unique_keys;
+  if (const uint64_t counter = config_.train().counter_key(); counter != 0) {
+    // The exactly-once oracle (TrainConfig.counter_key): +1 per applied push
+    // under SGD.
+    push_keys_ = staged->unique_keys;
+    push_keys_.push_back(counter);
+    emb_grad_.resize(push_keys_.size() * static_cast<size_t>(dim_), 0.0f);
+    float* row = emb_grad_.data() + staged->unique_keys.size() * static_cast<size_t>(dim_);
+    std::fill(row, row + dim_, 0.0f);
+    row[0] = -1.0f / config_.server().sparse_optimizer().sgd().learning_rate();
+    keys = &push_keys_;
+  }
+  MTPS_RETURN_IF_ERROR(kv_->Push(*keys, emb_grad_.data(), param_grad_.data()));
 
   examples_ += staged->batch.num_examples;
   for (size_t i = 0; i < losses_.size() && i < loss_sum_.size(); ++i) loss_sum_[i] += losses_[i];
@@ -330,8 +465,20 @@ Status Trainer::Evaluate() {
 
   Message msg(wire::EVAL_REPORT);
   wire::EvalReport* r = msg.meta.mutable_eval_report();
+  if (const uint64_t counter = config_.train().counter_key(); counter != 0 && rank_ == 0) {
+    // The exactly-once oracle: read the counter row back from its server.
+    PendingPull pull;
+    std::vector<uint64_t> key{counter};
+    std::vector<float> row(static_cast<size_t>(dim_));
+    MTPS_RETURN_IF_ERROR(
+        kv_->StartPull(key, /*create_missing=*/false, /*pull_dense=*/false, &pull));
+    MTPS_RETURN_IF_ERROR(kv_->FinishPull(&pull, row.data(), nullptr));
+    // The row started within +-embedding_init_scale of 0.
+    r->set_counter_value(static_cast<int64_t>(std::llround(row[0])));
+    LOG(INFO) << "counter key " << counter << ": " << row[0] << " (pushes applied)";
+  }
   r->set_train_examples(examples_);
-  r->set_train_seconds(train_seconds);
+  r->set_train_seconds(seconds_before_ + (finished_before_ ? 0.0 : train_seconds));
   eval_.resize(tasks.size());
   if (bins > 0) r->set_auc_bins(bins);
   for (size_t t = 0; t < tasks.size(); ++t) {

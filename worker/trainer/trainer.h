@@ -6,6 +6,14 @@
 // the model's forward and backward on Eigen, sum gradients per unique key,
 // push asynchronously. Rank 0 initialises the dense parameters on the servers
 // before the start barrier. Owned by the worker's main thread.
+//
+// Checkpoints (ps/scheduler/checkpointer.h): when the scheduler asks for one,
+// the trainer pauses at its next batch boundary with every push
+// acknowledged, sends its WorkerState (the epoch and the number of that
+// epoch's examples trained, batches, model state) and waits to be released.
+// A resumed worker (ClusterMember::resuming) restores that state, skips the
+// examples already trained and goes on, so no example is skipped or trained
+// twice.
 #ifndef MTPS_WORKER_TRAINER_TRAINER_H_
 #define MTPS_WORKER_TRAINER_TRAINER_H_
 
@@ -44,6 +52,8 @@ class Trainer {
     std::vector<uint32_t> key_index;
     PendingPull pull;
     bool pull_dense = false;
+    bool pulled = false;  // FinishBatch already ran (before a checkpoint)
+    int epoch = 0;        // the epoch it was read in
     const Batch& view(int groups) const { return groups > 1 ? grouped : batch; }
   };
   // Starts pulling what staged->batch needs (rows of its keys in every
@@ -63,6 +73,18 @@ class Trainer {
   Status WaitForTurn();
   // Tells the scheduler this worker's clock when it moved (async).
   Status MaybeReportClock();
+  // This worker's clock: batches whose pushes every server acknowledged,
+  // counted over the whole job (earlier attempts included).
+  int64_t clock() const { return clock_base_ + kv_->acked_pushes(); }
+  // Takes part in a requested checkpoint, if any: finishes the pull of
+  // `in_flight` (may be null), waits for every push, reports and waits.
+  Status MaybeCheckpoint(StagedBatch* in_flight);
+  // The checkpoint.WorkerState of this worker now, serialized.
+  std::string WorkerStateBytes(bool finished) const;
+  // Restores a resumed worker's state (before training).
+  Status RestoreState();
+  // Sends the clock report that leaves the consistency bound.
+  Status ReportFinished();
 
   ClusterMember* member_;
   const config::Config& config_;
@@ -89,6 +111,17 @@ class Trainer {
   KeyDeduper deduper_;  // UniqueKeys of every batch, reusing its table
   RowMatrix<float> input_, input_grad_, labels_;
   std::vector<float> losses_;
+
+  // Checkpoints and resume.
+  uint64_t checkpoint_done_ = 0;  // the newest checkpoint taken part in
+  int64_t clock_base_ = 0;        // batches acknowledged in earlier attempts
+  int trained_epoch_ = 0;         // epoch of the next example to train
+  int64_t trained_in_epoch_ = 0;  // examples of trained_epoch_ trained
+  int64_t skip_examples_ = 0;     // resumed: examples of trained_epoch_ to skip
+  bool finished_before_ = false;  // resumed after this worker's training ended
+  double seconds_before_ = 0;     // training seconds of earlier attempts
+  uint64_t dropout_seed_ = 0;
+  std::vector<uint64_t> push_keys_;  // unique keys + train.counter_key
 
   // Consistency control.
   int64_t started_ = 0;          // training batches started

@@ -1,0 +1,264 @@
+"""Integration: any single process of a job can be killed without losing the
+run. Through the launcher, on census MMOE with 2 servers and 2 workers:
+SIGKILL of each server, of a worker, of the scheduler, of a server while it
+writes a checkpoint; a corrupt newest checkpoint on resume; SIGKILL of the
+launcher and every node, then --resume. Each run must exit 0 with held-out
+AUC within 0.01 of the fault-free run, name the failure and the checkpoint
+it resumed from, and pass the exactly-once oracle: train.counter_key's row
+gains exactly 1 per push the servers applied (SGD), so after any rollback
+it equals the number of batches in the data, no more and no fewer.
+
+Kill points are drawn from MTPS_FAULT_SEED (default 9; printed on failure):
+after the k-th committed checkpoint, plus a few milliseconds.
+"""
+
+import gzip
+import os
+import random
+import re
+import signal
+import subprocess
+import time
+
+import harness
+from harness import CONFIGS, RunDirTestCase, describe, read_json
+
+CONFIG = CONFIGS / "census_mmoe.pbtxt"
+SEED = int(os.environ.get("MTPS_FAULT_SEED", "9"))
+COUNTER_KEY = 987654321
+# SGD so that the counter row counts pushes exactly; every case uses it.
+JOB = ["--set", "server.sparse_optimizer.sgd.learning_rate=0.05",
+       "--set", "train.counter_key=%d" % COUNTER_KEY]
+SERVERS, WORKERS = 2, 2
+AUC_TOLERANCE = 0.01
+# Generous waits for a slow shared CI machine; each ends as soon as its
+# event happens.
+EVENT_TIMEOUT_SEC = 120
+JOB_TIMEOUT_SEC = 300
+
+
+def config_int(field):
+    """The integer value of `field: N` in CONFIG (first occurrence)."""
+    match = re.search(r"\b%s\s*:\s*(\d+)" % field, harness.config_text(CONFIG))
+    if match is None:
+        raise AssertionError("%s has no %s" % (CONFIG, field))
+    return int(match.group(1))
+
+
+def expected_work():
+    """(examples, batches) of the whole job, from the data itself: worker w
+    trains the lines i with i % WORKERS == w, in batches of
+    train.batch_size, every epoch."""
+    path = harness.config_data_path(CONFIG, "train_path")
+    with gzip.open(path, "rt") as f:
+        lines = sum(1 for line in f if line.strip())
+    batch = config_int("batch_size")
+    epochs = config_int("epochs")
+    shares = [len(range(w, lines, WORKERS)) for w in range(WORKERS)]
+    return epochs * lines, epochs * sum((n + batch - 1) // batch for n in shares)
+
+
+def committed(run_dir):
+    """Ids of the committed checkpoints in run_dir."""
+    root = run_dir / "checkpoints"
+    if not root.is_dir():
+        return []
+    return sorted(int(d.name[5:]) for d in root.glob("ckpt-*") if (d / "MANIFEST").exists())
+
+
+class RecoveryTest(RunDirTestCase):
+    baseline = None  # The fault-free run's eval metrics, shared by the cases.
+
+    def setUp(self):
+        super().setUp()
+        self.rng = random.Random("%d-%s" % (SEED, self._testMethodName))
+        if RecoveryTest.baseline is None:
+            run_dir = self.tmp / "fault-free"
+            result = self.run_launcher(CONFIG, SERVERS, WORKERS, run_dir, JOB,
+                                       timeout=JOB_TIMEOUT_SEC)
+            self.assertEqual(result.returncode, 0, describe(result, run_dir))
+            summary = read_json(run_dir / "summary.json")
+            self.assertEqual((summary["train"]["examples"], summary["counter"]), expected_work(),
+                             "fault-free examples and counter")
+            self.assertEqual(summary["recovery"], {"restarts": 0, "events": []})
+            RecoveryTest.baseline = summary["eval"]
+
+    # --- Helpers -------------------------------------------------------------
+
+    def start(self, run_dir, extra=()):
+        out = open(self.tmp / ("%s.out" % run_dir.name), "w")
+        self.addCleanup(out.close)
+        argv = self.launch_argv(CONFIG, SERVERS, WORKERS, run_dir,
+                                JOB + list(extra) + ["--timeout", str(JOB_TIMEOUT_SEC)])
+        launcher = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+        self.addCleanup(self._kill, launcher)
+        return launcher
+
+    def _kill(self, launcher):
+        if launcher.poll() is None:
+            os.killpg(launcher.pid, signal.SIGKILL)
+            launcher.wait()
+
+    def output(self, run_dir):
+        return (self.tmp / ("%s.out" % run_dir.name)).read_text(errors="replace")
+
+    def info(self, run_dir):
+        return "seed %d, run dir %s\n%s" % (SEED, run_dir, self.output(run_dir))
+
+    def wait(self, predicate, what, launcher, run_dir):
+        ok = harness.wait_for(lambda: predicate() or launcher.poll() is not None,
+                              EVENT_TIMEOUT_SEC, interval=0.01)
+        self.assertTrue(ok and predicate(), "waiting for %s\n%s" % (what, self.info(run_dir)))
+
+    def node_pid(self, run_dir, name):
+        role, rank = name.rsplit("-", 1)
+        nodes = read_json(run_dir / "launch.json")["nodes"]
+        return [n["pid"] for n in nodes if n["role"] == role and n["rank"] == int(rank)][-1]
+
+    def kill_after_checkpoints(self, launcher, run_dir, name):
+        """SIGKILLs node `name` after a seeded number of committed checkpoints
+        (1..3) plus a seeded 0-200 ms; returns the number it waited for."""
+        k = self.rng.randint(1, 3)
+        self.wait(lambda: len(committed(run_dir)) >= k, "%d checkpoints" % k, launcher, run_dir)
+        time.sleep(self.rng.uniform(0, 0.2))  # a seeded point between two events
+        os.kill(self.node_pid(run_dir, name), signal.SIGKILL)
+        return k
+
+    def finish(self, launcher, run_dir):
+        try:
+            launcher.wait(timeout=JOB_TIMEOUT_SEC + 60)
+        except subprocess.TimeoutExpired:
+            self.fail("launcher still running\n" + self.info(run_dir))
+        self.assertEqual(launcher.returncode, 0, self.info(run_dir))
+        return read_json(run_dir / "summary.json")
+
+    def assert_recovered(self, summary, run_dir, failed_node=None):
+        info = self.info(run_dir)
+        # Exactly once: every push after the checkpoint was redone once, and
+        # no example was skipped or trained twice.
+        examples, batches = expected_work()
+        self.assertEqual(summary["counter"], batches, info)
+        self.assertEqual(summary["train"]["examples"], examples, info)
+        for task, metrics in RecoveryTest.baseline.items():
+            self.assertAlmostEqual(summary["eval"][task]["auc"], metrics["auc"],
+                                   delta=AUC_TOLERANCE, msg="%s AUC\n%s" % (task, info))
+        if failed_node is not None:
+            recovery = summary["recovery"]
+            self.assertEqual(recovery["restarts"], 1, info)
+            event = recovery["events"][0]
+            self.assertEqual(event["node"], failed_node, info)
+            self.assertIsNotNone(event["training_again_after_s"], info)
+            output = self.output(run_dir)
+            self.assertRegex(output, r"%s failed \(killed by SIGKILL\)" % failed_node)
+            if event["checkpoint_id"] is not None:
+                self.assertIn("from checkpoint %d" % event["checkpoint_id"], output)
+        self.assert_nothing_left(run_dir)
+
+    def kill_node_case(self, name, extra=()):
+        run_dir = self.tmp / "run"
+        launcher = self.start(run_dir, extra)
+        self.kill_after_checkpoints(launcher, run_dir, name)
+        summary = self.finish(launcher, run_dir)
+        self.assert_recovered(summary, run_dir, failed_node=name)
+        return summary
+
+    # --- Cases ---------------------------------------------------------------
+
+    def test_kill_server_0(self):
+        self.kill_node_case("server-0")
+
+    def test_kill_server_1(self):
+        self.kill_node_case("server-1")
+
+    def test_kill_worker(self):
+        self.kill_node_case("worker-%d" % self.rng.randrange(WORKERS))
+
+    def test_kill_scheduler(self):
+        self.kill_node_case("scheduler-0")
+
+    def test_kill_server_while_writing_a_checkpoint(self):
+        # Each server holds every checkpoint file unrenamed for 1 s: kill a
+        # server while one of its .tmp files exists and no manifest does.
+        run_dir = self.tmp / "run"
+        launcher = self.start(run_dir, ["--set", "checkpoint.test_write_delay_ms=1000"])
+        name = "server-%d" % self.rng.randrange(SERVERS)
+        root = run_dir / "checkpoints"
+
+        def writing():
+            for d in root.glob("ckpt-*"):
+                if not (d / "MANIFEST").exists() and list(d.glob(name + ".*.tmp")):
+                    return True
+            return False
+
+        self.wait(lambda: root.is_dir() and writing(), "%s writing a checkpoint" % name,
+                  launcher, run_dir)
+        os.kill(self.node_pid(run_dir, name), signal.SIGKILL)
+        summary = self.finish(launcher, run_dir)
+        self.assert_recovered(summary, run_dir, failed_node=name)
+        # The checkpoint cut short was skipped (no manifest) if it was newest.
+        skipped = summary.get("resumed_from", {}).get("skipped", [])
+        for reason in skipped:
+            self.assertIn("MANIFEST", reason)
+
+    def kill_everything(self, launcher, run_dir):
+        """SIGKILL the launcher's process group and every node: a machine dying."""
+        pids = [n["pid"] for n in read_json(run_dir / "launch.json")["nodes"]]
+        os.killpg(launcher.pid, signal.SIGKILL)
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        launcher.wait()
+        self.assertTrue(harness.wait_for(
+            lambda: not any(harness.process_alive(p) for p in pids), EVENT_TIMEOUT_SEC),
+            "nodes alive after SIGKILL")
+
+    def test_kill_launcher_then_resume(self):
+        run_dir = self.tmp / "run"
+        launcher = self.start(run_dir)
+        k = self.rng.randint(1, 3)
+        self.wait(lambda: len(committed(run_dir)) >= k, "%d checkpoints" % k, launcher, run_dir)
+        self.kill_everything(launcher, run_dir)
+        newest = committed(run_dir)[-1]
+        resumed = self.start(run_dir, ["--resume"])
+        summary = self.finish(resumed, run_dir)
+        self.assertGreaterEqual(summary["resumed_from"]["checkpoint_id"], newest)
+        self.assert_recovered(summary, run_dir)
+
+    def test_corrupt_checkpoints_are_skipped_on_resume(self):
+        run_dir = self.tmp / "run"
+        launcher = self.start(run_dir)
+        # keep is 3: wait for three, then truncate a shard file of the newest
+        # and flip one byte of a file of the second newest.
+        self.wait(lambda: len(committed(run_dir)) >= 3, "3 checkpoints", launcher, run_dir)
+        self.kill_everything(launcher, run_dir)
+        ids = committed(run_dir)
+        self.assertGreaterEqual(len(ids), 3, ids)
+        root = run_dir / "checkpoints"
+        newest = root / ("ckpt-%08d" % ids[-1])
+        truncated = newest / ("server-%d.shard-0" % self.rng.randrange(SERVERS))
+        data = truncated.read_bytes()
+        truncated.write_bytes(data[:self.rng.randrange(len(data))])
+        second = root / ("ckpt-%08d" % ids[-2])
+        flipped = sorted(p for p in second.iterdir() if p.name != "MANIFEST")
+        flipped = flipped[self.rng.randrange(len(flipped))]
+        data = bytearray(flipped.read_bytes())
+        data[self.rng.randrange(len(data))] ^= 0x20
+        flipped.write_bytes(bytes(data))
+
+        resumed = self.start(run_dir, ["--resume"])
+        summary = self.finish(resumed, run_dir)
+        skipped = summary["resumed_from"]["skipped"]
+        self.assertTrue(any(truncated.name in s and "truncated" in s for s in skipped), skipped)
+        self.assertTrue(any(flipped.name in s and "corrupt" in s for s in skipped), skipped)
+        self.assertLess(summary["resumed_from"]["checkpoint_id"], ids[-2])
+        log = (run_dir / "logs" / "scheduler-0.log").read_text()
+        self.assertIn(truncated.name, log)
+        self.assertIn(flipped.name, log)
+        self.assert_recovered(summary, run_dir)
+
+
+if __name__ == "__main__":
+    harness.main()
