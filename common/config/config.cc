@@ -476,6 +476,10 @@ void ValidateTrainClusterEval(const config::Config& config, ConfigProblems* p) {
     p->Add("checkpoint.interval_steps",
            "must be >= 0 (0: off), got " + std::to_string(ckpt.interval_steps()));
   }
+  if (ckpt.full_every() < 1) {
+    p->Add("checkpoint.full_every", "must be >= 1 (1: every checkpoint full), got " +
+                                        std::to_string(ckpt.full_every()));
+  }
   if (ckpt.keep() < 1) {
     p->Add("checkpoint.keep", "must be >= 1, got " + std::to_string(ckpt.keep()));
   }

@@ -5,6 +5,7 @@
 #include <cinttypes>
 #include <cstdio>
 #include <filesystem>
+#include <set>
 
 #include <glog/logging.h>
 
@@ -86,12 +87,21 @@ Status CheckpointStore::Remove(uint64_t id) const {
 
 Status CheckpointStore::Prune(uint64_t newest, int keep) const {
   int kept = 0;
+  std::set<uint64_t> chains;  // chain_start of the kept ones
+  bool other_chain_kept = false;
   for (uint64_t id : ListIds()) {
     if (id > newest) continue;  // not ours to judge (cannot happen in one job)
-    std::error_code ec;
-    const bool committed = fs::exists(DirFor(id) + "/" + kManifestName, ec);
+    checkpoint::Manifest m;
+    auto bytes = ReadWholeFile(DirFor(id) + "/" + kManifestName);
+    const bool committed = bytes.ok() && m.ParseFromString(*bytes);
+    const uint64_t chain = m.has_chain_start() ? m.chain_start() : id;
     if (committed && kept < keep) {
       ++kept;
+      chains.insert(chain);
+      continue;
+    }
+    if (committed && !other_chain_kept && chains.size() == 1 && chains.count(chain) == 0) {
+      other_chain_kept = true;  // the fallback of another chain
       continue;
     }
     MTPS_RETURN_IF_ERROR(Remove(id));

@@ -51,6 +51,10 @@ class CheckpointStore {
   // Keeps the newest `keep` committed checkpoints (newer than or equal to
   // `newest`, the one just committed) and removes every other directory
   // older than `newest`: older committed ones and older cut-short ones.
+  // When the kept ones all belong to one chain of incremental checkpoints
+  // (Manifest.chain_start), the newest committed one of an older chain is
+  // kept too: one damaged full shard file (shared, hard-linked, by the whole
+  // chain) must not leave nothing to resume from.
   Status Prune(uint64_t newest, int keep) const;
 
  private:

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 
 #include <glog/logging.h>
@@ -39,6 +40,18 @@ void Checkpointer::ResumeFrom(const checkpoint::Manifest& manifest) {
   const std::vector<uint64_t> ids = store_.ListIds();
   next_id_ = std::max<uint64_t>(manifest.id(), ids.empty() ? 0 : ids.front()) + 1;
   last_step_ = manifest.step();
+  // The restored servers' tables are the base of the next delta.
+  Chain chain;
+  chain.id = manifest.id();
+  chain.dir = store_.DirFor(manifest.id());
+  for (const wire::CheckpointFile& f : manifest.files()) {
+    int rank = -1;
+    if (std::sscanf(f.name().c_str(), "server-%d.", &rank) != 1) continue;
+    chain.server_files[rank].push_back(f);
+    if (rank == 0 && f.name().rfind("server-0.shard-0.delta-", 0) == 0) ++chain.deltas;
+  }
+  chain.start = manifest.has_chain_start() ? manifest.chain_start() : manifest.id();
+  chain_ = std::move(chain);
 }
 
 bool Checkpointer::Request(const std::string& reason, Callback on_cut, bool after_commit) {
@@ -70,6 +83,7 @@ void Checkpointer::Begin(PendingRequest request) {
   // A job being stopped does not wait long for its workers to pause.
   cut.collect_deadline = request.reason == "signal" ? Deadline::In(kStopCollectMs) : cut.deadline;
   cut.states = final_states_;
+  cut.delta = chain_.has_value() && chain_->deltas + 1 < options_.config.checkpoint().full_every();
   cut.on_release = std::move(request.on_release);
   cut.on_commit = std::move(request.on_commit);
   std::error_code ec;
@@ -179,6 +193,13 @@ void Checkpointer::MaybeSnapshot() {
     Message msg(wire::SNAPSHOT);
     msg.meta.mutable_checkpoint()->set_id(cut.id);
     msg.meta.mutable_checkpoint()->set_dir(cut.dir);
+    if (cut.delta) {
+      msg.meta.mutable_checkpoint()->set_delta(true);
+      msg.meta.mutable_checkpoint()->set_base_dir(chain_->dir);
+      for (const wire::CheckpointFile& f : chain_->server_files[r]) {
+        *msg.meta.mutable_checkpoint()->add_base_files() = f;
+      }
+    }
     const uint64_t id = cut.id;
     Status s = rpc_->StartAsync(server_ids_[r], std::move(msg),
                                 options_.config.cluster().request_timeout_ms(),
@@ -240,6 +261,7 @@ void Checkpointer::MaybeCommit() {
   m.set_config(options_.config.SerializeAsString());
   m.set_unix_time(UnixTime());
   m.set_reason(cut.reason);
+  m.set_chain_start(cut.delta ? chain_->start : cut.id);
   uint64_t bytes = 0;
   for (const auto& [rank, files] : cut.server_files) {
     for (const wire::CheckpointFile& f : files) {
@@ -264,13 +286,15 @@ void Checkpointer::MaybeCommit() {
   const double pause = Seconds(cut.released - cut.first_ready);
   const double collect = Seconds(cut.first_ready - cut.requested);
   const double total = Seconds(now - cut.requested);
-  LOG(INFO) << "checkpoint " << cut.id << " (" << cut.reason << ") committed in " << cut.dir
-            << ": step " << cut.step << ", " << bytes << " bytes, training paused " << pause
-            << " s (server copy " << cut.max_copy_seconds << " s), files written in "
-            << cut.max_write_seconds << " s, " << total << " s from request to commit";
+  LOG(INFO) << "checkpoint " << cut.id << " (" << cut.reason << (cut.delta ? ", incremental" : "")
+            << ") committed in " << cut.dir << ": step " << cut.step << ", " << bytes
+            << " bytes, training paused " << pause << " s (server copy " << cut.max_copy_seconds
+            << " s), files written in " << cut.max_write_seconds << " s, " << total
+            << " s from request to commit";
   Json r;
   r["id"] = cut.id;
   r["reason"] = cut.reason;
+  r["delta"] = cut.delta;
   r["step"] = cut.step;
   r["bytes"] = bytes;
   r["collect_s"] = collect;
@@ -283,6 +307,13 @@ void Checkpointer::MaybeCommit() {
   max_pause_ = std::max(max_pause_, pause);
   last_step_ = cut.step;
   last_checkpoint_ = now;
+  Chain chain;
+  chain.id = cut.id;
+  chain.dir = cut.dir;
+  chain.server_files = cut.server_files;
+  chain.deltas = cut.delta ? chain_->deltas + 1 : 0;
+  chain.start = m.chain_start();
+  chain_ = std::move(chain);
   const uint64_t id = cut.id;
   std::vector<Callback> callbacks = std::move(cut.on_commit);
   cut_.reset();
@@ -295,6 +326,8 @@ void Checkpointer::MaybeCommit() {
 void Checkpointer::Fail(const std::string& why) {
   if (!cut_) return;
   LOG(WARNING) << "checkpoint " << cut_->id << " (" << cut_->reason << ") abandoned: " << why;
+  // The shards began a new delta period at the cut: the chain is broken.
+  if (cut_->snapshot_sent) chain_.reset();
   const Status error =
       Status::Aborted("checkpoint " + std::to_string(cut_->id) + " abandoned: " + why);
   Release(error);

@@ -131,6 +131,16 @@ class Checkpointer {
     double max_copy_seconds = 0, max_write_seconds = 0;
     int64_t step = 0;
     std::vector<Callback> on_release, on_commit;
+    bool delta = false;  // incremental: chained to chain_
+  };
+  // The newest committed checkpoint, which the next incremental one chains
+  // to: its directory and each server's files in it.
+  struct Chain {
+    uint64_t id = 0;
+    std::string dir;
+    std::map<int, std::vector<wire::CheckpointFile>> server_files;  // by server rank
+    int deltas = 0;      // incremental checkpoints since the last full one
+    uint64_t start = 0;  // the full checkpoint the chain starts at
   };
   struct PendingRequest {
     std::string reason;
@@ -158,6 +168,7 @@ class Checkpointer {
   uint64_t next_id_ = 1;
   std::optional<Cut> cut_;
   std::optional<PendingRequest> pending_;  // to cut once cut_ ends
+  std::optional<Chain> chain_;             // none: the next cut is full
   // Trigger state.
   SteadyClock::time_point last_checkpoint_;
   bool timer_started_ = false;

@@ -2,13 +2,30 @@
 #include "ps/server/checkpoint_writer.h"
 
 #include <pthread.h>
+#include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
+#include <filesystem>
 
 #include "common/base/deadline.h"
 #include "common/base/durable_file.h"
 
 namespace mtps {
+namespace {
+
+// A hard link of `from` at `to` (no data copied; the file lives while any
+// checkpoint lists it), or a copy where the file system has no hard links.
+Status LinkOrCopy(const std::string& from, const std::string& to) {
+  ::unlink(to.c_str());
+  if (::link(from.c_str(), to.c_str()) == 0) return Status::OK();
+  std::error_code ec;
+  std::filesystem::copy_file(from, to, std::filesystem::copy_options::overwrite_existing, ec);
+  if (ec) return Status::IoError("cannot link or copy " + from + " to " + to + ": " + ec.message());
+  return Status::OK();
+}
+
+}  // namespace
 
 CheckpointWriter::CheckpointWriter(DoneCallback on_done, int hold_ms)
     : on_done_(std::move(on_done)), hold_ms_(hold_ms), thread_([this] { Loop(); }) {}
@@ -78,12 +95,27 @@ CheckpointWriteResult CheckpointWriter::Write(const CheckpointWriteJob& job) con
     return Status::OK();
   };
   Status s;
+  if (job.delta) {
+    // The chain so far: the full shard files and their deltas.
+    for (const wire::CheckpointFile& f : job.base_files) {
+      if (f.name().find(".shard-") == std::string::npos) continue;
+      s = LinkOrCopy(job.base_dir + "/" + f.name(), job.dir + "/" + f.name());
+      if (!s.ok()) break;
+      result.files.push_back(f);
+    }
+  }
+  char delta_suffix[32];
+  std::snprintf(delta_suffix, sizeof(delta_suffix), ".delta-%08llu",
+                static_cast<unsigned long long>(job.id));
   for (size_t i = 0; i < job.shards.size() && s.ok(); ++i) {
-    s = write_one(prefix + ".shard-" + std::to_string(i), [&](DurableFileWriter* w) {
+    const std::string name =
+        prefix + ".shard-" + std::to_string(i) + (job.delta ? delta_suffix : "");
+    s = write_one(name, [&](DurableFileWriter* w) {
       return WriteSparseSnapshot(
           job.shards[i], [w](const char* data, size_t size) { return w->Append(data, size); });
     });
   }
+  if (s.ok() && job.delta) s = SyncDirectory(job.dir);  // the links
   if (s.ok()) {
     s = write_one(prefix + ".dense", [&](DurableFileWriter* w) {
       return w->Append(job.dense.data(), job.dense.size());

@@ -3,8 +3,11 @@
 // checkpoint's cut) to crash-safe files while the server goes on serving.
 //
 // Files, in the checkpoint's directory: server-R.shard-S (the rows of shard
-// S, ps/table/sparse_table.h WriteSparseSnapshot) and server-R.dense (the
-// dense block, DenseStore::Serialize), each written under a temporary name,
+// S, ps/table/sparse_table.h WriteSparseSnapshot), for an incremental
+// checkpoint also server-R.shard-S.delta-<id> (the rows changed since the
+// previous checkpoint) after the previous checkpoint's shard files, linked
+// (hard links: no copy) from its directory, and server-R.dense (the dense
+// block, DenseStore::Serialize). Each is written under a temporary name,
 // fsynced and renamed (common/base/durable_file.h). A finished job's
 // result (the files with sizes and checksums, or the error) is handed back
 // through `on_done`, called on the writer thread.
@@ -29,7 +32,11 @@ struct CheckpointWriteJob {
   uint64_t id = 0;
   std::string dir;
   int server_rank = 0;
-  std::vector<SparseTableSnapshot> shards;
+  std::vector<SparseTableSnapshot> shards;  // full or deltas (all alike)
+  bool delta = false;
+  // Delta: the previous checkpoint's files of this server, linked into dir.
+  std::string base_dir;
+  std::vector<wire::CheckpointFile> base_files;
   std::string dense;
   double copy_seconds = 0;  // how long the shards took to copy (reported)
 };

@@ -61,6 +61,24 @@ Status ParameterServer::RestoreCheckpoint() {
     MTPS_RETURN_IF_ERROR(read(prefix + ".shard-" + std::to_string(i), &task->restore_sparse[i]));
     bytes += task->restore_sparse[i].size();
   }
+  // Incremental checkpoints: each shard's deltas, in id order (their names
+  // sort by id).
+  task->restore_deltas.resize(n);
+  task->restore_delta_names.resize(n);
+  for (size_t i = 0; i < n; ++i) {
+    const std::string delta_prefix = prefix + ".shard-" + std::to_string(i) + ".delta-";
+    std::vector<std::string> names;
+    for (const wire::CheckpointFile& f : r.files()) {
+      if (f.name().compare(0, delta_prefix.size(), delta_prefix) == 0) names.push_back(f.name());
+    }
+    std::sort(names.begin(), names.end());
+    for (const std::string& name : names) {
+      task->restore_deltas[i].emplace_back();
+      MTPS_RETURN_IF_ERROR(read(name, &task->restore_deltas[i].back()));
+      task->restore_delta_names[i].push_back(r.dir() + "/" + name);
+      bytes += task->restore_deltas[i].back().size();
+    }
+  }
   task->dense_name = r.dir() + "/" + prefix + ".dense";
   MTPS_RETURN_IF_ERROR(read(prefix + ".dense", &task->dense_bytes));
   SubmitToShards(shards_, task);
@@ -88,6 +106,9 @@ void ParameterServer::FinishSnapshot(ShardTask& task) {
   job.dir = c.dir();
   job.server_rank = member_->self().rank();
   job.shards = std::move(task.snapshots);
+  job.delta = c.delta();
+  job.base_dir = c.base_dir();
+  job.base_files.assign(c.base_files().begin(), c.base_files().end());
   job.dense = std::move(task.dense_bytes);
   job.copy_seconds = std::chrono::duration<double>(SteadyClock::now() - task.submitted).count();
   LOG(INFO) << "checkpoint " << job.id << ": shards copied in " << job.copy_seconds
@@ -286,6 +307,7 @@ void ParameterServer::Handle(Incoming&& request) {
         return;
       }
       task->kind = ShardTask::Kind::kSnapshot;
+      task->delta = meta.checkpoint().delta();
       task->snapshots.resize(shards_.size());
       task->deadline = Deadline::In(meta.timeout_ms());
       task->request = std::move(request);

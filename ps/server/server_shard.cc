@@ -174,13 +174,20 @@ void ServerShard::Serve(ShardTask& task) {
       }
       break;
     case ShardTask::Kind::kSnapshot:
-      task.snapshots[static_cast<size_t>(index_)] = table_.Snapshot();
+      task.snapshots[static_cast<size_t>(index_)] =
+          task.delta ? table_.DeltaSnapshot() : table_.Snapshot();
+      table_.StartDelta();  // the next delta is against this cut
       if (dense_ != nullptr) task.dense_bytes = dense_->Serialize();
       break;
     case ShardTask::Kind::kRestore: {
       const size_t i = static_cast<size_t>(index_);
       const std::string& data = task.restore_sparse[i];
       Status s = table_.Restore(data.data(), data.size(), task.restore_names[i]);
+      for (size_t d = 0;
+           s.ok() && i < task.restore_deltas.size() && d < task.restore_deltas[i].size(); ++d) {
+        const std::string& delta = task.restore_deltas[i][d];
+        s = table_.ApplyDelta(delta.data(), delta.size(), task.restore_delta_names[i][d]);
+      }
       if (s.ok() && dense_ != nullptr) {
         s = dense_->Restore(task.dense_bytes.data(), task.dense_bytes.size(), task.dense_name);
       }

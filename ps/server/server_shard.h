@@ -108,6 +108,10 @@ struct ShardTask {
   // (for errors); dense_bytes for shard 0's dense block.
   std::vector<std::string> restore_sparse;
   std::vector<std::string> restore_names;
+  // kRestore: per shard, the deltas to apply after restore_sparse, in order.
+  std::vector<std::vector<std::string>> restore_deltas;
+  std::vector<std::vector<std::string>> restore_delta_names;
+  bool delta = false;       // kSnapshot: only what changed since the last one
   std::string dense_bytes;  // kRestore: input; kSnapshot: shard 0's output
   std::string dense_name;
 

@@ -44,13 +44,30 @@ class CountMinSketch {
   // Every count back to 0.
   void Clear();
 
+  // Change tracking, for delta snapshots: the counters fall into blocks of
+  // 2^block_log2() consecutive counters (2048, or all of them in a sketch of
+  // fewer), and Add, Clear and RestoreCounters mark the blocks whose counters
+  // they change (or may change) dirty until MarkClean. Costs one bit per block.
+  int block_log2() const { return block_log2_; }
+  size_t num_blocks() const { return counters_.size() >> block_log2_; }
+  void MarkClean();
+  // The dirty blocks' numbers, ascending.
+  std::vector<uint32_t> DirtyBlocks() const;
+  // Overwrites block `block` (< num_blocks()) with the 2^block_log2()
+  // little-endian counters at `counters` (any alignment) and marks it dirty.
+  void SetBlock(uint32_t block, const char* counters);
+  size_t tracking_bytes() const { return dirty_.size() * sizeof(dirty_[0]); }
+
  private:
   void Positions(uint64_t key, size_t pos[kDepth]) const;
+  void MarkAllDirty();
 
   int width_log2_;
   size_t width_;
   uint64_t seed_;
   std::vector<uint16_t> counters_;  // row d at [d * width_, (d + 1) * width_)
+  int block_log2_;
+  std::vector<uint64_t> dirty_;  // bit b: block b changed since MarkClean
 };
 
 }  // namespace mtps

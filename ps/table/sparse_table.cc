@@ -103,6 +103,23 @@ constexpr size_t kMaxCapacityHint = 8;
 // lowest load factor the table keeps.
 constexpr uint32_t kMaxCapacityLog2 = 36;
 
+// MTPSDELT (see WriteSparseSnapshot in sparse_table.h).
+constexpr char kDeltaMagic[8] = {'M', 'T', 'P', 'S', 'D', 'E', 'L', 'T'};
+constexpr uint32_t kDeltaVersion = 1;
+constexpr size_t kDeltaHeaderBytes = 256;
+// Header flags.
+constexpr uint32_t kWholeLayout = 1;      // every row's bucket is listed
+constexpr uint32_t kRemovedUnlisted = 2;  // (whole layout only) removed keys left out
+// The bucket of key 0's record (it has none).
+constexpr uint64_t kNoBucket = ~uint64_t{0};
+// A changed row's record: key, bucket, stamp, then the row's floats.
+constexpr size_t kChangedHeadBytes = 2 * sizeof(uint64_t) + sizeof(uint32_t);
+// A moved row's record: key, bucket.
+constexpr size_t kMovedBytes = 2 * sizeof(uint64_t);
+// Offsets of a ChainState in the header (the base at 32, the result at 104).
+constexpr size_t kBaseAt = 32;
+constexpr size_t kResultAt = 104;
+
 uint32_t KindCode(SparseTable::OptimizerKind kind) {
   switch (kind) {
     case SparseTable::OptimizerKind::kSgd:
@@ -140,6 +157,27 @@ T Load(const char* p) {
 template <typename T>
 void Store(char* p, T v) {
   std::memcpy(p, &v, sizeof(v));
+}
+
+// The row format fields of MTPSROWS and MTPSDELT, checked against each other.
+Status CheckRowFormat(uint32_t dim, uint32_t row_floats, uint32_t kind_code,
+                      SparseTable::OptimizerKind* kind) {
+  if (kind_code > 3) {
+    return Status::Corruption("unknown optimizer kind " + std::to_string(kind_code));
+  }
+  const SparseTable::OptimizerKind kinds[4] = {
+      SparseTable::OptimizerKind::kSgd, SparseTable::OptimizerKind::kAdagrad,
+      SparseTable::OptimizerKind::kAdam, SparseTable::OptimizerKind::kFtrl};
+  *kind = kinds[kind_code];
+  if (dim == 0 || dim > static_cast<uint32_t>(std::numeric_limits<int>::max())) {
+    return Status::Corruption("dim " + std::to_string(dim));
+  }
+  if (row_floats != RowFloatsOf(*kind, dim)) {
+    return Status::Corruption("row_floats " + std::to_string(row_floats) + " does not match dim " +
+                              std::to_string(dim) + " with " + KindName(*kind) + " (" +
+                              std::to_string(RowFloatsOf(*kind, dim)) + ")");
+  }
+  return Status::OK();
 }
 
 // Buffers a stream into chunks of kSinkChunkBytes for a sink, checksumming
@@ -301,6 +339,7 @@ SparseTable::SparseTable(const SparseTableOptions& options)
     sketch_ = std::make_unique<CountMinSketch>(options.admission_sketch_width_log2, seed_);
   }
   Rehash(kMinCapacity);
+  StartDelta();  // the base: the empty table at step 0
 }
 
 void SparseTable::Prefetch(uint64_t key) const {
@@ -326,15 +365,22 @@ SparseTable::Bucket* SparseTable::Insert(uint64_t key) {
   ++num_rows_;
   ++counters_.admitted;
   const uint32_t now = static_cast<uint32_t>(step_);
+  const uint64_t h = Mix64(key);
+  key_sum_ += h;
+  stamp_sum_ += now;
+  // Its stamp tells a row created now from older ones only once the step
+  // has moved on from the base's.
+  if (step_ == base_.step && !created_overflow_) created_at_base_.push_back(key);
   if (key == kEmptyKey) {
     has_empty_key_ = true;
     empty_key_bucket_ = Bucket{kEmptyKey, row, now};
     return &empty_key_bucket_;
   }
   if (occupied_ + 1 > grow_at_) Rehash(capacity_ * 2);
-  size_t i = Mix64(key) & mask_;
+  size_t i = h & mask_;
   while (buckets_[i].key != kEmptyKey) i = (i + 1) & mask_;
   buckets_[i] = Bucket{key, row, now};
+  layout_sum_ += h * (2 * i + 1);
   ++occupied_;
   return &buckets_[i];
 }
@@ -387,16 +433,26 @@ uint32_t SparseTable::NewRow(uint64_t key) {
 }
 
 void SparseTable::EraseAt(size_t pos) {
-  free_rows_.push_back(buckets_[pos].row);
+  const Bucket& gone = buckets_[pos];
+  const uint64_t gone_hash = Mix64(gone.key);
+  free_rows_.push_back(gone.row);
   --num_rows_;
+  key_sum_ -= gone_hash;
+  stamp_sum_ -= gone.step;
+  layout_sum_ -= gone_hash * (2 * pos + 1);
+  NoteRemoved(gone.key);
+  NoteDirty(pos);
   // Backward shift: walk the probe run after the hole; an entry may fill the
   // hole when the hole lies on its path from its home bucket, i.e. its home
   // is not cyclically within (hole, j].
   size_t hole = pos;
   for (size_t j = (pos + 1) & mask_; buckets_[j].key != kEmptyKey; j = (j + 1) & mask_) {
-    const size_t home = Mix64(buckets_[j].key) & mask_;
+    const uint64_t h = Mix64(buckets_[j].key);
+    const size_t home = h & mask_;
     if (((j - home) & mask_) >= ((j - hole) & mask_)) {
       buckets_[hole] = buckets_[j];
+      layout_sum_ += h * (2 * hole + 1) - h * (2 * j + 1);
+      NoteDirty(j);
       hole = j;
     }
   }
@@ -407,6 +463,9 @@ void SparseTable::EraseAt(size_t pos) {
 void SparseTable::EraseEmptyKey() {
   free_rows_.push_back(empty_key_bucket_.row);
   --num_rows_;
+  key_sum_ -= Mix64(kEmptyKey);
+  stamp_sum_ -= empty_key_bucket_.step;
+  NoteRemoved(kEmptyKey);
   has_empty_key_ = false;
   empty_key_bucket_ = Bucket{kEmptyKey, kNoRow, 0};
 }
@@ -421,6 +480,7 @@ bool SparseTable::Erase(uint64_t key) {
     if (buckets_[i].key == key) {
       EraseAt(i);
       MaybeShrink();
+      BoundDeltaLists();
       return true;
     }
     if (buckets_[i].key == kEmptyKey) return false;
@@ -489,7 +549,7 @@ void SparseTable::MaybeShrink() {
   if (target < capacity_) Rehash(target);
 }
 
-void SparseTable::Rehash(size_t new_capacity) {
+void SparseTable::Rehash(size_t new_capacity, bool allow_sweep) {
   DCHECK_EQ(new_capacity & (new_capacity - 1), 0u);
   void* mem = std::calloc(new_capacity, sizeof(Bucket));
   if (mem == nullptr) throw std::bad_alloc();
@@ -498,20 +558,26 @@ void SparseTable::Rehash(size_t new_capacity) {
   // With eviction by age the rebuild is also a full sweep: the positions
   // change, so the incremental sweep restarts at 0, and a row that expired
   // meanwhile must not wait for another period.
-  const bool sweep = evict_after_steps_ > 0;
+  const bool sweep = allow_sweep && evict_after_steps_ > 0;
   size_t kept = 0;
+  uint64_t layout_sum = 0;
   for (size_t i = 0; i < capacity_; ++i) {
     const Bucket& b = buckets_[i];
     if (b.key == kEmptyKey) continue;
+    const uint64_t h = Mix64(b.key);
     if (sweep && Age(b.step) >= evict_after_steps_) {
       free_rows_.push_back(b.row);
       --num_rows_;
       ++counters_.evicted;
+      key_sum_ -= h;
+      stamp_sum_ -= b.step;
+      NoteRemoved(b.key);
       continue;
     }
-    size_t j = Mix64(b.key) & new_mask;
+    size_t j = h & new_mask;
     while (fresh[j].key != kEmptyKey) j = (j + 1) & new_mask;
     fresh[j] = b;
+    layout_sum += h * (2 * j + 1);
     ++kept;
   }
   if (sweep && has_empty_key_ && Age(empty_key_bucket_.step) >= evict_after_steps_) {
@@ -523,6 +589,10 @@ void SparseTable::Rehash(size_t new_capacity) {
   mask_ = new_mask;
   occupied_ = kept;
   grow_at_ = GrowAt(new_capacity);
+  layout_sum_ = layout_sum;
+  // Every bucket may have moved: the delta lists them all.
+  layout_all_ = true;
+  std::vector<size_t>().swap(dirty_pos_);
   // The sweep restarts and covers the new index once every T/4 steps.
   sweep_cursor_ = 0;
   if (evict_after_steps_ > 0) {
@@ -557,6 +627,7 @@ void SparseTable::PullSelected(const uint64_t* keys, const uint32_t* sel, size_t
     default:
       PullRows<0>(keys, sel, m, create_missing, out);
   }
+  BoundDeltaLists();
 }
 
 template <size_t kDim>
@@ -590,6 +661,7 @@ void SparseTable::PushRows(const uint64_t* keys, const uint32_t* sel, size_t m,
   const uint32_t now = static_cast<uint32_t>(step_);
   const FtrlParams ftrl{ftrl_alpha_, ftrl_beta_, ftrl_l1_, ftrl_l2_};
   const AdamStepper adam(learning_rate_, beta1_, beta2_);
+  uint64_t stamp_change = 0;  // to stamp_sum_ (modulo 2^64)
   for (size_t i = 0; i < m; ++i) {
     if (i + kPrefetchDistance < m) {
       Prefetch(keys[sel == nullptr ? i + kPrefetchDistance : sel[i + kPrefetchDistance]]);
@@ -604,6 +676,7 @@ void SparseTable::PushRows(const uint64_t* keys, const uint32_t* sel, size_t m,
       }
       b = Insert(key);
     }
+    stamp_change += uint64_t{now} - b->step;
     b->step = now;
     float* w = RowPtr(b->row);
     const float* g = grads + pos * dim;
@@ -621,6 +694,7 @@ void SparseTable::PushRows(const uint64_t* keys, const uint32_t* sel, size_t m,
       FtrlUpdate(w, w + dim, w + 2 * dim, g, dim, ftrl);
     }
   }
+  stamp_sum_ += stamp_change;
 }
 
 void SparseTable::PushSelected(const uint64_t* keys, const uint32_t* sel, size_t m,
@@ -644,6 +718,7 @@ void SparseTable::PushSelected(const uint64_t* keys, const uint32_t* sel, size_t
     SweepExpired();
     MaybeShrink();
   }
+  BoundDeltaLists();
 }
 
 MemoryReport SparseTable::memory_report() const {
@@ -651,9 +726,11 @@ MemoryReport SparseTable::memory_report() const {
   r.rows = num_rows_;
   r.index_bytes = capacity_ * sizeof(Bucket);
   r.arena_bytes = chunks_.size() * chunk_bytes_;
-  r.other_bytes = (sketch_ ? sketch_->memory_bytes() : 0) +
-                  free_rows_.capacity() * sizeof(free_rows_[0]) +
-                  chunks_.capacity() * sizeof(chunks_[0]);
+  r.other_bytes =
+      (sketch_ ? sketch_->memory_bytes() + sketch_->tracking_bytes() : 0) +
+      free_rows_.capacity() * sizeof(free_rows_[0]) + chunks_.capacity() * sizeof(chunks_[0]) +
+      created_at_base_.capacity() * sizeof(created_at_base_[0]) +
+      removed_.capacity() * sizeof(removed_[0]) + dirty_pos_.capacity() * sizeof(dirty_pos_[0]);
   r.total_bytes = r.index_bytes + r.arena_bytes + r.other_bytes;
   r.raw_row_bytes = sizeof(uint64_t) + row_floats_ * sizeof(float);
   r.bytes_per_row = num_rows_ == 0 ? 0.0 : static_cast<double>(r.total_bytes) / num_rows_;
@@ -682,6 +759,10 @@ void SparseTable::Clear() {
   step_ = 0;
   lru_rng_ = InitialLruState(seed_);
   counters_ = Counters{};
+  key_sum_ = 0;
+  stamp_sum_ = 0;
+  std::vector<uint64_t>().swap(created_at_base_);
+  std::vector<uint64_t>().swap(removed_);
   Rehash(kMinCapacity);  // from an empty index: allocates it, resets the sweep
 }
 
@@ -720,14 +801,85 @@ SparseTableSnapshot SparseTable::Snapshot() const {
 }
 
 size_t SparseTableSnapshot::memory_bytes() const {
-  return capacity_ * sizeof(buckets_[0]) + arena_rows_ * row_floats_ * sizeof(float) +
-         sketch_counters_.size() * sizeof(sketch_counters_[0]);
+  return (buckets_ != nullptr ? capacity_ * sizeof(buckets_[0]) : 0) +
+         arena_rows_ * row_floats_ * sizeof(float) +
+         sketch_counters_.size() * sizeof(sketch_counters_[0]) +
+         (changed_keys_.size() + changed_pos_.size() + moved_keys_.size() + moved_pos_.size() +
+          emptied_.size() + removed_.size()) *
+             sizeof(uint64_t) +
+         (changed_stamps_.size() + sketch_blocks_.size()) * sizeof(uint32_t);
 }
 
 Status WriteSparseSnapshot(const SparseTableSnapshot& snapshot,
                            const std::function<Status(const char* data, size_t size)>& sink) {
   const SparseTableSnapshot& s = snapshot;
   ChunkWriter out(sink);
+  if (s.is_delta_) {
+    char header[kDeltaHeaderBytes] = {};
+    std::memcpy(header, kDeltaMagic, sizeof(kDeltaMagic));
+    Store<uint32_t>(header + 8, kDeltaVersion);
+    Store<uint32_t>(header + 12, static_cast<uint32_t>(s.dim_));
+    Store<uint32_t>(header + 16, static_cast<uint32_t>(s.row_floats_));
+    Store<uint32_t>(header + 20, KindCode(s.kind_));
+    Store<uint32_t>(header + 24, s.delta_flags_);
+    Store<uint32_t>(header + 28, s.key0_state_);
+    auto put_chain = [&header](size_t at, const auto& c) {
+      Store<uint64_t>(header + at, c.step);
+      Store<uint64_t>(header + at + 8, c.rows);
+      Store<int64_t>(header + at + 16, c.counters.admitted);
+      Store<int64_t>(header + at + 24, c.counters.rejected);
+      Store<int64_t>(header + at + 32, c.counters.evicted);
+      Store<uint64_t>(header + at + 40, c.key_sum);
+      Store<uint64_t>(header + at + 48, c.stamp_sum);
+      Store<uint64_t>(header + at + 56, c.layout_sum);
+      Store<uint32_t>(header + at + 64, c.capacity_log2);
+    };
+    put_chain(kBaseAt, s.base_);
+    put_chain(kResultAt, s.result_);
+    Store<uint64_t>(header + 176, s.sweep_cursor_);
+    Store<uint64_t>(header + 184, s.lru_rng_);
+    const bool sketch = s.sketch_width_log2_ != 0;
+    Store<uint32_t>(header + 192, sketch ? uint32_t{CountMinSketch::kDepth} : 0u);
+    Store<uint32_t>(header + 196, sketch ? static_cast<uint32_t>(s.sketch_width_log2_) : 0u);
+    Store<uint64_t>(header + 200, sketch ? s.sketch_seed_ : 0u);
+    Store<uint32_t>(header + 208, sketch ? static_cast<uint32_t>(s.sketch_block_log2_) : 0u);
+    Store<uint64_t>(header + 216, s.sketch_blocks_.size());
+    Store<uint64_t>(header + 224, s.changed_keys_.size());
+    Store<uint64_t>(header + 232, s.moved_keys_.size());
+    Store<uint64_t>(header + 240, s.emptied_.size());
+    Store<uint64_t>(header + 248, s.removed_.size());
+    MTPS_RETURN_IF_ERROR(out.Put(header, sizeof(header)));
+    const size_t block = sketch ? size_t{1} << s.sketch_block_log2_ : 0;
+    for (size_t i = 0; i < s.sketch_blocks_.size(); ++i) {
+      MTPS_RETURN_IF_ERROR(out.Put(&s.sketch_blocks_[i], sizeof(uint32_t)));
+      MTPS_RETURN_IF_ERROR(
+          out.Put(s.sketch_counters_.data() + i * block, block * sizeof(uint16_t)));
+    }
+    const size_t row_bytes = s.row_floats_ * sizeof(float);
+    const size_t record = kChangedHeadBytes + row_bytes;
+    for (size_t i = 0; i < s.changed_keys_.size(); ++i) {
+      const float* src = s.arena_.get() + i * s.row_floats_;
+      if (char* dst = out.Room(record)) {
+        Store<uint64_t>(dst, s.changed_keys_[i]);
+        Store<uint64_t>(dst + 8, s.changed_pos_[i]);
+        Store<uint32_t>(dst + 16, s.changed_stamps_[i]);
+        std::memcpy(dst + kChangedHeadBytes, src, row_bytes);
+        out.Commit(record);
+        continue;
+      }
+      MTPS_RETURN_IF_ERROR(out.Put(&s.changed_keys_[i], sizeof(uint64_t)));
+      MTPS_RETURN_IF_ERROR(out.Put(&s.changed_pos_[i], sizeof(uint64_t)));
+      MTPS_RETURN_IF_ERROR(out.Put(&s.changed_stamps_[i], sizeof(uint32_t)));
+      MTPS_RETURN_IF_ERROR(out.Put(src, row_bytes));
+    }
+    for (size_t i = 0; i < s.moved_keys_.size(); ++i) {
+      MTPS_RETURN_IF_ERROR(out.Put(&s.moved_keys_[i], sizeof(uint64_t)));
+      MTPS_RETURN_IF_ERROR(out.Put(&s.moved_pos_[i], sizeof(uint64_t)));
+    }
+    MTPS_RETURN_IF_ERROR(out.Put(s.emptied_.data(), s.emptied_.size() * sizeof(uint64_t)));
+    MTPS_RETURN_IF_ERROR(out.Put(s.removed_.data(), s.removed_.size() * sizeof(uint64_t)));
+    return out.Finish();
+  }
   char header[kRowsHeaderBytes] = {};
   std::memcpy(header, kRowsMagic, sizeof(kRowsMagic));
   Store<uint32_t>(header + 8, kRowsVersion);
@@ -799,8 +951,9 @@ Status WriteSparseSnapshot(const SparseTableSnapshot& snapshot,
 Status SparseTable::Restore(const char* data, size_t size, const std::string& where) {
   Clear();
   const Status status = RestoreChecked(data, size);
+  if (!status.ok()) Clear();
+  StartDelta();
   if (status.ok()) return status;
-  Clear();
   return Status(status.code(), where + ": " + status.message());
 }
 
@@ -816,6 +969,11 @@ Status SparseTable::RestoreChecked(const char* data, size_t size) {
                               " bytes, the header alone takes " + std::to_string(kRowsHeaderBytes));
   }
   if (std::memcmp(data, kRowsMagic, sizeof(kRowsMagic)) != 0) {
+    if (std::memcmp(data, kDeltaMagic, sizeof(kDeltaMagic)) == 0) {
+      return Status::Corruption(
+          "a delta snapshot (MTPSDELT), not a full one (MTPSROWS): apply it with ApplyDelta to "
+          "the table at its base");
+    }
     return Status::Corruption("not a sparse table snapshot (no MTPSROWS magic)");
   }
   const uint32_t version = Load<uint32_t>(data + 8);
@@ -825,21 +983,8 @@ Status SparseTable::RestoreChecked(const char* data, size_t size) {
   }
   const uint32_t dim = Load<uint32_t>(data + 12);
   const uint32_t row_floats = Load<uint32_t>(data + 16);
-  const uint32_t kind_code = Load<uint32_t>(data + 20);
-  if (kind_code > 3) {
-    return Status::Corruption("unknown optimizer kind " + std::to_string(kind_code));
-  }
-  const OptimizerKind kinds[4] = {OptimizerKind::kSgd, OptimizerKind::kAdagrad,
-                                  OptimizerKind::kAdam, OptimizerKind::kFtrl};
-  const OptimizerKind kind = kinds[kind_code];
-  if (dim == 0 || dim > static_cast<uint32_t>(std::numeric_limits<int>::max())) {
-    return Status::Corruption("dim " + std::to_string(dim));
-  }
-  if (row_floats != RowFloatsOf(kind, dim)) {
-    return Status::Corruption("row_floats " + std::to_string(row_floats) + " does not match dim " +
-                              std::to_string(dim) + " with " + KindName(kind) + " (" +
-                              std::to_string(RowFloatsOf(kind, dim)) + ")");
-  }
+  OptimizerKind kind;
+  MTPS_RETURN_IF_ERROR(CheckRowFormat(dim, row_floats, Load<uint32_t>(data + 20), &kind));
   const uint64_t step = Load<uint64_t>(data + 24);
   Counters counters;
   counters.admitted = Load<int64_t>(data + 32);
@@ -965,12 +1110,13 @@ Status SparseTable::RestoreChecked(const char* data, size_t size) {
       if (age == cut_age) --ties_left;
     }
     Bucket* b;
+    const uint64_t h = Mix64(key);
     if (key == kEmptyKey) {
       if (has_empty_key_) return Status::Corruption("key 0 appears twice");
       has_empty_key_ = true;
       b = &empty_key_bucket_;
     } else {
-      size_t i = Mix64(key) & mask_;
+      size_t i = h & mask_;
       while (buckets_[i].key != kEmptyKey) {
         if (buckets_[i].key == key) {
           return Status::Corruption("key " + std::to_string(key) + " appears twice");
@@ -980,13 +1126,944 @@ Status SparseTable::RestoreChecked(const char* data, size_t size) {
       DCHECK_LT(occupied_, grow_at_);
       ++occupied_;
       b = &buckets_[i];
+      layout_sum_ += h * (2 * i + 1);
     }
     const uint32_t row = AllocRow();
     *b = Bucket{key, row, stamp};
     std::memcpy(RowPtr(row), rec + kRecordHeadBytes, row_bytes);
     ++num_rows_;
+    key_sum_ += h;
+    stamp_sum_ += stamp;
   }
   return Status::OK();
+}
+
+// ---------------------------------------------------------------------------
+// Delta snapshots
+
+SparseTable::ChainState SparseTable::CurrentChain() const {
+  ChainState c;
+  c.step = step_;
+  c.rows = num_rows_;
+  c.counters = counters_;
+  c.key_sum = key_sum_;
+  c.stamp_sum = stamp_sum_;
+  c.layout_sum = layout_sum_;
+  c.capacity_log2 = static_cast<uint32_t>(__builtin_ctzll(capacity_));
+  return c;
+}
+
+void SparseTable::StartDelta() {
+  base_ = CurrentChain();
+  created_at_base_.clear();
+  removed_.clear();
+  dirty_pos_.clear();
+  created_overflow_ = false;
+  removed_overflow_ = false;
+  layout_all_ = false;
+  if (sketch_ != nullptr) sketch_->MarkClean();
+}
+
+void SparseTable::CompactDeltaLists(size_t limit) {
+  auto sort_unique = [](auto* v) {
+    std::sort(v->begin(), v->end());
+    v->erase(std::unique(v->begin(), v->end()), v->end());
+  };
+  if (removed_.size() > limit) {
+    // Keys present again are changed rows, not removals.
+    sort_unique(&removed_);
+    removed_.erase(std::remove_if(removed_.begin(), removed_.end(),
+                                  [this](uint64_t key) { return Find(key) != nullptr; }),
+                   removed_.end());
+    if (removed_.size() > limit / 2) {
+      removed_overflow_ = true;
+      layout_all_ = true;
+      std::vector<uint64_t>().swap(removed_);
+      std::vector<size_t>().swap(dirty_pos_);
+    }
+  }
+  if (dirty_pos_.size() > limit) {
+    sort_unique(&dirty_pos_);
+    if (dirty_pos_.size() > limit / 2) {
+      layout_all_ = true;
+      std::vector<size_t>().swap(dirty_pos_);
+    }
+  }
+  if (created_at_base_.size() > limit) {
+    sort_unique(&created_at_base_);
+    created_at_base_.erase(std::remove_if(created_at_base_.begin(), created_at_base_.end(),
+                                          [this](uint64_t key) { return Find(key) == nullptr; }),
+                           created_at_base_.end());
+    if (created_at_base_.size() > limit / 2) {
+      created_overflow_ = true;
+      std::vector<uint64_t>().swap(created_at_base_);
+    }
+  }
+}
+
+SparseTableSnapshot SparseTable::DeltaSnapshot() const {
+  SparseTableSnapshot s;
+  s.kind_ = kind_;
+  s.dim_ = dim_;
+  s.row_floats_ = row_floats_;
+  s.is_delta_ = true;
+  s.step_ = step_;
+  s.counters_ = counters_;
+  s.num_rows_ = num_rows_;
+  s.capacity_ = capacity_;
+  s.sweep_cursor_ = sweep_cursor_;
+  s.lru_rng_ = lru_rng_;
+  s.base_ = base_;
+  s.result_ = CurrentChain();
+  const bool whole = layout_all_;
+  s.delta_flags_ = (whole ? kWholeLayout : 0u) | (removed_overflow_ ? kRemovedUnlisted : 0u);
+
+  // A row changed in the period iff its age is below the period's length
+  // (stamps modulo 2^32), or, when the list of rows created at the base step
+  // overflowed, equal to it.
+  const uint64_t period = step_ - base_.step;
+  const uint64_t young =
+      std::min<uint64_t>(period + (created_overflow_ ? 1 : 0), uint64_t{1} << 32);
+  auto changed = [&](uint32_t stamp) { return uint64_t{Age(stamp)} < young; };
+  // The buckets of rows created at the base step that their stamps miss.
+  std::vector<size_t> created_pos;
+  bool key0_created = false;
+  if (!created_at_base_.empty()) {
+    for (uint64_t key : created_at_base_) {
+      const Bucket* b = Find(key);
+      if (b == nullptr || changed(b->step)) continue;
+      if (key == kEmptyKey) {
+        key0_created = true;
+      } else {
+        created_pos.push_back(static_cast<size_t>(b - buckets_.get()));
+      }
+    }
+    std::sort(created_pos.begin(), created_pos.end());
+    created_pos.erase(std::unique(created_pos.begin(), created_pos.end()), created_pos.end());
+  }
+  std::vector<uint32_t> rows;  // arena rows of the changed records
+  auto add_changed = [&](uint64_t key, uint64_t pos, const Bucket& b) {
+    s.changed_keys_.push_back(key);
+    s.changed_pos_.push_back(pos);
+    s.changed_stamps_.push_back(b.step);
+    rows.push_back(b.row);
+  };
+  if (has_empty_key_) {
+    if (key0_created || changed(empty_key_bucket_.step)) {
+      s.key0_state_ = 2;
+      add_changed(kEmptyKey, kNoBucket, empty_key_bucket_);
+    } else {
+      s.key0_state_ = 1;
+    }
+  }
+  // One pass over the index.
+  if (!whole && created_pos.empty()) {
+    // The common case, without a branch on the (unpredictable) free buckets.
+    for (size_t i = 0; i < capacity_; ++i) {
+      const Bucket& b = buckets_[i];
+      if (__builtin_expect((b.key != kEmptyKey) & changed(b.step), 0)) add_changed(b.key, i, b);
+    }
+  } else {
+    size_t next_created = 0;
+    for (size_t i = 0; i < capacity_; ++i) {
+      const Bucket& b = buckets_[i];
+      if (b.key == kEmptyKey) continue;
+      while (next_created < created_pos.size() && created_pos[next_created] < i) ++next_created;
+      if (changed(b.step) ||
+          (next_created < created_pos.size() && created_pos[next_created] == i)) {
+        add_changed(b.key, i, b);
+      } else if (whole) {
+        s.moved_keys_.push_back(b.key);
+        s.moved_pos_.push_back(i);
+      }
+    }
+  }
+  if (!whole) {
+    // The buckets that backward shifts rewrote and that the pass did not
+    // list: emptied, or holding an unchanged row moved there.
+    std::vector<size_t> dirty = dirty_pos_;
+    std::sort(dirty.begin(), dirty.end());
+    dirty.erase(std::unique(dirty.begin(), dirty.end()), dirty.end());
+    for (size_t pos : dirty) {
+      const Bucket& b = buckets_[pos];
+      if (b.key == kEmptyKey) {
+        s.emptied_.push_back(pos);
+      } else if (!changed(b.step) &&
+                 !std::binary_search(created_pos.begin(), created_pos.end(), pos)) {
+        s.moved_keys_.push_back(b.key);
+        s.moved_pos_.push_back(pos);
+      }
+    }
+  }
+  if (!removed_overflow_) {
+    s.removed_ = removed_;
+    std::sort(s.removed_.begin(), s.removed_.end());
+    s.removed_.erase(std::unique(s.removed_.begin(), s.removed_.end()), s.removed_.end());
+    s.removed_.erase(std::remove_if(s.removed_.begin(), s.removed_.end(),
+                                    [this](uint64_t key) { return Find(key) != nullptr; }),
+                     s.removed_.end());
+  }
+  // The changed rows' content.
+  s.arena_rows_ = rows.size();
+  s.arena_.reset(static_cast<float*>(AllocForCopy(rows.size() * row_floats_ * sizeof(float))));
+  const size_t row_bytes = row_floats_ * sizeof(float);
+  for (size_t i = 0; i < rows.size(); ++i) {
+    if (i + kWritePrefetch < rows.size()) __builtin_prefetch(RowPtr(rows[i + kWritePrefetch]));
+    std::memcpy(s.arena_.get() + i * row_floats_, RowPtr(rows[i]), row_bytes);
+  }
+  if (sketch_ != nullptr) {
+    s.sketch_width_log2_ = sketch_->width_log2();
+    s.sketch_seed_ = sketch_->hash_seed();
+    s.sketch_block_log2_ = sketch_->block_log2();
+    s.sketch_blocks_ = sketch_->DirtyBlocks();
+    const size_t block = size_t{1} << sketch_->block_log2();
+    s.sketch_counters_.resize(s.sketch_blocks_.size() * block);
+    for (size_t i = 0; i < s.sketch_blocks_.size(); ++i) {
+      std::memcpy(s.sketch_counters_.data() + i * block,
+                  sketch_->counters().data() + size_t{s.sketch_blocks_[i]} * block,
+                  block * sizeof(uint16_t));
+    }
+  }
+  return s;
+}
+
+// A well-formed delta's fields, and where its sections start in the input.
+struct SparseTable::DeltaView {
+  uint32_t flags = 0;
+  uint32_t key0 = 0;
+  ChainState base;
+  ChainState result;
+  uint64_t sweep_cursor = 0;
+  uint64_t lru_rng = 0;
+  uint32_t sketch_depth = 0;
+  uint32_t sketch_width_log2 = 0;
+  uint64_t sketch_seed = 0;
+  uint32_t sketch_block_log2 = 0;
+  uint64_t blocks = 0, changed = 0, moved = 0, emptied = 0, removed = 0;
+  const char* block_data = nullptr;
+  const char* changed_data = nullptr;
+  const char* moved_data = nullptr;
+  const char* emptied_data = nullptr;
+  const char* removed_data = nullptr;
+  size_t changed_record = 0;  // bytes
+  size_t block_record = 0;    // bytes
+
+  bool whole() const { return (flags & kWholeLayout) != 0; }
+  bool removed_listed() const { return (flags & kRemovedUnlisted) == 0; }
+  // The changed records of keys other than 0 are [first_changed(), changed).
+  size_t first_changed() const { return key0 == 2 ? 1 : 0; }
+  const char* changed_at(size_t i) const { return changed_data + i * changed_record; }
+  uint64_t changed_key(size_t i) const { return Load<uint64_t>(changed_at(i)); }
+  uint64_t changed_pos(size_t i) const { return Load<uint64_t>(changed_at(i) + 8); }
+  uint32_t changed_stamp(size_t i) const { return Load<uint32_t>(changed_at(i) + 16); }
+  const char* changed_row(size_t i) const { return changed_at(i) + kChangedHeadBytes; }
+  uint64_t moved_key(size_t i) const { return Load<uint64_t>(moved_data + i * kMovedBytes); }
+  uint64_t moved_pos(size_t i) const { return Load<uint64_t>(moved_data + i * kMovedBytes + 8); }
+  uint64_t emptied_pos(size_t i) const { return Load<uint64_t>(emptied_data + i * 8); }
+  uint64_t removed_key(size_t i) const { return Load<uint64_t>(removed_data + i * 8); }
+  // The removed keys are strictly ascending (checked).
+  bool IsRemoved(uint64_t key) const {
+    size_t lo = 0, hi = static_cast<size_t>(removed);
+    while (lo < hi) {
+      const size_t mid = lo + (hi - lo) / 2;
+      if (removed_key(mid) < key) {
+        lo = mid + 1;
+      } else {
+        hi = mid;
+      }
+    }
+    return lo < removed && removed_key(lo) == key;
+  }
+};
+
+namespace {
+
+// A ChainState from a delta header at p.
+template <typename Chain>
+void LoadChain(const char* p, Chain* c) {
+  c->step = Load<uint64_t>(p);
+  c->rows = Load<uint64_t>(p + 8);
+  c->counters.admitted = Load<int64_t>(p + 16);
+  c->counters.rejected = Load<int64_t>(p + 24);
+  c->counters.evicted = Load<int64_t>(p + 32);
+  c->key_sum = Load<uint64_t>(p + 40);
+  c->stamp_sum = Load<uint64_t>(p + 48);
+  c->layout_sum = Load<uint64_t>(p + 56);
+  c->capacity_log2 = Load<uint32_t>(p + 64);
+}
+
+template <typename Chain>
+Status CheckChainFields(const Chain& c, const char* what) {
+  if (c.step > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) ||
+      c.counters.admitted < 0 || c.counters.rejected < 0 || c.counters.evicted < 0) {
+    return Status::Corruption(std::string("negative step or counter in the ") + what);
+  }
+  if (c.rows > kMaxRows) {
+    return Status::Corruption(std::string("the ") + what + " has " + std::to_string(c.rows) +
+                              " rows, more than a table holds");
+  }
+  if (c.capacity_log2 < 4 || c.capacity_log2 > kMaxCapacityLog2) {
+    return Status::Corruption(std::string("the ") + what + "'s index has 2^" +
+                              std::to_string(c.capacity_log2) + " buckets");
+  }
+  return Status::OK();
+}
+
+}  // namespace
+
+Status SparseTable::CheckDelta(const char* data, size_t size, DeltaView* view) const {
+  DeltaView& d = *view;
+  if (size < kDeltaHeaderBytes) {
+    if (size == 0) return Status::Corruption("empty: no delta");
+    if (std::memcmp(data, kDeltaMagic, std::min(size, sizeof(kDeltaMagic))) != 0) {
+      return Status::Corruption("not a sparse table delta (no MTPSDELT magic)");
+    }
+    return Status::Corruption("truncated: " + std::to_string(size) +
+                              " bytes, the header alone takes " +
+                              std::to_string(kDeltaHeaderBytes));
+  }
+  if (std::memcmp(data, kDeltaMagic, sizeof(kDeltaMagic)) != 0) {
+    if (std::memcmp(data, kRowsMagic, sizeof(kRowsMagic)) == 0) {
+      return Status::Corruption(
+          "a full snapshot (MTPSROWS), not a delta (MTPSDELT): load it with Restore");
+    }
+    return Status::Corruption("not a sparse table delta (no MTPSDELT magic)");
+  }
+  const uint32_t version = Load<uint32_t>(data + 8);
+  if (version != kDeltaVersion) {
+    return Status::Corruption("delta format version " + std::to_string(version) +
+                              ", this build reads version " + std::to_string(kDeltaVersion));
+  }
+  const uint32_t dim = Load<uint32_t>(data + 12);
+  const uint32_t row_floats = Load<uint32_t>(data + 16);
+  OptimizerKind kind;
+  MTPS_RETURN_IF_ERROR(CheckRowFormat(dim, row_floats, Load<uint32_t>(data + 20), &kind));
+  d.flags = Load<uint32_t>(data + 24);
+  d.key0 = Load<uint32_t>(data + 28);
+  LoadChain(data + kBaseAt, &d.base);
+  LoadChain(data + kResultAt, &d.result);
+  d.sweep_cursor = Load<uint64_t>(data + 176);
+  d.lru_rng = Load<uint64_t>(data + 184);
+  d.sketch_depth = Load<uint32_t>(data + 192);
+  d.sketch_width_log2 = Load<uint32_t>(data + 196);
+  d.sketch_seed = Load<uint64_t>(data + 200);
+  d.sketch_block_log2 = Load<uint32_t>(data + 208);
+  d.blocks = Load<uint64_t>(data + 216);
+  d.changed = Load<uint64_t>(data + 224);
+  d.moved = Load<uint64_t>(data + 232);
+  d.emptied = Load<uint64_t>(data + 240);
+  d.removed = Load<uint64_t>(data + 248);
+  if (Load<uint32_t>(data + kBaseAt + 68) != 0 || Load<uint32_t>(data + kResultAt + 68) != 0 ||
+      Load<uint32_t>(data + 212) != 0) {
+    return Status::Corruption("reserved header field is not 0");
+  }
+  if ((d.flags & ~(kWholeLayout | kRemovedUnlisted)) != 0 ||
+      ((d.flags & kRemovedUnlisted) != 0 && !d.whole())) {
+    return Status::Corruption("unknown delta flags " + std::to_string(d.flags));
+  }
+  if (d.key0 > 2) return Status::Corruption("key 0 state " + std::to_string(d.key0));
+  if (d.sketch_depth == 0
+          ? (d.sketch_width_log2 != 0 || d.sketch_seed != 0 || d.sketch_block_log2 != 0)
+          : (d.sketch_depth != static_cast<uint32_t>(CountMinSketch::kDepth) ||
+             d.sketch_width_log2 < 4 || d.sketch_width_log2 > 30 ||
+             d.sketch_block_log2 > d.sketch_width_log2 + 2)) {
+    return Status::Corruption("admission sketch of depth " + std::to_string(d.sketch_depth) +
+                              ", width 2^" + std::to_string(d.sketch_width_log2) +
+                              " in blocks of 2^" + std::to_string(d.sketch_block_log2));
+  }
+  const uint64_t num_blocks =
+      d.sketch_depth == 0
+          ? 0
+          : (uint64_t{d.sketch_depth} << d.sketch_width_log2) >> d.sketch_block_log2;
+  if (d.blocks > num_blocks) {
+    return Status::Corruption(std::to_string(d.blocks) + " sketch blocks of " +
+                              std::to_string(num_blocks));
+  }
+
+  // The sections, each checked against what is left before it is used.
+  if (size < kDeltaHeaderBytes + kChecksumBytes) {
+    return Status::Corruption("truncated: " + std::to_string(size) +
+                              " bytes, the header and the checksum take " +
+                              std::to_string(kDeltaHeaderBytes + kChecksumBytes));
+  }
+  const char* at = data + kDeltaHeaderBytes;
+  uint64_t left = size - kDeltaHeaderBytes - kChecksumBytes;
+  auto section = [&](uint64_t count, uint64_t each, const char* what,
+                     const char** start) -> Status {
+    if (count > left / each) {
+      return Status::Corruption("truncated: " + std::to_string(count) + " " + what +
+                                " announced, " + std::to_string(left / each) + " present");
+    }
+    *start = at;
+    at += count * each;
+    left -= count * each;
+    return Status::OK();
+  };
+  d.block_record = sizeof(uint32_t) + (size_t{2} << d.sketch_block_log2);
+  d.changed_record = kChangedHeadBytes + size_t{row_floats} * sizeof(float);
+  MTPS_RETURN_IF_ERROR(section(d.blocks, d.block_record, "sketch blocks", &d.block_data));
+  MTPS_RETURN_IF_ERROR(section(d.changed, d.changed_record, "changed rows", &d.changed_data));
+  MTPS_RETURN_IF_ERROR(section(d.moved, kMovedBytes, "moved rows", &d.moved_data));
+  MTPS_RETURN_IF_ERROR(section(d.emptied, sizeof(uint64_t), "emptied buckets", &d.emptied_data));
+  MTPS_RETURN_IF_ERROR(section(d.removed, sizeof(uint64_t), "removed keys", &d.removed_data));
+  if (left != 0) {
+    return Status::Corruption(std::to_string(left) + " stray bytes after the sections announced");
+  }
+  const uint64_t stored_sum = Load<uint64_t>(data + size - kChecksumBytes);
+  const uint64_t actual_sum = SnapshotChecksum::Of(data, size - kChecksumBytes);
+  if (stored_sum != actual_sum) {
+    return Status::Corruption("checksum mismatch (stored " + std::to_string(stored_sum) +
+                              ", computed " + std::to_string(actual_sum) + ")");
+  }
+
+  // The bytes are what a writer wrote; do they fit this table?
+  if (static_cast<int>(dim) != dim_) {
+    return Status::InvalidArgument("delta of dim " + std::to_string(dim) + ", this table's is " +
+                                   std::to_string(dim_));
+  }
+  if (kind != kind_) {
+    return Status::InvalidArgument(std::string("delta's optimizer is ") + KindName(kind) +
+                                   ", this table's is " + KindName(kind_));
+  }
+  if (sketch_ != nullptr && d.sketch_depth != 0) {
+    if (static_cast<int>(d.sketch_width_log2) != sketch_->width_log2()) {
+      return Status::InvalidArgument("admission sketch of width 2^" +
+                                     std::to_string(d.sketch_width_log2) + ", this table's is 2^" +
+                                     std::to_string(sketch_->width_log2()));
+    }
+    if (d.sketch_seed != sketch_->hash_seed()) {
+      return Status::InvalidArgument(
+          "admission sketch hashed with seed " + std::to_string(d.sketch_seed) +
+          ", this table's with " + std::to_string(sketch_->hash_seed()) + " (another table seed)");
+    }
+    if (static_cast<int>(d.sketch_block_log2) != sketch_->block_log2()) {
+      return Status::InvalidArgument(
+          "admission sketch in blocks of 2^" + std::to_string(d.sketch_block_log2) +
+          " counters, this table's are of 2^" + std::to_string(sketch_->block_log2()));
+    }
+  }
+  // Is it consistent?
+  MTPS_RETURN_IF_ERROR(CheckChainFields(d.base, "base"));
+  MTPS_RETURN_IF_ERROR(CheckChainFields(d.result, "result"));
+  if (d.result.step < d.base.step) {
+    return Status::Corruption("a delta from step " + std::to_string(d.base.step) +
+                              " back to step " + std::to_string(d.result.step));
+  }
+  const uint64_t capacity = uint64_t{1} << d.result.capacity_log2;
+  if (d.sweep_cursor >= capacity) {
+    return Status::Corruption("index of 2^" + std::to_string(d.result.capacity_log2) +
+                              " buckets with its sweep at " + std::to_string(d.sweep_cursor));
+  }
+  if (!d.whole() && d.result.capacity_log2 != d.base.capacity_log2) {
+    return Status::Corruption("an in-place delta of an index resized from 2^" +
+                              std::to_string(d.base.capacity_log2) + " to 2^" +
+                              std::to_string(d.result.capacity_log2) + " buckets");
+  }
+  if (d.whole() && d.emptied != 0) {
+    return Status::Corruption("a whole-layout delta with emptied buckets");
+  }
+  if ((d.flags & kRemovedUnlisted) != 0 && d.removed != 0) {
+    return Status::Corruption("removed keys in a delta that does not list them");
+  }
+  if (d.key0 == 2 &&
+      (d.changed == 0 || d.changed_key(0) != kEmptyKey || d.changed_pos(0) != kNoBucket)) {
+    return Status::Corruption("key 0's changed row is not the first");
+  }
+  if (d.whole() && d.result.rows != d.changed + d.moved + (d.key0 == 1 ? 1 : 0)) {
+    return Status::Corruption("a whole-layout delta of " + std::to_string(d.result.rows) +
+                              " rows lists " +
+                              std::to_string(d.changed + d.moved + (d.key0 == 1 ? 1 : 0)));
+  }
+  // Buckets: within the index, each list ascending, the lists disjoint.
+  size_t c = d.first_changed(), m = 0, e = 0;
+  uint64_t last = 0;
+  bool first = true;
+  while (c < d.changed || m < d.moved || e < d.emptied) {
+    const uint64_t pc = c < d.changed ? d.changed_pos(c) : kNoBucket;
+    const uint64_t pm = m < d.moved ? d.moved_pos(m) : kNoBucket;
+    const uint64_t pe = e < d.emptied ? d.emptied_pos(e) : kNoBucket;
+    const uint64_t pos = std::min(pc, std::min(pm, pe));
+    if (pos >= capacity) {
+      return Status::Corruption("bucket " + std::to_string(pos) + " of an index of 2^" +
+                                std::to_string(d.result.capacity_log2));
+    }
+    if (!first && pos <= last) {
+      return Status::Corruption("bucket " + std::to_string(pos) + " listed twice or out of order");
+    }
+    if (pos == pc) {
+      if (d.changed_key(c) == kEmptyKey) return Status::Corruption("key 0 in a bucket");
+      ++c;
+    } else if (pos == pm) {
+      if (d.moved_key(m) == kEmptyKey) return Status::Corruption("key 0 in a bucket");
+      ++m;
+    } else {
+      ++e;
+    }
+    last = pos;
+    first = false;
+  }
+  for (size_t i = 1; i < d.removed; ++i) {
+    if (d.removed_key(i) <= d.removed_key(i - 1)) {
+      return Status::Corruption("removed keys out of order");
+    }
+  }
+  if (d.key0 != 0 && d.IsRemoved(kEmptyKey)) {
+    return Status::Corruption("key 0 both kept and removed");
+  }
+  for (size_t b = 0; b < d.blocks; ++b) {
+    const uint32_t number = Load<uint32_t>(d.block_data + b * d.block_record);
+    if (number >= num_blocks) {
+      return Status::Corruption("sketch block " + std::to_string(number) + " of " +
+                                std::to_string(num_blocks));
+    }
+  }
+
+  // And is this table its base?
+  const ChainState now = CurrentChain();
+  if (d.base.step != now.step) {
+    return Status::InvalidArgument("chained to step " + std::to_string(d.base.step) +
+                                   ", the table is at step " + std::to_string(now.step));
+  }
+  if (d.base.rows != now.rows) {
+    return Status::InvalidArgument("chained to a table of " + std::to_string(d.base.rows) +
+                                   " rows at step " + std::to_string(d.base.step) +
+                                   ", the table has " + std::to_string(now.rows));
+  }
+  if (d.base.counters.admitted != now.counters.admitted ||
+      d.base.counters.rejected != now.counters.rejected ||
+      d.base.counters.evicted != now.counters.evicted) {
+    return Status::InvalidArgument(
+        "chained to a table with counters admitted " + std::to_string(d.base.counters.admitted) +
+        ", rejected " + std::to_string(d.base.counters.rejected) + ", evicted " +
+        std::to_string(d.base.counters.evicted) + " at step " + std::to_string(d.base.step) +
+        ", the table's are " + std::to_string(now.counters.admitted) + ", " +
+        std::to_string(now.counters.rejected) + ", " + std::to_string(now.counters.evicted));
+  }
+  if (d.base.key_sum != now.key_sum || d.base.stamp_sum != now.stamp_sum) {
+    return Status::InvalidArgument("chained to another table state at step " +
+                                   std::to_string(d.base.step) + " (same rows and counters, but " +
+                                   (d.base.key_sum != now.key_sum ? "other keys" : "other stamps") +
+                                   ")");
+  }
+  return Status::OK();
+}
+
+SparseTable::Bucket* SparseTable::InsertForLoad(uint64_t key, uint32_t stamp) {
+  if (occupied_ + 1 > grow_at_) Rehash(capacity_ * 2, /*sweep=*/false);
+  const uint64_t h = Mix64(key);
+  size_t i = h & mask_;
+  while (buckets_[i].key != kEmptyKey) i = (i + 1) & mask_;
+  buckets_[i] = Bucket{key, AllocRow(), stamp};
+  ++occupied_;
+  ++num_rows_;
+  key_sum_ += h;
+  stamp_sum_ += stamp;
+  layout_sum_ += h * (2 * i + 1);
+  return &buckets_[i];
+}
+
+Status SparseTable::ApplyInPlace(const DeltaView& d) {
+  // The index has the base's layout: the delta's buckets are the only ones
+  // whose content differs. A changed row still in its bucket is overwritten
+  // there; the other buckets' rows are taken out, then the new ones put in.
+  struct Displaced {
+    uint64_t key;
+    uint32_t row;
+    uint32_t stamp;
+    bool kept;
+  };
+  std::vector<Displaced> displaced;
+  auto take_out = [&](uint64_t pos) {
+    Bucket& b = buckets_[pos];
+    if (b.key == kEmptyKey) return;
+    const uint64_t h = Mix64(b.key);
+    displaced.push_back(Displaced{b.key, b.row, b.step, false});
+    key_sum_ -= h;
+    stamp_sum_ -= b.step;
+    layout_sum_ -= h * (2 * pos + 1);
+    --occupied_;
+    --num_rows_;
+    b = Bucket{kEmptyKey, 0, 0};
+  };
+  const size_t row_bytes = row_floats_ * sizeof(float);
+  // The changed rows updated in place (most of them, usually); the others
+  // are listed in `put_back`.
+  std::vector<size_t> put_back;
+  constexpr size_t kAhead = 16;
+  for (size_t i = d.first_changed(); i < d.changed; ++i) {
+    if (i + kAhead < d.changed) __builtin_prefetch(&buckets_[d.changed_pos(i + kAhead)]);
+    if (i + kAhead / 4 < d.changed) {
+      const Bucket& ahead = buckets_[d.changed_pos(i + kAhead / 4)];
+      if (ahead.key != kEmptyKey) __builtin_prefetch(RowPtr(ahead.row));
+    }
+    const uint64_t pos = d.changed_pos(i);
+    Bucket& b = buckets_[pos];
+    if (b.key == d.changed_key(i)) {
+      const uint32_t stamp = d.changed_stamp(i);
+      stamp_sum_ += uint64_t{stamp} - b.step;
+      b.step = stamp;
+      std::memcpy(RowPtr(b.row), d.changed_row(i), row_bytes);
+    } else {
+      take_out(pos);
+      put_back.push_back(i);
+    }
+  }
+  for (size_t i = 0; i < d.moved; ++i) take_out(d.moved_pos(i));
+  for (size_t i = 0; i < d.emptied; ++i) take_out(d.emptied_pos(i));
+  std::sort(displaced.begin(), displaced.end(),
+            [](const Displaced& a, const Displaced& b) { return a.key < b.key; });
+  auto reclaim = [&](uint64_t key) -> Displaced* {
+    auto it = std::lower_bound(displaced.begin(), displaced.end(), key,
+                               [](const Displaced& a, uint64_t k) { return a.key < k; });
+    if (it == displaced.end() || it->key != key || it->kept) return nullptr;
+    it->kept = true;
+    return &*it;
+  };
+  auto put = [&](uint64_t pos, uint64_t key, uint32_t row, uint32_t stamp) {
+    buckets_[pos] = Bucket{key, row, stamp};
+    const uint64_t h = Mix64(key);
+    key_sum_ += h;
+    stamp_sum_ += stamp;
+    layout_sum_ += h * (2 * pos + 1);
+    ++occupied_;
+    ++num_rows_;
+  };
+  for (size_t i : put_back) {
+    const uint64_t key = d.changed_key(i);
+    const Displaced* x = reclaim(key);
+    const uint32_t row = x != nullptr ? x->row : AllocRow();
+    std::memcpy(RowPtr(row), d.changed_row(i), row_bytes);
+    put(d.changed_pos(i), key, row, d.changed_stamp(i));
+  }
+  for (size_t i = 0; i < d.moved; ++i) {
+    const uint64_t key = d.moved_key(i);
+    const Displaced* x = reclaim(key);
+    if (x == nullptr) {
+      return Status::Corruption("moved key " + std::to_string(key) +
+                                " is in none of the delta's buckets of the base");
+    }
+    put(d.moved_pos(i), key, x->row, x->stamp);
+  }
+  for (const Displaced& x : displaced) {
+    if (x.kept) continue;
+    if (d.removed_listed() && !d.IsRemoved(x.key)) {
+      return Status::Corruption("key " + std::to_string(x.key) +
+                                " of the base is neither kept nor listed as removed");
+    }
+    free_rows_.push_back(x.row);
+  }
+  // The result must be a valid index: room left, every listed key found in
+  // its bucket, no probe run cut by an emptied bucket, removed keys gone.
+  if (occupied_ > grow_at_) {
+    return Status::Corruption(std::to_string(occupied_) + " buckets used of " +
+                              std::to_string(capacity_));
+  }
+  auto found_at = [&](uint64_t key, uint64_t pos) {
+    const Bucket* b = Find(key);
+    return b == &buckets_[pos];
+  };
+  for (size_t i : put_back) {  // (the rows updated in place did not move)
+    if (!found_at(d.changed_key(i), d.changed_pos(i))) {
+      return Status::Corruption("key " + std::to_string(d.changed_key(i)) + " in bucket " +
+                                std::to_string(d.changed_pos(i)) + " is not reachable there");
+    }
+  }
+  for (size_t i = 0; i < d.moved; ++i) {
+    if (!found_at(d.moved_key(i), d.moved_pos(i))) {
+      return Status::Corruption("key " + std::to_string(d.moved_key(i)) + " in bucket " +
+                                std::to_string(d.moved_pos(i)) + " is not reachable there");
+    }
+  }
+  for (size_t i = 0; i < d.emptied; ++i) {
+    const size_t hole = static_cast<size_t>(d.emptied_pos(i));
+    for (size_t j = (hole + 1) & mask_; buckets_[j].key != kEmptyKey; j = (j + 1) & mask_) {
+      const size_t home = Mix64(buckets_[j].key) & mask_;
+      if (((j - home) & mask_) >= ((j - hole) & mask_)) {
+        return Status::Corruption("emptied bucket " + std::to_string(hole) + " cuts key " +
+                                  std::to_string(buckets_[j].key) + "'s probe run");
+      }
+    }
+  }
+  for (size_t i = 0; i < d.removed; ++i) {
+    const uint64_t key = d.removed_key(i);
+    if (key != kEmptyKey && Find(key) != nullptr) {
+      return Status::Corruption("removed key " + std::to_string(key) + " is still there");
+    }
+  }
+  return Status::OK();
+}
+
+Status SparseTable::ApplyWholeLayout(const DeltaView& d, bool* same_layout) {
+  // Every row's bucket is listed: build the new index beside the old one,
+  // taking the rows of the listed keys out of the old index (a row taken is
+  // marked kNoRow there), then free the rows left.
+  const size_t n = static_cast<size_t>(d.changed - d.first_changed() + d.moved);
+  size_t needed = kMinCapacity;
+  while (GrowAt(needed) < n) needed <<= 1;
+  const size_t hint = size_t{1} << d.result.capacity_log2;
+  // A hint far beyond what the rows need is not allocated (as in Restore).
+  const bool at_pos = hint >= needed && hint <= kMaxCapacityHint * needed;
+  const size_t capacity = at_pos ? hint : needed;
+  const size_t mask = capacity - 1;
+  void* mem = std::calloc(capacity, sizeof(Bucket));
+  if (mem == nullptr) throw std::bad_alloc();
+  std::unique_ptr<Bucket[], FreeDeleter> fresh(static_cast<Bucket*>(mem));
+  auto place = [&](uint64_t key, uint64_t pos, uint32_t row, uint32_t stamp) -> Status {
+    size_t j;
+    if (at_pos) {
+      j = static_cast<size_t>(pos);  // < hint, and distinct (checked)
+    } else {
+      j = Mix64(key) & mask;
+      while (fresh[j].key != kEmptyKey) {
+        if (fresh[j].key == key) {
+          return Status::Corruption("key " + std::to_string(key) + " listed twice");
+        }
+        j = (j + 1) & mask;
+      }
+    }
+    fresh[j] = Bucket{key, row, stamp};
+    return Status::OK();
+  };
+  const size_t row_bytes = row_floats_ * sizeof(float);
+  for (size_t i = d.first_changed(); i < d.changed; ++i) {
+    const uint64_t key = d.changed_key(i);
+    Bucket* old = Find(key);
+    uint32_t row;
+    if (old != nullptr) {
+      if (old->row == kNoRow) {
+        return Status::Corruption("key " + std::to_string(key) + " listed twice");
+      }
+      row = old->row;
+      old->row = kNoRow;
+    } else {
+      row = AllocRow();
+    }
+    std::memcpy(RowPtr(row), d.changed_row(i), row_bytes);
+    MTPS_RETURN_IF_ERROR(place(key, d.changed_pos(i), row, d.changed_stamp(i)));
+  }
+  for (size_t i = 0; i < d.moved; ++i) {
+    const uint64_t key = d.moved_key(i);
+    Bucket* old = Find(key);
+    if (old == nullptr || old->row == kNoRow) {
+      return Status::Corruption("unchanged key " + std::to_string(key) +
+                                (old == nullptr ? " is not in the table" : " listed twice"));
+    }
+    MTPS_RETURN_IF_ERROR(place(key, d.moved_pos(i), old->row, old->step));
+    old->row = kNoRow;
+  }
+  // The rows of the old index not taken are the removed ones.
+  for (size_t i = 0; i < capacity_; ++i) {
+    const Bucket& b = buckets_[i];
+    if (b.key == kEmptyKey || b.row == kNoRow) continue;
+    if (d.removed_listed() && !d.IsRemoved(b.key)) {
+      return Status::Corruption("key " + std::to_string(b.key) +
+                                " of the base is neither listed nor removed");
+    }
+    free_rows_.push_back(b.row);
+  }
+  buckets_ = std::move(fresh);
+  capacity_ = capacity;
+  mask_ = mask;
+  occupied_ = n;
+  grow_at_ = GrowAt(capacity);
+  sweep_cursor_ = 0;
+  if (evict_after_steps_ > 0) {
+    const size_t period = std::max<size_t>(1, evict_after_steps_ / 4);
+    sweep_budget_ = (capacity_ + period - 1) / period;
+  }
+  num_rows_ = n + (has_empty_key_ ? 1 : 0);
+  key_sum_ = has_empty_key_ ? Mix64(kEmptyKey) : 0;
+  stamp_sum_ = has_empty_key_ ? empty_key_bucket_.step : 0;
+  layout_sum_ = 0;
+  for (size_t i = 0; i < capacity_; ++i) {
+    const Bucket& b = buckets_[i];
+    if (b.key == kEmptyKey) continue;
+    const uint64_t h = Mix64(b.key);
+    key_sum_ += h;
+    stamp_sum_ += b.step;
+    layout_sum_ += h * (2 * i + 1);
+  }
+  if (at_pos) {
+    if (n > grow_at_) {
+      return Status::Corruption(std::to_string(n) + " rows in an index of " +
+                                std::to_string(capacity_) + " buckets");
+    }
+    for (size_t i = d.first_changed(); i < d.changed; ++i) {
+      if (Find(d.changed_key(i)) != &buckets_[d.changed_pos(i)]) {
+        return Status::Corruption("key " + std::to_string(d.changed_key(i)) + " in bucket " +
+                                  std::to_string(d.changed_pos(i)) + " is not reachable there");
+      }
+    }
+    for (size_t i = 0; i < d.moved; ++i) {
+      if (Find(d.moved_key(i)) != &buckets_[d.moved_pos(i)]) {
+        return Status::Corruption("key " + std::to_string(d.moved_key(i)) + " in bucket " +
+                                  std::to_string(d.moved_pos(i)) + " is not reachable there");
+      }
+    }
+  }
+  *same_layout = at_pos;
+  return Status::OK();
+}
+
+Status SparseTable::ApplyByKey(const DeltaView& d) {
+  // Another layout than the base's: removals and changed rows by key; the
+  // moved rows are unchanged and must be there.
+  for (size_t i = 0; i < d.removed; ++i) {
+    const uint64_t key = d.removed_key(i);
+    if (key == kEmptyKey) continue;  // ApplyKeyZero
+    if (Bucket* b = Find(key)) EraseAt(static_cast<size_t>(b - buckets_.get()));
+  }
+  const size_t row_bytes = row_floats_ * sizeof(float);
+  for (size_t i = d.first_changed(); i < d.changed; ++i) {
+    const uint64_t key = d.changed_key(i);
+    const uint32_t stamp = d.changed_stamp(i);
+    Bucket* b = Find(key);
+    if (b != nullptr) {
+      stamp_sum_ += uint64_t{stamp} - b->step;
+      b->step = stamp;
+    } else {
+      b = InsertForLoad(key, stamp);
+    }
+    std::memcpy(RowPtr(b->row), d.changed_row(i), row_bytes);
+  }
+  for (size_t i = 0; i < d.moved; ++i) {
+    if (Find(d.moved_key(i)) == nullptr) {
+      return Status::Corruption("unchanged key " + std::to_string(d.moved_key(i)) +
+                                " is not in the table");
+    }
+  }
+  // The index sized as Restore would size it for these rows.
+  size_t needed = kMinCapacity;
+  while (GrowAt(needed) < occupied_) needed <<= 1;
+  const size_t hint = size_t{1} << d.result.capacity_log2;
+  size_t target = capacity_;
+  if (hint >= needed && hint <= kMaxCapacityHint * needed) {
+    target = hint;
+  } else if (capacity_ < needed || capacity_ > kMaxCapacityHint * needed) {
+    target = needed;
+  }
+  if (target != capacity_) Rehash(target, /*sweep=*/false);
+  return Status::OK();
+}
+
+Status SparseTable::ApplyKeyZero(const DeltaView& d) {
+  if (d.key0 == 2) {
+    const uint32_t stamp = d.changed_stamp(0);
+    if (has_empty_key_) {
+      stamp_sum_ += uint64_t{stamp} - empty_key_bucket_.step;
+      empty_key_bucket_.step = stamp;
+    } else {
+      has_empty_key_ = true;
+      empty_key_bucket_ = Bucket{kEmptyKey, AllocRow(), stamp};
+      ++num_rows_;
+      key_sum_ += Mix64(kEmptyKey);
+      stamp_sum_ += stamp;
+    }
+    std::memcpy(RowPtr(empty_key_bucket_.row), d.changed_row(0), row_floats_ * sizeof(float));
+  } else if (d.key0 == 1) {
+    if (!has_empty_key_) return Status::Corruption("key 0 is kept but the table has none");
+  } else if (has_empty_key_) {
+    if (d.removed_listed() && !d.IsRemoved(kEmptyKey)) {
+      return Status::Corruption("key 0 of the base is neither kept nor listed as removed");
+    }
+    free_rows_.push_back(empty_key_bucket_.row);
+    --num_rows_;
+    key_sum_ -= Mix64(kEmptyKey);
+    stamp_sum_ -= empty_key_bucket_.step;
+    has_empty_key_ = false;
+    empty_key_bucket_ = Bucket{kEmptyKey, kNoRow, 0};
+  }
+  return Status::OK();
+}
+
+Status SparseTable::FinishApply(const DeltaView& d, bool same_layout) {
+  step_ = d.result.step;
+  counters_ = d.result.counters;
+  lru_rng_ = d.lru_rng != 0 ? d.lru_rng : InitialLruState(seed_);
+  if (same_layout) sweep_cursor_ = static_cast<size_t>(d.sweep_cursor);
+  if (sketch_ != nullptr) {
+    for (size_t b = 0; b < d.blocks; ++b) {
+      const char* rec = d.block_data + b * d.block_record;
+      sketch_->SetBlock(Load<uint32_t>(rec), rec + sizeof(uint32_t));
+    }
+  }
+  // Does the result check out?
+  if (num_rows_ != d.result.rows) {
+    return Status::Corruption(
+        "the delta does not reproduce its table: " + std::to_string(num_rows_) + " rows, it had " +
+        std::to_string(d.result.rows));
+  }
+  if (key_sum_ != d.result.key_sum || stamp_sum_ != d.result.stamp_sum) {
+    return Status::Corruption(std::string("the delta does not reproduce its table: other ") +
+                              (key_sum_ != d.result.key_sum ? "keys" : "stamps"));
+  }
+  if (same_layout &&
+      (layout_sum_ != d.result.layout_sum || capacity_ != (size_t{1} << d.result.capacity_log2))) {
+    return Status::Corruption("the delta does not reproduce its table's index layout");
+  }
+  TrimToRowCap();
+  return Status::OK();
+}
+
+void SparseTable::TrimToRowCap() {
+  if (max_rows_ == 0 || num_rows_ <= max_rows_) return;
+  // Keep the max_rows_ most recently updated, as Restore does.
+  std::vector<uint32_t> ages;
+  ages.reserve(num_rows_);
+  if (has_empty_key_) ages.push_back(Age(empty_key_bucket_.step));
+  for (size_t i = 0; i < capacity_; ++i) {
+    if (buckets_[i].key != kEmptyKey) ages.push_back(Age(buckets_[i].step));
+  }
+  std::nth_element(ages.begin(), ages.begin() + (max_rows_ - 1), ages.end());
+  const uint32_t cut_age = ages[max_rows_ - 1];
+  size_t ties_left =
+      max_rows_ - static_cast<size_t>(std::count_if(ages.begin(), ages.end(),
+                                                    [cut_age](uint32_t a) { return a < cut_age; }));
+  auto drop = [&](uint32_t stamp) {
+    const uint32_t age = Age(stamp);
+    if (age > cut_age || (age == cut_age && ties_left == 0)) return true;
+    if (age == cut_age) --ties_left;
+    return false;
+  };
+  std::vector<uint64_t> victims;
+  bool drop_key0 = has_empty_key_ && drop(empty_key_bucket_.step);
+  for (size_t i = 0; i < capacity_; ++i) {
+    if (buckets_[i].key != kEmptyKey && drop(buckets_[i].step)) victims.push_back(buckets_[i].key);
+  }
+  if (drop_key0) {
+    EraseEmptyKey();
+    ++counters_.evicted;
+  }
+  for (uint64_t key : victims) {
+    if (Bucket* b = Find(key)) {
+      EraseAt(static_cast<size_t>(b - buckets_.get()));
+      ++counters_.evicted;
+    }
+  }
+  size_t target = capacity_;
+  while (target > kMinCapacity && occupied_ < target / kShrinkDen) target >>= 1;
+  if (target < capacity_) Rehash(target, /*sweep=*/false);
+}
+
+Status SparseTable::ApplyDelta(const char* data, size_t size, const std::string& where) {
+  DeltaView d;
+  Status status = CheckDelta(data, size, &d);
+  if (!status.ok()) return Status(status.code(), where + ": " + status.message());
+  bool same_layout = false;
+  if (d.whole()) {
+    status = ApplyWholeLayout(d, &same_layout);
+  } else if (capacity_ == (size_t{1} << d.base.capacity_log2) && layout_sum_ == d.base.layout_sum) {
+    status = ApplyInPlace(d);
+    same_layout = true;
+  } else {
+    status = ApplyByKey(d);
+  }
+  if (status.ok()) status = ApplyKeyZero(d);
+  if (status.ok()) status = FinishApply(d, same_layout);
+  if (!status.ok()) Clear();
+  StartDelta();
+  if (status.ok()) return status;
+  return Status(status.code(), where + ": " + status.message());
 }
 
 // ---------------------------------------------------------------------------

@@ -65,6 +65,28 @@
 // position and row-cap sampler, so later pushes evict the same rows at the
 // same steps.
 //
+// Incremental snapshots (Check-N-Run style): StartDelta begins a delta
+// period; DeltaSnapshot copies only what changed since (the changed rows, the
+// removed keys, the buckets that moved, the dirty blocks of the admission
+// sketch, and the table-wide state), and ApplyDelta applies those bytes to a
+// table at the delta's base. Restore(full) then ApplyDelta(delta_1) ...
+// ApplyDelta(delta_k) gives the table the original had at delta_k: same rows,
+// optimizer state, stamps, step, counters and sketch, and the same bucket
+// layout, sweep position and sampler, so it goes on bit-identically, evictions
+// included. (When the applying table's index does not have the base's layout,
+// e.g. Restore did not keep the snapshot's capacity, the delta is applied by
+// key: same content, a layout of its own, as after such a Restore.)
+// How changes are found: a row changed in the period iff its stamp is in
+// (base step, step] modulo 2^32, except rows created by a Pull while the step
+// still equals the base step, which the table lists; removals and the bucket
+// positions rewritten by backward shifts are listed too; a resize of the
+// index in the period makes the delta list every row's bucket (the changed
+// ones with their row, the others as 16-byte key + position records). The
+// lists are bounded (about capacity/4 entries each); past that a delta lists
+// every row's bucket likewise. Bookkeeping costs: Push none beyond one add per
+// key (a stamp digest), insertions and removals an add or two and a vector
+// append. A period of 2^32 steps or more makes every row changed.
+//
 // Thread-safety: none. A SparseTable is owned by one server thread (the single
 // writer of its key partition) and must not be touched by any other thread;
 // it takes no locks. Even Pull mutates (it may insert).
@@ -215,7 +237,45 @@ class SparseTable {
   // snapshot's rows, only the most recently updated max_rows rows are loaded
   // (the others count as evicted). Rows already older than evict_after_steps
   // stay until the sweep reaches them, as they would have in the original.
+  // Restore also starts a delta period (the restored state is its base),
+  // after success or failure.
   Status Restore(const char* data, size_t size, const std::string& where);
+
+  // Starts a new delta period: from now on the table records which rows
+  // change (created, updated by Push, or stamped) and which keys are removed
+  // (evicted, erased, dropped by the row cap), until the next StartDelta.
+  // Construction, Restore and ApplyDelta start one too (a new table's base
+  // is the empty table at step 0). Cheap: no scan.
+  void StartDelta();
+  // An in-memory copy of what changed since the period began: the changed
+  // rows (key, stamp, full row incl. optimizer state, bucket), the removed
+  // keys (a key removed and re-created is just a changed row), the buckets
+  // that moved, and the table-wide state (step, counters, sweep cursor, lru
+  // state, the changed blocks of the admission sketch, capacity), plus the
+  // state of the delta's base (step, rows, counters, digests of its keys,
+  // stamps and bucket layout). Same cost model as Snapshot: taken on the
+  // owning thread, serialized anywhere with WriteSparseSnapshot (MTPSDELT).
+  // Costs one pass over the index plus the copy of the changed rows only.
+  SparseTableSnapshot DeltaSnapshot() const;
+  // Applies a serialized delta (WriteSparseSnapshot of a DeltaSnapshot) to
+  // this table, which must be exactly at the delta's base: same step, rows,
+  // counters and digests of its keys and stamps (InvalidArgument otherwise,
+  // e.g. "ckpt-7/server-0.shard-1.delta: chained to step 1200, the table is
+  // at step 900"), and the same dim, optimizer kind and admission sketch
+  // width as the original (InvalidArgument). With the base's bucket layout
+  // (layout digest and capacity) the buckets are rewritten in place and the
+  // layout follows the original's; otherwise rows are applied by key. A full
+  // snapshot, malformed, truncated or checksum-failing input is Corruption,
+  // and so is a delta whose result does not check out (its row count and
+  // digests). Every message starts with `where`. On an error found before
+  // anything is changed (the format, the checksum, the chain) the table is
+  // left as it was; on a later one it is left empty (but valid). Nothing in
+  // the input can crash it; it allocates only for what the input holds. With a
+  // row cap below the delta's rows, the least recently updated rows beyond it
+  // are dropped (counted as evicted), as by Restore; the table is then no base
+  // for the next delta. Afterwards a new delta period starts (the applied
+  // state is the base).
+  Status ApplyDelta(const char* data, size_t size, const std::string& where);
 
   // The free-bucket marker of the index; a real key with this value works
   // like any other (exposed for tests).
@@ -233,6 +293,20 @@ class SparseTable {
   struct FreeDeleter {
     void operator()(void* p) const { std::free(p); }
   };
+  // What a delta's base (or result) must match: the table-wide counts and
+  // digests of its content (sums modulo 2^64: key_sum of Mix64(key) over the
+  // rows, stamp_sum of their stamps, layout_sum of Mix64(key) * (2 pos + 1)
+  // over the occupied buckets).
+  struct ChainState {
+    uint64_t step = 0;
+    uint64_t rows = 0;
+    Counters counters;
+    uint64_t key_sum = 0;
+    uint64_t stamp_sum = 0;
+    uint64_t layout_sum = 0;
+    uint32_t capacity_log2 = 0;
+  };
+  struct DeltaView;
   static constexpr uint32_t kNoRow = ~uint32_t{0};
   static constexpr size_t kNoPos = ~size_t{0};
   friend class SparseTableSnapshot;
@@ -254,6 +328,40 @@ class SparseTable {
   // Restore's work once `data` is known to be a well-formed snapshot of this
   // table's row layout; errors leave the table partly loaded.
   Status RestoreChecked(const char* data, size_t size);
+  // ApplyDelta's parts: the checks that change nothing, then the three ways
+  // of applying (errors there leave the table partly changed).
+  Status CheckDelta(const char* data, size_t size, DeltaView* view) const;
+  Status ApplyInPlace(const DeltaView& d);
+  Status ApplyWholeLayout(const DeltaView& d, bool* same_layout);
+  Status ApplyByKey(const DeltaView& d);
+  // Key 0's part of a delta, the table-wide state, and the checks of the
+  // result (ApplyDelta's common end).
+  Status ApplyKeyZero(const DeltaView& d);
+  Status FinishApply(const DeltaView& d, bool same_layout);
+  // Drops the least recently updated rows beyond the row cap (evicted).
+  void TrimToRowCap();
+  // Inserts key, known to be missing, at `stamp` with a fresh row (its
+  // content to be filled in): no row-cap eviction, and growth without sweep.
+  // Returns its bucket.
+  Bucket* InsertForLoad(uint64_t key, uint32_t stamp);
+  // The table's ChainState now.
+  ChainState CurrentChain() const;
+  // The bookkeeping of delta periods (see StartDelta).
+  void NoteRemoved(uint64_t key) {
+    if (!removed_overflow_) removed_.push_back(key);
+  }
+  void NoteDirty(size_t pos) {
+    if (!layout_all_) dirty_pos_.push_back(pos);
+  }
+  // Keeps the lists within their bounds; called where the index is
+  // consistent (the end of Pull, Push and Erase).
+  void BoundDeltaLists() {
+    const size_t limit = 4096 + capacity_ / 4;
+    if (removed_.size() > limit || dirty_pos_.size() > limit || created_at_base_.size() > limit) {
+      CompactDeltaLists(limit);
+    }
+  }
+  void CompactDeltaLists(size_t limit);
   // Removes the bucket at pos by backward shift and frees its row.
   void EraseAt(size_t pos);
   void EraseEmptyKey();
@@ -263,8 +371,9 @@ class SparseTable {
   void SweepExpired();
   // Halves the index while it is less than 1/8 full.
   void MaybeShrink();
-  // Rebuilds the index with new_capacity buckets (a power of two).
-  void Rehash(size_t new_capacity);
+  // Rebuilds the index with new_capacity buckets (a power of two); with
+  // eviction by age it also drops expired rows unless !sweep.
+  void Rehash(size_t new_capacity, bool sweep = true);
   void Prefetch(uint64_t key) const;
   uint32_t Age(uint32_t stamp) const { return static_cast<uint32_t>(step_) - stamp; }
   // Pull of rows of kDim floats (0: dim_, known only at run time).
@@ -320,6 +429,24 @@ class SparseTable {
   size_t sweep_budget_ = 0;  // buckets scanned per Push
   uint64_t lru_rng_;         // xorshift state for row-cap sampling
   Counters counters_;
+
+  // Content digests (see ChainState), kept up to date by every change.
+  uint64_t key_sum_ = 0;
+  uint64_t stamp_sum_ = 0;
+  uint64_t layout_sum_ = 0;
+  // The delta period: its base, the keys inserted while the step was still
+  // the base's (their stamps do not tell them from older rows), removed
+  // keys, bucket positions rewritten by backward shifts. An overflowing list
+  // is dropped: all rows stamped at the base step count as changed
+  // (created_overflow_), or the delta lists every row's bucket (layout_all_,
+  // also set by a resize of the index).
+  ChainState base_;
+  std::vector<uint64_t> created_at_base_;
+  std::vector<uint64_t> removed_;
+  std::vector<size_t> dirty_pos_;
+  bool created_overflow_ = false;
+  bool removed_overflow_ = false;
+  bool layout_all_ = false;
 };
 
 // An in-memory copy of a SparseTable, taken by SparseTable::Snapshot on the
@@ -329,7 +456,9 @@ class SparseTable {
 // position and row-cap sampler state). Movable, owns its memory, and
 // independent of the table afterwards: it may be serialized on any thread
 // while the table keeps changing. A default-constructed one is empty (dim 0:
-// no table restores it) and only there to be assigned to.
+// no table restores it) and only there to be assigned to. Or a delta, taken
+// by SparseTable::DeltaSnapshot: the changed rows' content and the lists of
+// what else changed since the delta's base (see WriteSparseSnapshot).
 class SparseTableSnapshot {
  public:
   SparseTableSnapshot() = default;
@@ -342,8 +471,16 @@ class SparseTableSnapshot {
   size_t rows() const { return num_rows_; }  // live rows, as SparseTable::size()
   int dim() const { return dim_; }
   int64_t steps() const { return static_cast<int64_t>(step_); }
-  // Bytes held (bucket array, arena rows, sketch counters).
+  // Bytes held (bucket array, arena rows, sketch counters, a delta's lists).
   size_t memory_bytes() const;
+  // A delta (SparseTable::DeltaSnapshot) rather than a full snapshot.
+  bool is_delta() const { return is_delta_; }
+  // A delta's removed keys (keys of its base, or created in its period, that
+  // the table no longer has) and changed rows; 0 in a full snapshot. A delta
+  // that lists every row's bucket may leave its removed keys out (then 0:
+  // the rows of the base it does not list are the removed ones).
+  size_t removed_keys() const { return removed_.size(); }
+  size_t changed_rows() const { return changed_keys_.size(); }
 
  private:
   friend class SparseTable;
@@ -371,12 +508,32 @@ class SparseTableSnapshot {
   int sketch_width_log2_ = 0;
   uint64_t sketch_seed_ = 0;
   std::vector<uint16_t> sketch_counters_;
+
+  // A delta: the rest of the table-wide state is above (step_, counters_,
+  // num_rows_, capacity_, sweep_cursor_, lru_rng_ are the result's), the
+  // changed rows' content in arena_ (arena_rows_ of them), in the order of
+  // changed_keys_. Key 0's row, when changed, comes first (position kNoPos).
+  bool is_delta_ = false;
+  uint32_t delta_flags_ = 0;
+  uint32_t key0_state_ = 0;  // 0 absent, 1 present and unchanged, 2 changed
+  SparseTable::ChainState base_;
+  SparseTable::ChainState result_;
+  std::vector<uint64_t> changed_keys_;
+  std::vector<uint64_t> changed_pos_;
+  std::vector<uint32_t> changed_stamps_;
+  std::vector<uint64_t> moved_keys_;
+  std::vector<uint64_t> moved_pos_;
+  std::vector<uint64_t> emptied_;
+  std::vector<uint64_t> removed_;
+  // The dirty sketch blocks' numbers; their counters in sketch_counters_.
+  std::vector<uint32_t> sketch_blocks_;
+  int sketch_block_log2_ = 0;
 };
 
-// Serializes a snapshot through `sink`, called with consecutive chunks of at
-// most 1 MiB; stops and returns the first non-OK status of sink. The format
-// (MTPSROWS version 1) is self-describing, all integers and floats
-// little-endian, no padding:
+// Serializes a snapshot (full or delta) through `sink`, called with
+// consecutive chunks of at most 1 MiB; stops and returns the first non-OK
+// status of sink. The full format (MTPSROWS version 1) is self-describing,
+// all integers and floats little-endian, no padding:
 //   offset  0  char[8] "MTPSROWS"
 //           8  u32 version (1)
 //          12  u32 dim
@@ -400,6 +557,42 @@ class SparseTableSnapshot {
 // Only live rows are written, key 0 first when present, then the index's
 // buckets in cyclic order from just after a free one: inserted in that order
 // into an index of the same capacity, they land in the same buckets.
+//
+// A delta (DeltaSnapshot) is written as MTPSDELT version 1, same
+// conventions. A "chain state" is 72 bytes: u64 step, u64 rows, i64 admitted,
+// i64 rejected, i64 evicted, u64 key digest, u64 stamp digest, u64 layout
+// digest (sums modulo 2^64 of Mix64(key) over the rows, of the rows' stamps,
+// of Mix64(key) * (2 bucket + 1) over the index's buckets), u32 index
+// capacity log2, u32 reserved (0).
+//   offset  0  char[8] "MTPSDELT"
+//           8  u32 version (1)
+//          12  u32 dim, 16 u32 row_floats, 20 u32 optimizer kind (as above)
+//          24  u32 flags: bit 0 whole layout (every row's bucket is listed:
+//                the changed rows with their content, the others as moved;
+//                no emptied buckets), bit 1 removed keys left out (whole
+//                layout only: the base's rows not listed are the removed)
+//          28  u32 key 0: 0 absent, 1 present and unchanged, 2 changed (its
+//                record is the first changed row, bucket 2^64 - 1)
+//          32  chain state of the base (what ApplyDelta checks the table against)
+//         104  chain state of the result (checked after applying)
+//         176  u64 sweep cursor, 184 u64 row-cap sampler state
+//         192  u32 sketch depth D (0: no admission sketch), 196 u32 sketch
+//                width log2 W, 200 u64 sketch hash seed, 208 u32 sketch block
+//                log2 L (counters per block: min(2^11, D 2^W); 0 without
+//                sketch), 212 u32 reserved (0)
+//         216  u64 sketch blocks B, 224 u64 changed rows C, 232 u64 moved
+//                rows M, 240 u64 emptied buckets E, 248 u64 removed keys X
+//         256  B dirty sketch blocks of: u32 block number, 2^L u16 counters
+//              C changed rows of: u64 key, u64 bucket, u32 stamp, row_floats
+//                f32 (as in MTPSROWS), ascending bucket
+//              M moved rows (unchanged row and stamp, another bucket, or
+//                every unchanged row in a whole layout): u64 key, u64
+//                bucket, ascending bucket
+//              E emptied buckets: u64 bucket, ascending
+//              X removed keys: u64 key, ascending
+//              u64 SnapshotChecksum of every byte before it
+// The buckets of the three lists are distinct. A delta of a table where
+// nothing changed is 264 bytes (header and checksum: no sketch block is dirty).
 Status WriteSparseSnapshot(const SparseTableSnapshot& snapshot,
                            const std::function<Status(const char* data, size_t size)>& sink);
 

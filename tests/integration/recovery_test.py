@@ -18,6 +18,7 @@ import random
 import re
 import signal
 import subprocess
+import sys
 import time
 
 import harness
@@ -45,15 +46,15 @@ def config_int(field):
     return int(match.group(1))
 
 
-def expected_work():
+def expected_work(epochs=None):
     """(examples, batches) of the whole job, from the data itself: worker w
     trains the lines i with i % WORKERS == w, in batches of
-    train.batch_size, every epoch."""
+    train.batch_size, every epoch (CONFIG's train.epochs unless given)."""
     path = harness.config_data_path(CONFIG, "train_path")
     with gzip.open(path, "rt") as f:
         lines = sum(1 for line in f if line.strip())
     batch = config_int("batch_size")
-    epochs = config_int("epochs")
+    epochs = config_int("epochs") if epochs is None else epochs
     shares = [len(range(w, lines, WORKERS)) for w in range(WORKERS)]
     return epochs * lines, epochs * sum((n + batch - 1) // batch for n in shares)
 
@@ -133,14 +134,16 @@ class RecoveryTest(RunDirTestCase):
         self.assertEqual(launcher.returncode, 0, self.info(run_dir))
         return read_json(run_dir / "summary.json")
 
-    def assert_recovered(self, summary, run_dir, failed_node=None):
+    def assert_recovered(self, summary, run_dir, failed_node=None, epochs=None):
         info = self.info(run_dir)
         # Exactly once: every push after the checkpoint was redone once, and
         # no example was skipped or trained twice.
-        examples, batches = expected_work()
+        examples, batches = expected_work(epochs)
         self.assertEqual(summary["counter"], batches, info)
         self.assertEqual(summary["train"]["examples"], examples, info)
         for task, metrics in RecoveryTest.baseline.items():
+            if epochs is not None:
+                break  # another job than the baseline
             self.assertAlmostEqual(summary["eval"][task]["auc"], metrics["auc"],
                                    delta=AUC_TOLERANCE, msg="%s AUC\n%s" % (task, info))
         if failed_node is not None:
@@ -231,18 +234,25 @@ class RecoveryTest(RunDirTestCase):
         run_dir = self.tmp / "run"
         launcher = self.start(run_dir)
         # keep is 3: wait for three, then truncate a shard file of the newest
-        # and flip one byte of a file of the second newest.
+        # and flip one byte of a file of the second newest. Files shared by
+        # a chain of incremental checkpoints (hard links) are left alone:
+        # damaging one damages every checkpoint of the chain at once.
         self.wait(lambda: len(committed(run_dir)) >= 3, "3 checkpoints", launcher, run_dir)
         self.kill_everything(launcher, run_dir)
         ids = committed(run_dir)
         self.assertGreaterEqual(len(ids), 3, ids)
         root = run_dir / "checkpoints"
         newest = root / ("ckpt-%08d" % ids[-1])
-        truncated = newest / ("server-%d.shard-0" % self.rng.randrange(SERVERS))
+        def own_files(d, pattern):
+            return sorted(p for p in d.glob(pattern) if p.stat().st_nlink == 1)
+
+        truncated = own_files(newest, "server-*.shard-*")
+        self.assertTrue(truncated, "no shard file of its own in %s" % newest)
+        truncated = truncated[self.rng.randrange(len(truncated))]
         data = truncated.read_bytes()
         truncated.write_bytes(data[:self.rng.randrange(len(data))])
         second = root / ("ckpt-%08d" % ids[-2])
-        flipped = sorted(p for p in second.iterdir() if p.name != "MANIFEST")
+        flipped = [p for p in own_files(second, "*") if p.name != "MANIFEST"]
         flipped = flipped[self.rng.randrange(len(flipped))]
         data = bytearray(flipped.read_bytes())
         data[self.rng.randrange(len(data))] ^= 0x20
@@ -258,6 +268,39 @@ class RecoveryTest(RunDirTestCase):
         self.assertIn(truncated.name, log)
         self.assertIn(flipped.name, log)
         self.assert_recovered(summary, run_dir)
+
+
+    def test_checkpoint_on_request_then_sigterm_then_resume(self):
+        # No automatic checkpoints: only the one asked for and the one taken
+        # on SIGTERM. 40 epochs leave time to ask.
+        epochs = 40
+        run_dir = self.tmp / "run"
+        extra = ["--set", "checkpoint.at_epoch_end=false", "--set", "checkpoint.interval_seconds=0",
+                 "--set", "train.epochs=%d" % epochs]
+        launcher = self.start(run_dir, extra)
+        progress = run_dir / "progress.jsonl"
+        self.wait(lambda: progress.exists() and harness.read_progress(progress, events=True),
+                  "training to start", launcher, run_dir)
+        request = subprocess.run([sys.executable, harness.LAUNCHER, "checkpoint",
+                                  "--run-dir", str(run_dir)], capture_output=True, text=True,
+                                 timeout=60)
+        self.assertEqual(request.returncode, 0, request.stderr)
+        self.wait(lambda: len(committed(run_dir)) == 1, "the requested checkpoint", launcher,
+                  run_dir)
+        os.kill(launcher.pid, signal.SIGTERM)
+        launcher.wait(timeout=EVENT_TIMEOUT_SEC)
+        self.assertEqual(launcher.returncode, 143, self.info(run_dir))
+        ids = committed(run_dir)
+        self.assertEqual(len(ids), 2, "no checkpoint on SIGTERM: %s\n%s" % (ids, self.info(run_dir)))
+        log = (run_dir / "logs" / "scheduler-0.log").read_text()
+        self.assertRegex(log, r"\(request(, incremental)?\) committed")
+        self.assertRegex(log, r"\(signal(, incremental)?\) committed")
+        self.assert_nothing_left(run_dir)
+
+        resumed = self.start(run_dir, ["--resume"] + extra)
+        summary = self.finish(resumed, run_dir)
+        self.assertEqual(summary["resumed_from"]["checkpoint_id"], ids[-1])
+        self.assert_recovered(summary, run_dir, epochs=epochs)
 
 
 if __name__ == "__main__":

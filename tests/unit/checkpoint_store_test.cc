@@ -24,11 +24,12 @@ class CheckpointStoreTest : public TempDirTest {
   // `commit`, its manifest.
   void MakeCheckpoint(const CheckpointStore& store, uint64_t id,
                       const std::vector<std::pair<std::string, std::string>>& files,
-                      bool commit = true) {
+                      bool commit = true, uint64_t chain_start = 0) {
     fs::create_directories(store.DirFor(id));
     checkpoint::Manifest m;
     m.set_id(id);
     m.set_step(static_cast<int64_t>(id) * 100);
+    if (chain_start != 0) m.set_chain_start(chain_start);
     for (const auto& [name, content] : files) {
       uint64_t size = 0;
       uint32_t crc = 0;
@@ -146,6 +147,21 @@ TEST_F(CheckpointStoreTest, PruneKeepsTheNewestCommittedAndDropsOlderCutShortOne
   ASSERT_TRUE(store.Prune(5, 2).ok());
   // 5 and 4 kept; 3, 1 (committed, older) and 2 (cut short) removed; 6 is
   // newer than the commit and may still be being written.
+  EXPECT_EQ(store.ListIds(), (std::vector<uint64_t>{6, 5, 4}));
+}
+
+TEST_F(CheckpointStoreTest, PruneKeepsAFallbackOfAnotherChainOfDeltas) {
+  CheckpointStore store(Root());
+  ASSERT_TRUE(store.Init().ok());
+  // 1: full; 2: full, 3..5 its deltas. Keeping 3 keeps one chain only, so
+  // the newest of the older chain (1) stays as the fallback.
+  MakeCheckpoint(store, 1, {{"f", "x"}}, true, 1);
+  for (uint64_t id = 2; id <= 5; ++id) MakeCheckpoint(store, id, {{"f", "x"}}, true, 2);
+  ASSERT_TRUE(store.Prune(5, 3).ok());
+  EXPECT_EQ(store.ListIds(), (std::vector<uint64_t>{5, 4, 3, 1}));
+  // Once the kept ones span two chains, no extra one is kept.
+  MakeCheckpoint(store, 6, {{"f", "x"}}, true, 6);
+  ASSERT_TRUE(store.Prune(6, 3).ok());
   EXPECT_EQ(store.ListIds(), (std::vector<uint64_t>{6, 5, 4}));
 }
 

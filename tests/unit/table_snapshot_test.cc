@@ -2,7 +2,12 @@
 // WriteSparseSnapshot and SparseTable::Restore for every optimizer, key 0,
 // eviction ages, the row cap, admission counts, the snapshot's independence
 // from its table, and hostile input (truncation, flipped bytes, forged
-// headers); DenseStore::Serialize and Restore likewise.
+// headers); the delta snapshots (StartDelta, DeltaSnapshot, ApplyDelta):
+// chains that reproduce the table exactly under random operations in every
+// optimizer and eviction setting, the subtle changes (rows created at the
+// base step, keys removed and created again, backward shifts, resizes, row
+// cap evictions, stamps across 2^32), wrong chains and hostile input;
+// DenseStore::Serialize and Restore likewise.
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -794,6 +799,837 @@ TEST(TableSnapshotCorruptionTest, RandomByteFlipsNeverCrash) {
     PushRandom(&table, keys, &rng);
     ASSERT_LE(table.size(), table.memory_report().index_bytes / 16);
   }
+}
+
+// ---------------------------------------------------------------------------
+// Delta (incremental) snapshots
+
+// Header offsets of MTPSDELT (sparse_table.h).
+constexpr size_t kDeltaHeaderBytes = 256;
+constexpr size_t kDeltaFlagsAt = 24;
+constexpr size_t kDeltaKey0At = 28;
+constexpr size_t kDeltaBaseStepAt = 32;
+constexpr size_t kDeltaBaseRowsAt = 40;
+constexpr size_t kDeltaResultCapacityAt = 168;
+constexpr size_t kDeltaBlocksAt = 216;
+constexpr size_t kDeltaChangedAt = 224;
+constexpr size_t kDeltaMovedAt = 232;
+constexpr size_t kDeltaEmptiedAt = 240;
+constexpr size_t kDeltaRemovedAt = 248;
+constexpr const char* kDeltaWhere = "ckpt-7/server-0.shard-1.delta";
+
+uint64_t LoadU64(const std::string& bytes, size_t at) {
+  uint64_t v;
+  std::memcpy(&v, bytes.data() + at, 8);
+  return v;
+}
+uint32_t LoadU32(const std::string& bytes, size_t at) {
+  uint32_t v;
+  std::memcpy(&v, bytes.data() + at, 4);
+  return v;
+}
+bool WholeLayout(const std::string& delta) { return (LoadU32(delta, kDeltaFlagsAt) & 1) != 0; }
+
+std::string WriteDelta(const SparseTable& table) {
+  const SparseTableSnapshot delta = table.DeltaSnapshot();
+  EXPECT_TRUE(delta.is_delta());
+  return Write(delta);
+}
+
+// Two tables must be the same in everything a full snapshot holds: rows,
+// optimizer state, stamps, step, counters, sketch counts, and the index
+// layout, sweep position and sampler state (so their snapshots are the same
+// bytes), and answer every probe alike.
+void ExpectIdentical(SparseTable* a, SparseTable* b, const std::vector<uint64_t>& probe) {
+  ExpectSameState(a, b, probe);
+  EXPECT_TRUE(Serialize(*a) == Serialize(*b));
+}
+
+// An original table checkpointed with a full snapshot and then deltas, and
+// a replica kept at the last checkpoint by applying each delta as it is
+// taken.
+struct Checkpointed {
+  explicit Checkpointed(const SparseTableOptions& o) : original(o), replica(o) {}
+
+  void Full() {
+    full = Serialize(original);
+    original.StartDelta();
+    deltas.clear();
+    const Status s = replica.Restore(full.data(), full.size(), kWhere);
+    EXPECT_TRUE(s.ok()) << s;
+  }
+  const std::string& Delta() {
+    deltas.push_back(WriteDelta(original));
+    original.StartDelta();
+    const std::string& d = deltas.back();
+    whole += WholeLayout(d);
+    const Status s = replica.ApplyDelta(d.data(), d.size(), kDeltaWhere);
+    EXPECT_TRUE(s.ok()) << s;
+    return d;
+  }
+  // Restore(full) and every delta since, into a new table.
+  void Replay(SparseTable* table) const {
+    Status s = table->Restore(full.data(), full.size(), kWhere);
+    ASSERT_TRUE(s.ok()) << s;
+    for (const std::string& d : deltas) {
+      s = table->ApplyDelta(d.data(), d.size(), kDeltaWhere);
+      ASSERT_TRUE(s.ok()) << s;
+    }
+  }
+
+  SparseTable original;
+  SparseTable replica;
+  std::string full;
+  std::vector<std::string> deltas;
+  int whole = 0;  // deltas that listed every row's bucket
+};
+
+struct Scenario {
+  const char* name;
+  int64_t evict_after_steps;
+  int64_t max_rows;
+  int admission_min_count;
+};
+constexpr Scenario kScenarios[] = {
+    {"plain", 0, 0, 0},     {"evict 4", 4, 0, 0},   {"evict 25", 25, 0, 0},
+    {"cap 150", 0, 150, 0}, {"admission", 0, 0, 2}, {"evict 12 cap 120 admission", 12, 120, 2},
+};
+
+SparseTableOptions ScenarioOptions(Kind kind, const Scenario& sc) {
+  SparseTableOptions o = Options(kind, 3);
+  o.evict_after_steps = sc.evict_after_steps;
+  o.max_rows = sc.max_rows;
+  o.admission_min_count = sc.admission_min_count;
+  o.admission_sketch_width_log2 = 6;  // collisions
+  return o;
+}
+
+// One random operation on the original: a push (known, fresh keys and key
+// 0), a pull that creates, an erasure, an empty step.
+void RandomOp(SparseTable* table, const std::vector<uint64_t>& universe, uint64_t* fresh,
+              std::mt19937_64* rng) {
+  const int op = static_cast<int>((*rng)() % 10);
+  std::vector<uint64_t> keys = Sample(universe, 1 + (*rng)() % 60, rng);
+  for (int i = static_cast<int>((*rng)() % 4); i > 0; --i) keys.push_back((*fresh)++);
+  if ((*rng)() % 8 == 0) keys.push_back(SparseTable::kEmptyKey);
+  if (op < 5) {
+    PushRandom(table, keys, rng);
+  } else if (op < 8) {
+    std::vector<float> out(keys.size() * table->dim());
+    table->Pull(keys.data(), keys.size(), /*create_missing=*/true, out.data());
+  } else if (op == 8) {
+    for (size_t i = 0; i < keys.size() && i < 12; ++i) table->Erase(keys[i]);
+  } else {
+    table->Push(nullptr, 0, nullptr);
+  }
+}
+
+TEST(TableDeltaTest, ChainsOfDeltasReproduceTheTableExactlyEveryOptimizerAndScenario) {
+  int deltas = 0, whole = 0;
+  for (Kind kind : kAllKinds) {
+    for (const Scenario& sc : kScenarios) {
+      for (uint64_t seed : {1, 2}) {
+        SCOPED_TRACE(std::string(KindName(kind)) + ", " + sc.name + ", seed " +
+                     std::to_string(seed));
+        const SparseTableOptions o = ScenarioOptions(kind, sc);
+        Checkpointed c(o);
+        std::vector<uint64_t> universe = DistinctKeys(300, 100 + seed);
+        universe.push_back(SparseTable::kEmptyKey);
+        uint64_t fresh = uint64_t{1} << 40;
+        std::mt19937_64 rng(seed);
+        for (int i = 0; i < 20; ++i) RandomOp(&c.original, universe, &fresh, &rng);
+        c.Full();
+        for (int round = 0; round < 400; ++round) {
+          RandomOp(&c.original, universe, &fresh, &rng);
+          const int r = static_cast<int>(rng() % 16);
+          if (r == 0) {
+            c.Delta();
+            if (rng() % 2 == 0) c.Delta();  // nothing changed between
+          } else if (r == 1) {
+            // A checkpoint, pulls that create while the step stands still,
+            // another checkpoint.
+            c.Delta();
+            RandomOp(&c.original, universe, &fresh, &rng);
+            c.Delta();
+          } else {
+            continue;
+          }
+          ASSERT_TRUE(Serialize(c.original) == Serialize(c.replica)) << "round " << round;
+        }
+        c.Delta();
+        std::vector<uint64_t> probe = universe;
+        for (uint64_t k = uint64_t{1} << 40; k < fresh; ++k) probe.push_back(k);
+        ExpectIdentical(&c.original, &c.replica, probe);
+        SparseTable replayed(o);
+        c.Replay(&replayed);
+        ExpectIdentical(&c.original, &replayed, probe);
+        deltas += static_cast<int>(c.deltas.size());
+        whole += c.whole;
+        // Both go on bit-identically: same rows evicted at the same steps.
+        std::mt19937_64 rng_a(seed + 7), rng_b(seed + 7);
+        uint64_t fresh_a = fresh, fresh_b = fresh;
+        for (int step = 0; step < 60; ++step) {
+          RandomOp(&c.original, universe, &fresh_a, &rng_a);
+          RandomOp(&replayed, universe, &fresh_b, &rng_b);
+          ASSERT_EQ(c.original.size(), replayed.size()) << "step " << step;
+        }
+        ExpectIdentical(&c.original, &replayed, probe);
+      }
+    }
+  }
+  // Both kinds of delta were exercised: in place, and listing every row's
+  // bucket (after a resize of the index).
+  EXPECT_GT(whole, 10);
+  EXPECT_GT(deltas - whole, 100);
+}
+
+TEST(TableDeltaTest, UnchangedTableGivesAHeaderOnlyDelta) {
+  SparseTableOptions o = Options(Kind::kAdagrad, 8);
+  o.admission_min_count = 2;  // an 8 MiB sketch, none of it dirty
+  SparseTable table(o);
+  const Filled f = Fill(&table, o, 2000, 3, 1);
+  table.StartDelta();
+  EXPECT_EQ(WriteDelta(table).size(), kDeltaHeaderBytes + 8);
+  // Pulls of known keys change nothing; an empty push moves only the step.
+  std::vector<float> out(f.keys.size() * 8);
+  table.Pull(f.keys.data(), f.keys.size(), /*create_missing=*/true, out.data());
+  table.Push(nullptr, 0, nullptr);
+  const SparseTableSnapshot delta = table.DeltaSnapshot();
+  EXPECT_EQ(delta.changed_rows(), 0u);
+  EXPECT_EQ(delta.removed_keys(), 0u);
+  EXPECT_EQ(delta.rows(), table.size());
+  EXPECT_EQ(delta.steps(), 4);
+  EXPECT_EQ(Write(delta).size(), kDeltaHeaderBytes + 8);
+  EXPECT_FALSE(table.Snapshot().is_delta());
+  EXPECT_EQ(table.Snapshot().removed_keys(), 0u);
+  // A push of unseen keys dirties a few 4 KiB sketch blocks, not 8 MiB.
+  const std::vector<uint64_t> unseen = DistinctKeys(3, 77);
+  std::mt19937_64 rng(1);
+  PushRandom(&table, unseen, &rng);
+  const std::string d = WriteDelta(table);
+  EXPECT_GE(LoadU64(d, kDeltaBlocksAt), 1u);
+  EXPECT_LE(LoadU64(d, kDeltaBlocksAt), 12u);
+  EXPECT_LT(d.size(), size_t{64} << 10);
+}
+
+TEST(TableDeltaTest, OnlyChangedRowsAreWritten) {
+  for (Kind kind : kAllKinds) {
+    SCOPED_TRACE(KindName(kind));
+    const SparseTableOptions o = Options(kind, 8);
+    Checkpointed c(o);
+    const Filled f = Fill(&c.original, o, 5000, 4, 3);
+    c.Full();
+    std::mt19937_64 rng(4);
+    std::vector<uint64_t> some(f.keys.begin(), f.keys.begin() + 50);
+    PushRandom(&c.original, some, &rng);
+    PushRandom(&c.original, some, &rng);
+    const SparseTableSnapshot delta = c.original.DeltaSnapshot();
+    EXPECT_EQ(delta.changed_rows(), 50u);
+    EXPECT_EQ(delta.removed_keys(), 0u);
+    EXPECT_EQ(Write(delta).size(), kDeltaHeaderBytes + 50 * (20 + c.original.row_floats() * 4) + 8);
+    c.Delta();
+    ExpectIdentical(&c.original, &c.replica, f.keys);
+  }
+}
+
+TEST(TableDeltaTest, RowsCreatedByPullBeforeTheStepMovesAreInTheDelta) {
+  // Their stamp is the base step, like the rows of the push just before.
+  const SparseTableOptions o = Options(Kind::kAdam, 4);
+  Checkpointed c(o);
+  const Filled f = Fill(&c.original, o, 500, 2, 5);
+  c.Full();
+  const std::vector<uint64_t> created = DistinctKeys(40, 6);
+  std::vector<float> out(created.size() * 4);
+  c.original.Pull(created.data(), created.size(), /*create_missing=*/true, out.data());
+  c.original.Pull(created.data(), created.size(), /*create_missing=*/true, out.data());  // again
+  EXPECT_EQ(c.original.DeltaSnapshot().changed_rows(), 40u);
+  c.Delta();
+  std::vector<uint64_t> all = f.keys;
+  all.insert(all.end(), created.begin(), created.end());
+  for (uint64_t k : created) ASSERT_TRUE(c.replica.Contains(k));
+  ExpectIdentical(&c.original, &c.replica, all);
+  // Key 0 too, alone in its side bucket.
+  SparseTable lone(o);
+  Checkpointed z(o);
+  z.Full();
+  const uint64_t zero = SparseTable::kEmptyKey;
+  z.original.Pull(&zero, 1, /*create_missing=*/true, out.data());
+  EXPECT_EQ(z.original.DeltaSnapshot().changed_rows(), 1u);
+  z.Delta();
+  EXPECT_TRUE(z.replica.Contains(zero));
+  ExpectIdentical(&z.original, &z.replica, {zero});
+}
+
+TEST(TableDeltaTest, RemovedAndRecreatedKeysKeyZeroIncluded) {
+  const SparseTableOptions o = Options(Kind::kFtrl, 3);
+  Checkpointed c(o);
+  const Filled f = Fill(&c.original, o, 400, 3, 7);  // key 0 among them
+  c.Full();
+  const uint64_t zero = SparseTable::kEmptyKey;
+  // Removed for good: 20 keys and key 0.
+  for (size_t i = 0; i < 20; ++i) ASSERT_TRUE(c.original.Erase(f.keys[i]));
+  ASSERT_TRUE(c.original.Erase(zero));
+  // Removed and created again in the same period, without a step between.
+  std::vector<uint64_t> again(f.keys.begin() + 20, f.keys.begin() + 30);
+  for (uint64_t k : again) ASSERT_TRUE(c.original.Erase(k));
+  std::vector<float> out(again.size() * 3);
+  c.original.Pull(again.data(), again.size(), /*create_missing=*/true, out.data());
+  SparseTableSnapshot delta = c.original.DeltaSnapshot();
+  EXPECT_EQ(delta.removed_keys(), 21u);
+  EXPECT_EQ(delta.changed_rows(), 10u);
+  c.Delta();
+  ExpectIdentical(&c.original, &c.replica, f.keys);
+  EXPECT_FALSE(c.replica.Contains(zero));
+  // And key 0 back (by a push) in the next period.
+  std::mt19937_64 rng(1);
+  PushRandom(&c.original, {zero}, &rng);
+  delta = c.original.DeltaSnapshot();
+  EXPECT_EQ(delta.changed_rows(), 1u);
+  EXPECT_EQ(LoadU32(Write(delta), kDeltaKey0At), 2u);
+  c.Delta();
+  ExpectIdentical(&c.original, &c.replica, f.keys);
+}
+
+TEST(TableDeltaTest, BackwardShiftsAreReproducedBucketForBucket) {
+  // Keys with the same home bucket: erasing the first of a run moves the
+  // others back, rows that did not change but whose bucket did.
+  std::vector<uint64_t> run;
+  for (uint64_t k = 1; run.size() < 6; ++k) {
+    if ((Mix64(k) & 63) == 40) run.push_back(k);
+  }
+  SparseTableOptions o = Options(Kind::kSgd, 2);
+  o.evict_after_steps = 8;  // the sweep visits buckets in index order
+  Checkpointed c(o);
+  c.original.Reserve(40);  // 64 buckets
+  std::mt19937_64 rng(1);
+  PushRandom(&c.original, run, &rng);
+  PushRandom(&c.original, DistinctKeys(20, 3), &rng);
+  c.Full();
+  ASSERT_TRUE(c.original.Erase(run[0]));
+  ASSERT_TRUE(c.original.Erase(run[3]));
+  const std::string& d = c.Delta();
+  EXPECT_FALSE(WholeLayout(d));
+  EXPECT_GE(LoadU64(d, kDeltaMovedAt), 3u);
+  EXPECT_EQ(LoadU64(d, kDeltaEmptiedAt), 2u);
+  EXPECT_EQ(LoadU64(d, kDeltaRemovedAt), 2u);
+  EXPECT_EQ(LoadU64(d, kDeltaChangedAt), 0u);
+  ExpectIdentical(&c.original, &c.replica, run);
+  // Both evict alike from here on.
+  for (int step = 0; step < 12; ++step) {
+    c.original.Push(nullptr, 0, nullptr);
+    c.replica.Push(nullptr, 0, nullptr);
+    ASSERT_TRUE(Serialize(c.original) == Serialize(c.replica)) << step;
+  }
+  EXPECT_EQ(c.replica.size(), 0u);
+}
+
+TEST(TableDeltaTest, RowCapEvictionsAndIndexResizesInAPeriod) {
+  SparseTableOptions o = Options(Kind::kAdagrad, 4);
+  o.max_rows = 300;
+  Checkpointed c(o);
+  std::mt19937_64 rng(2);
+  PushRandom(&c.original, DistinctKeys(100, 1), &rng);
+  c.Full();
+  // Growth past the cap's size: the index doubles twice, then the cap evicts.
+  for (uint64_t b = 0; b < 6; ++b) PushRandom(&c.original, DistinctKeys(100, 10 + b), &rng);
+  ASSERT_EQ(c.original.size(), 300u);
+  SparseTableSnapshot delta = c.original.DeltaSnapshot();
+  EXPECT_EQ(delta.removed_keys(), static_cast<size_t>(c.original.counters().evicted));
+  const std::string& d = c.Delta();
+  EXPECT_TRUE(WholeLayout(d));
+  ExpectIdentical(&c.original, &c.replica, DistinctKeys(100, 1));
+  // An in-place period of cap evictions only.
+  PushRandom(&c.original, DistinctKeys(50, 30), &rng);
+  EXPECT_FALSE(WholeLayout(c.Delta()));
+  ExpectIdentical(&c.original, &c.replica, DistinctKeys(50, 30));
+  // Shrinking: most rows erased.
+  std::vector<uint64_t> all;
+  for (uint64_t b = 0; b < 6; ++b) {
+    const std::vector<uint64_t> batch = DistinctKeys(100, 10 + b);
+    all.insert(all.end(), batch.begin(), batch.end());
+  }
+  for (uint64_t k : all) c.original.Erase(k);
+  EXPECT_TRUE(WholeLayout(c.Delta()));
+  ExpectIdentical(&c.original, &c.replica, all);
+  // The same later evictions.
+  std::mt19937_64 rng_a(3), rng_b(3);
+  for (uint64_t b = 0; b < 5; ++b) {
+    PushRandom(&c.original, DistinctKeys(120, 40 + b), &rng_a);
+    PushRandom(&c.replica, DistinctKeys(120, 40 + b), &rng_b);
+  }
+  ExpectIdentical(&c.original, &c.replica, all);
+}
+
+TEST(TableDeltaTest, StampsAreComparedModulo2To32) {
+  // A table at step 2^32 - 3 (a forged snapshot of one), pushed across the
+  // wrap: the rows pushed since the base are found, the others not.
+  for (int64_t t : {int64_t{0}, int64_t{6}}) {
+    SCOPED_TRACE("evict_after_steps " + std::to_string(t));
+    SparseTableOptions o = Options(Kind::kAdam, 2);
+    o.evict_after_steps = t;
+    SparseTable source(o);
+    const Filled f = Fill(&source, o, 300, 1, 9);
+    std::string bytes = Serialize(source);
+    const uint64_t base_step = (uint64_t{1} << 32) - 3;
+    StoreU64(&bytes, kStepAt, base_step);
+    const size_t record = 12 + source.row_floats() * 4;
+    for (size_t r = 0; r < 300; ++r) {
+      StoreU32(&bytes, kHeaderBytes + r * record + 8, static_cast<uint32_t>(base_step - 1));
+    }
+    Reseal(&bytes);
+    Checkpointed c(o);
+    ASSERT_TRUE(c.original.Restore(bytes.data(), bytes.size(), kWhere).ok());
+    c.Full();
+    std::mt19937_64 rng(1);
+    const std::vector<uint64_t> pushed(f.keys.begin(), f.keys.begin() + 30);
+    for (int step = 0; step < 5; ++step) PushRandom(&c.original, pushed, &rng);
+    ASSERT_EQ(c.original.steps(), static_cast<int64_t>(base_step + 5));
+    if (t > 0) {
+      EXPECT_EQ(c.original.size(), 30u);  // the others expired across the wrap
+    } else {
+      EXPECT_EQ(c.original.DeltaSnapshot().changed_rows(), 30u);
+    }
+    c.Delta();
+    ExpectIdentical(&c.original, &c.replica, f.keys);
+    PushRandom(&c.original, pushed, &rng);
+    EXPECT_EQ(c.original.DeltaSnapshot().changed_rows(), 30u);
+    c.Delta();
+    ExpectIdentical(&c.original, &c.replica, f.keys);
+  }
+}
+
+TEST(TableDeltaTest, ManyRowsCreatedBeforeTheStepMovesAreAllFound) {
+  // Past its bound the list of rows created at the base step is dropped:
+  // every row stamped at the base step is then in the delta (here also the
+  // rows of the push just before the checkpoint).
+  const SparseTableOptions o = Options(Kind::kSgd, 2);
+  Checkpointed c(o);
+  std::mt19937_64 rng(3);
+  const std::vector<uint64_t> pushed = DistinctKeys(1000, 1);
+  PushRandom(&c.original, pushed, &rng);
+  c.Full();
+  const std::vector<uint64_t> created = DistinctKeys(30000, 2);
+  std::vector<float> out(created.size() * 2);
+  c.original.Pull(created.data(), created.size(), /*create_missing=*/true, out.data());
+  EXPECT_EQ(c.original.DeltaSnapshot().changed_rows(), 31000u);
+  c.Delta();
+  ExpectIdentical(&c.original, &c.replica, created);
+  // The next period lists them again, by key.
+  const std::vector<uint64_t> more = DistinctKeys(100, 3);
+  out.resize(more.size() * 2);
+  c.original.Pull(more.data(), more.size(), /*create_missing=*/true, out.data());
+  EXPECT_EQ(c.original.DeltaSnapshot().changed_rows(), 100u);
+  c.Delta();
+  ExpectIdentical(&c.original, &c.replica, more);
+}
+
+TEST(TableDeltaTest, ChurnBeyondTheListsBoundsListsEveryRow) {
+  // A period with more evictions than the table has rows: the removed keys
+  // and rewritten buckets are no longer listed; the delta lists every row's
+  // bucket instead, and the table still comes out the same.
+  for (int64_t evict : {int64_t{0}, int64_t{40}}) {
+    SCOPED_TRACE("evict_after_steps " + std::to_string(evict));
+    SparseTableOptions o = Options(Kind::kAdagrad, 2);
+    o.max_rows = 3000;
+    o.evict_after_steps = evict;
+    Checkpointed c(o);
+    std::mt19937_64 rng(4);
+    PushRandom(&c.original, DistinctKeys(3000, 1), &rng);
+    c.Full();
+    for (uint64_t b = 0; b < 12; ++b) PushRandom(&c.original, DistinctKeys(1000, 10 + b), &rng);
+    const SparseTableSnapshot delta = c.original.DeltaSnapshot();
+    EXPECT_EQ(delta.removed_keys(), 0u);
+    const std::string& d = c.Delta();
+    EXPECT_EQ(LoadU32(d, kDeltaFlagsAt), 3u);  // whole layout, removed keys not listed
+    ExpectIdentical(&c.original, &c.replica, DistinctKeys(1000, 21));
+    std::mt19937_64 rng_a(5), rng_b(5);
+    for (uint64_t b = 0; b < 50; ++b) {
+      PushRandom(&c.original, DistinctKeys(100, 40 + b), &rng_a);
+      PushRandom(&c.replica, DistinctKeys(100, 40 + b), &rng_b);
+    }
+    ExpectIdentical(&c.original, &c.replica, DistinctKeys(100, 80));
+  }
+}
+
+TEST(TableDeltaTest, AdmissionCountsTravelInTheirBlocks) {
+  SparseTableOptions o = Options(Kind::kAdagrad, 2);
+  o.admission_min_count = 3;
+  o.admission_sketch_width_log2 = 14;  // 32 blocks
+  Checkpointed c(o);
+  const std::vector<uint64_t> keys = DistinctKeys(500, 4);
+  std::mt19937_64 rng(1);
+  PushRandom(&c.original, keys, &rng);
+  c.Full();
+  PushRandom(&c.original, keys, &rng);  // counted twice: not yet admitted
+  const std::string& d = c.Delta();
+  EXPECT_EQ(c.original.size(), 0u);
+  EXPECT_EQ(LoadU64(d, kDeltaBlocksAt), 32u);
+  for (uint64_t k : keys) {
+    ASSERT_EQ(c.replica.admission_sketch()->Estimate(k),
+              c.original.admission_sketch()->Estimate(k));
+  }
+  PushRandom(&c.original, {keys[0]}, &rng);  // admitted
+  EXPECT_LE(LoadU64(c.Delta(), kDeltaBlocksAt), 4u);
+  EXPECT_TRUE(c.replica.Contains(keys[0]));
+  ExpectIdentical(&c.original, &c.replica, keys);
+}
+
+TEST(TableDeltaTest, NewTableIsTheBaseOfItsFirstDelta) {
+  const SparseTableOptions o = Options(Kind::kSgd, 3);
+  SparseTable original(o);
+  const Filled f = Fill(&original, o, 700, 3, 2);
+  const std::string d = WriteDelta(original);
+  EXPECT_TRUE(WholeLayout(d));  // the index grew
+  SparseTable fresh(o);
+  const Status s = fresh.ApplyDelta(d.data(), d.size(), kDeltaWhere);
+  ASSERT_TRUE(s.ok()) << s;
+  ExpectIdentical(&original, &fresh, f.keys);
+}
+
+TEST(TableDeltaTest, OtherLayoutAppliesByKey) {
+  // A Reserve far ahead is not kept by Restore: the replica's index is
+  // smaller than the original's, so deltas apply by key. Same content; the
+  // layout is the replica's own. (Removals by the row cap: an erasure would
+  // shrink the index.)
+  SparseTableOptions o = Options(Kind::kAdagrad, 4);
+  o.max_rows = 220;
+  Checkpointed c(o);
+  c.original.Reserve(1 << 14);
+  const Filled f = Fill(&c.original, o, 200, 2, 3);
+  c.Full();
+  EXPECT_LT(c.replica.memory_report().index_bytes, c.original.memory_report().index_bytes);
+  std::mt19937_64 rng(5);
+  for (int round = 0; round < 4; ++round) {
+    PushRandom(&c.original, Sample(f.keys, 50, &rng), &rng);
+    PushRandom(&c.original, DistinctKeys(30, 50 + round), &rng);
+    const SparseTableSnapshot delta = c.original.DeltaSnapshot();
+    EXPECT_GT(delta.removed_keys(), 0u);
+    EXPECT_FALSE(WholeLayout(c.Delta()));
+    std::vector<uint64_t> probe = f.keys;
+    const std::vector<uint64_t> added = DistinctKeys(30, 50 + round);
+    probe.insert(probe.end(), added.begin(), added.end());
+    ExpectSameState(&c.original, &c.replica, probe);
+  }
+  // A whole-layout delta of an index far larger than its rows: placed by
+  // probing (as Restore would), same content.
+  c.original.Reserve(1 << 16);
+  const std::string& d = c.Delta();
+  EXPECT_TRUE(WholeLayout(d));
+  ExpectSameState(&c.original, &c.replica, f.keys);
+  // And the chain goes on by key.
+  PushRandom(&c.original, f.keys, &rng);
+  c.Delta();
+  ExpectSameState(&c.original, &c.replica, f.keys);
+}
+
+TEST(TableDeltaTest, SmallerRowCapDropsTheLeastRecentlyUpdated) {
+  const SparseTableOptions o = Options(Kind::kSgd, 2);
+  SparseTable original(o);
+  std::mt19937_64 rng(1);
+  PushRandom(&original, DistinctKeys(100, 1), &rng);
+  const std::string full = Serialize(original);
+  original.StartDelta();
+  PushRandom(&original, DistinctKeys(100, 2), &rng);
+  const std::string d = WriteDelta(original);
+  SparseTableOptions capped = o;
+  capped.max_rows = 150;
+  SparseTable replica(capped);
+  ASSERT_TRUE(replica.Restore(full.data(), full.size(), kWhere).ok());
+  ASSERT_TRUE(replica.ApplyDelta(d.data(), d.size(), kDeltaWhere).ok());
+  EXPECT_EQ(replica.size(), 150u);
+  EXPECT_EQ(replica.counters().evicted, 50);
+  for (uint64_t k : DistinctKeys(100, 2)) ASSERT_TRUE(replica.Contains(k));
+}
+
+TEST(TableDeltaTest, DeltaSnapshotIsIndependentOfTheTable) {
+  const SparseTableOptions o = Options(Kind::kAdam, 8);
+  Checkpointed c(o);
+  const Filled f = Fill(&c.original, o, 2000, 3, 6);
+  c.Full();
+  std::mt19937_64 rng(8);
+  PushRandom(&c.original, Sample(f.keys, 300, &rng), &rng);
+  for (size_t i = 0; i < 50; ++i) c.original.Erase(f.keys[i]);
+  SparseTableSnapshot delta = c.original.DeltaSnapshot();
+  const std::string first = Write(delta);
+  SparseTable expected(o);
+  c.Replay(&expected);
+  ASSERT_TRUE(expected.ApplyDelta(first.data(), first.size(), kDeltaWhere).ok());
+  const std::string want = Serialize(expected);
+  // The table goes on (a resize among it); the copy does not.
+  PushRandom(&c.original, DistinctKeys(20000, 9), &rng);
+  EXPECT_TRUE(Write(delta) == first);
+  SparseTableSnapshot moved = std::move(delta);
+  EXPECT_TRUE(Write(moved) == first);
+  EXPECT_GT(moved.memory_bytes(), 300 * c.original.row_floats() * sizeof(float));
+  SparseTable applied(o);
+  c.Replay(&applied);
+  ASSERT_TRUE(applied.ApplyDelta(first.data(), first.size(), kDeltaWhere).ok());
+  EXPECT_TRUE(Serialize(applied) == want);
+}
+
+// ---------------------------------------------------------------------------
+// Deltas: wrong chains and hostile input
+
+// A small chain with every section of a delta in use: sketch blocks,
+// changed rows (key 0 among them), moved rows, emptied buckets, removed keys.
+struct SmallChain {
+  SparseTableOptions options = Options(Kind::kAdam, 3);
+  std::string full;
+  std::string delta;
+  SmallChain() {
+    options.admission_min_count = 2;
+    options.admission_sketch_width_log2 = 4;  // 64 counters, one block
+    SparseTable table(options);
+    const std::vector<uint64_t> keys = DistinctKeys(40, 2);
+    std::mt19937_64 rng(1);
+    PushRandom(&table, keys, &rng);
+    PushRandom(&table, keys, &rng);
+    full = Serialize(table);
+    table.StartDelta();
+    for (size_t i = 0; i < 8; ++i) table.Erase(keys[i]);
+    std::vector<uint64_t> pushed(keys.begin() + 30, keys.end());
+    pushed.push_back(SparseTable::kEmptyKey);
+    PushRandom(&table, pushed, &rng);
+    PushRandom(&table, pushed, &rng);
+    delta = WriteDelta(table);
+  }
+  // A table at the delta's base.
+  void Base(SparseTable* table) const {
+    ASSERT_TRUE(table->Restore(full.data(), full.size(), kWhere).ok());
+  }
+};
+
+TEST(TableDeltaCorruptionTest, TheSmallChainUsesEverySection) {
+  const SmallChain chain;
+  EXPECT_FALSE(WholeLayout(chain.delta));
+  for (size_t at :
+       {kDeltaBlocksAt, kDeltaChangedAt, kDeltaMovedAt, kDeltaEmptiedAt, kDeltaRemovedAt}) {
+    EXPECT_GT(LoadU64(chain.delta, at), 0u) << at;
+  }
+  SparseTable table(chain.options);
+  chain.Base(&table);
+  ASSERT_TRUE(table.ApplyDelta(chain.delta.data(), chain.delta.size(), kDeltaWhere).ok());
+  EXPECT_TRUE(table.Contains(SparseTable::kEmptyKey));
+}
+
+// An apply that must fail: a clean error starting with the file name, the
+// table unchanged (`before`) or empty, and still working.
+void ExpectDeltaFailure(SparseTable* table, const std::string& bytes, const std::string& before,
+                        const std::string& what, bool unchanged = true) {
+  const Status s = table->ApplyDelta(bytes.data(), bytes.size(), kDeltaWhere);
+  ASSERT_FALSE(s.ok()) << what;
+  EXPECT_TRUE(s.code() == StatusCode::kCorruption || s.code() == StatusCode::kInvalidArgument)
+      << what << ": " << s;
+  EXPECT_TRUE(StartsWith(s.message(), std::string(kDeltaWhere) + ": ")) << what << ": " << s;
+  if (unchanged) {
+    ASSERT_TRUE(Serialize(*table) == before) << what << ": " << s;
+  } else {
+    ASSERT_TRUE(Serialize(*table) == before || table->size() == 0) << what << ": " << s;
+  }
+}
+
+TEST(TableDeltaCorruptionTest, TruncationAtEveryByteLeavesTheTableAsItWas) {
+  const SmallChain chain;
+  SparseTable table(chain.options);
+  chain.Base(&table);
+  const std::string before = Serialize(table);
+  for (size_t cut = 0; cut < chain.delta.size(); ++cut) {
+    ExpectDeltaFailure(&table, chain.delta.substr(0, cut), before, "cut at " + std::to_string(cut));
+  }
+  const Status s = table.ApplyDelta(chain.delta.data(), 100, kDeltaWhere);
+  EXPECT_EQ(s.message(),
+            std::string(kDeltaWhere) + ": truncated: 100 bytes, the header alone takes 256");
+  ASSERT_TRUE(table.ApplyDelta(chain.delta.data(), chain.delta.size(), kDeltaWhere).ok());
+}
+
+TEST(TableDeltaCorruptionTest, EveryFlippedByteIsDetected) {
+  const SmallChain chain;
+  SparseTable table(chain.options);
+  chain.Base(&table);
+  const std::string before = Serialize(table);
+  for (size_t at = 0; at < chain.delta.size(); ++at) {
+    for (int bit : {0, 7}) {
+      std::string bytes = chain.delta;
+      bytes[at] = static_cast<char>(bytes[at] ^ (1 << bit));
+      ExpectDeltaFailure(&table, bytes, before,
+                         "bit " + std::to_string(bit) + " of byte " + std::to_string(at));
+    }
+  }
+  std::string step = chain.delta;
+  step[kDeltaBaseStepAt] ^= 1;
+  const Status s = table.ApplyDelta(step.data(), step.size(), kDeltaWhere);
+  EXPECT_NE(s.message().find("checksum mismatch"), std::string::npos) << s;
+}
+
+TEST(TableDeltaCorruptionTest, WrongChainIsRefusedAndTheTableKept) {
+  const SparseTableOptions o = Options(Kind::kAdagrad, 4);
+  Checkpointed c(o);
+  const Filled f = Fill(&c.original, o, 300, 2, 1);
+  c.Full();
+  std::mt19937_64 rng(1);
+  PushRandom(&c.original, Sample(f.keys, 50, &rng), &rng);
+  const std::string d1 = c.Delta();
+  PushRandom(&c.original, Sample(f.keys, 50, &rng), &rng);
+  const std::string d2 = c.Delta();
+  // Skipping a delta, or applying one twice.
+  SparseTable table(o);
+  ASSERT_TRUE(table.Restore(c.full.data(), c.full.size(), kWhere).ok());
+  std::string before = Serialize(table);
+  Status s = table.ApplyDelta(d2.data(), d2.size(), kDeltaWhere);
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(s.message(), std::string(kDeltaWhere) + ": chained to step 3, the table is at step 2");
+  EXPECT_TRUE(Serialize(table) == before);
+  ASSERT_TRUE(table.ApplyDelta(d1.data(), d1.size(), kDeltaWhere).ok());
+  before = Serialize(table);
+  ExpectDeltaFailure(&table, d1, before, "d1 twice");
+  ASSERT_TRUE(table.ApplyDelta(d2.data(), d2.size(), kDeltaWhere).ok());
+  ExpectIdentical(&c.original, &table, f.keys);
+  // Another shard of the same server: same step, other rows.
+  SparseTable other(o);
+  Fill(&other, o, 300, 2, 99);
+  before = Serialize(other);
+  s = other.ApplyDelta(d1.data(), d1.size(), kDeltaWhere);
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("other keys"), std::string::npos) << s;
+  EXPECT_TRUE(Serialize(other) == before);
+  // Same keys, other rows count: one erased.
+  SparseTable fewer(o);
+  ASSERT_TRUE(fewer.Restore(c.full.data(), c.full.size(), kWhere).ok());
+  fewer.Erase(f.keys[0]);
+  s = fewer.ApplyDelta(d1.data(), d1.size(), kDeltaWhere);
+  EXPECT_EQ(s.message(), std::string(kDeltaWhere) +
+                             ": chained to a table of 300 rows at step 2, the table has 299");
+  // Same keys, same counts, other stamps: a diverged timeline.
+  SparseTable diverged(o);
+  Fill(&diverged, o, 300, 1, 1);
+  PushRandom(&diverged, Sample(f.keys, 150, &rng), &rng);
+  s = diverged.ApplyDelta(d1.data(), d1.size(), kDeltaWhere);
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("other stamps"), std::string::npos) << s;
+  // A table of another dim or optimizer.
+  SparseTable dim8(Options(Kind::kAdagrad, 8));
+  s = dim8.ApplyDelta(d1.data(), d1.size(), kDeltaWhere);
+  EXPECT_EQ(s.message(), std::string(kDeltaWhere) + ": delta of dim 4, this table's is 8");
+  SparseTable sgd(Options(Kind::kSgd, 4));
+  s = sgd.ApplyDelta(d1.data(), d1.size(), kDeltaWhere);
+  EXPECT_EQ(s.message(),
+            std::string(kDeltaWhere) + ": delta's optimizer is Adagrad, this table's is SGD");
+}
+
+TEST(TableDeltaCorruptionTest, FullAndDeltaAreNotInterchangeable) {
+  const SmallChain chain;
+  SparseTable table(chain.options);
+  chain.Base(&table);
+  const std::string before = Serialize(table);
+  Status s = table.ApplyDelta(chain.full.data(), chain.full.size(), kDeltaWhere);
+  EXPECT_EQ(s.code(), StatusCode::kCorruption);
+  EXPECT_NE(s.message().find("MTPSROWS"), std::string::npos) << s;
+  EXPECT_TRUE(Serialize(table) == before);
+  s = table.Restore(chain.delta.data(), chain.delta.size(), kWhere);
+  EXPECT_EQ(s.code(), StatusCode::kCorruption);
+  EXPECT_NE(s.message().find("ApplyDelta"), std::string::npos) << s;
+  EXPECT_EQ(table.size(), 0u);
+  ExpectDeltaFailure(&table, "MTPSD", Serialize(table), "short");
+  ExpectDeltaFailure(&table, "", Serialize(table), "empty");
+}
+
+TEST(TableDeltaCorruptionTest, ForgedHeadersAndSectionsAreRefused) {
+  const SmallChain chain;
+  SparseTable table(chain.options);
+  chain.Base(&table);
+  const std::string before = Serialize(table);
+  auto forged = [&](size_t at, uint64_t v, bool u32) {
+    std::string bytes = chain.delta;
+    if (u32) {
+      StoreU32(&bytes, at, static_cast<uint32_t>(v));
+    } else {
+      StoreU64(&bytes, at, v);
+    }
+    Reseal(&bytes);
+    return bytes;
+  };
+  // Counts beyond the input, checked before anything is allocated.
+  for (size_t at :
+       {kDeltaBlocksAt, kDeltaChangedAt, kDeltaMovedAt, kDeltaEmptiedAt, kDeltaRemovedAt}) {
+    for (uint64_t n : {uint64_t{1} << 32, uint64_t{1} << 62, ~uint64_t{0}}) {
+      const std::string bytes = forged(at, n, false);
+      ExpectDeltaFailure(&table, bytes, before, "count at " + std::to_string(at));
+    }
+  }
+  ExpectDeltaFailure(&table, forged(kDeltaResultCapacityAt, 37, true), before, "capacity 2^37");
+  ExpectDeltaFailure(&table, forged(kDeltaResultCapacityAt, 3, true), before, "capacity 2^3");
+  ExpectDeltaFailure(&table, forged(kDeltaFlagsAt, 4, true), before, "flags");
+  ExpectDeltaFailure(&table, forged(kDeltaFlagsAt, 2, true), before, "unlisted, in place");
+  ExpectDeltaFailure(&table, forged(kDeltaKey0At, 3, true), before, "key 0 state");
+  ExpectDeltaFailure(&table, forged(kDeltaBaseRowsAt, 41, false), before, "base rows");
+  ExpectDeltaFailure(&table, forged(8, 2, true), before, "version");
+  ExpectDeltaFailure(&table, forged(192, 3, true), before, "sketch depth");
+  ExpectDeltaFailure(&table, forged(196, 5, true), before, "sketch width");
+  ExpectDeltaFailure(&table, forged(100, 1, true), before, "reserved");
+  // Records: a bucket beyond the index, buckets twice, key 0 in a bucket.
+  const uint64_t blocks = LoadU64(chain.delta, kDeltaBlocksAt);
+  const size_t changed_at = kDeltaHeaderBytes + blocks * (4 + 2 * 64);
+  const size_t record = 20 + 4 * 10;
+  const size_t first = changed_at + record;  // after key 0's
+  ExpectDeltaFailure(&table, forged(first + 8, 1 << 20, false), before, "bucket out of range");
+  const uint64_t next_pos = LoadU64(chain.delta, first + record + 8);
+  ExpectDeltaFailure(&table, forged(first + 8, next_pos, false), before, "bucket twice");
+  ExpectDeltaFailure(&table, forged(first, 0, false), before, "key 0 in a bucket");
+  ExpectDeltaFailure(&table, forged(changed_at + 8, 5, false), before, "key 0 with a bucket");
+  // A moved key the base does not have: found while applying; the table is
+  // then left empty.
+  const uint64_t changed = LoadU64(chain.delta, kDeltaChangedAt);
+  const size_t moved_at = changed_at + changed * record;
+  ExpectDeltaFailure(&table, forged(moved_at, 12345, false), before, "unknown moved key",
+                     /*unchanged=*/false);
+  EXPECT_EQ(table.size(), 0u);
+  chain.Base(&table);
+  // A removed key never there is fine; a base key left out is not.
+  const uint64_t removed = LoadU64(chain.delta, kDeltaRemovedAt);
+  const size_t removed_at = chain.delta.size() - 8 - removed * 8;
+  std::string unlisted = forged(kDeltaRemovedAt, removed - 1, false);
+  unlisted.erase(removed_at, 8);
+  Reseal(&unlisted);
+  ExpectDeltaFailure(&table, unlisted, before, "a removal left out", /*unchanged=*/false);
+  EXPECT_EQ(table.size(), 0u);
+  // Whatever happened, the table works and takes the right chain.
+  chain.Base(&table);
+  ASSERT_TRUE(table.ApplyDelta(chain.delta.data(), chain.delta.size(), kDeltaWhere).ok());
+}
+
+TEST(TableDeltaCorruptionTest, RandomByteFlipsNeverCrash) {
+  const SmallChain chain;
+  SparseTable table(chain.options);
+  std::mt19937_64 rng(4321);
+  int applied = 0;
+  for (int trial = 0; trial < 3000; ++trial) {
+    chain.Base(&table);
+    std::string bytes = chain.delta;
+    const int flips = 1 + static_cast<int>(rng() % 4);
+    for (int i = 0; i < flips; ++i) {
+      bytes[rng() % bytes.size()] ^= static_cast<char>(1 + rng() % 255);
+    }
+    if (trial % 5 == 0) bytes.resize(rng() % bytes.size());
+    const bool resealed = trial % 3 == 0 && bytes.size() >= 8;
+    if (resealed) Reseal(&bytes);  // past the checksum
+    const Status s = table.ApplyDelta(bytes.data(), bytes.size(), kDeltaWhere);
+    if (!s.ok()) {
+      EXPECT_TRUE(StartsWith(s.message(), std::string(kDeltaWhere) + ": ")) << s;
+    } else {
+      ++applied;
+    }
+    if (!resealed) {
+      EXPECT_FALSE(s.ok()) << trial;
+    }
+    // Whatever happened, the table works.
+    std::vector<uint64_t> keys = DistinctKeys(8, trial);
+    PushRandom(&table, keys, &rng);
+    PushRandom(&table, keys, &rng);
+    ASSERT_LE(table.size(), table.memory_report().index_bytes / 16 + 1);
+    std::vector<float> out(keys.size() * 3);
+    table.Pull(keys.data(), keys.size(), /*create_missing=*/true, out.data());
+  }
+  EXPECT_GT(applied, 0);  // flips in row content pass every check
 }
 
 // ---------------------------------------------------------------------------
