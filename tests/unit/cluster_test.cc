@@ -17,9 +17,12 @@
 
 #include <zmq_addon.hpp>
 
+#include "common/base/durable_file.h"
 #include "common/cluster/cluster_member.h"
 #include "common/cluster/job_phase.h"
 #include "common/net/zmq_transport.h"
+#include "proto/checkpoint.pb.h"
+#include "ps/scheduler/checkpoint_store.h"
 #include "ps/scheduler/scheduler.h"
 #include "ps/server/server.h"
 #include "ps/server/server_shard.h"
@@ -153,6 +156,19 @@ class ClusterTest : public ::testing::Test {
     ASSERT_TRUE(s.ok()) << s;
   }
 
+  // The rest of FinishJob once the trained barrier is passed.
+  void FinishJobAfterTraining() {
+    Message report(wire::EVAL_REPORT);
+    report.meta.mutable_eval_report()->add_tasks("t");
+    report.meta.mutable_eval_report()->set_train_examples(4);
+    report.payloads.push_back(Payload::FromVector(std::vector<float>{0.9f, 0.1f, 0.8f, 0.3f}));
+    report.payloads.push_back(Payload::FromVector(std::vector<float>{1, 0, 1, 0}));
+    auto r = worker_->rpc().Call(kSchedulerNodeId, std::move(report), kHangGuardMs);
+    ASSERT_TRUE(r.ok()) << r.status();
+    Status s = worker_->Barrier(JobBarrierName(JobBarrier::kEnd), 1);
+    ASSERT_TRUE(s.ok()) << s;
+  }
+
   void Join() {
     if (server_thread_.joinable()) server_thread_.join();
     if (scheduler_thread_.joinable()) scheduler_thread_.join();
@@ -233,6 +249,67 @@ TEST_F(ClusterTest, PullAndPushFollowInitialValueAndAdagrad) {
     EXPECT_NEAR(w[j], v[j] - 0.1f * g[j] / std::sqrt(acc), 1e-6) << j;
   }
   FinishJob();
+}
+
+// The job's final checkpoint, end to end over the network and every thread
+// involved (shard threads copy, the writer thread writes, the receive thread
+// reports, the scheduler commits): its shard files hold exactly the rows the
+// server served, and reload into tables that answer the same.
+TEST_F(ClusterTest, FinalCheckpointHoldsWhatTheServerServed) {
+  config::Config c = SmallJob();
+  c.mutable_server()->set_shard_threads(2);
+  StartCluster(c);
+  Rpc& rpc = worker_->rpc();
+  ASSERT_TRUE(worker_->Barrier(JobBarrierName(JobBarrier::kStart), 1).ok());
+  std::vector<uint64_t> keys;
+  for (uint64_t k = 0; k < 300; ++k) keys.push_back(k * 7919);
+  Message push(wire::PUSH_SPARSE);
+  push.payloads.push_back(Payload::FromVector(std::vector<uint64_t>(keys)));
+  std::vector<float> grads(keys.size() * 4);
+  for (size_t i = 0; i < grads.size(); ++i) grads[i] = 0.01f * static_cast<float>(i % 13) - 0.05f;
+  push.payloads.push_back(Payload::FromVector(std::move(grads)));
+  ASSERT_TRUE(rpc.Call(server_id(), std::move(push), kHangGuardMs).ok());
+  auto served = rpc.Call(server_id(), Pull(keys), kHangGuardMs);
+  ASSERT_TRUE(served.ok()) << served.status();
+  const std::vector<float> expected = Values(*served);
+
+  // Leave training the way a trainer does: the final clock with its state.
+  Message clock(wire::CLOCK);
+  clock.meta.mutable_clock()->set_clock(1);
+  clock.meta.mutable_clock()->set_finished(true);
+  checkpoint::WorkerState state;
+  state.set_rank(0);
+  state.set_finished(true);
+  clock.meta.mutable_clock()->set_worker_state(state.SerializeAsString());
+  ASSERT_TRUE(rpc.Call(kSchedulerNodeId, std::move(clock), kHangGuardMs).ok());
+  // The trained barrier returns once the checkpoint is committed.
+  ASSERT_TRUE(worker_->Barrier(JobBarrierName(JobBarrier::kTrained), 1).ok());
+  CheckpointStore store(run_dir_ + "/checkpoints");
+  auto manifest = store.Verify(1);
+  ASSERT_TRUE(manifest.ok()) << manifest.status();
+  EXPECT_EQ(manifest->reason(), "trained");
+  EXPECT_TRUE(manifest->scheduler().trained());
+  EXPECT_EQ(manifest->shard_threads(), 2);
+
+  SparseTable restored[2] = {SparseTable(ShardTableOptions(c)), SparseTable(ShardTableOptions(c))};
+  size_t rows = 0;
+  for (int shard = 0; shard < 2; ++shard) {
+    const std::string path = store.DirFor(1) + "/server-0.shard-" + std::to_string(shard);
+    auto bytes = ReadWholeFile(path);
+    ASSERT_TRUE(bytes.ok()) << bytes.status();
+    Status s = restored[shard].Restore(bytes->data(), bytes->size(), path);
+    ASSERT_TRUE(s.ok()) << s;
+    rows += restored[shard].size();
+  }
+  EXPECT_EQ(rows, keys.size());
+  for (size_t i = 0; i < keys.size(); ++i) {
+    SparseTable& t = restored[KeyShard(keys[i], 2)];
+    ASSERT_TRUE(t.Contains(keys[i])) << keys[i];
+    float row[4];
+    t.Pull(&keys[i], 1, /*create_missing=*/false, row);
+    for (int j = 0; j < 4; ++j) EXPECT_EQ(row[j], expected[i * 4 + j]) << keys[i];
+  }
+  FinishJobAfterTraining();
 }
 
 // A server with several shard threads answers, over the network and with
