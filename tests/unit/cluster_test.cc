@@ -141,22 +141,15 @@ class ClusterTest : public ::testing::Test {
     return o;
   }
 
-  // Finishes the job the way a worker does: evaluation report, end barrier.
+  // Finishes the job the way a worker does: the start and trained barriers,
+  // then FinishJobAfterTraining.
   void FinishJob() {
-    Message report(wire::EVAL_REPORT);
-    report.meta.mutable_eval_report()->add_tasks("t");
-    report.meta.mutable_eval_report()->set_train_examples(4);
-    report.payloads.push_back(Payload::FromVector(std::vector<float>{0.9f, 0.1f, 0.8f, 0.3f}));
-    report.payloads.push_back(Payload::FromVector(std::vector<float>{1, 0, 1, 0}));
-    auto r = worker_->rpc().Call(kSchedulerNodeId, std::move(report), kHangGuardMs);
-    ASSERT_TRUE(r.ok()) << r.status();
     ASSERT_TRUE(worker_->Barrier(JobBarrierName(JobBarrier::kStart), 1).ok());
     ASSERT_TRUE(worker_->Barrier(JobBarrierName(JobBarrier::kTrained), 1).ok());
-    Status s = worker_->Barrier(JobBarrierName(JobBarrier::kEnd), 1);
-    ASSERT_TRUE(s.ok()) << s;
+    FinishJobAfterTraining();
   }
 
-  // The rest of FinishJob once the trained barrier is passed.
+  // After the trained barrier: the evaluation report, the end barrier.
   void FinishJobAfterTraining() {
     Message report(wire::EVAL_REPORT);
     report.meta.mutable_eval_report()->add_tasks("t");
