@@ -27,6 +27,7 @@
 #include "common/cluster/cluster_member.h"
 #include "common/config/config.h"
 #include "common/config/config_check.h"
+#include "common/net/fault_transport.h"
 #include "common/net/zmq_transport.h"
 #include "ps/scheduler/scheduler.h"
 #include "ps/server/server.h"
@@ -93,9 +94,25 @@ int Fail(const mtps::Status& s, const char* what) {
 // Every library's config rules: the data readers', the model kinds', the
 // tables' and the server's (the train, cluster and eval rules are
 // LoadConfig's own).
+// The network's rules (cluster.faults): the net library knows no
+// ConfigProblems, so its (field, why) pairs are added here.
+void CheckNetworkConfig(const mtps::config::Config& config, mtps::ConfigProblems* problems) {
+  for (const auto& [field, why] :
+       mtps::CheckFaultConfig(config.cluster().faults(), "cluster.faults")) {
+    problems->Add(field, why);
+  }
+}
+
 std::vector<mtps::ConfigCheck> ConfigChecks() {
   return {mtps::CheckDataConfig, mtps::CheckModelConfig, mtps::CheckTableConfig,
-          mtps::CheckServerConfig};
+          mtps::CheckServerConfig, CheckNetworkConfig};
+}
+
+// Every process's transport: ZeroMQ behind the fault injector, which passes
+// everything through until configured from cluster.faults.
+std::unique_ptr<mtps::FaultInjectingTransport> MakeTransport(zmq::context_t* context) {
+  return std::make_unique<mtps::FaultInjectingTransport>(
+      std::make_unique<mtps::ZmqTransport>(context));
 }
 
 int RunScheduler(zmq::context_t* context, int signal_fd) {
@@ -119,7 +136,10 @@ int RunScheduler(zmq::context_t* context, int signal_fd) {
   o.run_dir = FLAGS_run_dir;
   o.resume = FLAGS_resume;
   o.signal_fd = signal_fd;
-  mtps::Scheduler scheduler(std::make_unique<mtps::ZmqTransport>(context), std::move(o));
+  auto transport = MakeTransport(context);
+  transport->Configure(mtps::FaultOptionsFor(o.config.cluster().faults(), mtps::wire::SCHEDULER),
+                       mtps::kSchedulerNodeId);
+  mtps::Scheduler scheduler(std::move(transport), std::move(o));
   mtps::Status s = scheduler.Start();
   if (!s.ok()) return Fail(s, "scheduler cannot start");
   s = scheduler.Run();
@@ -138,9 +158,14 @@ int RunMember(zmq::context_t* context, mtps::wire::Role role) {
   o.port = FLAGS_port;
   o.scheduler_endpoint = FLAGS_scheduler;
   o.register_timeout_ms = FLAGS_register_timeout_ms;
-  mtps::ClusterMember member(std::make_unique<mtps::ZmqTransport>(context), o);
+  auto transport = MakeTransport(context);
+  mtps::FaultInjectingTransport* faults = transport.get();
+  mtps::ClusterMember member(std::move(transport), o);
   mtps::Status s = member.Join();
   if (!s.ok()) return Fail(s, "cannot join the job");
+  // Faults start after registration, drawn per node.
+  faults->Configure(mtps::FaultOptionsFor(member.config().cluster().faults(), role),
+                    static_cast<uint64_t>(member.self().node_id()));
   if (role == mtps::wire::SERVER) {
     auto server = mtps::ParameterServer::Create(&member);
     s = server.ok() ? server.value()->Run() : server.status();

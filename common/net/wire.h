@@ -80,6 +80,9 @@ class Payload {
     return Payload(DataTypeOf<T>::kValue, zmq::message_t(values, n * sizeof(T)));
   }
 
+  // A copy of the bytes (fault injection's duplicates).
+  Payload Clone() const { return Payload(dtype_, zmq::message_t(bytes_.data(), bytes_.size())); }
+
   wire::DataType dtype() const { return dtype_; }
   size_t count() const {
     size_t s = DataTypeSize(dtype_);
@@ -117,6 +120,14 @@ struct Message {
 
   Message() = default;
   explicit Message(wire::Op op) { meta.set_op(op); }
+
+  // A deep copy (the meta and every payload's bytes).
+  Message Clone() const {
+    Message m;
+    m.meta = meta;
+    for (const Payload& p : payloads) m.payloads.push_back(p.Clone());
+    return m;
+  }
 
   // Checks that the payloads are exactly `dtypes`, in order; otherwise an
   // InvalidArgument naming the op and the mismatch.
