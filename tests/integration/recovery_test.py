@@ -270,6 +270,21 @@ class RecoveryTest(RunDirTestCase):
         self.assert_recovered(summary, run_dir)
 
 
+    def test_resuming_a_finished_run_evaluates_from_its_final_checkpoint(self):
+        # The final checkpoint is taken after training: a resume (as after a
+        # crash during evaluation) trains nothing and scores the same model.
+        run_dir = self.tmp / "run"
+        first = self.finish(self.start(run_dir), run_dir)
+        resumed = self.finish(self.start(run_dir, ["--resume"]), run_dir)
+        final = first["checkpoints"]["records"][-1]
+        self.assertEqual(final["reason"], "trained")
+        self.assertEqual(resumed["resumed_from"]["checkpoint_id"], final["id"])
+        self.assertEqual(resumed["eval"], first["eval"])
+        self.assertEqual(resumed["checkpoints"]["committed"], 0)
+        # Training time carries over (plus the resumed attempt's empty training phase).
+        self.assertAlmostEqual(resumed["train"]["seconds"], first["train"]["seconds"], delta=0.5)
+        self.assert_recovered(resumed, run_dir)
+
     def test_checkpoint_on_request_then_sigterm_then_resume(self):
         # No automatic checkpoints: only the one asked for and the one taken
         # on SIGTERM. 40 epochs leave time to ask.
