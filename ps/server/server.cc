@@ -82,15 +82,16 @@ Status ParameterServer::RestoreCheckpoint() {
   task->dense_name = r.dir() + "/" + prefix + ".dense";
   MTPS_RETURN_IF_ERROR(read(prefix + ".dense", &task->dense_bytes));
   SubmitToShards(shards_, task);
-  {
-    // The shards are idle (nothing is served before Create returns): the
-    // task is the only one, and done_ receives it.
-    std::unique_lock<std::mutex> lock(done_mu_);
-    if (!done_cv_.wait_for(lock, std::chrono::minutes(30), [this] { return !done_.empty(); })) {
+  // Serve (heartbeats, and requests, which queue behind the restore on every
+  // shard) while the shards reload: a big table takes longer than the
+  // heartbeat timeout.
+  const Deadline limit = Deadline::In(int64_t{30} * 60 * 1000);
+  while (task->remaining.load(std::memory_order_acquire) != 0) {
+    if (limit.Expired()) {
       return Status::DeadlineExceeded("restoring checkpoint " + std::to_string(r.checkpoint_id()) +
                                       ": the shards did not finish within 30 minutes");
     }
-    done_.clear();
+    MTPS_RETURN_IF_ERROR(member_->Tick(Deadline::In(20)));
   }
   for (const Status& s : task->shard_status) MTPS_RETURN_IF_ERROR(s);
   LOG(INFO) << "server " << member_->self().rank() << " restored " << n << " shards (" << bytes
@@ -445,8 +446,11 @@ void ParameterServer::SendFinished() {
     finished.swap(done_);
   }
   for (auto& task : finished) {
-    --queued_requests_;
-    queued_pull_bytes_ -= task->pull_values.capacity * sizeof(float);
+    // The restore task was never counted (RestoreCheckpoint submits it).
+    if (task->kind != ShardTask::Kind::kRestore) {
+      --queued_requests_;
+      queued_pull_bytes_ -= task->pull_values.capacity * sizeof(float);
+    }
     Reply(*task);
   }
 }
