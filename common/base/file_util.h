@@ -9,7 +9,8 @@
 namespace mtps {
 
 // Writes `content` to `path` so readers see either the old file or the whole
-// new one: write to path.tmp, fsync, rename.
+// new one: WriteFileDurably (common/base/durable_file.h: path.tmp, fsync,
+// rename, fsync of the directory).
 Status WriteFileAtomically(const std::string& path, const std::string& content);
 
 // Appends `line` plus a newline to `path` (created if missing).

@@ -13,25 +13,12 @@ namespace {
 // A message held back behind the next one leaves anyway after this long.
 constexpr auto kReorderHold = std::chrono::milliseconds(50);
 
-const char* RoleConfigName(wire::Role role) {
-  switch (role) {
-    case wire::SCHEDULER:
-      return "scheduler";
-    case wire::SERVER:
-      return "server";
-    case wire::WORKER:
-      return "worker";
-    default:
-      return "";
-  }
-}
-
 }  // namespace
 
 FaultOptions FaultOptionsFor(const config::FaultConfig& faults, wire::Role role) {
   FaultOptions o;
   if (faults.roles_size() > 0 && std::find(faults.roles().begin(), faults.roles().end(),
-                                           RoleConfigName(role)) == faults.roles().end()) {
+                                           RoleName(role)) == faults.roles().end()) {
     return o;  // not this role: nothing
   }
   o.seed = faults.seed();

@@ -7,6 +7,19 @@ namespace {
 constexpr size_t kMaxMetaBytes = 1 << 20;
 }  // namespace
 
+const char* RoleName(wire::Role role) {
+  switch (role) {
+    case wire::SCHEDULER:
+      return "scheduler";
+    case wire::SERVER:
+      return "server";
+    case wire::WORKER:
+      return "worker";
+    default:
+      return "unknown";
+  }
+}
+
 size_t DataTypeSize(wire::DataType dtype) {
   switch (dtype) {
     case wire::U64:

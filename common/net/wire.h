@@ -44,6 +44,10 @@ struct DataTypeOf<uint32_t> {
 // Bytes per element of dtype; 0 for an unknown type.
 size_t DataTypeSize(wire::DataType dtype);
 
+// "scheduler", "server", "worker" ("unknown" otherwise): how cluster.json,
+// the logs and the config (cluster.faults.roles) spell roles.
+const char* RoleName(wire::Role role);
+
 // One typed payload frame: a dtype and a ZeroMQ message holding the bytes.
 // Owns its bytes (handed to ZeroMQ on send without a copy); movable, not
 // copyable; used by one thread at a time.

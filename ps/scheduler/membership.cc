@@ -6,19 +6,6 @@
 
 namespace mtps {
 
-const char* RoleName(wire::Role role) {
-  switch (role) {
-    case wire::SCHEDULER:
-      return "scheduler";
-    case wire::SERVER:
-      return "server";
-    case wire::WORKER:
-      return "worker";
-    default:
-      return "unknown";
-  }
-}
-
 std::string NodeLabel(const wire::NodeInfo& n) {
   return std::string(RoleName(n.role())) + " " + std::to_string(n.rank()) + " (node " +
          std::to_string(n.node_id()) + ", pid " + std::to_string(n.pid()) + " on " + n.host() + ")";

@@ -28,9 +28,7 @@
 
 namespace mtps {
 
-// "scheduler", "server", "worker" ("unknown" otherwise), as cluster.json and
-// the logs spell roles.
-const char* RoleName(wire::Role role);
+// RoleName (how cluster.json and the logs spell roles): common/net/wire.h.
 // "worker 1 (node 3, pid 42 on host)", for logs and abort reasons.
 std::string NodeLabel(const wire::NodeInfo& node);
 // A fresh random cluster epoch; never 0 (which means "unregistered").
