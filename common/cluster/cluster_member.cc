@@ -36,6 +36,7 @@ Status ClusterMember::Join() {
   nodes_.assign(r.nodes().begin(), r.nodes().end());
   rpc_.set_self_id(self_.node_id());
   rpc_.set_epoch(r.cluster_epoch());
+  rpc_.set_retry(RetryPolicyFrom(config_.cluster().retry()));
 
   for (const wire::NodeInfo& n : nodes_) {
     if (n.role() == wire::SERVER) ++num_servers_;

@@ -460,6 +460,14 @@ void ValidateTrainClusterEval(const config::Config& config, ConfigProblems* p) {
     // A live node would be declared dead between two of its heartbeats.
     p->Add("cluster.heartbeat_timeout_ms", "must be > cluster.heartbeat_interval_ms");
   }
+  const config::RetryConfig& retry = cluster.retry();
+  p->Positive("cluster.retry.min_interval_ms", retry.min_interval_ms());
+  p->NonNegative("cluster.retry.max_resends", retry.max_resends());
+  if (retry.max_interval_ms() < retry.min_interval_ms()) {
+    p->Add("cluster.retry.max_interval_ms",
+           "must be >= cluster.retry.min_interval_ms (" + std::to_string(retry.min_interval_ms()) +
+               "), got " + std::to_string(retry.max_interval_ms()));
+  }
 
   if (train.counter_key() != 0 && !config.server().sparse_optimizer().has_sgd()) {
     p->Add("train.counter_key",
@@ -477,8 +485,8 @@ void ValidateTrainClusterEval(const config::Config& config, ConfigProblems* p) {
            "must be >= 0 (0: off), got " + std::to_string(ckpt.interval_steps()));
   }
   if (ckpt.full_every() < 1) {
-    p->Add("checkpoint.full_every", "must be >= 1 (1: every checkpoint full), got " +
-                                        std::to_string(ckpt.full_every()));
+    p->Add("checkpoint.full_every",
+           "must be >= 1 (1: every checkpoint full), got " + std::to_string(ckpt.full_every()));
   }
   if (ckpt.keep() < 1) {
     p->Add("checkpoint.keep", "must be >= 1, got " + std::to_string(ckpt.keep()));

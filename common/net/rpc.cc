@@ -1,13 +1,74 @@
-// Request tracking over a Transport (see common/net/rpc.h).
+// Request tracking, resends and receiver-side deduplication over a
+// Transport (see common/net/rpc.h).
 #include "common/net/rpc.h"
 
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <random>
 #include <vector>
 
 namespace mtps {
 namespace {
 // Requests kept while no handler is installed; beyond this they are refused.
 constexpr size_t kMaxBacklog = 4096;
+// The retransmission timeout before any round trip to a peer was measured.
+constexpr int64_t kInitialTimeoutMs = 200;
+
+bool Resendable(wire::Op op) {
+  return op != wire::HEARTBEAT && op != wire::REGISTER && op != wire::PING;
+}
+
+// Ops the receiver holds until an event, not until it finished working.
+bool Held(wire::Op op) {
+  return op == wire::BARRIER || op == wire::CLOCK || op == wire::CHECKPOINT_READY ||
+         op == wire::SNAPSHOT;
+}
+
+// Ops a receiver with dedupe on remembers (see Rpc::set_dedupe).
+bool Deduplicated(wire::Op op) {
+  return op != wire::HEARTBEAT && op != wire::REGISTER && op != wire::PING;
+}
+
+RequestKey KeyOf(const wire::Meta& meta) {
+  return RequestKey{meta.sender(), meta.incarnation(), meta.request_id()};
+}
 }  // namespace
+
+RetryPolicy RetryPolicyFrom(const config::RetryConfig& retry) {
+  RetryPolicy p;
+  p.min_interval_ms = retry.min_interval_ms();
+  p.max_interval_ms = retry.max_interval_ms();
+  p.max_resends = retry.max_resends();
+  return p;
+}
+
+uint64_t NewIncarnation() {
+  std::random_device device;
+  std::seed_seq seed{device(), device(), static_cast<unsigned>(getpid()),
+                     static_cast<unsigned>(SteadyClock::now().time_since_epoch().count())};
+  std::mt19937_64 rng(seed);
+  uint64_t id = 0;
+  while (id == 0) id = rng();
+  return id;
+}
+
+int64_t Rpc::RetransmitTimeoutMs(int peer) const {
+  int64_t rto = kInitialTimeoutMs;
+  auto it = peers_.find(peer);
+  if (it != peers_.end() && it->second.srtt_ms >= 0) {
+    rto = static_cast<int64_t>(std::ceil(it->second.srtt_ms + 4 * it->second.rttvar_ms));
+  }
+  return std::clamp(rto, retry_.min_interval_ms,
+                    std::max(retry_.min_interval_ms, retry_.max_interval_ms));
+}
+
+uint64_t Rpc::DoneBelow(int peer) const {
+  auto it = peers_.find(peer);
+  if (it == peers_.end() || it->second.outstanding.empty()) return next_request_id_;
+  return *it->second.outstanding.begin();
+}
 
 StatusOr<uint64_t> Rpc::SendRequest(int peer, Message msg, int64_t timeout_ms,
                                     ResponseCallback done) {
@@ -16,12 +77,32 @@ StatusOr<uint64_t> Rpc::SendRequest(int peer, Message msg, int64_t timeout_ms,
   wire::Op op = msg.meta.op();
   msg.meta.set_request_id(id);
   msg.meta.set_sender(self_id_);
+  msg.meta.set_incarnation(incarnation_);
   msg.meta.set_cluster_epoch(epoch_);
   msg.meta.set_timeout_ms(timeout_ms);
   msg.meta.set_is_response(false);
+  msg.meta.set_attempt(0);
+  Peer& to = peers_[peer];
+  msg.meta.set_done_below(to.outstanding.empty() ? id : *to.outstanding.begin());
+  Pending p;
+  p.peer = peer;
+  p.op = op;
+  p.deadline = Deadline::In(timeout_ms);
+  p.done = std::move(done);
+  p.resendable = retry_.max_resends > 0 && Resendable(op);
+  p.held = Held(op);
+  if (p.resendable) {
+    p.retained.meta = msg.meta;
+    for (Payload& payload : msg.payloads) p.retained.payloads.push_back(payload.Share());
+  }
   Status s = transport_->Send(peer, std::move(msg));
   if (!s.ok()) return s;
-  Pending p{peer, op, Deadline::In(timeout_ms), std::move(done)};
+  p.sent_at = SteadyClock::now();
+  if (p.resendable) {
+    p.interval_ms = p.held ? retry_.max_interval_ms : RetransmitTimeoutMs(peer);
+    p.next_resend = p.sent_at + std::chrono::milliseconds(p.interval_ms);
+  }
+  to.outstanding.insert(id);
   pending_.emplace(id, std::move(p));
   return id;
 }
@@ -36,6 +117,18 @@ Status Rpc::StartAsync(int peer, Message msg, int64_t timeout_ms, ResponseCallba
   return id.status();
 }
 
+void Rpc::Forget(uint64_t id, const Pending& p) {
+  auto it = peers_.find(p.peer);
+  if (it != peers_.end()) it->second.outstanding.erase(id);
+}
+
+void Rpc::Cancel(uint64_t id) {
+  auto it = pending_.find(id);
+  if (it == pending_.end()) return;
+  Forget(id, it->second);
+  pending_.erase(it);
+}
+
 StatusOr<Message> Rpc::Wait(uint64_t id) {
   for (;;) {
     auto it = pending_.find(id);
@@ -46,7 +139,7 @@ StatusOr<Message> Rpc::Wait(uint64_t id) {
       return result;
     }
     Poll(it->second.deadline, /*return_after_one=*/true);
-    ExpireOverdue();
+    ServiceTimers();
   }
 }
 
@@ -59,6 +152,10 @@ StatusOr<Message> Rpc::Call(int peer, Message msg, int64_t timeout_ms) {
 void Rpc::Complete(uint64_t id, StatusOr<Message>&& result) {
   auto it = pending_.find(id);
   if (it == pending_.end() || it->second.completed) return;
+  // No more resends: the answer (or the verdict) is in.
+  Forget(id, it->second);
+  it->second.retained = Message();
+  it->second.next_resend = SteadyClock::time_point::max();
   if (it->second.done) {
     ResponseCallback done = std::move(it->second.done);
     pending_.erase(it);
@@ -69,10 +166,55 @@ void Rpc::Complete(uint64_t id, StatusOr<Message>&& result) {
   }
 }
 
-void Rpc::ExpireOverdue() {
+void Rpc::SampleRoundTrip(const Pending& p) {
+  // Karn: a resent request's answer may belong to any copy, so it says
+  // nothing about the round trip; held requests wait for events.
+  if (p.resends > 0 || p.held) return;
+  const double sample =
+      std::chrono::duration<double, std::milli>(SteadyClock::now() - p.sent_at).count();
+  Peer& peer = peers_[p.peer];
+  if (peer.srtt_ms < 0) {
+    peer.srtt_ms = sample;
+    peer.rttvar_ms = sample / 2;
+  } else {
+    peer.rttvar_ms = 0.75 * peer.rttvar_ms + 0.25 * std::abs(peer.srtt_ms - sample);
+    peer.srtt_ms = 0.875 * peer.srtt_ms + 0.125 * sample;
+  }
+}
+
+void Rpc::Resend(uint64_t id, Pending* p) {
+  Message copy;
+  copy.meta = p->retained.meta;
+  copy.meta.set_timeout_ms(std::max<int64_t>(1, p->deadline.RemainingMs()));
+  copy.meta.set_attempt(p->resends + 1);
+  copy.meta.set_done_below(DoneBelow(p->peer));
+  for (Payload& payload : p->retained.payloads) copy.payloads.push_back(payload.Share());
+  Status s = transport_->Send(p->peer, std::move(copy));
+  ++p->resends;
+  if (s.ok()) {
+    ++counters_.resent;
+    ++resent_by_op_[static_cast<size_t>(p->op) % kOps];
+  } else {
+    VLOG(1) << "cannot resend " << wire::Op_Name(p->op) << " request " << id << ": " << s;
+  }
+  if (p->resends >= retry_.max_resends && !p->held) {
+    p->next_resend = SteadyClock::time_point::max();  // budget spent: wait for the deadline
+    return;
+  }
+  if (!p->held) p->interval_ms = std::min(2 * p->interval_ms, retry_.max_interval_ms);
+  p->next_resend = SteadyClock::now() + std::chrono::milliseconds(p->interval_ms);
+}
+
+void Rpc::ServiceTimers() {
+  const auto now = SteadyClock::now();
   std::vector<uint64_t> expired;
-  for (const auto& [id, p] : pending_) {
-    if (!p.completed && p.deadline.Expired()) expired.push_back(id);
+  for (auto& [id, p] : pending_) {
+    if (p.completed) continue;
+    if (p.deadline.Expired()) {
+      expired.push_back(id);
+    } else if (now >= p.next_resend) {
+      Resend(id, &p);
+    }
   }
   for (uint64_t id : expired) {
     // An earlier callback of this loop may have completed or cancelled it.
@@ -81,8 +223,34 @@ void Rpc::ExpireOverdue() {
     const Pending& p = it->second;
     std::string what = wire::Op_Name(p.op) + " request " + std::to_string(id) + " to node " +
                        std::to_string(p.peer) + " got no response before its deadline";
+    if (p.resends > 0) what += " (sent " + std::to_string(p.resends + 1) + " times)";
     Complete(id, Status::DeadlineExceeded(what));
   }
+}
+
+bool Rpc::AdmitRequest(const Incoming& in) {
+  const wire::Meta& meta = in.msg.meta;
+  if (!dedupe_ || !Deduplicated(meta.op()) || meta.incarnation() == 0) return true;
+  const RequestKey key = KeyOf(meta);
+  switch (window_.Begin(key, meta.done_below(), SteadyClock::now())) {
+    case RequestWindow::Seen::kNew:
+      return true;
+    case RequestWindow::Seen::kInProgress:
+      ++counters_.duplicates_dropped;
+      return false;
+    case RequestWindow::Seen::kStale:
+      ++counters_.stale_dropped;
+      return false;
+    case RequestWindow::Seen::kDone: {
+      ++counters_.answered_again;
+      Message again;
+      if (!again.meta.ParseFromString(*window_.Outcome(key))) return false;
+      Status s = transport_->Reply(in.reply_to, std::move(again));
+      if (!s.ok()) VLOG(1) << "cannot answer a copy of request " << key.id << ": " << s;
+      return false;
+    }
+  }
+  return false;
 }
 
 void Rpc::Dispatch(Incoming&& in) {
@@ -92,6 +260,7 @@ void Rpc::Dispatch(Incoming&& in) {
                    << wire::Op_Name(in.msg.meta.op()) << ")";
       return;
     }
+    if (!AdmitRequest(in)) return;
     if (handler_) {
       handler_(std::move(in));
     } else if (backlog_.size() < kMaxBacklog) {
@@ -104,11 +273,14 @@ void Rpc::Dispatch(Incoming&& in) {
   const wire::Meta& meta = in.msg.meta;
   uint64_t id = meta.request_id();
   auto it = pending_.find(id);
-  if (!meta.is_response() || it == pending_.end() || it->second.peer != in.peer) {
-    // Late (after its deadline) or unsolicited: nobody waits for it.
+  if (!meta.is_response() || it == pending_.end() || it->second.peer != in.peer ||
+      it->second.completed) {
+    // Late (after its deadline), a second answer to a resent request, or
+    // unsolicited: nobody waits for it.
     VLOG(1) << "dropping unmatched message " << id << " from node " << in.peer;
     return;
   }
+  SampleRoundTrip(it->second);
   Status status = FromWireStatus(meta);
   if (!status.ok()) {
     Complete(id, Status(status.code(), "node " + std::to_string(in.peer) + " answered " +
@@ -135,16 +307,18 @@ void Rpc::Poll(Deadline until, bool return_after_one) {
   }
   for (;;) {
     MaybeTick();
-    // Do not sleep past the earliest pending deadline or the next tick.
+    // Do not sleep past the earliest pending deadline or resend, or the next tick.
     Deadline wake = until;
     for (const auto& [id, p] : pending_) {
-      if (!p.completed) wake = Deadline::Earlier(wake, p.deadline);
+      if (p.completed) continue;
+      wake = Deadline::Earlier(wake, p.deadline);
+      if (p.next_resend < wake.at()) wake = Deadline(p.next_resend);
     }
     if (tick_) wake = Deadline::Earlier(wake, Deadline(next_tick_));
     auto in = transport_->Receive(wake);
     if (in.ok()) Dispatch(std::move(in).value());
     if (wake_handler_) wake_handler_();
-    ExpireOverdue();
+    ServiceTimers();
     if (in.ok() && return_after_one) return;
     if (until.Expired()) return;
     if (!in.ok() && in.status().code() != StatusCode::kDeadlineExceeded) {
@@ -160,6 +334,14 @@ Status Rpc::Reply(const Incoming& request, Message response) {
   response.meta.set_is_response(true);
   response.meta.set_sender(self_id_);
   response.meta.set_cluster_epoch(epoch_);
+  const wire::Meta& meta = request.msg.meta;
+  if (dedupe_ && Deduplicated(meta.op()) && meta.incarnation() != 0) {
+    if (response.payloads.empty()) {
+      window_.Finish(KeyOf(meta), response.meta.SerializeAsString());
+    } else {
+      window_.Forget(KeyOf(meta));
+    }
+  }
   Status s = transport_->Reply(request.reply_to, std::move(response));
   if (!s.ok()) {
     LOG(WARNING) << "cannot answer " << wire::Op_Name(request.msg.meta.op()) << " from node "

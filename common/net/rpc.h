@@ -1,25 +1,62 @@
 // Rpc: request/response over a Transport for one thread.
 //
 // Stamps every outgoing request with a fresh request id, the sender's node
-// id, the cluster epoch and its deadline; matches responses to requests;
-// hands incoming requests to a handler. Outstanding requests are bounded by
-// their deadlines: an entry leaves the table when its response arrives or its
-// deadline passes, so bookkeeping never grows without bound.
+// id and incarnation, the cluster epoch and its deadline; matches responses
+// to requests; hands incoming requests to a handler. Outstanding requests
+// are bounded by their deadlines: an entry leaves the table when its
+// response arrives or its deadline passes, so bookkeeping never grows
+// without bound.
+//
+// Resends (RetryPolicy). A request without an answer after its peer's
+// retransmission timeout is sent again with the same request id (and the
+// time left as its timeout), with exponential backoff, until it is answered,
+// its deadline passes, or its resend budget is spent. The timeout adapts to
+// the round trips measured to each peer (Jacobson/Karels, sampling only
+// requests answered without a resend: Karn). Requests a peer holds on
+// purpose until an event (BARRIER, CLOCK, CHECKPOINT_READY, SNAPSHOT) are
+// resent every max_interval_ms. HEARTBEAT, REGISTER and PING are never
+// resent. A resend is safe because receivers keep a RequestWindow: the
+// servers for pushes (ps/server/server.h), and any Rpc with dedupe on (the
+// scheduler) for the requests its handler serves: a copy of a request still
+// being handled is dropped, a copy of an answered one gets the same answer
+// again without reaching the handler. Every request also carries done_below
+// (the lowest id to that peer still awaiting an answer), which trims the
+// receiver's window.
+//
+// The incarnation is random per Rpc (per process start): a restarted
+// process's request ids never collide with its earlier life's.
 // Not thread-safe: one Rpc (and its Transport) per thread.
 #ifndef MTPS_COMMON_NET_RPC_H_
 #define MTPS_COMMON_NET_RPC_H_
 
+#include <array>
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <set>
 #include <string>
 #include <unordered_map>
 
 #include "common/base/deadline.h"
 #include "common/base/status.h"
+#include "common/net/request_window.h"
 #include "common/net/transport.h"
+#include "proto/config.pb.h"
 
 namespace mtps {
+
+// When unanswered requests are resent (config: cluster.retry). A value type.
+struct RetryPolicy {
+  int64_t min_interval_ms = 20;
+  int64_t max_interval_ms = 2000;
+  int max_resends = 30;  // per request; 0: never resend
+};
+
+// The policy config cluster.retry asks for (a checked config).
+RetryPolicy RetryPolicyFrom(const config::RetryConfig& retry);
+
+// A fresh random incarnation id (never 0).
+uint64_t NewIncarnation();
 
 class Rpc {
  public:
@@ -29,10 +66,37 @@ class Rpc {
   // status, DeadlineExceeded, or the send failure).
   using ResponseCallback = std::function<void(StatusOr<Message>&& response)>;
 
-  Rpc(Transport* transport, int self_id) : transport_(transport), self_id_(self_id) {}
+  Rpc(Transport* transport, int self_id, uint64_t incarnation = NewIncarnation())
+      : transport_(transport), self_id_(self_id), incarnation_(incarnation) {}
 
   void set_self_id(int id) { self_id_ = id; }
   int self_id() const { return self_id_; }
+  uint64_t incarnation() const { return incarnation_; }
+  void set_retry(const RetryPolicy& retry) { retry_ = retry; }
+  const RetryPolicy& retry() const { return retry_; }
+  // Receiver side: remember the requests handed to the handler (all but
+  // REGISTER, HEARTBEAT and PING) and answer their copies (see the file
+  // comment). A reply with payloads is not kept: a copy arriving after it
+  // reaches the handler again.
+  void set_dedupe(bool on) { dedupe_ = on; }
+
+  // What resending and deduplication did (tests, logs, summary.json).
+  struct Counters {
+    int64_t resent = 0;              // resends, all ops
+    int64_t duplicates_dropped = 0;  // copies of requests still being handled
+    int64_t answered_again = 0;      // copies answered from the window
+    int64_t stale_dropped = 0;       // copies below their sender's done_below
+  };
+  const Counters& counters() const { return counters_; }
+  // Resends of requests of `op`.
+  int64_t resent(wire::Op op) const {
+    return op >= 0 && op < kOps ? resent_by_op_[static_cast<size_t>(op)] : 0;
+  }
+  // The retransmission timeout to `peer` now, in ms (tests and logs).
+  int64_t RetransmitTimeoutMs(int peer) const;
+  // The lowest request id to `peer` still awaiting an answer, or the next
+  // id when none is (what requests to it carry as done_below).
+  uint64_t DoneBelow(int peer) const;
   void set_epoch(uint64_t epoch) { epoch_ = epoch; }
   uint64_t epoch() const { return epoch_; }
   // Runs `tick` from inside Poll (and so inside Wait) at most once per
@@ -64,7 +128,7 @@ class Rpc {
   // non-OK status becomes that Status.
   StatusOr<Message> Wait(uint64_t id);
   // Forgets a request made with Start whose response is no longer wanted.
-  void Cancel(uint64_t id) { pending_.erase(id); }
+  void Cancel(uint64_t id);
   // Start + Wait.
   StatusOr<Message> Call(int peer, Message msg, int64_t timeout_ms);
   // Serves traffic until `until`; returns early after at least one message
@@ -90,23 +154,52 @@ class Rpc {
   size_t waiting_for_handler() const { return backlog_.size(); }
 
  private:
+  static constexpr int kOps = 32;  // wire::Op values are below this
   struct Pending {
-    int peer;
-    wire::Op op;
-    Deadline deadline;
+    int peer = -1;
+    wire::Op op = wire::OP_UNSPECIFIED;
+    Deadline deadline = Deadline::Now();
     ResponseCallback done;  // empty for Start/Wait requests
     bool completed = false;
     StatusOr<Message> result = Status::Internal("not completed");
+    // Resending: the request as sent (payloads shared with the sent copy),
+    // when it may be resent; when the next resend is due; resends so far.
+    bool resendable = false;
+    bool held = false;  // the peer holds it on purpose (fixed resend interval)
+    Message retained;
+    SteadyClock::time_point sent_at{};
+    SteadyClock::time_point next_resend = SteadyClock::time_point::max();
+    int64_t interval_ms = 0;
+    int resends = 0;
+  };
+  // Per peer: requests awaiting an answer (for done_below) and the round
+  // trip estimate (ms; srtt < 0 before the first sample).
+  struct Peer {
+    std::set<uint64_t> outstanding;
+    double srtt_ms = -1, rttvar_ms = 0;
   };
 
   StatusOr<uint64_t> SendRequest(int peer, Message msg, int64_t timeout_ms, ResponseCallback done);
   void Dispatch(Incoming&& in);
+  // Receiver side with dedupe on: false when `in` is a copy (answered or dropped here).
+  bool AdmitRequest(const Incoming& in);
   void Complete(uint64_t id, StatusOr<Message>&& result);
-  void ExpireOverdue();
+  // Resends what is due and completes what expired.
+  void ServiceTimers();
+  void Resend(uint64_t id, Pending* p);
+  void Forget(uint64_t id, const Pending& p);
+  void SampleRoundTrip(const Pending& p);
   void MaybeTick();
 
   Transport* transport_;
   int self_id_;
+  uint64_t incarnation_;
+  RetryPolicy retry_;
+  bool dedupe_ = false;
+  RequestWindow window_;
+  Counters counters_;
+  std::array<int64_t, kOps> resent_by_op_{};
+  std::unordered_map<int, Peer> peers_;
   uint64_t epoch_ = 0;
   uint64_t next_request_id_ = 1;
   RequestHandler handler_;

@@ -86,6 +86,13 @@ class Payload {
 
   // A copy of the bytes (fault injection's duplicates).
   Payload Clone() const { return Payload(dtype_, zmq::message_t(bytes_.data(), bytes_.size())); }
+  // The same bytes, shared (ZeroMQ counts references; nothing is copied):
+  // a request kept for resending. Neither copy may be modified afterwards.
+  Payload Share() {
+    zmq::message_t shared;
+    shared.copy(bytes_);
+    return Payload(dtype_, std::move(shared));
+  }
 
   wire::DataType dtype() const { return dtype_; }
   size_t count() const {

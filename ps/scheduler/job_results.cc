@@ -168,6 +168,17 @@ Status JobResults::CheckEvalReport(const Message& msg) const {
 
 void JobResults::RecordEval(int rank, Message&& report) { eval_reports_[rank] = std::move(report); }
 
+JobResults::WorkerPushes JobResults::SumWorkerPushes() const {
+  WorkerPushes sum;
+  for (const auto& [rank, msg] : eval_reports_) {
+    const wire::EvalReport& r = msg.meta.eval_report();
+    sum.acknowledged += r.pushes_acknowledged();
+    sum.resent += r.pushes_resent();
+    sum.batches_acknowledged += r.batches_acknowledged();
+  }
+  return sum;
+}
+
 StatusOr<std::vector<TaskMetrics>> JobResults::MergeEval(int64_t* train_examples) const {
   if (static_cast<int>(eval_reports_.size()) != num_workers_) {
     return Status::Internal(std::to_string(eval_reports_.size()) + " of " +

@@ -111,6 +111,11 @@ class JobResults {
   Status CheckEvalReport(const Message& report) const;
   // Keeps worker `rank`'s checked evaluation report (a later one replaces it).
   void RecordEval(int rank, Message&& report);
+  // The workers' push bookkeeping, summed over the reports kept so far.
+  struct WorkerPushes {
+    int64_t acknowledged = 0, resent = 0, batches_acknowledged = 0;
+  };
+  WorkerPushes SumWorkerPushes() const;
 
   // Merges every worker's evaluation and writes summary.json. Internal when
   // not every worker reported, InvalidArgument when they reported different

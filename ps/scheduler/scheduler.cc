@@ -51,6 +51,9 @@ Scheduler::Scheduler(std::unique_ptr<Transport> transport, SchedulerOptions opti
       results_(options_.config, options_.num_servers, options_.num_workers, options_.run_dir),
       checkpointer_(&rpc_, MakeCheckpointerOptions(options_)) {
   rpc_.set_request_handler([this](Incoming&& request) { Handle(std::move(request)); });
+  // Resent requests reach the handlers once; copies get the same answer.
+  rpc_.set_dedupe(true);
+  rpc_.set_retry(RetryPolicyFrom(options_.config.cluster().retry()));
   checkpointer_.set_train_seconds([this] { return TrainSeconds(); });
   checkpointer_.set_on_begin([this] { ReleaseClockWaits(); });
 }
@@ -303,6 +306,7 @@ void Scheduler::FinishRegistration() {
     if (written.ok() && !c.ok()) written = c;
   }
   checkpointer_.SetServers(server_ids);
+  server_ids_ = server_ids;
   for (size_t i = 0; i < pending.size(); ++i) {
     if (!written.ok()) {
       rpc_.ReplyError(pending[i], written);
@@ -367,6 +371,56 @@ void Scheduler::HandleBarrier(Incoming&& request) {
   std::string name = b.name();
   barriers_.erase(name);
   completed_barriers_.insert(name);
+  if (name == JobBarrierName(JobBarrier::kEnd)) {
+    // Every push is answered by now: the servers' counts are final.
+    auto held = std::make_shared<std::vector<Incoming>>(std::move(waiting));
+    CollectUpdateCounts([this, held, name] { CompleteBarrier(name, std::move(*held)); });
+    return;
+  }
+  CompleteBarrier(name, std::move(waiting));
+}
+
+void Scheduler::CollectUpdateCounts(std::function<void()> then) {
+  auto remaining = std::make_shared<int>(static_cast<int>(server_ids_.size()));
+  auto done = std::make_shared<std::function<void()>>(std::move(then));
+  if (*remaining == 0) return (*done)();
+  for (size_t rank = 0; rank < server_ids_.size(); ++rank) {
+    auto record = [this, rank, remaining, done](StatusOr<Message>&& reply) {
+      if (reply.ok()) {
+        update_counts_[static_cast<int>(rank)] = reply->meta.update_counts();
+      } else {
+        update_count_errors_.push_back("server " + std::to_string(rank) + ": " +
+                                       reply.status().message());
+        LOG(WARNING) << "no update counts from server " << rank << ": " << reply.status();
+      }
+      if (--*remaining == 0) (*done)();
+    };
+    Status s = rpc_.StartAsync(server_ids_[rank], Message(wire::UPDATE_COUNTS),
+                               options_.config.cluster().request_timeout_ms(), record);
+    if (!s.ok()) record(s);
+  }
+}
+
+Json Scheduler::UpdatesJson() const {
+  Json u;
+  int64_t applied = 0, duplicates = 0, pull_copies = 0;
+  for (const auto& [rank, c] : update_counts_) {
+    applied += c.applied();
+    duplicates += c.duplicates_dropped();
+    pull_copies += c.pulls_deduplicated();
+  }
+  const JobResults::WorkerPushes w = results_.SumWorkerPushes();
+  u["acknowledged"] = w.acknowledged;
+  u["applied"] = applied;
+  u["duplicates_dropped"] = duplicates;
+  u["resent"] = w.resent;
+  u["pull_copies_dropped"] = pull_copies;
+  u["servers_counted"] = static_cast<int64_t>(update_counts_.size());
+  if (!update_count_errors_.empty()) u["errors"] = update_count_errors_;
+  return u;
+}
+
+void Scheduler::CompleteBarrier(const std::string& name, std::vector<Incoming> waiting) {
   Status outcome = OnPhaseBarrier(name, waiting);
   if (outcome.ok() && name == JobBarrierName(JobBarrier::kTrained) && checkpointer_.enabled() &&
       options_.config.checkpoint().at_epoch_end() &&
@@ -424,7 +478,12 @@ Status Scheduler::OnPhaseBarrier(const std::string& name, const std::vector<Inco
     case JobBarrier::kEnd: {
       Json extra;
       extra["checkpoints"] = checkpointer_.SummaryJson();
-      if (counter_value_ >= 0) extra["counter"] = counter_value_;
+      if (counter_value_ >= 0) {
+        extra["counter"] = counter_value_;
+        // The oracle's other side: every batch pushed the counter row once.
+        extra["counter_acknowledged"] = results_.SumWorkerPushes().batches_acknowledged;
+      }
+      extra["updates"] = UpdatesJson();
       if (restore_) {
         Json r;
         r["checkpoint_id"] = restore_->id();

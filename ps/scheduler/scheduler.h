@@ -107,6 +107,14 @@ class Scheduler {
   // the job on when it is one of the phase barriers (JobBarrier). An error
   // fails the barrier and aborts the job.
   Status OnPhaseBarrier(const std::string& name, const std::vector<Incoming>& waiting);
+  // Barrier `name` completed with `waiting`: runs OnPhaseBarrier and
+  // answers them (after the final checkpoint, for "trained").
+  void CompleteBarrier(const std::string& name, std::vector<Incoming> waiting);
+  // Asks every server for its UpdateCounts; `then` runs once all answered
+  // or failed.
+  void CollectUpdateCounts(std::function<void()> then);
+  // summary.json "updates": the servers' and the workers' push counts.
+  Json UpdatesJson() const;
   void Abort(const std::string& why);
   void CheckHeartbeats();
   void MaybeWriteProgress(bool force);
@@ -138,6 +146,11 @@ class Scheduler {
   bool trained_ = false;
   bool stop_requested_ = false;
   int64_t counter_value_ = -1;  // train.counter_key's row, from worker 0
+  // Node ids of the servers by rank (set at registration), and their
+  // UPDATE_COUNTS answers, asked for when the "end" barrier completes.
+  std::vector<int> server_ids_;
+  std::map<int, wire::UpdateCounts> update_counts_;
+  std::vector<std::string> update_count_errors_;
 
   wire::JobState state_ = wire::JOB_RUNNING;
   std::string abort_reason_;

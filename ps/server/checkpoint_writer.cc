@@ -121,6 +121,11 @@ CheckpointWriteResult CheckpointWriter::Write(const CheckpointWriteJob& job) con
       return w->Append(job.dense.data(), job.dense.size());
     });
   }
+  if (s.ok()) {
+    s = write_one(prefix + ".window", [&](DurableFileWriter* w) {
+      return w->Append(job.window.data(), job.window.size());
+    });
+  }
   if (!s.ok()) {
     result.files.clear();
     result.error = s.message();

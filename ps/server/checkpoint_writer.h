@@ -7,7 +7,8 @@
 // checkpoint also server-R.shard-S.delta-<id> (the rows changed since the
 // previous checkpoint) after the previous checkpoint's shard files, linked
 // (hard links: no copy) from its directory, and server-R.dense (the dense
-// block, DenseStore::Serialize). Each is written under a temporary name,
+// block, DenseStore::Serialize) and server-R.window (the pushes applied,
+// ps/server/push_window.h). Each is written under a temporary name,
 // fsynced and renamed (common/base/durable_file.h). A finished job's
 // result (the files with sizes and checksums, or the error) is handed back
 // through `on_done`, called on the writer thread.
@@ -38,6 +39,7 @@ struct CheckpointWriteJob {
   std::string base_dir;
   std::vector<wire::CheckpointFile> base_files;
   std::string dense;
+  std::string window;       // PushWindow::Serialize
   double copy_seconds = 0;  // how long the shards took to copy (reported)
 };
 

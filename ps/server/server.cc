@@ -81,6 +81,12 @@ Status ParameterServer::RestoreCheckpoint() {
   }
   task->dense_name = r.dir() + "/" + prefix + ".dense";
   MTPS_RETURN_IF_ERROR(read(prefix + ".dense", &task->dense_bytes));
+  // The applied-push window (absent from checkpoints older than it).
+  for (const wire::CheckpointFile& f : r.files()) {
+    if (f.name() != prefix + ".window") continue;
+    task->window_name = r.dir() + "/" + f.name();
+    MTPS_RETURN_IF_ERROR(read(f.name(), &task->window_bytes));
+  }
   SubmitToShards(shards_, task);
   // Serve (heartbeats, and requests, which queue behind the restore on every
   // shard) while the shards reload: a big table takes longer than the
@@ -111,10 +117,12 @@ void ParameterServer::FinishSnapshot(ShardTask& task) {
   job.base_dir = c.base_dir();
   job.base_files.assign(c.base_files().begin(), c.base_files().end());
   job.dense = std::move(task.dense_bytes);
+  job.window = std::move(task.window_bytes);
   job.copy_seconds = std::chrono::duration<double>(SteadyClock::now() - task.submitted).count();
   LOG(INFO) << "checkpoint " << job.id << ": shards copied in " << job.copy_seconds
             << " s; writing to " << job.dir;
   member_->rpc().Reply(task.request, Message());
+  snapshot_answered_ = std::max(snapshot_answered_, job.id);
   writer_->Submit(std::move(job));
 }
 
@@ -162,7 +170,7 @@ ParameterServer::ParameterServer(ClusterMember* member)
   for (int i = 0; i < n; ++i) {
     shards_.push_back(std::make_unique<ServerShard>(
         i, n, table, config.server().dense_optimizer(),
-        [this](std::shared_ptr<ShardTask> task) { OnDone(std::move(task)); }));
+        [this](std::shared_ptr<ShardTask> task) { OnDone(std::move(task)); }, &pushes_));
   }
   writer_ = std::make_unique<CheckpointWriter>(
       [this](CheckpointWriteResult result) {
@@ -286,6 +294,16 @@ void ParameterServer::Handle(Incoming&& request) {
     case wire::PING:
       rpc.Reply(request, Message());
       return;
+    case wire::UPDATE_COUNTS: {
+      const PushWindow::Counts c = pushes_.counts();
+      Message reply;
+      wire::UpdateCounts* u = reply.meta.mutable_update_counts();
+      u->set_applied(c.applied);
+      u->set_duplicates_dropped(c.duplicates_dropped);
+      u->set_pulls_deduplicated(c.pulls_deduplicated);
+      rpc.Reply(request, std::move(reply));
+      return;
+    }
     case wire::PULL_SPARSE:
       task->kind = ShardTask::Kind::kPullSparse;
       break;
@@ -307,6 +325,12 @@ void ParameterServer::Handle(Incoming&& request) {
         Reject(request, Status::InvalidArgument("SNAPSHOT comes from the scheduler with a dir"));
         return;
       }
+      if (meta.checkpoint().id() <= snapshot_started_) {
+        // A resent SNAPSHOT: answered again once copied, never copied twice.
+        if (meta.checkpoint().id() <= snapshot_answered_) rpc.Reply(request, Message());
+        return;
+      }
+      snapshot_started_ = meta.checkpoint().id();
       task->kind = ShardTask::Kind::kSnapshot;
       task->delta = meta.checkpoint().delta();
       task->snapshots.resize(shards_.size());
@@ -328,7 +352,31 @@ void ParameterServer::Handle(Incoming&& request) {
     Reject(task->request, s);
     return;
   }
+  if (task->kind != ShardTask::Kind::kInitDense && !Admit(task.get())) return;
   Submit(std::move(task));
+}
+
+bool ParameterServer::Admit(ShardTask* task) {
+  const wire::Meta& meta = task->request.msg.meta;
+  if (meta.incarnation() == 0) return true;  // a sender that never resends (tests, tools)
+  const bool push =
+      task->kind == ShardTask::Kind::kPushSparse || task->kind == ShardTask::Kind::kPushDense;
+  const RequestKey key{meta.sender(), meta.incarnation(), meta.request_id()};
+  switch (pushes_.Begin(key, meta.done_below(), push)) {
+    case RequestWindow::Seen::kNew:
+      task->in_window = true;
+      task->record_push = push;
+      task->push_key = key;
+      return true;
+    case RequestWindow::Seen::kDone:
+      // Applied before: the copy gets the answer the original got.
+      member_->rpc().Reply(task->request, Message());
+      return false;
+    case RequestWindow::Seen::kInProgress:  // the original will be answered
+    case RequestWindow::Seen::kStale:       // nobody waits for it
+      return false;
+  }
+  return false;
 }
 
 Status ParameterServer::PrepareSparse(ShardTask* task) {
@@ -457,6 +505,11 @@ void ParameterServer::SendFinished() {
 
 void ParameterServer::Reply(ShardTask& task) {
   const wire::Meta& meta = task.request.msg.meta;
+  // A pull, or a push that changed nothing, leaves the window: a resend
+  // of it is served anew.
+  if (task.in_window && (!task.record_push || task.expired() || !task.status.ok())) {
+    pushes_.Forget(task.push_key);
+  }
   if (task.expired()) {
     Reject(task.request, Status::DeadlineExceeded(
                              wire::Op_Name(meta.op()) + " waited in the server's queue past its " +

@@ -18,6 +18,10 @@
 // of pull answers) wait in the shards; beyond that the receive thread stops
 // reading and waits for the shards, so ZeroMQ's queues push back on clients.
 //
+// Exactly-once: a resent or duplicated push is recognised by its sender,
+// incarnation and request id (ps/server/push_window.h) and answered without
+// being applied twice; the window is part of the checkpoint.
+//
 // Checkpoints: a SNAPSHOT from the scheduler is a task for every shard, each
 // copying its table in memory; the reply goes back once all have, and a
 // CheckpointWriter thread (ps/server/checkpoint_writer.h) writes the files
@@ -88,6 +92,9 @@ class ParameterServer {
  private:
   explicit ParameterServer(ClusterMember* member);
   void Handle(Incoming&& request);
+  // Enters a validated data-plane request in the push window; false when it
+  // is a copy, answered (an applied push) or dropped here.
+  bool Admit(ShardTask* task);
   // Validates a request and fills its task (keys, values, answer array).
   Status PrepareSparse(ShardTask* task);
   Status PrepareDense(ShardTask* task);
@@ -112,6 +119,7 @@ class ParameterServer {
 
   ClusterMember* member_;
   int dim_;
+  PushWindow pushes_;   // before shards_: shard 0 records into it
   AnswerPool answers_;  // pull answers; before shards_, which write into them
   std::vector<std::unique_ptr<ServerShard>> shards_;
   bool shards_stopped_ = false;
@@ -127,6 +135,9 @@ class ParameterServer {
   std::vector<std::shared_ptr<ShardTask>> done_;      // guarded by done_mu_
   std::vector<CheckpointWriteResult> write_results_;  // guarded by done_mu_
   int reports_in_flight_ = 0;  // CHECKPOINT_FILES unanswered (receive thread)
+  // SNAPSHOT ids started and answered (receive thread): resends are not
+  // copied again.
+  uint64_t snapshot_started_ = 0, snapshot_answered_ = 0;
   // Last: destroyed first, so its thread's callback never sees a dead server.
   std::unique_ptr<CheckpointWriter> writer_;
 };

@@ -41,11 +41,12 @@ SparseTableOptions ShardTableOptions(const config::Config& config) {
 }
 
 ServerShard::ServerShard(int index, int num_shards, const SparseTableOptions& table,
-                         const config::DenseOptimizer& dense, DoneCallback done)
+                         const config::DenseOptimizer& dense, DoneCallback done, PushWindow* window)
     : index_(index),
       num_shards_(num_shards),
       table_(table),
       dense_(index == 0 ? std::make_unique<DenseStore>(dense) : nullptr),
+      window_(index == 0 ? window : nullptr),
       done_(std::move(done)) {
   CHECK(index >= 0 && index < num_shards) << index << " of " << num_shards;
   thread_ = std::thread([this] { Loop(); });
@@ -97,7 +98,13 @@ void ServerShard::Loop() {
         verdict = mine;
       }
     }
-    if (verdict == ShardTask::kServe) Serve(*task);
+    if (verdict == ShardTask::kServe) {
+      Serve(*task);
+      // Shard 0 serves every task; a dense push it refused changed nothing.
+      if (window_ != nullptr && task->record_push && task->status.ok()) {
+        window_->Applied(task->push_key);
+      }
+    }
     if (task->remaining.fetch_sub(1, std::memory_order_acq_rel) == 1) done_(std::move(task));
   }
 }
@@ -178,6 +185,7 @@ void ServerShard::Serve(ShardTask& task) {
           task.delta ? table_.DeltaSnapshot() : table_.Snapshot();
       table_.StartDelta();  // the next delta is against this cut
       if (dense_ != nullptr) task.dense_bytes = dense_->Serialize();
+      if (window_ != nullptr) task.window_bytes = window_->Serialize();
       break;
     case ShardTask::Kind::kRestore: {
       const size_t i = static_cast<size_t>(index_);
@@ -190,6 +198,9 @@ void ServerShard::Serve(ShardTask& task) {
       }
       if (s.ok() && dense_ != nullptr) {
         s = dense_->Restore(task.dense_bytes.data(), task.dense_bytes.size(), task.dense_name);
+      }
+      if (s.ok() && window_ != nullptr && !task.window_bytes.empty()) {
+        s = window_->Restore(task.window_bytes, task.window_name);
       }
       task.shard_status[i] = s;
       break;

@@ -44,6 +44,7 @@
 #include "common/base/status.h"
 #include "common/net/transport.h"
 #include "ps/server/answer_pool.h"
+#include "ps/server/push_window.h"
 #include "ps/table/dense_store.h"
 #include "ps/table/sparse_table.h"
 
@@ -114,6 +115,17 @@ struct ShardTask {
   bool delta = false;       // kSnapshot: only what changed since the last one
   std::string dense_bytes;  // kRestore: input; kSnapshot: shard 0's output
   std::string dense_name;
+  // kRestore: input; kSnapshot: shard 0's output: the PushWindow (empty:
+  // none, as in checkpoints written before it existed).
+  std::string window_bytes;
+  std::string window_name;
+  // Pushes: shard 0 records the push under this key in its PushWindow
+  // once applied (exactly-once; ps/server/push_window.h).
+  // in_window: the receive thread entered it in the window (it leaves
+  // again unless it is an applied push).
+  bool in_window = false;
+  bool record_push = false;
+  RequestKey push_key;
 
   // Written by the serving shard(s).
   std::vector<SparseTableSnapshot> snapshots;  // kSnapshot: one per shard
@@ -149,9 +161,11 @@ class ServerShard {
 
   // Shard `index` of `num_shards`. `table` must satisfy
   // ValidateSparseTableOptions and `dense` ValidateDenseOptimizer; shard 0
-  // owns the dense block, the others ignore `dense`. Starts the thread.
+  // owns the dense block, the others ignore `dense`. Shard 0 records the
+  // pushes it applies in `window` (not owned; may be null), the others
+  // ignore it. Starts the thread.
   ServerShard(int index, int num_shards, const SparseTableOptions& table,
-              const config::DenseOptimizer& dense, DoneCallback done);
+              const config::DenseOptimizer& dense, DoneCallback done, PushWindow* window = nullptr);
   ServerShard(const ServerShard&) = delete;
   ServerShard& operator=(const ServerShard&) = delete;
   // Stop()s.
@@ -185,6 +199,7 @@ class ServerShard {
   const int num_shards_;
   SparseTable table_;
   std::unique_ptr<DenseStore> dense_;
+  PushWindow* window_;  // shard 0 only
   DoneCallback done_;
 
   std::mutex mu_;

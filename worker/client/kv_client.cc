@@ -182,7 +182,11 @@ Status KvClient::Push(const std::vector<uint64_t>& keys, const float* emb_grad,
   const int64_t seq = first_unacked_push_ + static_cast<int64_t>(push_remaining_.size());
   push_remaining_.push_back(0);
   auto on_done = [this, seq](StatusOr<Message>&& r) {
-    if (!r.ok() && push_error_.ok()) push_error_ = r.status();
+    if (r.ok()) {
+      ++push_requests_acknowledged_;
+    } else if (push_error_.ok()) {
+      push_error_ = r.status();
+    }
     --push_remaining_[static_cast<size_t>(seq - first_unacked_push_)];
     while (!push_remaining_.empty() && push_remaining_.front() == 0) {
       push_remaining_.pop_front();

@@ -71,6 +71,12 @@ class KvClient {
   // Push calls (batches) answered completely, counting from the first in
   // order: the worker's clock for consistency control.
   int64_t acked_pushes() const { return first_unacked_push_; }
+  // Push requests (one per server and Push call, sparse and dense apart)
+  // answered OK, and resends of push requests (summary.json "updates").
+  int64_t push_requests_acknowledged() const { return push_requests_acknowledged_; }
+  int64_t push_requests_resent() const {
+    return rpc_->resent(wire::PUSH_SPARSE) + rpc_->resent(wire::PUSH_DENSE);
+  }
 
  private:
   // Splits keys by server: (*slices)[s] the keys, (*positions)[s] their indexes.
@@ -91,6 +97,7 @@ class KvClient {
   // the front is Push call number first_unacked_push_.
   std::deque<int> push_remaining_;
   int64_t first_unacked_push_ = 0;
+  int64_t push_requests_acknowledged_ = 0;
   Status push_error_;
   std::vector<float> scratch_;
 };

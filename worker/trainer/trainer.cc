@@ -477,6 +477,11 @@ Status Trainer::Evaluate() {
     r->set_counter_value(static_cast<int64_t>(std::llround(row[0])));
     LOG(INFO) << "counter key " << counter << ": " << row[0] << " (pushes applied)";
   }
+  // Exactly-once bookkeeping (summary.json "updates"); a resumed worker
+  // counts this life's pushes, batches over the whole job.
+  r->set_pushes_acknowledged(kv_->push_requests_acknowledged());
+  r->set_pushes_resent(kv_->push_requests_resent());
+  r->set_batches_acknowledged(clock());
   r->set_train_examples(examples_);
   r->set_train_seconds(seconds_before_ + (finished_before_ ? 0.0 : train_seconds));
   eval_.resize(tasks.size());
