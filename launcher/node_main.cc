@@ -173,6 +173,7 @@ int RunMember(zmq::context_t* context, mtps::wire::Role role) {
     mtps::Trainer trainer(&member);
     s = trainer.Run();
   }
+  member.Leave();
   if (!s.ok()) return Fail(s, role == mtps::wire::SERVER ? "server failed" : "worker failed");
   return 0;
 }

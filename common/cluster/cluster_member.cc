@@ -114,6 +114,13 @@ Status ClusterMember::Tick(Deadline until) {
   return CheckLiveness();
 }
 
+void ClusterMember::Leave() {
+  const int64_t wait_ms =
+      std::max<int64_t>(500, 2 * int64_t{config_.cluster().heartbeat_interval_ms()});
+  auto reply = rpc_.Call(kSchedulerNodeId, Message(wire::LEAVE), wait_ms);
+  if (!reply.ok()) VLOG(1) << "leaving: " << reply.status();
+}
+
 Status ClusterMember::Barrier(const std::string& name, int expected) {
   Message msg(wire::BARRIER);
   msg.meta.mutable_barrier()->set_name(name);

@@ -73,6 +73,11 @@ class ClusterMember {
   // True once the scheduler reported the job finished.
   bool finished() const { return job_state_ == wire::JOB_FINISHED; }
 
+  // Tells the scheduler this node is leaving (it learned the job's outcome,
+  // or failed), so the scheduler need not wait for it; waits a little for
+  // the answer (the scheduler may be gone) and never fails.
+  void Leave();
+
   // Waits until `expected` nodes reached barrier `name` (deadline: the
   // config's barrier timeout), sending heartbeats meanwhile.
   Status Barrier(const std::string& name, int expected);

@@ -463,6 +463,7 @@ void ValidateTrainClusterEval(const config::Config& config, ConfigProblems* p) {
   const config::RetryConfig& retry = cluster.retry();
   p->Positive("cluster.retry.min_interval_ms", retry.min_interval_ms());
   p->NonNegative("cluster.retry.max_resends", retry.max_resends());
+  p->Positive("cluster.retry.held_interval_ms", retry.held_interval_ms());
   if (retry.max_interval_ms() < retry.min_interval_ms()) {
     p->Add("cluster.retry.max_interval_ms",
            "must be >= cluster.retry.min_interval_ms (" + std::to_string(retry.min_interval_ms()) +

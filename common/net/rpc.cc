@@ -41,6 +41,7 @@ RetryPolicy RetryPolicyFrom(const config::RetryConfig& retry) {
   p.min_interval_ms = retry.min_interval_ms();
   p.max_interval_ms = retry.max_interval_ms();
   p.max_resends = retry.max_resends();
+  p.held_interval_ms = retry.held_interval_ms();
   return p;
 }
 
@@ -99,7 +100,7 @@ StatusOr<uint64_t> Rpc::SendRequest(int peer, Message msg, int64_t timeout_ms,
   if (!s.ok()) return s;
   p.sent_at = SteadyClock::now();
   if (p.resendable) {
-    p.interval_ms = p.held ? retry_.max_interval_ms : RetransmitTimeoutMs(peer);
+    p.interval_ms = p.held ? retry_.held_interval_ms : RetransmitTimeoutMs(peer);
     p.next_resend = p.sent_at + std::chrono::milliseconds(p.interval_ms);
   }
   to.outstanding.insert(id);

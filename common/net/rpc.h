@@ -14,7 +14,7 @@
 // the round trips measured to each peer (Jacobson/Karels, sampling only
 // requests answered without a resend: Karn). Requests a peer holds on
 // purpose until an event (BARRIER, CLOCK, CHECKPOINT_READY, SNAPSHOT) are
-// resent every max_interval_ms. HEARTBEAT, REGISTER and PING are never
+// resent every held_interval_ms until their deadline. HEARTBEAT, REGISTER and PING are never
 // resent. A resend is safe because receivers keep a RequestWindow: the
 // servers for pushes (ps/server/server.h), and any Rpc with dedupe on (the
 // scheduler) for the requests its handler serves: a copy of a request still
@@ -49,7 +49,8 @@ namespace mtps {
 struct RetryPolicy {
   int64_t min_interval_ms = 20;
   int64_t max_interval_ms = 2000;
-  int max_resends = 30;  // per request; 0: never resend
+  int max_resends = 30;            // per request; 0: never resend
+  int64_t held_interval_ms = 500;  // requests the peer holds on purpose
 };
 
 // The policy config cluster.retry asks for (a checked config).
@@ -149,6 +150,8 @@ class Rpc {
     return it == pending_.end() || it->second.completed;
   }
   size_t outstanding() const { return pending_.size(); }
+  // Requests the dedupe window remembers now (tests: done_below trims it).
+  size_t remembered() const { return window_.size(); }
   // Requests received while no handler was installed, waiting for one (a
   // test hook: lets a test wait for a request to arrive instead of sleeping).
   size_t waiting_for_handler() const { return backlog_.size(); }

@@ -237,6 +237,13 @@ void Scheduler::Handle(Incoming&& request) {
     rpc_.Reply(request, Message());
     return;
   }
+  if (meta.op() == wire::LEAVE) {
+    // The one sure sign a node knows the outcome: a reply telling it may
+    // have been lost on the way.
+    membership_.MarkInformed(meta.sender());
+    rpc_.Reply(request, Message());
+    return;
+  }
   Member* sender = membership_.Find(meta.sender());
   if (!membership_.registered() || sender == nullptr || meta.sender() == kSchedulerNodeId) {
     rpc_.ReplyError(request, Status::InvalidArgument("node " + std::to_string(meta.sender()) +
@@ -493,8 +500,6 @@ Status Scheduler::OnPhaseBarrier(const std::string& name, const std::vector<Inco
       }
       MTPS_RETURN_IF_ERROR(results_.WriteSummary(TrainSeconds(), clocks_.max_clock_gap(), extra));
       state_ = wire::JOB_FINISHED;
-      // Their barrier's reply tells them.
-      for (const Incoming& w : waiting) membership_.MarkInformed(w.msg.meta.sender());
       return Status::OK();
     }
   }
@@ -506,7 +511,6 @@ void Scheduler::HandleHeartbeat(Incoming&& request) {
   reply.meta.set_job_state(state_);
   if (state_ == wire::JOB_ABORTED) reply.meta.set_status_message(abort_reason_);
   reply.meta.set_checkpoint_request(checkpointer_.requested());
-  if (state_ != wire::JOB_RUNNING) membership_.MarkInformed(request.msg.meta.sender());
   rpc_.Reply(request, std::move(reply));
 }
 
@@ -588,7 +592,6 @@ void Scheduler::Abort(const std::string& why) {
   for (auto& [name, b] : barriers_) {
     for (const Incoming& w : b.waiting) {
       rpc_.ReplyError(w, error);
-      membership_.MarkInformed(w.msg.meta.sender());
     }
   }
   barriers_.clear();

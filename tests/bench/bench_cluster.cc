@@ -80,6 +80,7 @@ StatusOr<std::unique_ptr<LocalCluster>> LocalCluster::Start(const LocalClusterOp
         } else {
           s = server.status();
         }
+        member.Leave();
       }
       raw->server_status_[rank] = s;
     });
@@ -112,6 +113,7 @@ Status LocalCluster::EndJob() {
     Status s = worker_->Barrier(barrier, 1);
     if (!s.ok()) return Status(s.code(), std::string("barrier ") + barrier + ": " + s.message());
   }
+  worker_->Leave();
   return Status::OK();
 }
 

@@ -164,6 +164,28 @@ def config_string(config_path, field):
     return match.group(1) if match else None
 
 
+def config_int(config_path, field):
+    """The integer value of `field: N` in the config (first occurrence)."""
+    match = re.search(r"\b%s\s*:\s*(\d+)" % field, config_text(config_path))
+    if match is None:
+        raise AssertionError("%s has no %s" % (config_path, field))
+    return int(match.group(1))
+
+
+def expected_work(config_path, workers, epochs=None):
+    """(examples, batches) of a whole job, from the data itself: worker w
+    trains the lines i with i % workers == w, in batches of
+    train.batch_size, every epoch (the config's train.epochs unless given).
+    With train.counter_key set, batches is also the counter's exact value."""
+    path = config_data_path(config_path, "train_path")
+    with open_text(path) as f:
+        lines = sum(1 for line in f if line.strip())
+    batch = config_int(config_path, "batch_size")
+    epochs = config_int(config_path, "epochs") if epochs is None else epochs
+    shares = [len(range(w, lines, workers)) for w in range(workers)]
+    return epochs * lines, epochs * sum((n + batch - 1) // batch for n in shares)
+
+
 def config_data_path(config_path, field):
     """data.<field> of a config, resolved against the config's directory."""
     value = config_string(config_path, field)

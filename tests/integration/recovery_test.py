@@ -12,10 +12,8 @@ Kill points are drawn from MTPS_FAULT_SEED (default 9; printed on failure):
 after the k-th committed checkpoint, plus a few milliseconds.
 """
 
-import gzip
 import os
 import random
-import re
 import signal
 import subprocess
 import sys
@@ -38,25 +36,9 @@ EVENT_TIMEOUT_SEC = 120
 JOB_TIMEOUT_SEC = 300
 
 
-def config_int(field):
-    """The integer value of `field: N` in CONFIG (first occurrence)."""
-    match = re.search(r"\b%s\s*:\s*(\d+)" % field, harness.config_text(CONFIG))
-    if match is None:
-        raise AssertionError("%s has no %s" % (CONFIG, field))
-    return int(match.group(1))
-
-
 def expected_work(epochs=None):
-    """(examples, batches) of the whole job, from the data itself: worker w
-    trains the lines i with i % WORKERS == w, in batches of
-    train.batch_size, every epoch (CONFIG's train.epochs unless given)."""
-    path = harness.config_data_path(CONFIG, "train_path")
-    with gzip.open(path, "rt") as f:
-        lines = sum(1 for line in f if line.strip())
-    batch = config_int("batch_size")
-    epochs = config_int("epochs") if epochs is None else epochs
-    shares = [len(range(w, lines, WORKERS)) for w in range(WORKERS)]
-    return epochs * lines, epochs * sum((n + batch - 1) // batch for n in shares)
+    """(examples, batches) of the whole job (harness.expected_work)."""
+    return harness.expected_work(CONFIG, WORKERS, epochs)
 
 
 def committed(run_dir):

@@ -126,6 +126,7 @@ class ClusterTest : public ::testing::Test {
       if (server.ok()) server.value()->set_test_hooks(server_hooks_);
       server_status_ = server.ok() ? server.value()->Run() : server.status();
       if (server.ok()) server_stats_ = server.value()->stats();
+      member.Leave();
     });
     worker_ = std::make_unique<ClusterMember>(std::make_unique<ZmqTransport>(&ctx_),
                                               Options(wire::WORKER));
@@ -160,6 +161,7 @@ class ClusterTest : public ::testing::Test {
     ASSERT_TRUE(r.ok()) << r.status();
     Status s = worker_->Barrier(JobBarrierName(JobBarrier::kEnd), 1);
     ASSERT_TRUE(s.ok()) << s;
+    worker_->Leave();
   }
 
   void Join() {
@@ -239,6 +241,69 @@ TEST_F(ClusterTest, PullAndPushFollowInitialValueAndAdagrad) {
   const float g[4] = {1, -1, 0.5f, 0};
   for (int j = 0; j < 4; ++j) {
     float acc = 0.1f + g[j] * g[j];  // default initial_accumulator 0.1
+    EXPECT_NEAR(w[j], v[j] - 0.1f * g[j] / std::sqrt(acc), 1e-6) << j;
+  }
+  FinishJob();
+}
+
+// Exactly-once at the server: a copy of an applied push (same sender,
+// incarnation and request id) is answered OK without being applied again,
+// a copy below its sender's done_below is dropped, and UPDATE_COUNTS tells
+// both. The copies are crafted on the worker's own connection, so they
+// arrive in order behind each other.
+TEST_F(ClusterTest, ACopyOfAnAppliedPushIsAnsweredButNotAppliedAgain) {
+  StartCluster(SmallJob());
+  Rpc& rpc = worker_->rpc();
+  Transport* raw = rpc.transport();
+  auto pushed_once = [&](uint64_t id, uint64_t done_below) {
+    Message push(wire::PUSH_SPARSE);
+    push.meta.set_request_id(id);
+    push.meta.set_sender(rpc.self_id());
+    push.meta.set_incarnation(424242);
+    push.meta.set_done_below(done_below);
+    push.meta.set_cluster_epoch(rpc.epoch());
+    push.meta.set_timeout_ms(kHangGuardMs);
+    push.payloads.push_back(Payload::FromVector(std::vector<uint64_t>{5}));
+    push.payloads.push_back(Payload::FromVector(std::vector<float>{1, -1, 0.5f, 0}));
+    return raw->Send(server_id(), std::move(push));
+  };
+  // Waits (on the raw transport, so the Rpc does not drop it as unmatched)
+  // for the server's answer to request `id`.
+  auto answer = [&](uint64_t id) -> StatusOr<Message> {
+    const Deadline guard = Deadline::In(kHangGuardMs);
+    while (!guard.Expired()) {
+      auto in = raw->Receive(Deadline::In(50));
+      if (in.ok() && in->msg.meta.request_id() == id && in->msg.meta.op() == wire::PUSH_SPARSE) {
+        return std::move(in->msg);
+      }
+    }
+    return Status::DeadlineExceeded("no answer to request " + std::to_string(id));
+  };
+  auto before = rpc.Call(server_id(), Pull({5}), kHangGuardMs);
+  ASSERT_TRUE(before.ok()) << before.status();
+  const std::vector<float> v = Values(before.value());
+
+  ASSERT_TRUE(pushed_once(1000, 1000).ok());
+  auto first = answer(1000);
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ(first->meta.status(), wire::OK);
+  ASSERT_TRUE(pushed_once(1000, 1000).ok());  // a resend after the answer was lost
+  auto again = answer(1000);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->meta.status(), wire::OK);
+  ASSERT_TRUE(pushed_once(1000, 1001).ok());  // a late copy: the sender moved on
+
+  auto counts = rpc.Call(server_id(), Message(wire::UPDATE_COUNTS), kHangGuardMs);
+  ASSERT_TRUE(counts.ok()) << counts.status();
+  EXPECT_EQ(counts->meta.update_counts().applied(), 1);
+  EXPECT_EQ(counts->meta.update_counts().duplicates_dropped(), 2);
+
+  auto after = rpc.Call(server_id(), Pull({5}), kHangGuardMs);
+  ASSERT_TRUE(after.ok());
+  const std::vector<float> w = Values(after.value());
+  const float g[4] = {1, -1, 0.5f, 0};
+  for (int j = 0; j < 4; ++j) {
+    const float acc = 0.1f + g[j] * g[j];  // one Adagrad step, not two
     EXPECT_NEAR(w[j], v[j] - 0.1f * g[j] / std::sqrt(acc), 1e-6) << j;
   }
   FinishJob();
