@@ -20,6 +20,7 @@
 #include "common/base/durable_file.h"
 #include "common/cluster/cluster_member.h"
 #include "common/cluster/job_phase.h"
+#include "common/net/request_window.h"
 #include "common/net/zmq_transport.h"
 #include "proto/checkpoint.pb.h"
 #include "ps/scheduler/checkpoint_store.h"
@@ -326,6 +327,7 @@ TEST_F(ClusterTest, FinalCheckpointHoldsWhatTheServerServed) {
   std::vector<float> grads(keys.size() * 4);
   for (size_t i = 0; i < grads.size(); ++i) grads[i] = 0.01f * static_cast<float>(i % 13) - 0.05f;
   push.payloads.push_back(Payload::FromVector(std::move(grads)));
+  const uint64_t push_id = rpc.DoneBelow(server_id());  // nothing outstanding: the next id
   ASSERT_TRUE(rpc.Call(server_id(), std::move(push), kHangGuardMs).ok());
   auto served = rpc.Call(server_id(), Pull(keys), kHangGuardMs);
   ASSERT_TRUE(served.ok()) << served.status();
@@ -367,6 +369,15 @@ TEST_F(ClusterTest, FinalCheckpointHoldsWhatTheServerServed) {
     t.Pull(&keys[i], 1, /*create_missing=*/false, row);
     for (int j = 0; j < 4; ++j) EXPECT_EQ(row[j], expected[i * 4 + j]) << keys[i];
   }
+  // The push window is in the checkpoint: a late copy of the push is not
+  // applied again by a server restored from it.
+  const std::string window_path = store.DirFor(1) + "/server-0.window";
+  auto window_bytes = ReadWholeFile(window_path);
+  ASSERT_TRUE(window_bytes.ok()) << window_bytes.status();
+  RequestWindow window;
+  ASSERT_TRUE(window.Restore(*window_bytes, window_path, SteadyClock::now()).ok());
+  EXPECT_NE(window.Begin({rpc.self_id(), rpc.incarnation(), push_id}, 0, SteadyClock::now()),
+            RequestWindow::Seen::kNew);
   FinishJobAfterTraining();
 }
 
