@@ -33,6 +33,7 @@ Status ClusterMember::Join() {
   }
   self_ = r.you();
   restore_ = r.restore();
+  partition_map_ = reply->meta.partition_map();
   nodes_.assign(r.nodes().begin(), r.nodes().end());
   rpc_.set_self_id(self_.node_id());
   rpc_.set_epoch(r.cluster_epoch());
@@ -50,7 +51,9 @@ Status ClusterMember::Join() {
                                 std::to_string(n.rank()) + ")");
     }
     server_ids_[n.rank()] = n.node_id();
-    if (options_.role == wire::WORKER) {
+    // Workers talk to every server; with replicas, servers to each other.
+    const bool replicated = config_.server().replicas() > 0 && n.node_id() != self_.node_id();
+    if (options_.role == wire::WORKER || replicated) {
       MTPS_RETURN_IF_ERROR(
           transport_->Connect(n.node_id(), "tcp://" + n.host() + ":" + std::to_string(n.port())));
     }
@@ -85,6 +88,16 @@ void ClusterMember::MaybeHeartbeat() {
                                }
                                last_heartbeat_ok_ = SteadyClock::now();
                                NoteCheckpointRequest(response->meta.checkpoint_request());
+                               if (response->meta.has_partition_map() &&
+                                   response->meta.cluster_epoch() != rpc_.epoch()) {
+                                 // A failover: the scheduler moved partitions
+                                 // in a new epoch.
+                                 rpc_.set_epoch(response->meta.cluster_epoch());
+                                 partition_map_ = response->meta.partition_map();
+                                 LOG(INFO) << "cluster epoch " << rpc_.epoch()
+                                           << ": partitions moved";
+                                 if (on_partition_map_) on_partition_map_();
+                               }
                                if (response->meta.job_state() != wire::JOB_RUNNING) {
                                  job_state_ = response->meta.job_state();
                                  end_reason_ = response->meta.status_message();
@@ -112,6 +125,11 @@ Status ClusterMember::CheckLiveness() const {
 Status ClusterMember::Tick(Deadline until) {
   rpc_.Poll(until);
   return CheckLiveness();
+}
+
+int ClusterMember::PrimaryOf(int partition) const {
+  if (partition_map_.partitions_size() == 0) return server_ids_.at(static_cast<size_t>(partition));
+  return partition_map_.partitions(partition).primary();
 }
 
 void ClusterMember::Leave() {

@@ -8,6 +8,7 @@
 #ifndef MTPS_COMMON_CLUSTER_CLUSTER_MEMBER_H_
 #define MTPS_COMMON_CLUSTER_CLUSTER_MEMBER_H_
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -66,6 +67,18 @@ class ClusterMember {
     if (id > checkpoint_requested_) checkpoint_requested_ = id;
   }
 
+  // Where the key partitions live (a job with server.replicas; empty
+  // otherwise): from the RegisterReply, then from every heartbeat reply of
+  // a newer cluster epoch, which also becomes the Rpc's epoch. `on_change`
+  // runs (on this thread, inside a wait) after each change.
+  const wire::PartitionMap& partition_map() const { return partition_map_; }
+  void set_on_partition_map(std::function<void()> on_change) {
+    on_partition_map_ = std::move(on_change);
+  }
+  // The node id of the server now primary for `partition` (the rank of the
+  // server that held it at the start).
+  int PrimaryOf(int partition) const;
+
   // Serves traffic (and sends heartbeats when due) until `until`.
   // Returns Aborted when the scheduler reports the job aborted, Unavailable
   // when it has been silent longer than the heartbeat timeout.
@@ -97,6 +110,8 @@ class ClusterMember {
   std::vector<int> server_ids_;
   wire::Restore restore_;
   uint64_t checkpoint_requested_ = 0;
+  wire::PartitionMap partition_map_;
+  std::function<void()> on_partition_map_;
 
   SteadyClock::time_point last_heartbeat_ok_;
   SteadyClock::time_point next_heartbeat_;

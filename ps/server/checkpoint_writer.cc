@@ -76,6 +76,7 @@ CheckpointWriteResult CheckpointWriter::Write(const CheckpointWriteJob& job) con
   const auto start = SteadyClock::now();
   CheckpointWriteResult result;
   result.id = job.id;
+  result.partition = job.server_rank;
   result.copy_seconds = job.copy_seconds;
   const std::string prefix = "server-" + std::to_string(job.server_rank);
   auto record = [&](const std::string& name, const DurableFileWriter& w) {

@@ -36,8 +36,13 @@ StatusOr<std::unique_ptr<ParameterServer>> ParameterServer::Create(ClusterMember
 }
 
 Status ParameterServer::RestoreCheckpoint() {
+  for (auto& part : partitions_) MTPS_RETURN_IF_ERROR(RestorePartition(*part));
+  return Status::OK();
+}
+
+Status ParameterServer::RestorePartition(Partition& part) {
   const wire::Restore& r = member_->restore();
-  const std::string prefix = "server-" + std::to_string(member_->self().rank());
+  const std::string prefix = "server-" + std::to_string(part.id);
   auto read = [&](const std::string& name, std::string* out) -> Status {
     for (const wire::CheckpointFile& f : r.files()) {
       if (f.name() != name) continue;
@@ -50,8 +55,9 @@ Status ParameterServer::RestoreCheckpoint() {
   const auto start = SteadyClock::now();
   auto task = std::make_shared<ShardTask>();
   task->kind = ShardTask::Kind::kRestore;
+  task->partition = part.id;
   task->deadline = Deadline::In(int64_t{24} * 3600 * 1000);
-  const size_t n = shards_.size();
+  const size_t n = part.shards.size();
   task->restore_sparse.resize(n);
   task->restore_names.resize(n);
   task->shard_status.resize(n);
@@ -87,7 +93,7 @@ Status ParameterServer::RestoreCheckpoint() {
     task->window_name = r.dir() + "/" + f.name();
     MTPS_RETURN_IF_ERROR(read(f.name(), &task->window_bytes));
   }
-  SubmitToShards(shards_, task);
+  SubmitToShards(part.shards, task);
   // Serve (heartbeats, and requests, which queue behind the restore on every
   // shard) while the shards reload: a big table takes longer than the
   // heartbeat timeout.
@@ -100,8 +106,9 @@ Status ParameterServer::RestoreCheckpoint() {
     MTPS_RETURN_IF_ERROR(member_->Tick(Deadline::In(20)));
   }
   for (const Status& s : task->shard_status) MTPS_RETURN_IF_ERROR(s);
-  LOG(INFO) << "server " << member_->self().rank() << " restored " << n << " shards (" << bytes
-            << " bytes) from checkpoint " << r.checkpoint_id() << " in " << r.dir() << " in "
+  LOG(INFO) << "server " << member_->self().rank() << " restored partition " << part.id << ": "
+            << n << " shards (" << bytes << " bytes) from checkpoint " << r.checkpoint_id()
+            << " in " << r.dir() << " in "
             << std::chrono::duration<double>(SteadyClock::now() - start).count() << " s";
   return Status::OK();
 }
@@ -111,7 +118,7 @@ void ParameterServer::FinishSnapshot(ShardTask& task) {
   CheckpointWriteJob job;
   job.id = c.id();
   job.dir = c.dir();
-  job.server_rank = member_->self().rank();
+  job.server_rank = task.partition;
   job.shards = std::move(task.snapshots);
   job.delta = c.delta();
   job.base_dir = c.base_dir();
@@ -121,8 +128,11 @@ void ParameterServer::FinishSnapshot(ShardTask& task) {
   job.copy_seconds = std::chrono::duration<double>(SteadyClock::now() - task.submitted).count();
   LOG(INFO) << "checkpoint " << job.id << ": shards copied in " << job.copy_seconds
             << " s; writing to " << job.dir;
-  member_->rpc().Reply(task.request, Message());
-  snapshot_answered_ = std::max(snapshot_answered_, job.id);
+  // The scheduler hears once every primary partition was copied.
+  if (--snapshot_parts_ == 0) {
+    member_->rpc().Reply(task.request, Message());
+    snapshot_answered_ = std::max(snapshot_answered_, job.id);
+  }
   writer_->Submit(std::move(job));
 }
 
@@ -136,6 +146,7 @@ void ParameterServer::SendWriteResults() {
     Message msg(wire::CHECKPOINT_FILES);
     wire::Checkpoint* c = msg.meta.mutable_checkpoint();
     c->set_id(r.id);
+    c->set_partition(r.partition);
     for (auto& f : r.files) *c->add_files() = std::move(f);
     c->set_error(r.error);
     c->set_copy_seconds(r.copy_seconds);
@@ -167,10 +178,28 @@ ParameterServer::ParameterServer(ClusterMember* member)
   const config::Config& config = member->config();
   const int n = config.server().shard_threads();
   const SparseTableOptions table = ShardTableOptions(config);
-  for (int i = 0; i < n; ++i) {
-    shards_.push_back(std::make_unique<ServerShard>(
-        i, n, table, config.server().dense_optimizer(),
-        [this](std::shared_ptr<ShardTask> task) { OnDone(std::move(task)); }, &pushes_));
+  const int rank = member->self().rank();
+  const int servers = member->num_servers();
+  const bool replicated = config.server().replicas() > 0 && servers > 1;
+  // Partition `rank` (primary; its backup is the next server), and with
+  // replicas the backup of the previous server's.
+  std::vector<std::pair<int, bool>> held = {{rank, true}};
+  if (replicated) held.emplace_back((rank + servers - 1) % servers, false);
+  for (const auto& [id, primary] : held) {
+    auto part = std::make_unique<Partition>();
+    part->id = id;
+    part->primary = primary;
+    if (primary && replicated) {
+      part->backup_node = member->server_ids().at(static_cast<size_t>((rank + 1) % servers));
+    }
+    part->window = std::make_unique<PushWindow>();
+    for (int i = 0; i < n; ++i) {
+      part->shards.push_back(std::make_unique<ServerShard>(
+          i, n, table, config.server().dense_optimizer(),
+          [this](std::shared_ptr<ShardTask> task) { OnDone(std::move(task)); },
+          part->window.get()));
+    }
+    partitions_.push_back(std::move(part));
   }
   writer_ = std::make_unique<CheckpointWriter>(
       [this](CheckpointWriteResult result) {
@@ -187,9 +216,18 @@ ParameterServer::ParameterServer(ClusterMember* member)
     SendWriteResults();
   });
   rpc.set_request_handler([this](Incoming&& request) { Handle(std::move(request)); });
+  member_->set_on_partition_map([this] { OnPartitionMap(); });
+}
+
+ParameterServer::Partition* ParameterServer::FindPartition(int id) {
+  for (auto& part : partitions_) {
+    if (part->id == id) return part.get();
+  }
+  return nullptr;
 }
 
 ParameterServer::~ParameterServer() {
+  member_->set_on_partition_map(nullptr);
   member_->rpc().set_request_handler(nullptr);
   member_->rpc().set_wake_handler(nullptr);
   StopShards();
@@ -213,8 +251,10 @@ Status ParameterServer::Run() {
   SendFinished();
   CollectTableStats();
   if (!status.ok()) return status;
+  // The figures are of this server's own partition (a backup's are alike).
+  const auto& shards = partitions_[0]->shards;
   MemoryReport memory;
-  for (const auto& shard : shards_) {
+  for (const auto& shard : shards) {
     const MemoryReport m = shard->table().memory_report();
     memory.index_bytes += m.index_bytes;
     memory.arena_bytes += m.arena_bytes;
@@ -224,10 +264,10 @@ Status ParameterServer::Run() {
   }
   const double bytes_per_row =
       stats_.rows == 0 ? 0.0 : static_cast<double>(memory.total_bytes) / stats_.rows;
-  const DenseStore* dense = shards_[0]->dense();
+  const DenseStore* dense = shards[0]->dense();
   const auto mib = [](size_t bytes) { return static_cast<double>(bytes) / (1 << 20); };
   LOG(INFO) << std::fixed << std::setprecision(1) << "job finished: " << stats_.rows << " rows in "
-            << shards_.size() << " shards (" << stats_.admitted << " admitted, "
+            << shards.size() << " shards (" << stats_.admitted << " admitted, "
             << stats_.admission_rejected << " pushed keys rejected by admission, " << stats_.evicted
             << " evicted), sparse memory " << mib(memory.total_bytes) << " MiB (index "
             << mib(memory.index_bytes) << ", arena " << mib(memory.arena_bytes) << ", other "
@@ -242,7 +282,9 @@ Status ParameterServer::Run() {
 
 void ParameterServer::StopShards() {
   if (shards_stopped_) return;
-  for (auto& shard : shards_) shard->Stop();
+  for (auto& part : partitions_) {
+    for (auto& shard : part->shards) shard->Stop();
+  }
   shards_stopped_ = true;
 }
 
@@ -250,9 +292,10 @@ void ParameterServer::CollectTableStats() {
   CHECK(shards_stopped_) << "the shard threads own the tables until they stop";
   stats_.rows = stats_.admitted = stats_.admission_rejected = stats_.evicted = 0;
   stats_.sparse_memory_bytes = 0;
-  stats_.shard_threads = static_cast<int>(shards_.size());
+  const auto& shards = partitions_[0]->shards;
+  stats_.shard_threads = static_cast<int>(shards.size());
   stats_.rows_per_shard.clear();
-  for (const auto& shard : shards_) {
+  for (const auto& shard : shards) {
     const SparseTable& t = shard->table();
     stats_.rows += static_cast<int64_t>(t.size());
     stats_.rows_per_shard.push_back(static_cast<int64_t>(t.size()));
@@ -275,6 +318,8 @@ void ParameterServer::Handle(Incoming&& request) {
   const wire::Meta& meta = request.msg.meta;
   Rpc& rpc = member_->rpc();
   if (meta.op() != wire::PING && meta.cluster_epoch() != rpc.epoch()) {
+    // The sender, or this server, has not heard of the newest partition map
+    // yet: the sender resends once both have.
     Reject(request,
            Status::StaleEpoch("request of cluster epoch " + std::to_string(meta.cluster_epoch()) +
                               ", this server is in epoch " + std::to_string(rpc.epoch())));
@@ -295,15 +340,21 @@ void ParameterServer::Handle(Incoming&& request) {
       rpc.Reply(request, Message());
       return;
     case wire::UPDATE_COUNTS: {
-      const PushWindow::Counts c = pushes_.counts();
+      // Of the partitions this server serves (their serving replica's counts).
       Message reply;
       wire::UpdateCounts* u = reply.meta.mutable_update_counts();
-      u->set_applied(c.applied);
-      u->set_duplicates_dropped(c.duplicates_dropped);
-      u->set_pulls_deduplicated(c.pulls_deduplicated);
+      for (const auto& part : partitions_) {
+        if (!part->primary) continue;
+        const PushWindow::Counts c = part->window->counts();
+        u->set_applied(u->applied() + c.applied);
+        u->set_duplicates_dropped(u->duplicates_dropped() + c.duplicates_dropped);
+        u->set_pulls_deduplicated(u->pulls_deduplicated() + c.pulls_deduplicated);
+      }
       rpc.Reply(request, std::move(reply));
       return;
     }
+    case wire::REPLICATE:
+      return HandleReplicate(std::move(request));
     case wire::PULL_SPARSE:
       task->kind = ShardTask::Kind::kPullSparse;
       break;
@@ -319,7 +370,7 @@ void ParameterServer::Handle(Incoming&& request) {
     case wire::INIT_DENSE:
       task->kind = ShardTask::Kind::kInitDense;
       break;
-    case wire::SNAPSHOT:
+    case wire::SNAPSHOT: {
       if (meta.sender() != kSchedulerNodeId || !meta.has_checkpoint() ||
           meta.checkpoint().dir().empty()) {
         Reject(request, Status::InvalidArgument("SNAPSHOT comes from the scheduler with a dir"));
@@ -331,18 +382,45 @@ void ParameterServer::Handle(Incoming&& request) {
         return;
       }
       snapshot_started_ = meta.checkpoint().id();
-      task->kind = ShardTask::Kind::kSnapshot;
-      task->delta = meta.checkpoint().delta();
-      task->snapshots.resize(shards_.size());
-      task->deadline = Deadline::In(meta.timeout_ms());
-      task->request = std::move(request);
-      Submit(std::move(task));
+      // Every partition this server is the primary of is checkpointed (a
+      // backup's copy is the same rows).
+      std::vector<Partition*> primaries;
+      for (auto& part : partitions_) {
+        if (part->primary) primaries.push_back(part.get());
+      }
+      snapshot_parts_ = static_cast<int>(primaries.size());
+      for (size_t k = 0; k < primaries.size(); ++k) {
+        auto snap = std::make_shared<ShardTask>();
+        snap->kind = ShardTask::Kind::kSnapshot;
+        snap->partition = primaries[k]->id;
+        snap->delta = meta.checkpoint().delta();
+        snap->snapshots.resize(primaries[k]->shards.size());
+        snap->deadline = Deadline::In(meta.timeout_ms());
+        // The last one carries the request (the reply goes once all are done).
+        if (k + 1 == primaries.size()) {
+          snap->request = std::move(request);
+        } else {
+          snap->request.msg.meta = request.msg.meta;
+          snap->request.reply_to = request.reply_to;
+        }
+        Submit(*primaries[k], std::move(snap));
+      }
       return;
+    }
     default:
       Reject(request,
              Status::InvalidArgument("a server does not serve op " + wire::Op_Name(meta.op())));
       return;
   }
+  const int pid = meta.partition() >= 0 ? meta.partition() : member_->self().rank();
+  Partition* part = FindPartition(pid);
+  if (part == nullptr || !part->primary) {
+    Reject(request, Status::StaleEpoch("server " + std::to_string(member_->self().rank()) +
+                                       " is not the primary of partition " + std::to_string(pid) +
+                                       " in epoch " + std::to_string(rpc.epoch())));
+    return;
+  }
+  task->partition = pid;
   // The server's clock starts at arrival, so it never drops a request its
   // sender still waits for.
   task->deadline = Deadline::In(meta.timeout_ms());
@@ -352,25 +430,28 @@ void ParameterServer::Handle(Incoming&& request) {
     Reject(task->request, s);
     return;
   }
-  if (task->kind != ShardTask::Kind::kInitDense && !Admit(task.get())) return;
-  Submit(std::move(task));
+  if (task->kind != ShardTask::Kind::kInitDense && !Admit(*part, task.get())) return;
+  Submit(*part, std::move(task));
 }
 
-bool ParameterServer::Admit(ShardTask* task) {
+bool ParameterServer::Admit(Partition& part, ShardTask* task) {
   const wire::Meta& meta = task->request.msg.meta;
   if (meta.incarnation() == 0) return true;  // a sender that never resends (tests, tools)
   const bool push =
       task->kind == ShardTask::Kind::kPushSparse || task->kind == ShardTask::Kind::kPushDense;
   const RequestKey key{meta.sender(), meta.incarnation(), meta.request_id()};
-  switch (pushes_.Begin(key, meta.done_below(), push)) {
+  switch (part.window->Begin(key, meta.done_below(), push)) {
     case RequestWindow::Seen::kNew:
       task->in_window = true;
       task->record_push = push;
       task->push_key = key;
       return true;
     case RequestWindow::Seen::kDone:
-      // Applied before: the copy gets the answer the original got.
-      member_->rpc().Reply(task->request, Message());
+      // Applied before: the copy gets the answer the original got, unless
+      // the original still waits for the backup (it will be answered).
+      if (part.awaiting_keys.count({key.sender, key.incarnation, key.id}) == 0) {
+        member_->rpc().Reply(task->request, Message());
+      }
       return false;
     case RequestWindow::Seen::kInProgress:  // the original will be answered
     case RequestWindow::Seen::kStale:       // nobody waits for it
@@ -438,22 +519,22 @@ Status ParameterServer::PrepareDense(ShardTask* task) {
     // wrong-sized first INIT_DENSE would otherwise fix a wrong block for the
     // whole job.
     const int64_t total = msg.meta.dense_total();
-    const DenseBlock block = DenseBlockOf(total, member_->self().rank(), member_->num_servers());
+    const DenseBlock block = DenseBlockOf(total, task->partition, member_->num_servers());
     if (total <= 0 || static_cast<int64_t>(task->num_values) != block.size()) {
       return Status::InvalidArgument(
           "INIT_DENSE of " + std::to_string(task->num_values) + " values for a dense array of " +
-          std::to_string(total) + ": server " + std::to_string(member_->self().rank()) + " of " +
+          std::to_string(total) + ": partition " + std::to_string(task->partition) + " of " +
           std::to_string(member_->num_servers()) + " holds " + std::to_string(block.size()));
     }
   }
   return Status::OK();
 }
 
-void ParameterServer::Submit(std::shared_ptr<ShardTask> task) {
+void ParameterServer::Submit(Partition& part, std::shared_ptr<ShardTask> task) {
   ++queued_requests_;
   queued_pull_bytes_ += task->pull_values.capacity * sizeof(float);
   task->submitted = SteadyClock::now();
-  SubmitToShards(shards_, std::move(task));
+  SubmitToShards(part.shards, std::move(task));
   WaitForRoom();
 }
 
@@ -499,16 +580,30 @@ void ParameterServer::SendFinished() {
       --queued_requests_;
       queued_pull_bytes_ -= task->pull_values.capacity * sizeof(float);
     }
-    Reply(*task);
+    Finish(std::move(task));
   }
 }
 
-void ParameterServer::Reply(ShardTask& task) {
+void ParameterServer::Finish(std::shared_ptr<ShardTask> task_ptr) {
+  ShardTask& task = *task_ptr;
   const wire::Meta& meta = task.request.msg.meta;
+  Partition* part = FindPartition(task.partition);
+  if (task.replicated) {
+    // A backup applied its primary's update: acknowledge it.
+    if (!task.status.ok()) {
+      LOG(ERROR) << "partition " << task.partition << ": replicated update " << task.replica_seq
+                 << " failed on the backup: " << task.status;
+      member_->rpc().ReplyError(task.request, task.status);
+    } else {
+      member_->rpc().Reply(task.request, Message());
+    }
+    return;
+  }
   // A pull, or a push that changed nothing, leaves the window: a resend
   // of it is served anew.
-  if (task.in_window && (!task.record_push || task.expired() || !task.status.ok())) {
-    pushes_.Forget(task.push_key);
+  const bool applied = !task.expired() && task.status.ok();
+  if (task.in_window && (!task.record_push || !applied) && part != nullptr) {
+    part->window->Forget(task.push_key);
   }
   if (task.expired()) {
     Reject(task.request, Status::DeadlineExceeded(
@@ -542,7 +637,167 @@ void ParameterServer::Reply(ShardTask& task) {
     case ShardTask::Kind::kRestore:
       return;  // RestoreCheckpoint waits for it itself
   }
+  const bool update = task.kind == ShardTask::Kind::kPushSparse ||
+                      task.kind == ShardTask::Kind::kPushDense ||
+                      task.kind == ShardTask::Kind::kInitDense;
+  if (update && part != nullptr && part->primary && part->backup_node >= 0) {
+    return Replicate(*part, std::move(task_ptr));  // answered when the backup has it
+  }
   member_->rpc().Reply(task.request, std::move(response));
+}
+
+void ParameterServer::Replicate(Partition& part, std::shared_ptr<ShardTask> task) {
+  Message msg(wire::REPLICATE);
+  const wire::Meta& orig = task->request.msg.meta;
+  const uint64_t seq = part.next_seq++;
+  msg.meta.set_partition(part.id);
+  msg.meta.set_replica_seq(seq);
+  msg.meta.set_replica_op(orig.op());
+  msg.meta.set_dense_total(orig.dense_total());
+  wire::Origin* o = msg.meta.mutable_origin();
+  o->set_sender(orig.sender());
+  o->set_incarnation(orig.incarnation());
+  o->set_request_id(orig.request_id());
+  // The push's own frames, shared (no copy).
+  for (Payload& p : task->request.msg.payloads) msg.payloads.push_back(p.Share());
+  task->awaiting_backup = true;
+  part.awaiting_keys.insert({orig.sender(), orig.incarnation(), orig.request_id()});
+  part.awaiting_backup.emplace(seq, task);
+  const int id = part.id;
+  Status s = member_->rpc().StartAsync(
+      part.backup_node, std::move(msg), member_->config().cluster().request_timeout_ms(),
+      [this, id, seq](StatusOr<Message>&& answer) { OnBackupAnswer(id, seq, answer); });
+  if (!s.ok()) OnBackupAnswer(id, seq, s);
+}
+
+void ParameterServer::OnBackupAnswer(int partition, uint64_t seq,
+                                     const StatusOr<Message>& answer) {
+  Partition* part = FindPartition(partition);
+  if (part == nullptr) return;
+  auto it = part->awaiting_backup.find(seq);
+  if (it == part->awaiting_backup.end()) return;  // answered already (the backup was dropped)
+  std::shared_ptr<ShardTask> task = std::move(it->second);
+  part->awaiting_backup.erase(it);
+  const wire::Meta& orig = task->request.msg.meta;
+  part->awaiting_keys.erase({orig.sender(), orig.incarnation(), orig.request_id()});
+  if (answer.ok()) {
+    member_->rpc().Reply(task->request, Message());
+  } else {
+    // Applied here, not known to be held by the backup: the client must not
+    // count it as safe. Its resend is answered from the window once the
+    // partition has a backup again or none (after a failover).
+    LOG(WARNING) << "partition " << partition << ": the backup did not acknowledge update " << seq
+                 << ": " << answer.status();
+    Reject(task->request, Status::Unavailable("the backup of partition " +
+                                              std::to_string(partition) +
+                                              " did not acknowledge: " + answer.status().message()));
+  }
+}
+
+void ParameterServer::HandleReplicate(Incoming&& request) {
+  const wire::Meta& meta = request.msg.meta;
+  Partition* part = FindPartition(meta.partition());
+  if (part == nullptr || part->primary) {
+    Reject(request, Status::StaleEpoch("server " + std::to_string(member_->self().rank()) +
+                                       " is not a backup of partition " +
+                                       std::to_string(meta.partition())));
+    return;
+  }
+  const uint64_t seq = meta.replica_seq();
+  if (seq < part->next_seq) {
+    member_->rpc().Reply(request, Message());  // a copy of one applied already
+    return;
+  }
+  if (seq > part->next_seq) {
+    // Ahead of a lost or delayed one: held until the gap is filled (the
+    // primary resends it).
+    constexpr size_t kMaxEarly = 4096;
+    if (part->early.size() >= kMaxEarly) {
+      Reject(request, Status::Unavailable("too many replicated updates ahead of " +
+                                          std::to_string(part->next_seq)));
+      return;
+    }
+    part->early.emplace(seq, std::move(request));
+    return;
+  }
+  ApplyReplicated(*part, std::move(request));
+  for (auto it = part->early.begin(); it != part->early.end() && it->first == part->next_seq;
+       it = part->early.begin()) {
+    Incoming next = std::move(it->second);
+    part->early.erase(it);
+    ApplyReplicated(*part, std::move(next));
+  }
+}
+
+void ParameterServer::ApplyReplicated(Partition& part, Incoming&& request) {
+  const wire::Meta& meta = request.msg.meta;
+  auto task = std::make_shared<ShardTask>();
+  switch (meta.replica_op()) {
+    case wire::PUSH_SPARSE:
+      task->kind = ShardTask::Kind::kPushSparse;
+      break;
+    case wire::PUSH_DENSE:
+      task->kind = ShardTask::Kind::kPushDense;
+      break;
+    case wire::INIT_DENSE:
+      task->kind = ShardTask::Kind::kInitDense;
+      break;
+    default:
+      Reject(request, Status::InvalidArgument("REPLICATE of op " +
+                                              wire::Op_Name(meta.replica_op())));
+      return;
+  }
+  ++part.next_seq;
+  task->partition = part.id;
+  task->replicated = true;
+  task->replica_seq = meta.replica_seq();
+  // The primary applied it: the backup must too, however long it waited.
+  task->deadline = Deadline::In(int64_t{24} * 3600 * 1000);
+  task->request = std::move(request);
+  Status s = task->sparse() ? PrepareSparse(task.get()) : PrepareDense(task.get());
+  if (!s.ok()) {
+    Reject(task->request, s);
+    return;
+  }
+  if (task->kind != ShardTask::Kind::kInitDense && task->request.msg.meta.has_origin()) {
+    // Recorded as the original push, so a client's resend to this server
+    // after a failover is recognised.
+    const wire::Origin& o = task->request.msg.meta.origin();
+    task->record_push = true;
+    task->push_key = RequestKey{o.sender(), o.incarnation(), o.request_id()};
+  }
+  Submit(part, std::move(task));
+}
+
+void ParameterServer::OnPartitionMap() {
+  const wire::PartitionMap& map = member_->partition_map();
+  const int self = member_->self().node_id();
+  for (auto& part : partitions_) {
+    if (part->id < 0 || part->id >= map.partitions_size()) continue;
+    const wire::PartitionMap::Placement& p = map.partitions(part->id);
+    if (!part->primary && p.primary() == self) {
+      // Promoted: what the backup applied is the partition now. Updates
+      // held ahead of a gap were never acknowledged; their clients resend.
+      LOG(INFO) << "partition " << part->id << ": now its primary (epoch "
+                << member_->rpc().epoch() << ", " << part->next_seq << " updates applied, "
+                << part->early.size() << " held ahead of a gap dropped)";
+      part->primary = true;
+      part->early.clear();
+      part->backup_node = -1;
+    }
+    if (part->primary && p.backup() != part->backup_node) {
+      part->backup_node = p.backup();
+      if (p.backup() < 0) {
+        // The backup is gone: what waited for it is answered (held here alone).
+        LOG(WARNING) << "partition " << part->id << " has no backup now; "
+                     << part->awaiting_backup.size() << " updates were waiting for it";
+        auto waiting = std::move(part->awaiting_backup);
+        part->awaiting_backup.clear();
+        part->awaiting_keys.clear();
+        for (auto& [seq, task] : waiting) member_->rpc().Reply(task->request, Message());
+      }
+    }
+  }
 }
 
 }  // namespace mtps

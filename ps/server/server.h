@@ -18,6 +18,19 @@
 // of pull answers) wait in the shards; beyond that the receive thread stops
 // reading and waits for the shards, so ZeroMQ's queues push back on clients.
 //
+// Partitions and replication. The keys (KeyPartitioner) and the dense
+// array (DenseBlockOf) are split into one partition per server rank;
+// server r starts as the primary of partition r. With server.replicas 1 it
+// is also the backup of partition r-1 (around the ring): a push the primary
+// applied goes to the backup (REPLICATE, numbered in the primary's order,
+// applied by the backup in that order), and the client is answered once the
+// backup acknowledged it, so every acknowledged push is held by two
+// servers. Pulls are served by the primary. When a server dies the
+// scheduler promotes the backups of its partitions in a new cluster epoch
+// (the partition map comes with the heartbeat reply); a request for a
+// partition this server is not the primary of is answered STALE_EPOCH, and
+// the client resends it where the new map says.
+//
 // Exactly-once: a resent or duplicated push is recognised by its sender,
 // incarnation and request id (ps/server/push_window.h) and answered without
 // being applied twice; the window is part of the checkpoint.
@@ -34,8 +47,11 @@
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
+#include <set>
+#include <tuple>
 #include <vector>
 
 #include "common/base/status.h"
@@ -90,25 +106,56 @@ class ParameterServer {
   static constexpr size_t kMaxQueuedPullBytes = size_t{1} << 30;
 
  private:
+  // One key partition this server holds (ps/server/server.h file comment):
+  // its shard threads and tables, its dense block (on shard 0) and its push
+  // window. Receive thread only, except what the shards own.
+  struct Partition {
+    int id = 0;
+    bool primary = true;
+    int backup_node = -1;  // primary: its backup's node id (-1: none)
+    std::unique_ptr<PushWindow> window;  // before shards: shard 0 records into it
+    std::vector<std::unique_ptr<ServerShard>> shards;
+    // Primary: the seq of the next update it replicates. Backup: the seq it
+    // applies next, and the REPLICATEs that arrived ahead of it.
+    uint64_t next_seq = 0;
+    std::map<uint64_t, Incoming> early;
+    // Primary: pushes applied here, waiting for the backup's
+    // acknowledgement before their client's (copies of them are dropped).
+    std::map<uint64_t, std::shared_ptr<ShardTask>> awaiting_backup;  // by seq
+    std::set<std::tuple<int32_t, uint64_t, uint64_t>> awaiting_keys;
+  };
+
   explicit ParameterServer(ClusterMember* member);
+  Partition* FindPartition(int id);
   void Handle(Incoming&& request);
   // Enters a validated data-plane request in the push window; false when it
   // is a copy, answered (an applied push) or dropped here.
-  bool Admit(ShardTask* task);
+  bool Admit(Partition& part, ShardTask* task);
   // Validates a request and fills its task (keys, values, answer array).
   Status PrepareSparse(ShardTask* task);
   Status PrepareDense(ShardTask* task);
-  void Submit(std::shared_ptr<ShardTask> task);
+  void Submit(Partition& part, std::shared_ptr<ShardTask> task);
   // Runs on a shard thread: queues a finished task for the receive thread.
   void OnDone(std::shared_ptr<ShardTask> task);
   // Receive thread: replies to every finished task.
   void SendFinished();
-  void Reply(ShardTask& task);
+  void Finish(std::shared_ptr<ShardTask> task);
+  // Replication: a primary's applied push goes to the backup; the client is
+  // answered when the backup acknowledged it.
+  void Replicate(Partition& part, std::shared_ptr<ShardTask> task);
+  void OnBackupAnswer(int partition, uint64_t seq, const StatusOr<Message>& answer);
+  // A backup applies REPLICATEs in their primary's order.
+  void HandleReplicate(Incoming&& request);
+  void ApplyReplicated(Partition& part, Incoming&& request);
+  // A new partition map (a failover): promote, drop a lost backup.
+  void OnPartitionMap();
   // Blocks (receive thread) until the queues are below their bounds.
   void WaitForRoom();
   void StopShards();
-  // Reloads every shard (and the dense block) from member_->restore().
+  // Reloads every partition (its shards, dense block and window) from
+  // member_->restore().
   Status RestoreCheckpoint();
+  Status RestorePartition(Partition& part);
   // kSnapshot finished: answers the scheduler and queues the files.
   void FinishSnapshot(ShardTask& task);
   // Receive thread: reports written checkpoints to the scheduler.
@@ -119,9 +166,8 @@ class ParameterServer {
 
   ClusterMember* member_;
   int dim_;
-  PushWindow pushes_;   // before shards_: shard 0 records into it
-  AnswerPool answers_;  // pull answers; before shards_, which write into them
-  std::vector<std::unique_ptr<ServerShard>> shards_;
+  AnswerPool answers_;  // pull answers; before the partitions, whose shards write into them
+  std::vector<std::unique_ptr<Partition>> partitions_;  // [0]: the server's own
   bool shards_stopped_ = false;
   Stats stats_;
   TestHooks test_hooks_;
@@ -136,8 +182,9 @@ class ParameterServer {
   std::vector<CheckpointWriteResult> write_results_;  // guarded by done_mu_
   int reports_in_flight_ = 0;  // CHECKPOINT_FILES unanswered (receive thread)
   // SNAPSHOT ids started and answered (receive thread): resends are not
-  // copied again.
+  // copied again; snapshot_parts_ counts the partitions still copying.
   uint64_t snapshot_started_ = 0, snapshot_answered_ = 0;
+  int snapshot_parts_ = 0;
   // Last: destroyed first, so its thread's callback never sees a dead server.
   std::unique_ptr<CheckpointWriter> writer_;
 };

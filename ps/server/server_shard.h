@@ -126,6 +126,13 @@ struct ShardTask {
   bool in_window = false;
   bool record_push = false;
   RequestKey push_key;
+  // The key partition this task is for (ps/server/server.h), and for a
+  // backup applying its primary's update (REPLICATE), that update's seq.
+  int partition = 0;
+  bool replicated = false;
+  uint64_t replica_seq = 0;
+  // Primary with a backup: applied here, waiting for the backup.
+  bool awaiting_backup = false;
 
   // Written by the serving shard(s).
   std::vector<SparseTableSnapshot> snapshots;  // kSnapshot: one per shard
