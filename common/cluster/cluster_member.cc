@@ -79,30 +79,28 @@ void ClusterMember::MaybeHeartbeat() {
   // waits about two intervals, so several attempts fit in the timeout.
   int64_t timeout =
       std::min<int64_t>(2 * int64_t{c.heartbeat_interval_ms()}, c.heartbeat_timeout_ms());
-  Status s = rpc_.StartAsync(kSchedulerNodeId, Message(wire::HEARTBEAT), timeout,
-                             [this](StatusOr<Message>&& response) {
-                               heartbeat_in_flight_ = false;
-                               if (!response.ok()) {
-                                 LOG(WARNING) << "heartbeat failed: " << response.status();
-                                 return;
-                               }
-                               last_heartbeat_ok_ = SteadyClock::now();
-                               NoteCheckpointRequest(response->meta.checkpoint_request());
-                               if (response->meta.has_partition_map() &&
-                                   response->meta.cluster_epoch() != rpc_.epoch()) {
-                                 // A failover: the scheduler moved partitions
-                                 // in a new epoch.
-                                 rpc_.set_epoch(response->meta.cluster_epoch());
-                                 partition_map_ = response->meta.partition_map();
-                                 LOG(INFO) << "cluster epoch " << rpc_.epoch()
-                                           << ": partitions moved";
-                                 if (on_partition_map_) on_partition_map_();
-                               }
-                               if (response->meta.job_state() != wire::JOB_RUNNING) {
-                                 job_state_ = response->meta.job_state();
-                                 end_reason_ = response->meta.status_message();
-                               }
-                             });
+  Status s = rpc_.StartAsync(
+      kSchedulerNodeId, Message(wire::HEARTBEAT), timeout, [this](StatusOr<Message>&& response) {
+        heartbeat_in_flight_ = false;
+        if (!response.ok()) {
+          LOG(WARNING) << "heartbeat failed: " << response.status();
+          return;
+        }
+        last_heartbeat_ok_ = SteadyClock::now();
+        NoteCheckpointRequest(response->meta.checkpoint_request());
+        if (response->meta.has_partition_map() && response->meta.cluster_epoch() != rpc_.epoch()) {
+          // A failover: the scheduler moved partitions
+          // in a new epoch.
+          rpc_.set_epoch(response->meta.cluster_epoch());
+          partition_map_ = response->meta.partition_map();
+          LOG(INFO) << "cluster epoch " << rpc_.epoch() << ": partitions moved";
+          if (on_partition_map_) on_partition_map_();
+        }
+        if (response->meta.job_state() != wire::JOB_RUNNING) {
+          job_state_ = response->meta.job_state();
+          end_reason_ = response->meta.status_message();
+        }
+      });
   if (!s.ok()) {
     heartbeat_in_flight_ = false;
     LOG(WARNING) << "cannot send a heartbeat: " << s;

@@ -123,6 +123,23 @@ void Rpc::Forget(uint64_t id, const Pending& p) {
   if (it != peers_.end()) it->second.outstanding.erase(id);
 }
 
+void Rpc::Reroute(const std::function<int(const wire::Meta&)>& route) {
+  // Every moved request counts as outstanding to its new peer before any is
+  // resent: each copy's done_below must not pass one moved after it.
+  std::vector<uint64_t> moved;
+  for (auto& [id, p] : pending_) {
+    if (p.completed || !p.resendable) continue;
+    const int to = route(p.retained.meta);
+    if (to < 0 || to == p.peer) continue;
+    Forget(id, p);
+    p.peer = to;
+    peers_[to].outstanding.insert(id);
+    moved.push_back(id);
+  }
+  std::sort(moved.begin(), moved.end());
+  for (uint64_t id : moved) Resend(id, &pending_.at(id));
+}
+
 void Rpc::Cancel(uint64_t id) {
   auto it = pending_.find(id);
   if (it == pending_.end()) return;
@@ -189,6 +206,7 @@ void Rpc::Resend(uint64_t id, Pending* p) {
   copy.meta.set_timeout_ms(std::max<int64_t>(1, p->deadline.RemainingMs()));
   copy.meta.set_attempt(p->resends + 1);
   copy.meta.set_done_below(DoneBelow(p->peer));
+  copy.meta.set_cluster_epoch(epoch_);
   for (Payload& payload : p->retained.payloads) copy.payloads.push_back(payload.Share());
   Status s = transport_->Send(p->peer, std::move(copy));
   ++p->resends;
@@ -283,6 +301,12 @@ void Rpc::Dispatch(Incoming&& in) {
   }
   SampleRoundTrip(it->second);
   Status status = FromWireStatus(meta);
+  if (status.code() == StatusCode::kStaleEpoch && it->second.resendable &&
+      it->second.resends < retry_.max_resends) {
+    // Resent (with the epoch of the moment) at its next resend time.
+    VLOG(1) << wire::Op_Name(it->second.op) << " request " << id << ": " << status;
+    return;
+  }
   if (!status.ok()) {
     Complete(id, Status(status.code(), "node " + std::to_string(in.peer) + " answered " +
                                            wire::Op_Name(it->second.op) + ": " + status.message()));

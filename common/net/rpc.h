@@ -23,6 +23,11 @@
 // (the lowest id to that peer still awaiting an answer), which trims the
 // receiver's window.
 //
+// An answer of STALE_EPOCH to a resendable request does not complete it:
+// the sender or the receiver has not yet heard of a new cluster epoch (a
+// failover), so it is resent, stamped with the sender's epoch then, at the
+// next resend time.
+//
 // The incarnation is random per Rpc (per process start): a restarted
 // process's request ids never collide with its earlier life's.
 // Not thread-safe: one Rpc (and its Transport) per thread.
@@ -128,6 +133,11 @@ class Rpc {
   // traffic meanwhile; fails at the request's deadline. A response with a
   // non-OK status becomes that Status.
   StatusOr<Message> Wait(uint64_t id);
+  // Sends every unanswered resendable request for which `route` names
+  // another peer (>= 0) to that peer now, stamped with the current epoch:
+  // after a failover moved what it asks for.
+  void Reroute(const std::function<int(const wire::Meta&)>& route);
+
   // Forgets a request made with Start whose response is no longer wanted.
   void Cancel(uint64_t id);
   // Start + Wait.

@@ -196,8 +196,12 @@ void Checkpointer::MaybeSnapshot() {
     if (cut.delta) {
       msg.meta.mutable_checkpoint()->set_delta(true);
       msg.meta.mutable_checkpoint()->set_base_dir(chain_->dir);
-      for (const wire::CheckpointFile& f : chain_->server_files[r]) {
-        *msg.meta.mutable_checkpoint()->add_base_files() = f;
+      // Every partition's chain: each server links the files of the
+      // partitions it checkpoints.
+      for (const auto& [partition, files] : chain_->server_files) {
+        for (const wire::CheckpointFile& f : files) {
+          *msg.meta.mutable_checkpoint()->add_base_files() = f;
+        }
       }
     }
     const uint64_t id = cut.id;
@@ -242,7 +246,8 @@ void Checkpointer::OnFiles(int rank, Incoming&& request) {
   if (!c.error().empty()) {
     return Fail("server " + std::to_string(rank) + " could not write its files: " + c.error());
   }
-  cut_->server_files[rank].assign(c.files().begin(), c.files().end());
+  cut_->server_files[c.partition() >= 0 ? c.partition() : rank].assign(c.files().begin(),
+                                                                       c.files().end());
   cut_->max_copy_seconds = std::max(cut_->max_copy_seconds, c.copy_seconds());
   cut_->max_write_seconds = std::max(cut_->max_write_seconds, c.write_seconds());
   MaybeCommit();
@@ -339,6 +344,12 @@ void Checkpointer::Fail(const std::string& why) {
   if (!s.ok()) LOG(WARNING) << s;
   for (auto& f : callbacks) f(error);
   StartPending();
+}
+
+void Checkpointer::OnFailover(std::vector<int> live_server_ids) {
+  server_ids_ = std::move(live_server_ids);
+  if (cut_) Fail("a server died");
+  chain_.reset();  // a promoted backup has no delta period of its own
 }
 
 void Checkpointer::Abandon(const Status& error) {

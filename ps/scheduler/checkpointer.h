@@ -68,6 +68,11 @@ class Checkpointer {
   void ResumeFrom(const checkpoint::Manifest& manifest);
   // Node ids of the servers, by rank (after registration).
   void SetServers(std::vector<int> server_ids) { server_ids_ = std::move(server_ids); }
+  // A server died and its partitions moved (server.replicas): SNAPSHOT goes
+  // to the live servers (each checkpoints the partitions it is primary of,
+  // reporting each apart), the cut in progress is abandoned and the next
+  // checkpoint is full.
+  void OnFailover(std::vector<int> live_server_ids);
   // The job's wall seconds of training so far (for the manifest).
   void set_train_seconds(std::function<double()> f) { train_seconds_ = std::move(f); }
 
@@ -104,7 +109,8 @@ class Checkpointer {
   void OnClock(int rank, const wire::Clock& clock);
   // CHECKPOINT_READY of worker `rank`; answered when the cut is.
   void OnReady(int rank, Incoming&& request);
-  // CHECKPOINT_FILES of server `rank`.
+  // CHECKPOINT_FILES of server `rank` (for its own partition, or the one
+  // the message names).
   void OnFiles(int rank, Incoming&& request);
   // The job ends: held workers are answered with `error`.
   void Abandon(const Status& error);

@@ -97,9 +97,13 @@ const Membership::Member* Membership::FindSilent(SteadyClock::time_point now,
                                                  std::chrono::milliseconds timeout) const {
   if (!registered_) return nullptr;
   for (const auto& [id, m] : members_) {
-    if (now - m.last_seen > timeout) return &m;
+    if (!m.dead && now - m.last_seen > timeout) return &m;
   }
   return nullptr;
+}
+
+void Membership::MarkDead(int node_id) {
+  if (Member* m = Find(node_id)) m->dead = true;
 }
 
 void Membership::MarkInformed(int node_id) {
@@ -108,7 +112,7 @@ void Membership::MarkInformed(int node_id) {
 
 bool Membership::AllInformed() const {
   for (const auto& [id, m] : members_) {
-    if (!m.informed_of_end) return false;
+    if (!m.informed_of_end && !m.dead) return false;
   }
   return true;
 }

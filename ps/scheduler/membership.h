@@ -40,6 +40,7 @@ class Membership {
     wire::NodeInfo info;  // with rank and node id assigned
     SteadyClock::time_point last_seen;
     bool informed_of_end = false;  // was told the job finished or aborted
+    bool dead = false;             // declared dead (a failover took its place)
   };
 
   Membership(int num_servers, int num_workers);
@@ -79,6 +80,9 @@ class Membership {
   // The first member (by node id) not seen within `timeout` before `now`;
   // nullptr when all are alive or before registration.
   const Member* FindSilent(SteadyClock::time_point now, std::chrono::milliseconds timeout) const;
+  // `node_id` is dead (its partitions failed over): it is never found
+  // silent again, needs no news of the end, and its requests are refused.
+  void MarkDead(int node_id);
   // The job's outcome reached `node_id`.
   void MarkInformed(int node_id);
   // Every member was told the outcome (true when there are none).

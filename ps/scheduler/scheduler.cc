@@ -106,10 +106,21 @@ Status Scheduler::FillRestore(const wire::NodeInfo& node, wire::Restore* restore
   restore->set_checkpoint_id(m.id());
   restore->set_dir(dir);
   restore->set_step(m.step());
-  const std::string prefix =
-      (node.role() == wire::SERVER ? "server-" : "worker-") + std::to_string(node.rank()) + ".";
+  // A server reloads its own partition and, with replicas, the one it backs
+  // up (the previous server's).
+  std::vector<std::string> prefixes = {(node.role() == wire::SERVER ? "server-" : "worker-") +
+                                       std::to_string(node.rank()) + "."};
+  if (node.role() == wire::SERVER && replicated() && options_.num_servers > 1) {
+    prefixes.push_back(
+        "server-" +
+        std::to_string((node.rank() + options_.num_servers - 1) % options_.num_servers) + ".");
+  }
   for (const wire::CheckpointFile& f : m.files()) {
-    if (f.name().compare(0, prefix.size(), prefix) != 0) continue;
+    bool mine = false;
+    for (const std::string& prefix : prefixes) {
+      mine = mine || f.name().compare(0, prefix.size(), prefix) == 0;
+    }
+    if (!mine) continue;
     if (node.role() == wire::SERVER) {
       *restore->add_files() = f;
     } else {
@@ -185,6 +196,11 @@ Status Scheduler::Start() {
                                    std::to_string(options_.num_servers) + " servers, " +
                                    std::to_string(options_.num_workers) + " workers)");
   }
+  if (replicated() && options_.num_servers < 2) {
+    return Status::InvalidArgument(
+        "server.replicas: a backup lives on another server; this job has only " +
+        std::to_string(options_.num_servers));
+  }
   MTPS_RETURN_IF_ERROR(ChooseCheckpoint());
   MTPS_ASSIGN_OR_RETURN(port_, transport_->Bind(options_.host, options_.port));
   MTPS_RETURN_IF_ERROR(
@@ -250,10 +266,21 @@ void Scheduler::Handle(Incoming&& request) {
                                                      " is not a registered member of this job"));
     return;
   }
-  if (meta.cluster_epoch() != membership_.epoch()) {
-    rpc_.ReplyError(request, Status::StaleEpoch("epoch " + std::to_string(meta.cluster_epoch()) +
-                                                " is not the job's epoch " +
-                                                std::to_string(membership_.epoch())));
+  if (sender->dead) {
+    rpc_.ReplyError(request, Status::Aborted(NodeLabel(sender->info) +
+                                             " was declared dead; its partitions moved"));
+    return;
+  }
+  // A node of an older epoch of this job (it has not heard of a failover
+  // yet) learns the new one from its heartbeat reply; its other requests are
+  // refused until then, and resent.
+  const bool older_epoch = meta.cluster_epoch() != rpc_.epoch() &&
+                           epochs_.count(meta.cluster_epoch()) != 0 &&
+                           (meta.op() == wire::HEARTBEAT || meta.op() == wire::LEAVE);
+  if (meta.cluster_epoch() != rpc_.epoch() && !older_epoch) {
+    rpc_.ReplyError(request,
+                    Status::StaleEpoch("epoch " + std::to_string(meta.cluster_epoch()) +
+                                       " is not the job's epoch " + std::to_string(rpc_.epoch())));
     return;
   }
   sender->last_seen = SteadyClock::now();
@@ -298,6 +325,7 @@ void Scheduler::HandleRegister(Incoming&& request) {
 void Scheduler::FinishRegistration() {
   const uint64_t epoch = NewClusterEpoch();
   rpc_.set_epoch(epoch);
+  epochs_.insert(epoch);
   std::vector<wire::NodeInfo> nodes = membership_.Register(epoch, SteadyClock::now());
   std::vector<Incoming> pending = membership_.TakePending();
   // cluster.json exists before any node learns it is registered.
@@ -314,6 +342,15 @@ void Scheduler::FinishRegistration() {
   }
   checkpointer_.SetServers(server_ids);
   server_ids_ = server_ids;
+  if (replicated()) {
+    // Partition p: primary server p, backup the next one around the ring.
+    const int n = static_cast<int>(server_ids.size());
+    for (int p = 0; p < n; ++p) {
+      wire::PartitionMap::Placement* place = partition_map_.add_partitions();
+      place->set_primary(server_ids[p]);
+      place->set_backup(server_ids[(p + 1) % n]);
+    }
+  }
   for (size_t i = 0; i < pending.size(); ++i) {
     if (!written.ok()) {
       rpc_.ReplyError(pending[i], written);
@@ -334,6 +371,7 @@ void Scheduler::FinishRegistration() {
     for (const wire::NodeInfo& n : nodes) *r->add_nodes() = n;
     r->set_cluster_epoch(epoch);
     r->set_config(config_bytes);
+    if (replicated()) *reply.meta.mutable_partition_map() = partition_map_;
     if (restore_) *r->mutable_restore() = std::move(restore);
     rpc_.Reply(pending[i], std::move(reply));
   }
@@ -388,10 +426,15 @@ void Scheduler::HandleBarrier(Incoming&& request) {
 }
 
 void Scheduler::CollectUpdateCounts(std::function<void()> then) {
-  auto remaining = std::make_shared<int>(static_cast<int>(server_ids_.size()));
+  std::vector<size_t> live;
+  for (size_t rank = 0; rank < server_ids_.size(); ++rank) {
+    const Member* m = membership_.Find(server_ids_[rank]);
+    if (m != nullptr && !m->dead) live.push_back(rank);
+  }
+  auto remaining = std::make_shared<int>(static_cast<int>(live.size()));
   auto done = std::make_shared<std::function<void()>>(std::move(then));
   if (*remaining == 0) return (*done)();
-  for (size_t rank = 0; rank < server_ids_.size(); ++rank) {
+  for (size_t rank : live) {
     auto record = [this, rank, remaining, done](StatusOr<Message>&& reply) {
       if (reply.ok()) {
         update_counts_[static_cast<int>(rank)] = reply->meta.update_counts();
@@ -491,6 +534,7 @@ Status Scheduler::OnPhaseBarrier(const std::string& name, const std::vector<Inco
         extra["counter_acknowledged"] = results_.SumWorkerPushes().batches_acknowledged;
       }
       extra["updates"] = UpdatesJson();
+      if (replicated()) extra["failovers"] = failovers_;
       if (restore_) {
         Json r;
         r["checkpoint_id"] = restore_->id();
@@ -511,6 +555,9 @@ void Scheduler::HandleHeartbeat(Incoming&& request) {
   reply.meta.set_job_state(state_);
   if (state_ == wire::JOB_ABORTED) reply.meta.set_status_message(abort_reason_);
   reply.meta.set_checkpoint_request(checkpointer_.requested());
+  if (replicated() && request.msg.meta.cluster_epoch() != rpc_.epoch()) {
+    *reply.meta.mutable_partition_map() = partition_map_;  // and the reply's epoch is the new one
+  }
   rpc_.Reply(request, std::move(reply));
 }
 
@@ -602,9 +649,56 @@ void Scheduler::CheckHeartbeats() {
   const int timeout_ms = options_.config.cluster().heartbeat_timeout_ms();
   const Member* silent =
       membership_.FindSilent(SteadyClock::now(), std::chrono::milliseconds(timeout_ms));
-  if (silent != nullptr) {
-    Abort(NodeLabel(silent->info) + " sent nothing for " + std::to_string(timeout_ms) + " ms");
+  if (silent == nullptr) return;
+  if (replicated() && silent->info.role() == wire::SERVER && state_ == wire::JOB_RUNNING &&
+      Failover(*silent)) {
+    return;
   }
+  Abort(NodeLabel(silent->info) + " sent nothing for " + std::to_string(timeout_ms) + " ms");
+}
+
+bool Scheduler::Failover(const Member& dead) {
+  const int node = dead.info.node_id();
+  wire::PartitionMap next = partition_map_;
+  Json promoted = Json::array();
+  for (int p = 0; p < next.partitions_size(); ++p) {
+    wire::PartitionMap::Placement* place = next.mutable_partitions(p);
+    if (place->primary() == node) {
+      if (place->backup() < 0) {
+        LOG(ERROR) << "partition " << p << " has no live copy left";
+        return false;
+      }
+      place->set_primary(place->backup());
+      place->set_backup(-1);
+      promoted.push_back(p);
+    } else if (place->backup() == node) {
+      place->set_backup(-1);
+    }
+  }
+  const double silent_s = SecondsSince(dead.last_seen);
+  partition_map_ = std::move(next);
+  const uint64_t epoch = NewClusterEpoch();
+  rpc_.set_epoch(epoch);
+  epochs_.insert(epoch);
+  membership_.MarkDead(node);
+  std::vector<int> live;
+  for (int id : server_ids_) {
+    const Member* m = membership_.Find(id);
+    if (m != nullptr && !m->dead) live.push_back(id);
+  }
+  checkpointer_.OnFailover(live);
+  Json event;
+  event["server"] = "server-" + std::to_string(dead.info.rank());
+  event["node"] = node;
+  event["silent_for_s"] = silent_s;
+  event["train_seconds"] = TrainSeconds();
+  event["promoted_partitions"] = promoted;
+  event["epoch"] = epoch;
+  failovers_.push_back(event);
+  results_.AppendEvent("failover", event);
+  LOG(WARNING) << NodeLabel(dead.info) << " sent nothing for " << silent_s
+               << " s: its partitions fail over to their backups in cluster epoch " << epoch;
+  return true;
 }
 
 void Scheduler::MaybeWriteProgress(bool force) {

@@ -117,6 +117,9 @@ class Scheduler {
   Json UpdatesJson() const;
   void Abort(const std::string& why);
   void CheckHeartbeats();
+  // Server `dead` is silent: its partitions' backups take over in a new
+  // epoch; false (the job must abort) when one of them has no live copy.
+  bool Failover(const Member& dead);
   void MaybeWriteProgress(bool force);
   // Workers that reached (or passed) the "trained" barrier.
   int WorkersDone() const;
@@ -149,6 +152,13 @@ class Scheduler {
   // Node ids of the servers by rank (set at registration), and their
   // UPDATE_COUNTS answers, asked for when the "end" barrier completes.
   std::vector<int> server_ids_;
+  // server.replicas: where each partition lives now, the epochs this
+  // scheduler issued (nodes of an older one get the new map in their
+  // heartbeat reply), and the failovers so far (summary.json).
+  bool replicated() const { return options_.config.server().replicas() > 0; }
+  wire::PartitionMap partition_map_;
+  std::set<uint64_t> epochs_;
+  Json failovers_ = Json::array();
   std::map<int, wire::UpdateCounts> update_counts_;
   std::vector<std::string> update_count_errors_;
 

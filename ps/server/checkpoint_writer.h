@@ -32,7 +32,7 @@ namespace mtps {
 struct CheckpointWriteJob {
   uint64_t id = 0;
   std::string dir;
-  int server_rank = 0;  // names the files: the key partition they hold
+  int server_rank = 0;                      // names the files: the key partition they hold
   std::vector<SparseTableSnapshot> shards;  // full or deltas (all alike)
   bool delta = false;
   // Delta: the previous checkpoint's files of this server, linked into dir.

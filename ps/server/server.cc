@@ -106,9 +106,9 @@ Status ParameterServer::RestorePartition(Partition& part) {
     MTPS_RETURN_IF_ERROR(member_->Tick(Deadline::In(20)));
   }
   for (const Status& s : task->shard_status) MTPS_RETURN_IF_ERROR(s);
-  LOG(INFO) << "server " << member_->self().rank() << " restored partition " << part.id << ": "
-            << n << " shards (" << bytes << " bytes) from checkpoint " << r.checkpoint_id()
-            << " in " << r.dir() << " in "
+  LOG(INFO) << "server " << member_->self().rank() << " restored partition " << part.id << ": " << n
+            << " shards (" << bytes << " bytes) from checkpoint " << r.checkpoint_id() << " in "
+            << r.dir() << " in "
             << std::chrono::duration<double>(SteadyClock::now() - start).count() << " s";
   return Status::OK();
 }
@@ -122,7 +122,11 @@ void ParameterServer::FinishSnapshot(ShardTask& task) {
   job.shards = std::move(task.snapshots);
   job.delta = c.delta();
   job.base_dir = c.base_dir();
-  job.base_files.assign(c.base_files().begin(), c.base_files().end());
+  // The chain's files of this partition (the scheduler lists every one's).
+  const std::string prefix = "server-" + std::to_string(task.partition) + ".";
+  for (const wire::CheckpointFile& f : c.base_files()) {
+    if (f.name().compare(0, prefix.size(), prefix) == 0) job.base_files.push_back(f);
+  }
   job.dense = std::move(task.dense_bytes);
   job.window = std::move(task.window_bytes);
   job.copy_seconds = std::chrono::duration<double>(SteadyClock::now() - task.submitted).count();
@@ -440,7 +444,12 @@ bool ParameterServer::Admit(Partition& part, ShardTask* task) {
   const bool push =
       task->kind == ShardTask::Kind::kPushSparse || task->kind == ShardTask::Kind::kPushDense;
   const RequestKey key{meta.sender(), meta.incarnation(), meta.request_id()};
-  switch (part.window->Begin(key, meta.done_below(), push)) {
+  const RequestWindow::Seen seen = part.window->Begin(key, meta.done_below(), push);
+  VLOG_IF(1, seen != RequestWindow::Seen::kNew)
+      << wire::Op_Name(meta.op()) << " " << key.id << " from node " << key.sender << " partition "
+      << part.id << ": a copy (" << static_cast<int>(seen) << ", done_below " << meta.done_below()
+      << ")";
+  switch (seen) {
     case RequestWindow::Seen::kNew:
       task->in_window = true;
       task->record_push = push;
@@ -670,8 +679,7 @@ void ParameterServer::Replicate(Partition& part, std::shared_ptr<ShardTask> task
   if (!s.ok()) OnBackupAnswer(id, seq, s);
 }
 
-void ParameterServer::OnBackupAnswer(int partition, uint64_t seq,
-                                     const StatusOr<Message>& answer) {
+void ParameterServer::OnBackupAnswer(int partition, uint64_t seq, const StatusOr<Message>& answer) {
   Partition* part = FindPartition(partition);
   if (part == nullptr) return;
   auto it = part->awaiting_backup.find(seq);
@@ -688,9 +696,9 @@ void ParameterServer::OnBackupAnswer(int partition, uint64_t seq,
     // partition has a backup again or none (after a failover).
     LOG(WARNING) << "partition " << partition << ": the backup did not acknowledge update " << seq
                  << ": " << answer.status();
-    Reject(task->request, Status::Unavailable("the backup of partition " +
-                                              std::to_string(partition) +
-                                              " did not acknowledge: " + answer.status().message()));
+    Reject(task->request,
+           Status::Unavailable("the backup of partition " + std::to_string(partition) +
+                               " did not acknowledge: " + answer.status().message()));
   }
 }
 
@@ -698,9 +706,9 @@ void ParameterServer::HandleReplicate(Incoming&& request) {
   const wire::Meta& meta = request.msg.meta;
   Partition* part = FindPartition(meta.partition());
   if (part == nullptr || part->primary) {
-    Reject(request, Status::StaleEpoch("server " + std::to_string(member_->self().rank()) +
-                                       " is not a backup of partition " +
-                                       std::to_string(meta.partition())));
+    Reject(request,
+           Status::StaleEpoch("server " + std::to_string(member_->self().rank()) +
+                              " is not a backup of partition " + std::to_string(meta.partition())));
     return;
   }
   const uint64_t seq = meta.replica_seq();
@@ -743,8 +751,8 @@ void ParameterServer::ApplyReplicated(Partition& part, Incoming&& request) {
       task->kind = ShardTask::Kind::kInitDense;
       break;
     default:
-      Reject(request, Status::InvalidArgument("REPLICATE of op " +
-                                              wire::Op_Name(meta.replica_op())));
+      Reject(request,
+             Status::InvalidArgument("REPLICATE of op " + wire::Op_Name(meta.replica_op())));
       return;
   }
   ++part.next_seq;
@@ -778,9 +786,9 @@ void ParameterServer::OnPartitionMap() {
     if (!part->primary && p.primary() == self) {
       // Promoted: what the backup applied is the partition now. Updates
       // held ahead of a gap were never acknowledged; their clients resend.
-      LOG(INFO) << "partition " << part->id << ": now its primary (epoch "
-                << member_->rpc().epoch() << ", " << part->next_seq << " updates applied, "
-                << part->early.size() << " held ahead of a gap dropped)";
+      LOG(INFO) << "partition " << part->id << ": now its primary (epoch " << member_->rpc().epoch()
+                << ", " << part->next_seq << " updates applied, " << part->early.size()
+                << " held ahead of a gap dropped)";
       part->primary = true;
       part->early.clear();
       part->backup_node = -1;

@@ -112,7 +112,7 @@ class ParameterServer {
   struct Partition {
     int id = 0;
     bool primary = true;
-    int backup_node = -1;  // primary: its backup's node id (-1: none)
+    int backup_node = -1;                // primary: its backup's node id (-1: none)
     std::unique_ptr<PushWindow> window;  // before shards: shard 0 records into it
     std::vector<std::unique_ptr<ServerShard>> shards;
     // Primary: the seq of the next update it replicates. Backup: the seq it

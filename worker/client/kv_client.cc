@@ -17,6 +17,16 @@ KvClient::KvClient(Rpc* rpc, std::vector<int> server_ids, KvClientOptions option
   slice_positions_.resize(server_ids_.size());
 }
 
+void KvClient::SetPrimaries(std::vector<int> primaries) {
+  CHECK_EQ(primaries.size(), server_ids_.size());
+  server_ids_ = std::move(primaries);
+  // What was on its way to a partition's old primary goes to the new one.
+  rpc_->Reroute([this](const wire::Meta& meta) {
+    const int p = meta.partition();
+    return p >= 0 && p < static_cast<int>(server_ids_.size()) ? server_ids_[p] : -1;
+  });
+}
+
 void KvClient::Slice(const std::vector<uint64_t>& keys) {
   int n = static_cast<int>(server_ids_.size());
   for (int s = 0; s < n; ++s) {
@@ -42,6 +52,7 @@ Status KvClient::InitDense(const float* params) {
   for (int s = 0; s < n; ++s) {
     DenseBlock b = DenseBlockOf(options_.num_params, s, n);
     Message msg(wire::INIT_DENSE);
+    msg.meta.set_partition(s);
     msg.meta.set_dense_total(options_.num_params);
     msg.payloads.push_back(Payload::Copy(params + b.begin, static_cast<size_t>(b.size())));
     auto id = rpc_->Start(server_ids_[s], std::move(msg), options_.request_timeout_ms);
@@ -74,6 +85,7 @@ Status KvClient::StartPull(const std::vector<uint64_t>& keys, bool create_missin
     pull->positions[s].swap(slice_positions_[s]);
     if (!slice_keys_[s].empty()) {
       Message msg(wire::PULL_SPARSE);
+      msg.meta.set_partition(s);
       msg.meta.set_create_missing(create_missing);
       // Zero-copy: ZeroMQ sends the slice's buffer and frees it when done.
       msg.payloads.push_back(Payload::FromVector(std::move(slice_keys_[s])));
@@ -85,7 +97,9 @@ Status KvClient::StartPull(const std::vector<uint64_t>& keys, bool create_missin
       pull->sparse_ids[s] = id.value();
     }
     if (want_dense && DenseBlockOf(options_.num_params, s, n).size() > 0) {
-      auto id = rpc_->Start(server_ids_[s], Message(wire::PULL_DENSE), options_.request_timeout_ms);
+      Message msg(wire::PULL_DENSE);
+      msg.meta.set_partition(s);
+      auto id = rpc_->Start(server_ids_[s], std::move(msg), options_.request_timeout_ms);
       if (!id.ok()) {
         Cancel(pull);
         return id.status();
@@ -201,6 +215,7 @@ Status KvClient::Push(const std::vector<uint64_t>& keys, const float* emb_grad,
         std::memcpy(grads.data() + i * dim, emb_grad + pos[i] * dim, dim * sizeof(float));
       }
       Message msg(wire::PUSH_SPARSE);
+      msg.meta.set_partition(s);
       // Zero-copy: ZeroMQ sends the slice's buffer and frees it when done.
       msg.payloads.push_back(Payload::FromVector(std::move(slice_keys_[s])));
       msg.payloads.push_back(Payload::FromVector(std::move(grads)));
@@ -211,6 +226,7 @@ Status KvClient::Push(const std::vector<uint64_t>& keys, const float* emb_grad,
     DenseBlock b = DenseBlockOf(options_.num_params, s, n);
     if (dense_grad != nullptr && b.size() > 0) {
       Message msg(wire::PUSH_DENSE);
+      msg.meta.set_partition(s);
       msg.payloads.push_back(Payload::Copy(dense_grad + b.begin, static_cast<size_t>(b.size())));
       MTPS_RETURN_IF_ERROR(
           rpc_->StartAsync(server_ids_[s], std::move(msg), options_.request_timeout_ms, on_done));

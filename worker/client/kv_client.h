@@ -40,8 +40,15 @@ struct PendingPull {
 // thread that owns the Rpc it uses.
 class KvClient {
  public:
-  // `rpc` outlives the client; server_ids[r] is the node id of server rank r.
+  // `rpc` outlives the client; server_ids[r] is the node id of server rank
+  // r, the primary of partition r until SetPrimaries says otherwise. Every
+  // request names its partition (Meta.partition).
   KvClient(Rpc* rpc, std::vector<int> server_ids, KvClientOptions options);
+
+  // After a failover: primaries[p] is the node id now serving partition p
+  // (the p-th server's keys and dense block). Unanswered requests for a
+  // partition that moved are resent to its new primary.
+  void SetPrimaries(std::vector<int> primaries);
 
   // Sends every server its block of `params` (the first INIT_DENSE wins).
   Status InitDense(const float* params);

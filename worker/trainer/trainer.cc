@@ -69,12 +69,20 @@ Status Trainer::Setup() {
   o.request_timeout_ms = config_.cluster().request_timeout_ms();
   o.max_inflight_pushes = config_.train().max_inflight_pushes();
   kv_ = std::make_unique<KvClient>(&member_->rpc(), member_->server_ids(), o);
+  // A failover moves partitions: route to their new primaries.
+  member_->set_on_partition_map([this] {
+    std::vector<int> primaries;
+    for (int p = 0; p < member_->num_servers(); ++p) primaries.push_back(member_->PrimaryOf(p));
+    kv_->SetPrimaries(std::move(primaries));
+  });
   LOG(INFO) << "worker " << rank_ << ": " << schema_.slots.size() << " sparse slots of dim " << dim_
             << (groups_ > 1 ? " in " + std::to_string(groups_) + " embedding groups" : "") << ", "
             << schema_.dense_names.size() << " dense features, " << model_->num_params()
             << " dense parameters";
   return Status::OK();
 }
+
+Trainer::~Trainer() { member_->set_on_partition_map(nullptr); }
 
 Status Trainer::Run() {
   MTPS_RETURN_IF_ERROR(Setup());

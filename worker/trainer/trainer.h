@@ -35,6 +35,8 @@ class Trainer {
  public:
   // `member` has joined the job and outlives the trainer.
   explicit Trainer(ClusterMember* member);
+  // Stops listening for partition moves (the member outlives the trainer).
+  ~Trainer();
 
   // Runs the whole job on this worker: start barrier, epochs, the "trained"
   // barrier, evaluation, the report, the "end" barrier.
