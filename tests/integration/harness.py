@@ -11,6 +11,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -65,6 +66,27 @@ class RunDirTestCase(unittest.TestCase):
         return subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
                               timeout=timeout + 60)
 
+    def start_launcher(self, config, servers, workers, run_dir, extra=(), timeout=600):
+        """Starts a job in the background (its own session, output to
+        self.tmp/<run dir name>.out); the cleanup SIGKILLs whatever is left."""
+        out = open(self.tmp / ("%s.out" % run_dir.name), "w")
+        self.addCleanup(out.close)
+        argv = self.launch_argv(config, servers, workers, run_dir,
+                                list(extra) + ["--timeout", str(timeout)])
+        launcher = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+        self.addCleanup(self._kill_launcher, launcher)
+        return launcher
+
+    def _kill_launcher(self, launcher):
+        if launcher.poll() is None:
+            os.killpg(launcher.pid, signal.SIGKILL)
+            launcher.wait()
+
+    def launcher_output(self, run_dir):
+        """What a start_launcher job printed so far."""
+        return (self.tmp / ("%s.out" % run_dir.name)).read_text(errors="replace")
+
     def assert_nothing_left(self, run_dir):
         """No node of this run is alive: neither a pid from launch.json nor
         any process whose command line names the run dir."""
@@ -106,6 +128,13 @@ def read_progress(path, events=False):
                 if ("event" in record) == events:
                     records.append(record)
     return records
+
+
+def node_pid(run_dir, name):
+    """The pid of node `name` ("server-1") of the run's latest attempt."""
+    role, rank = name.rsplit("-", 1)
+    nodes = read_json(Path(run_dir) / "launch.json")["nodes"]
+    return [n["pid"] for n in nodes if n["role"] == role and n["rank"] == int(rank)][-1]
 
 
 def process_alive(pid):

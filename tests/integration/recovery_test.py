@@ -69,22 +69,11 @@ class RecoveryTest(RunDirTestCase):
     # --- Helpers -------------------------------------------------------------
 
     def start(self, run_dir, extra=()):
-        out = open(self.tmp / ("%s.out" % run_dir.name), "w")
-        self.addCleanup(out.close)
-        argv = self.launch_argv(CONFIG, SERVERS, WORKERS, run_dir,
-                                JOB + list(extra) + ["--timeout", str(JOB_TIMEOUT_SEC)])
-        launcher = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
-                                    stderr=subprocess.STDOUT, start_new_session=True)
-        self.addCleanup(self._kill, launcher)
-        return launcher
-
-    def _kill(self, launcher):
-        if launcher.poll() is None:
-            os.killpg(launcher.pid, signal.SIGKILL)
-            launcher.wait()
+        return self.start_launcher(CONFIG, SERVERS, WORKERS, run_dir, JOB + list(extra),
+                                   timeout=JOB_TIMEOUT_SEC)
 
     def output(self, run_dir):
-        return (self.tmp / ("%s.out" % run_dir.name)).read_text(errors="replace")
+        return self.launcher_output(run_dir)
 
     def info(self, run_dir):
         return "seed %d, run dir %s\n%s" % (SEED, run_dir, self.output(run_dir))
@@ -95,9 +84,7 @@ class RecoveryTest(RunDirTestCase):
         self.assertTrue(ok and predicate(), "waiting for %s\n%s" % (what, self.info(run_dir)))
 
     def node_pid(self, run_dir, name):
-        role, rank = name.rsplit("-", 1)
-        nodes = read_json(run_dir / "launch.json")["nodes"]
-        return [n["pid"] for n in nodes if n["role"] == role and n["rank"] == int(rank)][-1]
+        return harness.node_pid(run_dir, name)
 
     def kill_after_checkpoints(self, launcher, run_dir, name):
         """SIGKILLs node `name` after a seeded number of committed checkpoints
