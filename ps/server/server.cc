@@ -459,7 +459,7 @@ bool ParameterServer::Admit(Partition& part, ShardTask* task) {
       // Applied before: the copy gets the answer the original got, unless
       // the original still waits for the backup (it will be answered).
       if (part.awaiting_keys.count({key.sender, key.incarnation, key.id}) == 0) {
-        member_->rpc().Reply(task->request, Message());
+        AcknowledgeUpdate(part, task->request);
       }
       return false;
     case RequestWindow::Seen::kInProgress:  // the original will be answered
@@ -652,7 +652,17 @@ void ParameterServer::Finish(std::shared_ptr<ShardTask> task_ptr) {
   if (update && part != nullptr && part->primary && part->backup_node >= 0) {
     return Replicate(*part, std::move(task_ptr));  // answered when the backup has it
   }
+  if (update && part != nullptr) return AcknowledgeUpdate(*part, task.request);
   member_->rpc().Reply(task.request, std::move(response));
+}
+
+void ParameterServer::AcknowledgeUpdate(Partition& part, const Incoming& request) {
+  member_->rpc().Reply(request, Message());
+  if (part.promoted && !part.first_ack_logged) {
+    part.first_ack_logged = true;
+    LOG(INFO) << "partition " << part.id << ": first update acknowledged as its primary, "
+              << SecondsSince(part.promoted_at) << " s after the promotion";
+  }
 }
 
 void ParameterServer::Replicate(Partition& part, std::shared_ptr<ShardTask> task) {
@@ -689,7 +699,7 @@ void ParameterServer::OnBackupAnswer(int partition, uint64_t seq, const StatusOr
   const wire::Meta& orig = task->request.msg.meta;
   part->awaiting_keys.erase({orig.sender(), orig.incarnation(), orig.request_id()});
   if (answer.ok()) {
-    member_->rpc().Reply(task->request, Message());
+    AcknowledgeUpdate(*part, task->request);
   } else {
     // Applied here, not known to be held by the backup: the client must not
     // count it as safe. Its resend is answered from the window once the
@@ -792,6 +802,8 @@ void ParameterServer::OnPartitionMap() {
       part->primary = true;
       part->early.clear();
       part->backup_node = -1;
+      part->promoted = true;
+      part->promoted_at = SteadyClock::now();
     }
     if (part->primary && p.backup() != part->backup_node) {
       part->backup_node = p.backup();

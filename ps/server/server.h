@@ -123,7 +123,13 @@ class ParameterServer {
     // acknowledgement before their client's (copies of them are dropped).
     std::map<uint64_t, std::shared_ptr<ShardTask>> awaiting_backup;  // by seq
     std::set<std::tuple<int32_t, uint64_t, uint64_t>> awaiting_keys;
+    // Promoted from backup: when, and whether its first update as primary
+    // was acknowledged yet (logged: the failover time).
+    SteadyClock::time_point promoted_at{};
+    bool promoted = false, first_ack_logged = false;
   };
+  // Acknowledges an applied update of `part` (logs a promoted partition's first).
+  void AcknowledgeUpdate(Partition& part, const Incoming& request);
 
   explicit ParameterServer(ClusterMember* member);
   Partition* FindPartition(int id);

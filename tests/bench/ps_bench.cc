@@ -56,6 +56,9 @@ DEFINE_string(dims, "8,16,64", "embedding dims, comma-separated list");
 DEFINE_string(servers, "1,2", "server counts, comma-separated list");
 DEFINE_int64(universe, 10000000, "keys are drawn uniformly from this many distinct keys");
 DEFINE_int32(shard_threads, 1, "shard threads per server (server.shard_threads)");
+DEFINE_int32(replicas, 0,
+             "server.replicas: 1 backs every partition up on the next server (needs --servers "
+             ">= 2; pushes are acknowledged once the backup applied them)");
 DEFINE_int32(inflight, 8, "requests in flight in the throughput runs");
 DEFINE_double(seconds, 3, "seconds per measurement (each throughput and latency run)");
 DEFINE_int32(rounds, 5,
@@ -86,6 +89,7 @@ struct BenchOptions {
   int64_t universe = 0;
   int inflight = 0;
   int shard_threads = 1;
+  int replicas = 0;
   double seconds = 0;
   int rounds = 1;
   int scale_dim = 0;
@@ -125,6 +129,14 @@ StatusOr<BenchOptions> OptionsFromFlags() {
   if (o.shard_threads < 1 || o.shard_threads > kMaxShardThreads) {
     return Status::InvalidArgument("--shard_threads must be in [1, " +
                                    std::to_string(kMaxShardThreads) + "]");
+  }
+  o.replicas = FLAGS_replicas;
+  if (o.replicas < 0 || o.replicas > 1) return Status::InvalidArgument("--replicas must be 0 or 1");
+  for (int64_t n : o.servers) {
+    if (o.replicas > 0 && n < 2) {
+      return Status::InvalidArgument("--replicas 1 needs --servers of at least 2 (got " +
+                                     std::to_string(n) + ")");
+    }
   }
   o.seconds = FLAGS_seconds;
   o.rounds = FLAGS_rounds;
@@ -419,13 +431,14 @@ SparseTableOptions TableOptions(int dim) {
   return o;
 }
 
-config::Config JobConfig(int dim, int shard_threads) {
+config::Config JobConfig(int dim, int shard_threads, int replicas) {
   config::Config c;
   c.mutable_model()->set_embedding_dim(dim);
   c.mutable_model()->mutable_mmoe();
   c.mutable_train()->set_seed(1);
   c.mutable_server()->set_embedding_init_scale(0.01f);
   c.mutable_server()->set_shard_threads(shard_threads);
+  c.mutable_server()->set_replicas(replicas);
   // Generous liveness: the machine is shared and a loaded core can stall a
   // thread for a while; nothing here is about failure detection.
   c.mutable_cluster()->set_heartbeat_interval_ms(500);
@@ -577,7 +590,7 @@ class Bench {
     }
 
     LocalClusterOptions co;
-    co.config = JobConfig(dim, o_.shard_threads);
+    co.config = JobConfig(dim, o_.shard_threads, o_.replicas);
     co.num_servers = servers;
     MTPS_ASSIGN_OR_RETURN(std::unique_ptr<LocalCluster> cluster, LocalCluster::Start(co));
     Rpc& rpc = cluster->worker().rpc();
@@ -903,14 +916,15 @@ int main(int argc, char** argv) {
   }
   printf("## ps_bench\n\nCommand: `%s`\n\n", command.c_str());
   printf(
-      "Settings: keys_per_request %s, dims %s, servers %s (%d shard threads each), universe "
+      "Settings: keys_per_request %s, dims %s, servers %s (%d shard threads each, %d "
+      "replicas), universe "
       "%" PRId64
       ", inflight %d, seconds %g, rounds %d, scale_rows %s (dim %d), sections %s. %ld CPUs, "
       "load average "
       "at start %s.\n",
       FLAGS_keys_per_request.c_str(), FLAGS_dims.c_str(), FLAGS_servers.c_str(),
-      FLAGS_shard_threads, FLAGS_universe, FLAGS_inflight, FLAGS_seconds, FLAGS_rounds,
-      FLAGS_scale_rows.c_str(), FLAGS_scale_dim, FLAGS_sections.c_str(),
+      FLAGS_shard_threads, FLAGS_replicas, FLAGS_universe, FLAGS_inflight, FLAGS_seconds,
+      FLAGS_rounds, FLAGS_scale_rows.c_str(), FLAGS_scale_dim, FLAGS_sections.c_str(),
       sysconf(_SC_NPROCESSORS_ONLN), mtps::bench::LoadAverage().c_str());
   fflush(stdout);
   mtps::bench::Bench bench(std::move(options).value());
