@@ -361,7 +361,12 @@ Status Rpc::Reply(const Incoming& request, Message response) {
   response.meta.set_cluster_epoch(epoch_);
   const wire::Meta& meta = request.msg.meta;
   if (dedupe_ && Deduplicated(meta.op()) && meta.incarnation() != 0) {
-    if (response.payloads.empty()) {
+    const wire::StatusCode code = response.meta.status();
+    if (code == wire::STALE_EPOCH || code == wire::UNAVAILABLE) {
+      // Refused for now (a newer epoch, a busy receiver): a resend must be
+      // handled anew, not answered with this refusal again.
+      window_.Forget(KeyOf(meta));
+    } else if (response.payloads.empty()) {
       window_.Finish(KeyOf(meta), response.meta.SerializeAsString());
     } else {
       window_.Forget(KeyOf(meta));

@@ -82,8 +82,8 @@ class Rpc {
   const RetryPolicy& retry() const { return retry_; }
   // Receiver side: remember the requests handed to the handler (all but
   // REGISTER, HEARTBEAT and PING) and answer their copies (see the file
-  // comment). A reply with payloads is not kept: a copy arriving after it
-  // reaches the handler again.
+  // comment). A reply with payloads is not kept, nor a STALE_EPOCH or
+  // UNAVAILABLE refusal: a copy arriving after it reaches the handler again.
   void set_dedupe(bool on) { dedupe_ = on; }
 
   // What resending and deduplication did (tests, logs, summary.json).

@@ -481,7 +481,14 @@ TEST_F(ClusterTest, BadRequestsAreRejectedAndTheServerKeepsServing) {
 
   uint64_t epoch = rpc.epoch();
   rpc.set_epoch(epoch + 1);
+  // A STALE_EPOCH answer is normally resent (the epochs may yet agree, after
+  // a failover); here they never will: no resends, to see the answer itself.
+  const RetryPolicy retry = rpc.retry();
+  RetryPolicy no_resends = retry;
+  no_resends.max_resends = 0;
+  rpc.set_retry(no_resends);
   expect_rejected(Pull({1}), StatusCode::kStaleEpoch, "epoch");
+  rpc.set_retry(retry);
   rpc.set_epoch(epoch);
 
   // A raw peer sends a request without a deadline.

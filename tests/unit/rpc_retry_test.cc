@@ -57,6 +57,11 @@ class CountingServer {
         held_.push_back(std::move(in));
         return;
       }
+      if (in.msg.meta.progress().examples() < 0 && handled_count(id) == 1) {
+        // A request of a newer epoch than this receiver knows, say.
+        rpc_.ReplyError(in, Status::StaleEpoch("not yet"));
+        return;
+      }
       Message reply;
       reply.meta.mutable_progress()->set_examples(2 * in.msg.meta.progress().examples());
       rpc_.Reply(in, std::move(reply));
@@ -85,6 +90,11 @@ class CountingServer {
     return handled_;
   }
   void Release() { release_ = true; }
+  int handled_count(uint64_t id) const {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = handled_.find(id);
+    return it == handled_.end() ? 0 : it->second;
+  }
   int64_t duplicates_dropped() const { return duplicates_dropped_; }
   int64_t answered_again() const { return answered_again_; }
   size_t remembered() const { return remembered_; }
@@ -184,6 +194,20 @@ TEST(RpcRetryTest, HeldRequestIsResentAtTheHeldIntervalAndHandledOnce) {
   auto r = client.rpc.Wait(id.value());
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(server.handled().at(id.value()), 1);
+}
+
+TEST(RpcRetryTest, AStaleEpochRefusalIsResentAndNotRemembered) {
+  zmq::context_t ctx(1);
+  CountingServer server(&ctx, 0.0);
+  Client client(&ctx, server.port(), 0.0, FastRetry());
+  // Refused once with STALE_EPOCH, then served: the refusal did not
+  // complete the request, and the receiver's window did not keep it.
+  auto r = client.rpc.Call(1, Progress(-3), kHangGuardMs);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->meta.progress().examples(), -6);
+  ASSERT_EQ(server.handled().size(), 1u);
+  EXPECT_EQ(server.handled().begin()->second, 2);
+  EXPECT_GE(client.rpc.counters().resent, 1);
 }
 
 TEST(RpcRetryTest, WithoutResendsALostRequestFailsAtItsDeadline) {
