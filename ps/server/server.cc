@@ -21,6 +21,30 @@ namespace {
 // unbounded memory with one small request (KvClient splits larger pulls).
 constexpr size_t kMaxPullBytes = size_t{256} << 20;
 
+// The shard task of a data-plane op (pulls, pushes, INIT_DENSE); false for
+// any other op.
+bool DataTaskKind(wire::Op op, ShardTask::Kind* kind) {
+  switch (op) {
+    case wire::PULL_SPARSE:
+      *kind = ShardTask::Kind::kPullSparse;
+      return true;
+    case wire::PUSH_SPARSE:
+      *kind = ShardTask::Kind::kPushSparse;
+      return true;
+    case wire::PULL_DENSE:
+      *kind = ShardTask::Kind::kPullDense;
+      return true;
+    case wire::PUSH_DENSE:
+      *kind = ShardTask::Kind::kPushDense;
+      return true;
+    case wire::INIT_DENSE:
+      *kind = ShardTask::Kind::kInitDense;
+      return true;
+    default:
+      return false;
+  }
+}
+
 }  // namespace
 
 StatusOr<std::unique_ptr<ParameterServer>> ParameterServer::Create(ClusterMember* member) {
@@ -359,21 +383,6 @@ void ParameterServer::Handle(Incoming&& request) {
     }
     case wire::REPLICATE:
       return HandleReplicate(std::move(request));
-    case wire::PULL_SPARSE:
-      task->kind = ShardTask::Kind::kPullSparse;
-      break;
-    case wire::PUSH_SPARSE:
-      task->kind = ShardTask::Kind::kPushSparse;
-      break;
-    case wire::PULL_DENSE:
-      task->kind = ShardTask::Kind::kPullDense;
-      break;
-    case wire::PUSH_DENSE:
-      task->kind = ShardTask::Kind::kPushDense;
-      break;
-    case wire::INIT_DENSE:
-      task->kind = ShardTask::Kind::kInitDense;
-      break;
     case wire::SNAPSHOT: {
       if (meta.sender() != kSchedulerNodeId || !meta.has_checkpoint() ||
           meta.checkpoint().dir().empty()) {
@@ -412,9 +421,12 @@ void ParameterServer::Handle(Incoming&& request) {
       return;
     }
     default:
-      Reject(request,
-             Status::InvalidArgument("a server does not serve op " + wire::Op_Name(meta.op())));
-      return;
+      if (!DataTaskKind(meta.op(), &task->kind)) {
+        Reject(request,
+               Status::InvalidArgument("a server does not serve op " + wire::Op_Name(meta.op())));
+        return;
+      }
+      break;
   }
   const int pid = meta.partition() >= 0 ? meta.partition() : member_->self().rank();
   Partition* part = FindPartition(pid);
@@ -749,23 +761,16 @@ void ParameterServer::HandleReplicate(Incoming&& request) {
 
 void ParameterServer::ApplyReplicated(Partition& part, Incoming&& request) {
   const wire::Meta& meta = request.msg.meta;
-  auto task = std::make_shared<ShardTask>();
-  switch (meta.replica_op()) {
-    case wire::PUSH_SPARSE:
-      task->kind = ShardTask::Kind::kPushSparse;
-      break;
-    case wire::PUSH_DENSE:
-      task->kind = ShardTask::Kind::kPushDense;
-      break;
-    case wire::INIT_DENSE:
-      task->kind = ShardTask::Kind::kInitDense;
-      break;
-    default:
-      Reject(request,
-             Status::InvalidArgument("REPLICATE of op " + wire::Op_Name(meta.replica_op())));
-      return;
-  }
+  // This seq's turn is used whatever happens to it, so a bad update cannot
+  // stall the ones after it.
   ++part.next_seq;
+  auto task = std::make_shared<ShardTask>();
+  // Updates only: a pull changes nothing to replicate.
+  if (!DataTaskKind(meta.replica_op(), &task->kind) || task->kind == ShardTask::Kind::kPullSparse ||
+      task->kind == ShardTask::Kind::kPullDense) {
+    Reject(request, Status::InvalidArgument("REPLICATE of op " + wire::Op_Name(meta.replica_op())));
+    return;
+  }
   task->partition = part.id;
   task->replicated = true;
   task->replica_seq = meta.replica_seq();
