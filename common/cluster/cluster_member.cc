@@ -34,6 +34,7 @@ Status ClusterMember::Join() {
   self_ = r.you();
   restore_ = r.restore();
   partition_map_ = reply->meta.partition_map();
+  copy_partitions_.assign(r.copy_partitions().begin(), r.copy_partitions().end());
   nodes_.assign(r.nodes().begin(), r.nodes().end());
   rpc_.set_self_id(self_.node_id());
   rpc_.set_epoch(r.cluster_epoch());

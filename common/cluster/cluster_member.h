@@ -57,6 +57,10 @@ class ClusterMember {
   Rpc& rpc() { return rpc_; }
   // What to reload when the job resumes from a checkpoint (RegisterReply).
   bool resuming() const { return restore_.has_checkpoint_id(); }
+  // A server rejoining a replicated job after it died: the partitions it
+  // copies from their primaries (RegisterReply.copy_partitions).
+  bool rejoining() const { return !copy_partitions_.empty(); }
+  const std::vector<int>& copy_partitions() const { return copy_partitions_; }
   const wire::Restore& restore() const { return restore_; }
 
   // The newest checkpoint the scheduler asked for (0: none), as heard in
@@ -111,6 +115,7 @@ class ClusterMember {
   wire::Restore restore_;
   uint64_t checkpoint_requested_ = 0;
   wire::PartitionMap partition_map_;
+  std::vector<int> copy_partitions_;
   std::function<void()> on_partition_map_;
 
   SteadyClock::time_point last_heartbeat_ok_;

@@ -28,6 +28,8 @@ size_t DataTypeSize(wire::DataType dtype) {
       return 4;
     case wire::U32:
       return 4;
+    case wire::U8:
+      return 1;
     default:
       return 0;
   }

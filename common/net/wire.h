@@ -40,6 +40,10 @@ template <>
 struct DataTypeOf<uint32_t> {
   static constexpr wire::DataType kValue = wire::U32;
 };
+template <>
+struct DataTypeOf<uint8_t> {
+  static constexpr wire::DataType kValue = wire::U8;
+};
 
 // Bytes per element of dtype; 0 for an unknown type.
 size_t DataTypeSize(wire::DataType dtype);

@@ -106,6 +106,17 @@ void Membership::MarkDead(int node_id) {
   if (Member* m = Find(node_id)) m->dead = true;
 }
 
+void Membership::Revive(int node_id, const wire::NodeInfo& info, SteadyClock::time_point now) {
+  Member* m = Find(node_id);
+  if (m == nullptr) return;
+  m->info.set_host(info.host());
+  m->info.set_port(info.port());
+  m->info.set_pid(info.pid());
+  m->dead = false;
+  m->informed_of_end = false;
+  m->last_seen = now;
+}
+
 void Membership::MarkInformed(int node_id) {
   if (Member* m = Find(node_id)) m->informed_of_end = true;
 }

@@ -83,6 +83,9 @@ class Membership {
   // `node_id` is dead (its partitions failed over): it is never found
   // silent again, needs no news of the end, and its requests are refused.
   void MarkDead(int node_id);
+  // Dead member `node_id` is back (a restarted process, `info` its new
+  // host, port and pid; rank and node id stay): alive, seen at `now`.
+  void Revive(int node_id, const wire::NodeInfo& info, SteadyClock::time_point now);
   // The job's outcome reached `node_id`.
   void MarkInformed(int node_id);
   // Every member was told the outcome (true when there are none).

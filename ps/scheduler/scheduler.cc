@@ -299,6 +299,8 @@ void Scheduler::Handle(Incoming&& request) {
       return HandleCheckpointReady(*sender, std::move(request));
     case wire::CHECKPOINT_FILES:
       return HandleCheckpointFiles(*sender, std::move(request));
+    case wire::REJOINED:
+      return HandleRejoined(*sender, std::move(request));
     default:
       rpc_.ReplyError(request, Status::InvalidArgument("the scheduler does not serve op " +
                                                        wire::Op_Name(meta.op())));
@@ -306,6 +308,9 @@ void Scheduler::Handle(Incoming&& request) {
 }
 
 void Scheduler::HandleRegister(Incoming&& request) {
+  if (membership_.registered() && replicated() && state_ == wire::JOB_RUNNING) {
+    return HandleRejoin(std::move(request));
+  }
   if (membership_.registered() || state_ != wire::JOB_RUNNING) {
     rpc_.ReplyError(request, Status::InvalidArgument("registration is closed"));
     return;
@@ -534,7 +539,10 @@ Status Scheduler::OnPhaseBarrier(const std::string& name, const std::vector<Inco
         extra["counter_acknowledged"] = results_.SumWorkerPushes().batches_acknowledged;
       }
       extra["updates"] = UpdatesJson();
-      if (replicated()) extra["failovers"] = failovers_;
+      if (replicated()) {
+        extra["failovers"] = failovers_;
+        extra["rejoins"] = rejoins_;
+      }
       if (restore_) {
         Json r;
         r["checkpoint_id"] = restore_->id();
@@ -657,6 +665,80 @@ void Scheduler::CheckHeartbeats() {
   Abort(NodeLabel(silent->info) + " sent nothing for " + std::to_string(timeout_ms) + " ms");
 }
 
+void Scheduler::NewMapEpoch() {
+  const uint64_t epoch = NewClusterEpoch();
+  rpc_.set_epoch(epoch);
+  epochs_.insert(epoch);
+}
+
+void Scheduler::HandleRejoin(Incoming&& request) {
+  const wire::NodeInfo& node = request.msg.meta.register_request().node();
+  const int rank = node.rank();
+  Member* m = node.role() == wire::SERVER && rank >= 0 && rank < options_.num_servers
+                  ? membership_.Find(server_ids_[static_cast<size_t>(rank)])
+                  : nullptr;
+  if (m != nullptr && !m->dead && node.pid() != m->info.pid()) {
+    // A new process for a server still thought alive: the old one is gone
+    // (the launcher restarted it faster than its heartbeats went silent).
+    LOG(WARNING) << NodeLabel(m->info) << " registers again as pid " << node.pid()
+                 << ": the old process is gone";
+    if (!Failover(*m)) {
+      Abort(NodeLabel(m->info) + " died and a partition has no live copy");
+      rpc_.ReplyError(request, Status::Aborted("the job was aborted"));
+      return;
+    }
+  }
+  if (m == nullptr || !m->dead) {
+    rpc_.ReplyError(request, Status::InvalidArgument(
+                                 "registration is closed (only a dead server of a replicated "
+                                 "job may register again, with its rank)"));
+    return;
+  }
+  const int node_id = m->info.node_id();
+  std::vector<int> copy;
+  for (int p = 0; p < partition_map_.partitions_size(); ++p) {
+    const wire::PartitionMap::Placement& place = partition_map_.partitions(p);
+    if (place.backup() < 0 && place.primary() != node_id) copy.push_back(p);
+  }
+  for (int p : copy) partition_map_.mutable_partitions(p)->set_pending_backup(node_id);
+  membership_.Revive(node_id, node, SteadyClock::now());
+  LOG(INFO) << NodeLabel(m->info) << " rejoins; it copies " << copy.size()
+            << " partitions from their primaries";
+  Message reply;
+  wire::RegisterReply* r = reply.meta.mutable_register_reply();
+  *r->mutable_you() = m->info;
+  for (const auto& [id, member] : membership_.members()) *r->add_nodes() = member.info;
+  r->set_cluster_epoch(rpc_.epoch());
+  r->set_config(options_.config.SerializeAsString());
+  for (int p : copy) r->add_copy_partitions(p);
+  *reply.meta.mutable_partition_map() = partition_map_;
+  rpc_.Reply(request, std::move(reply));
+}
+
+void Scheduler::HandleRejoined(const Member& sender, Incoming&& request) {
+  const int p = request.msg.meta.partition();
+  const int node = sender.info.node_id();
+  if (sender.info.role() != wire::SERVER || p < 0 || p >= partition_map_.partitions_size() ||
+      partition_map_.partitions(p).primary() == node) {
+    rpc_.ReplyError(request, Status::InvalidArgument("REJOINED of partition " + std::to_string(p)));
+    return;
+  }
+  rpc_.Reply(request, Message());
+  if (partition_map_.partitions(p).backup() == node) return;  // a copy of the report
+  partition_map_.mutable_partitions(p)->set_backup(node);
+  partition_map_.mutable_partitions(p)->set_pending_backup(-1);
+  NewMapEpoch();
+  Json event;
+  event["server"] = "server-" + std::to_string(sender.info.rank());
+  event["partition"] = p;
+  event["train_seconds"] = TrainSeconds();
+  event["epoch"] = rpc_.epoch();
+  rejoins_.push_back(event);
+  results_.AppendEvent("rejoined", event);
+  LOG(INFO) << NodeLabel(sender.info) << " is the backup of partition " << p
+            << " again (cluster epoch " << rpc_.epoch() << ")";
+}
+
 bool Scheduler::Failover(const Member& dead) {
   const int node = dead.info.node_id();
   wire::PartitionMap next = partition_map_;
@@ -674,12 +756,12 @@ bool Scheduler::Failover(const Member& dead) {
     } else if (place->backup() == node) {
       place->set_backup(-1);
     }
+    if (place->pending_backup() == node) place->set_pending_backup(-1);
   }
   const double silent_s = SecondsSince(dead.last_seen);
   partition_map_ = std::move(next);
-  const uint64_t epoch = NewClusterEpoch();
-  rpc_.set_epoch(epoch);
-  epochs_.insert(epoch);
+  NewMapEpoch();
+  const uint64_t epoch = rpc_.epoch();
   membership_.MarkDead(node);
   std::vector<int> live;
   for (int id : server_ids_) {

@@ -120,6 +120,12 @@ class Scheduler {
   // Server `dead` is silent: its partitions' backups take over in a new
   // epoch; false (the job must abort) when one of them has no live copy.
   bool Failover(const Member& dead);
+  // A dead server of a replicated job registers again: it copies the
+  // partitions that lack a backup and becomes their backup (REJOINED).
+  void HandleRejoin(Incoming&& request);
+  void HandleRejoined(const Member& sender, Incoming&& request);
+  // A new epoch for a changed partition map (failover, rejoin).
+  void NewMapEpoch();
   void MaybeWriteProgress(bool force);
   // Workers that reached (or passed) the "trained" barrier.
   int WorkersDone() const;
@@ -159,6 +165,7 @@ class Scheduler {
   wire::PartitionMap partition_map_;
   std::set<uint64_t> epochs_;
   Json failovers_ = Json::array();
+  Json rejoins_ = Json::array();
   std::map<int, wire::UpdateCounts> update_counts_;
   std::vector<std::string> update_count_errors_;
 

@@ -56,6 +56,7 @@ StatusOr<std::unique_ptr<ParameterServer>> ParameterServer::Create(ClusterMember
   MTPS_RETURN_IF_ERROR(ValidateDenseOptimizer(server.dense_optimizer()));
   std::unique_ptr<ParameterServer> ps(new ParameterServer(member));
   if (member->resuming()) MTPS_RETURN_IF_ERROR(ps->RestoreCheckpoint());
+  if (member->rejoining()) MTPS_RETURN_IF_ERROR(ps->Rejoin());
   return ps;
 }
 
@@ -213,6 +214,11 @@ ParameterServer::ParameterServer(ClusterMember* member)
   // replicas the backup of the previous server's.
   std::vector<std::pair<int, bool>> held = {{rank, true}};
   if (replicated) held.emplace_back((rank + servers - 1) % servers, false);
+  if (member->rejoining()) {
+    // Back after dying: a backup of what lacks one, copied before it counts.
+    held.clear();
+    for (int p : member->copy_partitions()) held.emplace_back(p, false);
+  }
   for (const auto& [id, primary] : held) {
     auto part = std::make_unique<Partition>();
     part->id = id;
@@ -221,6 +227,7 @@ ParameterServer::ParameterServer(ClusterMember* member)
       part->backup_node = member->server_ids().at(static_cast<size_t>((rank + 1) % servers));
     }
     part->window = std::make_unique<PushWindow>();
+    part->loading = member->rejoining();
     for (int i = 0; i < n; ++i) {
       part->shards.push_back(std::make_unique<ServerShard>(
           i, n, table, config.server().dense_optimizer(),
@@ -383,6 +390,8 @@ void ParameterServer::Handle(Incoming&& request) {
     }
     case wire::REPLICATE:
       return HandleReplicate(std::move(request));
+    case wire::COPY_PARTITION:
+      return HandleCopy(std::move(request));
     case wire::SNAPSHOT: {
       if (meta.sender() != kSchedulerNodeId || !meta.has_checkpoint() ||
           meta.checkpoint().dir().empty()) {
@@ -447,6 +456,12 @@ void ParameterServer::Handle(Incoming&& request) {
     return;
   }
   if (task->kind != ShardTask::Kind::kInitDense && !Admit(*part, task.get())) return;
+  if (task->kind == ShardTask::Kind::kPushSparse || task->kind == ShardTask::Kind::kPushDense ||
+      task->kind == ShardTask::Kind::kInitDense) {
+    // Updates are numbered in the order the shards serve them: a copy cut
+    // at a seq holds exactly the updates before it.
+    task->replica_seq = part->next_seq++;
+  }
   Submit(*part, std::move(task));
 }
 
@@ -626,6 +641,14 @@ void ParameterServer::Finish(std::shared_ptr<ShardTask> task_ptr) {
   if (task.in_window && (!task.record_push || !applied) && part != nullptr) {
     part->window->Forget(task.push_key);
   }
+  const bool update = task.kind == ShardTask::Kind::kPushSparse ||
+                      task.kind == ShardTask::Kind::kPushDense ||
+                      task.kind == ShardTask::Kind::kInitDense;
+  if (update && !applied && part != nullptr && part->primary && part->backup_node >= 0) {
+    // Its seq must still reach the backup, as a no-op, or the updates after
+    // it would wait there forever.
+    Replicate(*part, task_ptr, /*applied=*/false);
+  }
   if (task.expired()) {
     Reject(task.request, Status::DeadlineExceeded(
                              wire::Op_Name(meta.op()) + " waited in the server's queue past its " +
@@ -656,13 +679,13 @@ void ParameterServer::Finish(std::shared_ptr<ShardTask> task_ptr) {
     case ShardTask::Kind::kSnapshot:
       return FinishSnapshot(task);
     case ShardTask::Kind::kRestore:
-      return;  // RestoreCheckpoint waits for it itself
+      return;  // RestoreCheckpoint and LoadCopy wait for it themselves
+    case ShardTask::Kind::kCopy:
+      return FinishCopy(task);
   }
-  const bool update = task.kind == ShardTask::Kind::kPushSparse ||
-                      task.kind == ShardTask::Kind::kPushDense ||
-                      task.kind == ShardTask::Kind::kInitDense;
   if (update && part != nullptr && part->primary && part->backup_node >= 0) {
-    return Replicate(*part, std::move(task_ptr));  // answered when the backup has it
+    return Replicate(*part, std::move(task_ptr),
+                     /*applied=*/true);  // answered when the backup has it
   }
   if (update && part != nullptr) return AcknowledgeUpdate(*part, task.request);
   member_->rpc().Reply(task.request, std::move(response));
@@ -677,12 +700,21 @@ void ParameterServer::AcknowledgeUpdate(Partition& part, const Incoming& request
   }
 }
 
-void ParameterServer::Replicate(Partition& part, std::shared_ptr<ShardTask> task) {
+void ParameterServer::Replicate(Partition& part, std::shared_ptr<ShardTask> task, bool applied) {
   Message msg(wire::REPLICATE);
   const wire::Meta& orig = task->request.msg.meta;
-  const uint64_t seq = part.next_seq++;
+  const uint64_t seq = task->replica_seq;
   msg.meta.set_partition(part.id);
   msg.meta.set_replica_seq(seq);
+  if (!applied) {
+    // A no-op (the primary did not apply it): the backup only moves on.
+    msg.meta.set_replica_op(wire::OP_UNSPECIFIED);
+    Status s = member_->rpc().StartAsync(part.backup_node, std::move(msg),
+                                         member_->config().cluster().request_timeout_ms(),
+                                         [](StatusOr<Message>&&) {});
+    if (!s.ok()) LOG(WARNING) << "cannot replicate no-op " << seq << ": " << s;
+    return;
+  }
   msg.meta.set_replica_op(orig.op());
   msg.meta.set_dense_total(orig.dense_total());
   wire::Origin* o = msg.meta.mutable_origin();
@@ -734,6 +766,10 @@ void ParameterServer::HandleReplicate(Incoming&& request) {
     return;
   }
   const uint64_t seq = meta.replica_seq();
+  if (part->loading) {
+    part->early.emplace(seq, std::move(request));  // applied once the copy is in
+    return;
+  }
   if (seq < part->next_seq) {
     member_->rpc().Reply(request, Message());  // a copy of one applied already
     return;
@@ -751,12 +787,139 @@ void ParameterServer::HandleReplicate(Incoming&& request) {
     return;
   }
   ApplyReplicated(*part, std::move(request));
-  for (auto it = part->early.begin(); it != part->early.end() && it->first == part->next_seq;
-       it = part->early.begin()) {
+  DrainEarly(*part);
+}
+
+void ParameterServer::DrainEarly(Partition& part) {
+  while (!part.early.empty() && part.early.begin()->first <= part.next_seq) {
+    auto it = part.early.begin();
     Incoming next = std::move(it->second);
-    part->early.erase(it);
-    ApplyReplicated(*part, std::move(next));
+    const uint64_t seq = it->first;
+    part.early.erase(it);
+    if (seq < part.next_seq) {
+      member_->rpc().Reply(next, Message());  // held in the copy already
+    } else {
+      ApplyReplicated(part, std::move(next));
+    }
   }
+}
+
+void ParameterServer::HandleCopy(Incoming&& request) {
+  const wire::Meta& meta = request.msg.meta;
+  Partition* part = FindPartition(meta.partition());
+  if (part == nullptr || !part->primary) {
+    Reject(request, Status::StaleEpoch("server " + std::to_string(member_->self().rank()) +
+                                       " is not the primary of partition " +
+                                       std::to_string(meta.partition())));
+    return;
+  }
+  // From this point in the shards' order on, every update goes to the new
+  // backup too (it holds them until its copy is loaded); the copy holds
+  // every update numbered before it.
+  auto task = std::make_shared<ShardTask>();
+  task->kind = ShardTask::Kind::kCopy;
+  task->partition = part->id;
+  task->replica_seq = part->next_seq;
+  task->snapshots.resize(part->shards.size());
+  task->deadline = Deadline::In(int64_t{24} * 3600 * 1000);
+  task->request = std::move(request);
+  part->backup_node = task->request.msg.meta.sender();
+  LOG(INFO) << "partition " << part->id << ": copying it to node " << part->backup_node
+            << " at update " << task->replica_seq;
+  Submit(*part, std::move(task));
+}
+
+void ParameterServer::FinishCopy(ShardTask& task) {
+  Message reply;
+  reply.meta.set_partition(task.partition);
+  reply.meta.set_replica_seq(task.replica_seq);
+  auto frame = [&reply](const std::string& bytes) {
+    reply.payloads.push_back(
+        Payload::Copy(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()));
+  };
+  size_t bytes = 0;
+  for (const SparseTableSnapshot& shard : task.snapshots) {
+    std::string rows;
+    Status s = WriteSparseSnapshot(shard, [&rows](const char* data, size_t size) {
+      rows.append(data, size);
+      return Status::OK();
+    });
+    if (!s.ok()) return Reject(task.request, s);
+    bytes += rows.size();
+    frame(rows);
+  }
+  frame(task.dense_bytes);
+  frame(task.window_bytes);
+  LOG(INFO) << "partition " << task.partition << ": copy of " << bytes << " bytes of rows sent";
+  member_->rpc().Reply(task.request, std::move(reply));
+}
+
+Status ParameterServer::Rejoin() {
+  Rpc& rpc = member_->rpc();
+  for (auto& part_ptr : partitions_) {
+    Partition& part = *part_ptr;
+    Message ask(wire::COPY_PARTITION);
+    ask.meta.set_partition(part.id);
+    const int primary = member_->PrimaryOf(part.id);
+    auto copy = rpc.Call(primary, std::move(ask), member_->config().cluster().request_timeout_ms());
+    if (!copy.ok()) {
+      return Status(copy.status().code(),
+                    "rejoining: copying partition " + std::to_string(part.id) + " from node " +
+                        std::to_string(primary) + ": " + copy.status().message());
+    }
+    MTPS_RETURN_IF_ERROR(LoadCopy(part, *copy));
+    Message joined(wire::REJOINED);
+    joined.meta.set_partition(part.id);
+    MTPS_RETURN_IF_ERROR(rpc.Call(kSchedulerNodeId, std::move(joined),
+                                  member_->config().cluster().request_timeout_ms())
+                             .status());
+  }
+  return Status::OK();
+}
+
+Status ParameterServer::LoadCopy(Partition& part, const Message& copy) {
+  const size_t n = part.shards.size();
+  if (copy.payloads.size() != n + 2) {
+    return Status::Corruption("copy of partition " + std::to_string(part.id) + ": " +
+                              std::to_string(copy.payloads.size()) + " frames, expected " +
+                              std::to_string(n + 2) + " (shard_threads must agree)");
+  }
+  for (const Payload& p : copy.payloads) {
+    if (p.dtype() != wire::U8) return Status::Corruption("copy frames must be U8");
+  }
+  auto bytes_of = [&copy](size_t i) {
+    const zmq::message_t& m = copy.payloads[i].bytes();
+    return std::string(static_cast<const char*>(m.data()), m.size());
+  };
+  const std::string name = "copy of partition " + std::to_string(part.id);
+  auto task = std::make_shared<ShardTask>();
+  task->kind = ShardTask::Kind::kRestore;
+  task->partition = part.id;
+  task->deadline = Deadline::In(int64_t{24} * 3600 * 1000);
+  task->restore_sparse.resize(n);
+  task->restore_names.resize(n);
+  task->shard_status.resize(n);
+  for (size_t i = 0; i < n; ++i) {
+    task->restore_sparse[i] = bytes_of(i);
+    task->restore_names[i] = name + ", shard " + std::to_string(i);
+  }
+  task->dense_bytes = bytes_of(n);
+  task->dense_name = name + ", dense block";
+  task->window_bytes = bytes_of(n + 1);
+  task->window_name = name + ", push window";
+  SubmitToShards(part.shards, task);
+  const Deadline limit = Deadline::In(int64_t{30} * 60 * 1000);
+  while (task->remaining.load(std::memory_order_acquire) != 0) {
+    if (limit.Expired()) return Status::DeadlineExceeded(name + ": not loaded within 30 minutes");
+    MTPS_RETURN_IF_ERROR(member_->Tick(Deadline::In(20)));
+  }
+  for (const Status& s : task->shard_status) MTPS_RETURN_IF_ERROR(s);
+  part.next_seq = copy.meta.replica_seq();
+  part.loading = false;
+  LOG(INFO) << "partition " << part.id << ": copy loaded (update " << part.next_seq << "), "
+            << part.early.size() << " updates waiting behind it";
+  DrainEarly(part);
+  return Status::OK();
 }
 
 void ParameterServer::ApplyReplicated(Partition& part, Incoming&& request) {
@@ -764,6 +927,10 @@ void ParameterServer::ApplyReplicated(Partition& part, Incoming&& request) {
   // This seq's turn is used whatever happens to it, so a bad update cannot
   // stall the ones after it.
   ++part.next_seq;
+  if (meta.replica_op() == wire::OP_UNSPECIFIED) {
+    member_->rpc().Reply(request, Message());  // a no-op: the primary did not apply it
+    return;
+  }
   auto task = std::make_shared<ShardTask>();
   // Updates only: a pull changes nothing to replicate.
   if (!DataTaskKind(meta.replica_op(), &task->kind) || task->kind == ShardTask::Kind::kPullSparse ||
@@ -810,9 +977,11 @@ void ParameterServer::OnPartitionMap() {
       part->promoted = true;
       part->promoted_at = SteadyClock::now();
     }
-    if (part->primary && p.backup() != part->backup_node) {
-      part->backup_node = p.backup();
-      if (p.backup() < 0) {
+    // A rejoining server copying this partition already gets its updates.
+    const int want = p.backup() >= 0 ? p.backup() : p.pending_backup();
+    if (part->primary && want != part->backup_node) {
+      part->backup_node = want;
+      if (want < 0) {
         // The backup is gone: what waited for it is answered (held here alone).
         LOG(WARNING) << "partition " << part->id << " has no backup now; "
                      << part->awaiting_backup.size() << " updates were waiting for it";

@@ -119,6 +119,9 @@ class ParameterServer {
     // applies next, and the REPLICATEs that arrived ahead of it.
     uint64_t next_seq = 0;
     std::map<uint64_t, Incoming> early;
+    // Backup of a rejoining server: its copy is still on the way (every
+    // REPLICATE waits in `early` until it is loaded).
+    bool loading = false;
     // Primary: pushes applied here, waiting for the backup's
     // acknowledgement before their client's (copies of them are dropped).
     std::map<uint64_t, std::shared_ptr<ShardTask>> awaiting_backup;  // by seq
@@ -148,11 +151,20 @@ class ParameterServer {
   void Finish(std::shared_ptr<ShardTask> task);
   // Replication: a primary's applied push goes to the backup; the client is
   // answered when the backup acknowledged it.
-  void Replicate(Partition& part, std::shared_ptr<ShardTask> task);
+  void Replicate(Partition& part, std::shared_ptr<ShardTask> task, bool applied);
   void OnBackupAnswer(int partition, uint64_t seq, const StatusOr<Message>& answer);
   // A backup applies REPLICATEs in their primary's order.
   void HandleReplicate(Incoming&& request);
   void ApplyReplicated(Partition& part, Incoming&& request);
+  // Applies what waits in `early` from next_seq on, in order.
+  void DrainEarly(Partition& part);
+  // Primary: a rejoining server asks for a copy of a partition.
+  void HandleCopy(Incoming&& request);
+  void FinishCopy(ShardTask& task);
+  // Rejoining server: copies its partitions from their primaries, loads
+  // them, and reports each (REJOINED).
+  Status Rejoin();
+  Status LoadCopy(Partition& part, const Message& copy);
   // A new partition map (a failover): promote, drop a lost backup.
   void OnPartitionMap();
   // Blocks (receive thread) until the queues are below their bounds.

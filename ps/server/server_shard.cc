@@ -180,6 +180,11 @@ void ServerShard::Serve(ShardTask& task) {
         LOG(INFO) << "ignoring a repeated INIT_DENSE from node " << task.request.msg.meta.sender();
       }
       break;
+    case ShardTask::Kind::kCopy:
+      task.snapshots[static_cast<size_t>(index_)] = table_.Snapshot();
+      if (dense_ != nullptr) task.dense_bytes = dense_->Serialize();
+      if (window_ != nullptr) task.window_bytes = window_->Serialize();
+      break;
     case ShardTask::Kind::kSnapshot:
       task.snapshots[static_cast<size_t>(index_)] =
           task.delta ? table_.DeltaSnapshot() : table_.Snapshot();

@@ -80,7 +80,8 @@ struct ShardTask {
     kPushDense,
     kInitDense,
     kSnapshot,
-    kRestore
+    kRestore,
+    kCopy  // like kSnapshot, for a rejoining backup: no new delta period
   };
 
   Kind kind = Kind::kPullSparse;
@@ -146,7 +147,9 @@ struct ShardTask {
 
   bool expired() const { return verdict.load(std::memory_order_acquire) == kExpired; }
   bool sparse() const { return kind == Kind::kPullSparse || kind == Kind::kPushSparse; }
-  bool whole_shard() const { return kind == Kind::kSnapshot || kind == Kind::kRestore; }
+  bool whole_shard() const {
+    return kind == Kind::kSnapshot || kind == Kind::kRestore || kind == Kind::kCopy;
+  }
 };
 
 class ServerShard;
