@@ -7,7 +7,8 @@ exactly-once counter, heartbeats every 200 ms, a server silent for
 server once (separately) two progress lines into training, and prints a
 Markdown table: the server killed, the time from the kill to the backup's
 promotion and to the first push the new primary acknowledged (from the
-surviving server's log), training time, held-out AUC against the fault-free
+surviving server's log), to the restarted server backing up both partitions
+again (from the scheduler's log), training time, held-out AUC against the fault-free
 replicated run, and the exactly-once counts. A benchmark, not a test
 (tests/integration/faults_test.py asserts the same properties).
 
@@ -42,6 +43,19 @@ def log_time(path, needle):
         match = GLOG_TIME.match(line)
         if match and needle in line:
             return datetime.datetime.strptime(match.group(1), "%Y%m%d %H:%M:%S.%f").timestamp()
+    return None
+
+
+def log_time_nth(path, needle, n):
+    """Wall time of the n-th (1-based) line of a glog file containing needle."""
+    seen = 0
+    for line in path.read_text(errors="replace").splitlines():
+        match = GLOG_TIME.match(line)
+        if match and needle in line:
+            seen += 1
+            if seen == n:
+                return datetime.datetime.strptime(match.group(1),
+                                                  "%Y%m%d %H:%M:%S.%f").timestamp()
     return None
 
 
@@ -86,19 +100,25 @@ def main():
             survivor = run_dir / "logs" / ("server-%d.log" % (1 - rank))
             promoted = log_time(survivor, "now its primary")
             first_ack = log_time(survivor, "first update acknowledged as its primary")
+            scheduler_log = (run_dir / "logs" / "scheduler-0.log").read_text(errors="replace")
+            rejoined = None
+            if scheduler_log.count("is the backup of partition") >= 2:
+                rejoined = log_time_nth(run_dir / "logs" / "scheduler-0.log",
+                                        "is the backup of partition", 2)
             u = s["updates"]
             auc = " / ".join("%.4f (%.4f)" % (s["eval"][t]["auc"], base["eval"][t]["auc"])
                              for t in s["eval"])
-            rows.append("| server-%d | %.2f s | %s | %.1f s (%.1f s) | %s | %d of %d | %d / %d | %d |"
+            rows.append("| server-%d | %.2f s | %s | %s | %.1f s (%.1f s) | %s | %d of %d | %d / %d | %d |"
                         % (rank, promoted - killed_at,
                            "%.2f s" % (first_ack - killed_at) if first_ack else "none",
+                           "%.2f s" % (rejoined - killed_at) if rejoined else "no",
                            s["train"]["seconds"], base["train"]["seconds"], auc, s["counter"],
                            s["counter_acknowledged"], u["applied"], u["acknowledged"],
                            s["recovery"]["restarts"]))
         print("| killed | kill to promotion | kill to first push acknowledged by the new primary | "
-              "training (no kill) | AUC income / never_married (no kill) | counter of "
+              "kill to both partitions backed up again | training (no kill) | AUC income / never_married (no kill) | counter of "
               "acknowledged batches | applied / acknowledged | restarts |")
-        print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+        print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
         print("\n".join(rows))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
