@@ -13,6 +13,10 @@
 //   ClockTable  (clock_table.h)  worker clocks, waits and max_clock_gap;
 //   JobResults  (job_results.h)  cluster.json, progress.jsonl, summary.json;
 //   Checkpointer (checkpointer.h) checkpoints: when, the cut, the commit.
+// Replication (server.replicas): the scheduler keeps the partition map; a
+// dead server's partitions fail over to their backups in a new epoch (the
+// map rides on heartbeat replies), and a restarted server may register again
+// to copy and back up the partitions that lack a backup.
 // Resume (SchedulerOptions.resume): the newest intact checkpoint is chosen
 // before registration, and every node's RegisterReply tells it what to
 // reload. Signals (SchedulerOptions.signal_fd): SIGUSR1 takes a checkpoint;

@@ -29,7 +29,10 @@
 // scheduler promotes the backups of its partitions in a new cluster epoch
 // (the partition map comes with the heartbeat reply); a request for a
 // partition this server is not the primary of is answered STALE_EPOCH, and
-// the client resends it where the new map says.
+// the client resends it where the new map says. A dead server restarted by
+// the launcher rejoins: it copies the partitions lacking a backup from their
+// primaries (COPY_PARTITION, cut at an update seq; the updates after it are
+// held until the copy is loaded) and then reports REJOINED.
 //
 // Exactly-once: a resent or duplicated push is recognised by its sender,
 // incarnation and request id (ps/server/push_window.h) and answered without
