@@ -124,7 +124,10 @@ class FaultsTest(RunDirTestCase):
             JOB + faults(seed=SEED, drop=0.05) + [
                 "--set", "cluster.retry.max_resends=0",
                 "--set", "cluster.request_timeout_ms=2000",
-                "--max-restarts", "0"], timeout=JOB_TIMEOUT_SEC)
+                # A lost barrier message would otherwise wait out the
+                # default 10 minutes (the slowest worker arrives in seconds).
+                "--set", "cluster.barrier_timeout_ms=20000",
+                "--max-restarts", "0"], timeout=120)
         info = "MTPS_FAULT_SEED=%d\n%s" % (SEED, describe(result, run_dir))
         self.assertNotEqual(result.returncode, 0, info)
         self.assertRegex(result.stdout + result.stderr,
