@@ -60,6 +60,23 @@ StatusOr<std::unique_ptr<ParameterServer>> ParameterServer::Create(ClusterMember
   return ps;
 }
 
+Status ParameterServer::LoadIntoShards(Partition& part, const std::shared_ptr<ShardTask>& task,
+                                       const std::string& what) {
+  SubmitToShards(part.shards, task);
+  // Serve (heartbeats, and requests, which queue behind the load on every
+  // shard) while the shards load: a big table takes longer than the
+  // heartbeat timeout.
+  const Deadline limit = Deadline::In(int64_t{30} * 60 * 1000);
+  while (task->remaining.load(std::memory_order_acquire) != 0) {
+    if (limit.Expired()) {
+      return Status::DeadlineExceeded(what + ": the shards did not finish within 30 minutes");
+    }
+    MTPS_RETURN_IF_ERROR(member_->Tick(Deadline::In(20)));
+  }
+  for (const Status& s : task->shard_status) MTPS_RETURN_IF_ERROR(s);
+  return Status::OK();
+}
+
 Status ParameterServer::RestoreCheckpoint() {
   for (auto& part : partitions_) MTPS_RETURN_IF_ERROR(RestorePartition(*part));
   return Status::OK();
@@ -118,19 +135,8 @@ Status ParameterServer::RestorePartition(Partition& part) {
     task->window_name = r.dir() + "/" + f.name();
     MTPS_RETURN_IF_ERROR(read(f.name(), &task->window_bytes));
   }
-  SubmitToShards(part.shards, task);
-  // Serve (heartbeats, and requests, which queue behind the restore on every
-  // shard) while the shards reload: a big table takes longer than the
-  // heartbeat timeout.
-  const Deadline limit = Deadline::In(int64_t{30} * 60 * 1000);
-  while (task->remaining.load(std::memory_order_acquire) != 0) {
-    if (limit.Expired()) {
-      return Status::DeadlineExceeded("restoring checkpoint " + std::to_string(r.checkpoint_id()) +
-                                      ": the shards did not finish within 30 minutes");
-    }
-    MTPS_RETURN_IF_ERROR(member_->Tick(Deadline::In(20)));
-  }
-  for (const Status& s : task->shard_status) MTPS_RETURN_IF_ERROR(s);
+  MTPS_RETURN_IF_ERROR(
+      LoadIntoShards(part, task, "restoring checkpoint " + std::to_string(r.checkpoint_id())));
   LOG(INFO) << "server " << member_->self().rank() << " restored partition " << part.id << ": " << n
             << " shards (" << bytes << " bytes) from checkpoint " << r.checkpoint_id() << " in "
             << r.dir() << " in "
@@ -907,13 +913,7 @@ Status ParameterServer::LoadCopy(Partition& part, const Message& copy) {
   task->dense_name = name + ", dense block";
   task->window_bytes = bytes_of(n + 1);
   task->window_name = name + ", push window";
-  SubmitToShards(part.shards, task);
-  const Deadline limit = Deadline::In(int64_t{30} * 60 * 1000);
-  while (task->remaining.load(std::memory_order_acquire) != 0) {
-    if (limit.Expired()) return Status::DeadlineExceeded(name + ": not loaded within 30 minutes");
-    MTPS_RETURN_IF_ERROR(member_->Tick(Deadline::In(20)));
-  }
-  for (const Status& s : task->shard_status) MTPS_RETURN_IF_ERROR(s);
+  MTPS_RETURN_IF_ERROR(LoadIntoShards(part, task, name));
   part.next_seq = copy.meta.replica_seq();
   part.loading = false;
   LOG(INFO) << "partition " << part.id << ": copy loaded (update " << part.next_seq << "), "

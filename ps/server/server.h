@@ -177,6 +177,10 @@ class ParameterServer {
   // member_->restore().
   Status RestoreCheckpoint();
   Status RestorePartition(Partition& part);
+  // Submits a kRestore `task` to `part`'s shards and serves until they
+  // loaded it; the first shard's error, or DeadlineExceeded naming `what`.
+  Status LoadIntoShards(Partition& part, const std::shared_ptr<ShardTask>& task,
+                        const std::string& what);
   // kSnapshot finished: answers the scheduler and queues the files.
   void FinishSnapshot(ShardTask& task);
   // Receive thread: reports written checkpoints to the scheduler.
