@@ -18,9 +18,13 @@ using SteadyClock = std::chrono::steady_clock;
 class Deadline {
  public:
   explicit Deadline(SteadyClock::time_point at) : at_(at) {}
+  // `ms` is clamped to +-kMaxMs, so a timeout from the wire (any int64)
+  // cannot overflow the clock's nanoseconds.
   static Deadline In(int64_t ms) {
+    ms = std::clamp<int64_t>(ms, -kMaxMs, kMaxMs);
     return Deadline(SteadyClock::now() + std::chrono::milliseconds(ms));
   }
+  static constexpr int64_t kMaxMs = int64_t{100} * 365 * 24 * 3600 * 1000;  // 100 years
   static Deadline Now() { return Deadline(SteadyClock::now()); }
 
   SteadyClock::time_point at() const { return at_; }

@@ -47,6 +47,11 @@ struct DenseBlock {
   int64_t size() const { return end - begin; }
 };
 
+// Most dense parameters a job may have: DenseBlockOf multiplies by the
+// rank, so a total from the wire is checked against this first.
+constexpr int64_t kMaxDenseParams = int64_t{1} << 40;
+
+// Needs 0 < num_params <= kMaxDenseParams and 0 <= rank < num_servers.
 inline DenseBlock DenseBlockOf(int64_t num_params, int rank, int num_servers) {
   return DenseBlock{num_params * rank / num_servers, num_params * (rank + 1) / num_servers};
 }

@@ -280,10 +280,18 @@ void Rpc::Dispatch(Incoming&& in) {
       return;
     }
     if (!AdmitRequest(in)) return;
-    if (handler_) {
+    if (handler_ && !holding_requests_) {
       handler_(std::move(in));
     } else if (backlog_.size() < kMaxBacklog) {
       backlog_.push_back(std::move(in));
+    } else if (holding_requests_) {
+      // Busy: dropped unanswered (an answer would fail the request), to be
+      // resent; a dedupe window must then take the copy as new.
+      if (dedupe_ && Deduplicated(in.msg.meta.op()) && in.msg.meta.incarnation() != 0) {
+        window_.Forget(KeyOf(in.msg.meta));
+      }
+      VLOG(1) << "busy: dropping " << wire::Op_Name(in.msg.meta.op()) << " from node "
+              << in.msg.meta.sender();
     } else {
       ReplyError(in, Status::Unavailable("this node is not serving yet"));
     }
@@ -331,26 +339,39 @@ void Rpc::Poll(Deadline until, bool return_after_one) {
     if (return_after_one) return;
   }
   for (;;) {
-    MaybeTick();
-    // Do not sleep past the earliest pending deadline or resend, or the next tick.
-    Deadline wake = until;
-    for (const auto& [id, p] : pending_) {
-      if (p.completed) continue;
-      wake = Deadline::Earlier(wake, p.deadline);
-      if (p.next_resend < wake.at()) wake = Deadline(p.next_resend);
-    }
-    if (tick_) wake = Deadline::Earlier(wake, Deadline(next_tick_));
-    auto in = transport_->Receive(wake);
-    if (in.ok()) Dispatch(std::move(in).value());
-    if (wake_handler_) wake_handler_();
-    ServiceTimers();
-    if (in.ok() && return_after_one) return;
+    const bool got = PollOnce(until);
+    if (got && return_after_one) return;
     if (until.Expired()) return;
-    if (!in.ok() && in.status().code() != StatusCode::kDeadlineExceeded) {
-      LOG(WARNING) << "receive failed: " << in.status();
-      if (return_after_one) return;
-    }
   }
+}
+
+bool Rpc::PollOnce(Deadline until) {
+  MaybeTick();
+  // Do not sleep past the earliest pending deadline or resend, or the next tick.
+  Deadline wake = until;
+  for (const auto& [id, p] : pending_) {
+    if (p.completed) continue;
+    wake = Deadline::Earlier(wake, p.deadline);
+    if (p.next_resend < wake.at()) wake = Deadline(p.next_resend);
+  }
+  if (tick_) wake = Deadline::Earlier(wake, Deadline(next_tick_));
+  auto in = transport_->Receive(wake);
+  const bool got = in.ok();
+  if (got) Dispatch(std::move(in).value());
+  if (wake_handler_) wake_handler_();
+  ServiceTimers();
+  if (!got && in.status().code() != StatusCode::kDeadlineExceeded) {
+    LOG(WARNING) << "receive failed: " << in.status();
+    return true;  // Poll's return_after_one returns on a failure too
+  }
+  return got;
+}
+
+void Rpc::PollHoldingRequests(Deadline until, const std::function<bool()>& done) {
+  const bool was_holding = holding_requests_;
+  holding_requests_ = true;
+  while (!done() && !until.Expired()) PollOnce(until);
+  holding_requests_ = was_holding;
 }
 
 Status Rpc::Reply(const Incoming& request, Message response) {

@@ -146,6 +146,13 @@ class Rpc {
   // when `return_after_one`. Expired requests complete with DeadlineExceeded.
   // Returns at `until` even while messages keep arriving.
   void Poll(Deadline until, bool return_after_one = false);
+  // Like Poll, until `done()` holds or `until`, but every incoming request
+  // waits in the backlog (served by the next Poll) instead of reaching the
+  // handler: a handler that must wait for room in its own queues still
+  // answers responses, resends, wakes and sends its heartbeats (the tick),
+  // without taking on more work. Requests beyond the backlog's bound are
+  // dropped (their senders resend).
+  void PollHoldingRequests(Deadline until, const std::function<bool()>& done);
 
   // Answers `request` with `response` (sets is_response, request id, op,
   // sender and epoch). Returns the transport's status.
@@ -203,6 +210,9 @@ class Rpc {
   void Forget(uint64_t id, const Pending& p);
   void SampleRoundTrip(const Pending& p);
   void MaybeTick();
+  // One receive (until a message, a wake-up, a timer or `until`) and what
+  // follows it; returns whether a message arrived (or the receive failed).
+  bool PollOnce(Deadline until);
 
   Transport* transport_;
   int self_id_;
@@ -217,7 +227,8 @@ class Rpc {
   uint64_t next_request_id_ = 1;
   RequestHandler handler_;
   std::function<void()> wake_handler_;
-  std::deque<Incoming> backlog_;  // requests waiting for a handler
+  std::deque<Incoming> backlog_;   // requests waiting for a handler
+  bool holding_requests_ = false;  // inside PollHoldingRequests
   std::function<void()> tick_;
   int64_t tick_interval_ms_ = 0;
   SteadyClock::time_point next_tick_;

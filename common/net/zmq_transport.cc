@@ -11,12 +11,23 @@
 
 namespace mtps {
 namespace {
-// Queued messages per socket before Send reports Unavailable.
-constexpr int kHighWaterMark = 100000;
+// Messages ZeroMQ queues per connection, each way, before Send reports
+// Unavailable or it stops reading a peer's socket (TCP then pushes back).
+// A server queues at most 256 requests for its shards and a worker keeps a
+// few per server in flight, so 1024 is ample for every peer while bounding
+// what a flooding peer can make this process buffer.
+constexpr int kHighWaterMark = 1024;
 // How long close() may keep flushing unsent messages (e.g. final replies).
 constexpr int kLingerMs = 2000;
-// Largest message frame accepted on the bound endpoint.
-constexpr int64_t kMaxMessageBytes = int64_t{1} << 30;
+// Largest message accepted on the bound endpoint (requests): the largest
+// legitimate one is a push, whose keys and gradients a server caps at
+// 512 MiB (ps/server/server.cc). ZeroMQ drops the connection of a peer that
+// sends more, before buffering it.
+constexpr int64_t kMaxRequestBytes = int64_t{512} << 20;
+// Largest message accepted on an outgoing connection (responses): a pull
+// answer (at most 256 MiB) or a rejoining server's partition copy (one
+// frame of at most 1 GiB, plus its meta).
+constexpr int64_t kMaxResponseBytes = (int64_t{1} << 30) + (int64_t{1} << 20);
 
 void ConfigureSocket(zmq::socket_t& socket) {
   socket.set(zmq::sockopt::linger, kLingerMs);
@@ -48,7 +59,7 @@ StatusOr<int> ZmqTransport::Bind(const std::string& host, int port) {
     router_->set(zmq::sockopt::router_mandatory, 1);
     // A peer cannot make this process buffer an arbitrarily large message:
     // ZeroMQ drops the connection of a sender that exceeds it.
-    router_->set(zmq::sockopt::maxmsgsize, kMaxMessageBytes);
+    router_->set(zmq::sockopt::maxmsgsize, kMaxRequestBytes);
     router_->bind("tcp://" + host + ":" + (port == 0 ? std::string("*") : std::to_string(port)));
     std::string endpoint = router_->get(zmq::sockopt::last_endpoint);
     size_t colon = endpoint.rfind(':');
@@ -67,6 +78,7 @@ Status ZmqTransport::Connect(int peer, const std::string& endpoint) {
   try {
     auto dealer = std::make_unique<zmq::socket_t>(*context_, zmq::socket_type::dealer);
     ConfigureSocket(*dealer);
+    dealer->set(zmq::sockopt::maxmsgsize, kMaxResponseBytes);
     dealer->connect(endpoint);
     dealers_[peer] = std::move(dealer);
   } catch (const zmq::error_t& e) {

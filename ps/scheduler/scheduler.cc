@@ -458,11 +458,14 @@ void Scheduler::CollectUpdateCounts(std::function<void()> then) {
 
 Json Scheduler::UpdatesJson() const {
   Json u;
-  int64_t applied = 0, duplicates = 0, pull_copies = 0;
+  int64_t applied = 0, duplicates = 0, pull_copies = 0, nonfinite_rejected = 0,
+          nonfinite_skipped = 0;
   for (const auto& [rank, c] : update_counts_) {
     applied += c.applied();
     duplicates += c.duplicates_dropped();
     pull_copies += c.pulls_deduplicated();
+    nonfinite_rejected += c.nonfinite_pushes_rejected();
+    nonfinite_skipped += c.nonfinite_rows_skipped();
   }
   const JobResults::WorkerPushes w = results_.SumWorkerPushes();
   u["acknowledged"] = w.acknowledged;
@@ -470,6 +473,8 @@ Json Scheduler::UpdatesJson() const {
   u["duplicates_dropped"] = duplicates;
   u["resent"] = w.resent;
   u["pull_copies_dropped"] = pull_copies;
+  u["nonfinite_pushes_rejected"] = nonfinite_rejected;
+  u["nonfinite_rows_skipped"] = nonfinite_skipped;
   u["servers_counted"] = static_cast<int64_t>(update_counts_.size());
   if (!update_count_errors_.empty()) u["errors"] = update_count_errors_;
   return u;

@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "common/base/durable_file.h"
+#include "common/base/finite.h"
 #include "common/cluster/partition.h"
 #include "common/config/config_check.h"
 #include "ps/server/server_config.h"
@@ -20,6 +21,9 @@ namespace {
 // Largest pull answer, in bytes: a peer must not make the server allocate
 // unbounded memory with one small request (KvClient splits larger pulls).
 constexpr size_t kMaxPullBytes = size_t{256} << 20;
+// Largest sparse push (keys and gradients); the transport refuses larger
+// messages before reading them (common/net/zmq_transport.cc).
+constexpr size_t kMaxPushBytes = size_t{512} << 20;
 
 // The shard task of a data-plane op (pulls, pushes, INIT_DENSE); false for
 // any other op.
@@ -237,8 +241,8 @@ ParameterServer::ParameterServer(ClusterMember* member)
     for (int i = 0; i < n; ++i) {
       part->shards.push_back(std::make_unique<ServerShard>(
           i, n, table, config.server().dense_optimizer(),
-          [this](std::shared_ptr<ShardTask> task) { OnDone(std::move(task)); },
-          part->window.get()));
+          [this](std::shared_ptr<ShardTask> task) { OnDone(std::move(task)); }, part->window.get(),
+          &test_hooks_.shard_serve));
     }
     partitions_.push_back(std::move(part));
   }
@@ -390,6 +394,8 @@ void ParameterServer::Handle(Incoming&& request) {
         u->set_applied(u->applied() + c.applied);
         u->set_duplicates_dropped(u->duplicates_dropped() + c.duplicates_dropped);
         u->set_pulls_deduplicated(u->pulls_deduplicated() + c.pulls_deduplicated);
+        u->set_nonfinite_pushes_rejected(u->nonfinite_pushes_rejected() + part->nonfinite_rejected);
+        u->set_nonfinite_rows_skipped(u->nonfinite_rows_skipped() + part->nonfinite_rows_skipped);
       }
       rpc.Reply(request, std::move(reply));
       return;
@@ -539,6 +545,11 @@ Status ParameterServer::PrepareSparse(ShardTask* task) {
     return Status::OK();
   }
   const size_t want = n * dim;
+  if (n * (sizeof(uint64_t) + dim * sizeof(float)) > kMaxPushBytes) {
+    return Status::InvalidArgument("PUSH_SPARSE of " + std::to_string(n) + " keys of dim " +
+                                   std::to_string(dim) + " is over the " +
+                                   std::to_string(kMaxPushBytes >> 20) + " MiB limit per request");
+  }
   if (msg.payloads[1].count() != want) {
     return Status::InvalidArgument("PUSH_SPARSE of " + std::to_string(n) + " keys needs " +
                                    std::to_string(want) + " gradient values (dim " +
@@ -547,6 +558,79 @@ Status ParameterServer::PrepareSparse(ShardTask* task) {
   }
   task->values = msg.payloads[1].Data<float>(&task->value_copy);
   task->num_values = want;
+  Partition* part = FindPartition(task->partition);
+  return part == nullptr ? Status::OK() : CheckFinite(*part, task);
+}
+
+Status ParameterServer::CheckFinite(Partition& part, ShardTask* task) {
+  if (AllFinite(task->values, task->num_values)) return Status::OK();
+  const wire::Meta& meta = task->request.msg.meta;
+  const bool skip =
+      member_->config().server().nonfinite_gradients() == config::ServerConfig::SKIP_ROWS;
+  const std::string from =
+      wire::Op_Name(meta.op() == wire::REPLICATE ? meta.replica_op() : meta.op()) + " from node " +
+      std::to_string(meta.sender());
+  if (task->kind == ShardTask::Kind::kInitDense) {
+    const size_t i = FirstNonfinite(task->values, task->num_values);
+    return Status::InvalidArgument(from + ": initial value " + std::to_string(i) + " is " +
+                                   std::to_string(task->values[i]) + "; not initialised");
+  }
+  if (task->kind == ShardTask::Kind::kPushDense) {
+    const size_t i = FirstNonfinite(task->values, task->num_values);
+    if (!skip) {
+      if (!task->replicated) ++part.nonfinite_rejected;
+      return Status::InvalidArgument(from + ": dense gradient " + std::to_string(i) + " of " +
+                                     std::to_string(task->num_values) + " is " +
+                                     std::to_string(task->values[i]) +
+                                     "; nothing applied (server.nonfinite_gradients: REJECT)");
+    }
+    ++part.nonfinite_rows_skipped;
+    task->skip_dense = true;
+    return Status::OK();
+  }
+  // A sparse push: find its bad rows.
+  const size_t dim = static_cast<size_t>(dim_);
+  std::vector<uint64_t> keys;
+  std::vector<float> values;
+  if (skip) {
+    keys.reserve(task->num_keys);
+    values.reserve(task->num_values);
+  }
+  size_t bad = 0, first_bad = task->num_keys, first_value = 0;
+  for (size_t r = 0; r < task->num_keys; ++r) {
+    const float* row = task->values + r * dim;
+    if (AllFinite(row, dim)) {
+      if (skip) {
+        keys.push_back(task->keys[r]);
+        values.insert(values.end(), row, row + dim);
+      }
+      continue;
+    }
+    if (bad++ == 0) {
+      first_bad = r;
+      first_value = FirstNonfinite(row, dim);
+    }
+  }
+  if (!skip) {
+    if (!task->replicated) ++part.nonfinite_rejected;
+    return Status::InvalidArgument(
+        from + ": " + std::to_string(bad) + " of " + std::to_string(task->num_keys) +
+        " rows hold non-finite gradients (first: key " + std::to_string(task->keys[first_bad]) +
+        ", element " + std::to_string(first_value) + " is " +
+        std::to_string(task->values[first_bad * dim + first_value]) +
+        "); nothing applied (server.nonfinite_gradients: REJECT)");
+  }
+  part.nonfinite_rows_skipped += static_cast<int64_t>(bad);
+  VLOG(1) << from << ": dropped " << bad << " of " << task->num_keys
+          << " rows with non-finite gradients (server.nonfinite_gradients: SKIP_ROWS)";
+  // The task now points at the finite rows only (the frames stay as they
+  // came: a backup filters its copy the same way).
+  task->key_copy = std::move(keys);
+  task->value_copy = std::move(values);
+  task->keys = task->key_copy.data();
+  task->values = task->value_copy.data();
+  task->num_keys = task->key_copy.size();
+  task->num_values = task->value_copy.size();
   return Status::OK();
 }
 
@@ -559,17 +643,22 @@ Status ParameterServer::PrepareDense(ShardTask* task) {
   if (task->kind == ShardTask::Kind::kInitDense) {
     // The block must be this server's share of the whole array: a
     // wrong-sized first INIT_DENSE would otherwise fix a wrong block for the
-    // whole job.
+    // whole job. The total is checked before any arithmetic on it.
     const int64_t total = msg.meta.dense_total();
+    if (total <= 0 || total > kMaxDenseParams) {
+      return Status::InvalidArgument("INIT_DENSE for a dense array of " + std::to_string(total) +
+                                     " values: must be in [1, 2^40]");
+    }
     const DenseBlock block = DenseBlockOf(total, task->partition, member_->num_servers());
-    if (total <= 0 || static_cast<int64_t>(task->num_values) != block.size()) {
+    if (static_cast<int64_t>(task->num_values) != block.size()) {
       return Status::InvalidArgument(
           "INIT_DENSE of " + std::to_string(task->num_values) + " values for a dense array of " +
           std::to_string(total) + ": partition " + std::to_string(task->partition) + " of " +
           std::to_string(member_->num_servers()) + " holds " + std::to_string(block.size()));
     }
   }
-  return Status::OK();
+  Partition* part = FindPartition(task->partition);
+  return part == nullptr ? Status::OK() : CheckFinite(*part, task);
 }
 
 void ParameterServer::Submit(Partition& part, std::shared_ptr<ShardTask> task) {
@@ -588,26 +677,25 @@ void ParameterServer::OnDone(std::shared_ptr<ShardTask> task) {
     was_empty = done_.empty();
     done_.push_back(std::move(task));
   }
-  done_cv_.notify_one();
   // The receive thread drains the whole list after a wake, so one wake per
   // empty -> non-empty transition suffices.
   if (was_empty) member_->rpc().transport()->Wake();
 }
 
 void ParameterServer::WaitForRoom() {
-  if (queued_requests_ >= kMaxQueuedRequests || queued_pull_bytes_ > kMaxQueuedPullBytes) {
-    ++stats_.room_waits;
-    if (test_hooks_.room_wait) test_hooks_.room_wait();
-  }
-  while (queued_requests_ >= kMaxQueuedRequests || queued_pull_bytes_ > kMaxQueuedPullBytes) {
-    {
-      std::unique_lock<std::mutex> lock(done_mu_);
-      // Shards never block on anything but their queues, so a task finishes
-      // soon; the timeout only bounds each wait.
-      done_cv_.wait_for(lock, std::chrono::milliseconds(100), [this] { return !done_.empty(); });
-    }
-    SendFinished();
-  }
+  const auto full = [this] {
+    return queued_requests_ >= kMaxQueuedRequests || queued_pull_bytes_ > kMaxQueuedPullBytes;
+  };
+  if (!full()) return;
+  ++stats_.room_waits;
+  if (test_hooks_.room_wait) test_hooks_.room_wait();
+  // Requests wait unread meanwhile; heartbeats, responses and the shards'
+  // finished work (the wake handler, SendFinished) go on. Shards never block
+  // on anything but their queues, so room comes soon; the deadline only
+  // bounds the wait (past it the queues run over their bound).
+  const int64_t limit_ms = member_->config().cluster().request_timeout_ms();
+  member_->rpc().PollHoldingRequests(Deadline::In(limit_ms), [&full] { return !full(); });
+  LOG_IF(WARNING, full()) << "the shards' queues stayed full for " << limit_ms << " ms";
 }
 
 void ParameterServer::SendFinished() {
@@ -630,6 +718,11 @@ void ParameterServer::Finish(std::shared_ptr<ShardTask> task_ptr) {
   ShardTask& task = *task_ptr;
   const wire::Meta& meta = task.request.msg.meta;
   Partition* part = FindPartition(task.partition);
+  if (task.status.ok()) {
+    // Every shard is done with it: no lock is contended here.
+    std::lock_guard<std::mutex> lock(task.failure_mu);
+    if (!task.failure.ok()) task.status = task.failure;
+  }
   if (task.replicated) {
     // A backup applied its primary's update: acknowledge it.
     if (!task.status.ok()) {

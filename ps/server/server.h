@@ -99,8 +99,11 @@ class ParameterServer {
   // learns of it: a test may block there to make the queues fill up.
   // `room_wait` runs on the receive thread each time it finds the queues
   // full and starts waiting for the shards.
+  // `shard_serve` runs on a shard thread before it serves each task (it may
+  // throw, as a table that cannot grow does).
   struct TestHooks {
     std::function<void()> task_done, room_wait;
+    ServerShard::ServeHook shard_serve;
   };
   void set_test_hooks(TestHooks hooks) { test_hooks_ = std::move(hooks); }
 
@@ -133,6 +136,8 @@ class ParameterServer {
     // was acknowledged yet (logged: the failover time).
     SteadyClock::time_point promoted_at{};
     bool promoted = false, first_ack_logged = false;
+    // server.nonfinite_gradients: pushes refused and rows dropped here.
+    int64_t nonfinite_rejected = 0, nonfinite_rows_skipped = 0;
   };
   // Acknowledges an applied update of `part` (logs a promoted partition's first).
   void AcknowledgeUpdate(Partition& part, const Incoming& request);
@@ -146,6 +151,9 @@ class ParameterServer {
   // Validates a request and fills its task (keys, values, answer array).
   Status PrepareSparse(ShardTask* task);
   Status PrepareDense(ShardTask* task);
+  // A push's gradients with NaN or infinity: refused, or (SKIP_ROWS) its
+  // bad rows dropped from the task. Counted in `part`.
+  Status CheckFinite(Partition& part, ShardTask* task);
   void Submit(Partition& part, std::shared_ptr<ShardTask> task);
   // Runs on a shard thread: queues a finished task for the receive thread.
   void OnDone(std::shared_ptr<ShardTask> task);
@@ -170,7 +178,9 @@ class ParameterServer {
   Status LoadCopy(Partition& part, const Message& copy);
   // A new partition map (a failover): promote, drop a lost backup.
   void OnPartitionMap();
-  // Blocks (receive thread) until the queues are below their bounds.
+  // Blocks (receive thread) until the queues are below their bounds,
+  // sending heartbeats and answering finished work meanwhile (new requests
+  // wait: Rpc::PollHoldingRequests).
   void WaitForRoom();
   void StopShards();
   // Reloads every partition (its shards, dense block and window) from
@@ -202,7 +212,6 @@ class ParameterServer {
 
   // Finished tasks, from the shard threads to the receive thread.
   std::mutex done_mu_;
-  std::condition_variable done_cv_;
   std::vector<std::shared_ptr<ShardTask>> done_;      // guarded by done_mu_
   std::vector<CheckpointWriteResult> write_results_;  // guarded by done_mu_
   int reports_in_flight_ = 0;  // CHECKPOINT_FILES unanswered (receive thread)

@@ -4,6 +4,7 @@
 #include <pthread.h>
 
 #include <algorithm>
+#include <exception>
 #include <limits>
 #include <string>
 
@@ -41,13 +42,15 @@ SparseTableOptions ShardTableOptions(const config::Config& config) {
 }
 
 ServerShard::ServerShard(int index, int num_shards, const SparseTableOptions& table,
-                         const config::DenseOptimizer& dense, DoneCallback done, PushWindow* window)
+                         const config::DenseOptimizer& dense, DoneCallback done, PushWindow* window,
+                         const ServeHook* serve_hook)
     : index_(index),
       num_shards_(num_shards),
       table_(table),
       dense_(index == 0 ? std::make_unique<DenseStore>(dense) : nullptr),
       window_(index == 0 ? window : nullptr),
-      done_(std::move(done)) {
+      done_(std::move(done)),
+      serve_hook_(serve_hook) {
   CHECK(index >= 0 && index < num_shards) << index << " of " << num_shards;
   thread_ = std::thread([this] { Loop(); });
 }
@@ -99,7 +102,7 @@ void ServerShard::Loop() {
       }
     }
     if (verdict == ShardTask::kServe) {
-      Serve(*task);
+      ServeCatching(*task);
       // Shard 0 serves every task; a dense push it refused changed nothing.
       if (window_ != nullptr && task->record_push && task->status.ok()) {
         window_->Applied(task->push_key);
@@ -146,6 +149,25 @@ void SubmitToShards(const std::vector<std::unique_ptr<ServerShard>>& shards,
   shards.back()->Submit(std::move(task));
 }
 
+void ServerShard::ServeCatching(ShardTask& task) {
+  // Nothing on a shard thread may end the process for one request: a table
+  // that cannot grow (out of memory, or past its 2^32 - 2 row index) fails
+  // this request with an error reply, and the rows already served stay.
+  try {
+    if (serve_hook_ != nullptr && *serve_hook_) (*serve_hook_)(task);
+    Serve(task);
+  } catch (const std::exception& e) {
+    const SparseTable& t = table_;
+    Status failure = Status::Unavailable(
+        "shard " + std::to_string(index_) + " of partition " + std::to_string(task.partition) +
+        " failed (its table holds " + std::to_string(t.size()) + " rows of dim " +
+        std::to_string(t.dim()) + "; server.max_rows caps it): " + e.what());
+    LOG(ERROR) << failure;
+    std::lock_guard<std::mutex> lock(task.failure_mu);
+    if (task.failure.ok()) task.failure = std::move(failure);
+  }
+}
+
 void ServerShard::Serve(ShardTask& task) {
   // One shard: every key is its own and the task carries no split.
   const bool all = num_shards_ == 1;
@@ -173,6 +195,7 @@ void ServerShard::Serve(ShardTask& task) {
       }
       break;
     case ShardTask::Kind::kPushDense:
+      if (task.skip_dense) break;
       task.status = dense_->Push(task.values, task.num_values);
       break;
     case ShardTask::Kind::kInitDense:

@@ -139,8 +139,15 @@ struct ShardTask {
   std::vector<SparseTableSnapshot> snapshots;  // kSnapshot: one per shard
   std::vector<Status> shard_status;            // kRestore: one per shard
   Status status;                               // a dense request's outcome
-  std::vector<float> dense_values;             // PULL_DENSE answer
-  std::atomic<int> remaining{0};               // shards yet to finish it
+  // A dense push dropped whole for a non-finite gradient (SKIP_ROWS): it
+  // takes its turn (window, replication) but changes nothing.
+  bool skip_dense = false;
+  // A shard thread's failure (an exception: a full table, out of memory),
+  // set once; the request is answered with it.
+  std::mutex failure_mu;
+  Status failure;
+  std::vector<float> dense_values;  // PULL_DENSE answer
+  std::atomic<int> remaining{0};    // shards yet to finish it
   // Set once by the first shard to start it: serve it, or drop it (expired).
   enum Verdict : int { kUndecided = 0, kServe = 1, kExpired = 2 };
   std::atomic<int> verdict{kUndecided};
@@ -174,8 +181,12 @@ class ServerShard {
   // owns the dense block, the others ignore `dense`. Shard 0 records the
   // pushes it applies in `window` (not owned; may be null), the others
   // ignore it. Starts the thread.
+  // `serve_hook` (a test hook, not owned; may be null or empty) runs on the
+  // shard thread before each task is served, inside its failure handling.
+  using ServeHook = std::function<void(const ShardTask&)>;
   ServerShard(int index, int num_shards, const SparseTableOptions& table,
-              const config::DenseOptimizer& dense, DoneCallback done, PushWindow* window = nullptr);
+              const config::DenseOptimizer& dense, DoneCallback done, PushWindow* window = nullptr,
+              const ServeHook* serve_hook = nullptr);
   ServerShard(const ServerShard&) = delete;
   ServerShard& operator=(const ServerShard&) = delete;
   // Stop()s.
@@ -203,6 +214,8 @@ class ServerShard {
  private:
   void Loop();
   void Serve(ShardTask& task);
+  // Serve, turning an exception into the task's failure.
+  void ServeCatching(ShardTask& task);
   void CheckStopped() const;
 
   const int index_;
@@ -211,6 +224,7 @@ class ServerShard {
   std::unique_ptr<DenseStore> dense_;
   PushWindow* window_;  // shard 0 only
   DoneCallback done_;
+  const ServeHook* serve_hook_;
 
   std::mutex mu_;
   std::condition_variable wake_;

@@ -9,6 +9,7 @@
 #include <condition_variable>
 #include <cstdlib>
 #include <fstream>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <random>
@@ -20,6 +21,7 @@
 #include "common/base/durable_file.h"
 #include "common/cluster/cluster_member.h"
 #include "common/cluster/job_phase.h"
+#include "common/cluster/partition.h"
 #include "common/net/request_window.h"
 #include "common/net/zmq_transport.h"
 #include "proto/checkpoint.pb.h"
@@ -596,6 +598,214 @@ TEST_F(ClusterTest, BusyServerKeepsTheJobAlive) {
   EXPECT_TRUE(server_status_.ok()) << server_status_;
   // The queues filled up: the receive thread waited for room.
   EXPECT_GT(server_stats_.room_waits, 0);
+}
+
+Message Push(std::vector<uint64_t> keys, std::vector<float> grads) {
+  Message m(wire::PUSH_SPARSE);
+  m.payloads.push_back(Payload::FromVector(std::move(keys)));
+  m.payloads.push_back(Payload::FromVector(std::move(grads)));
+  return m;
+}
+
+Message DensePush(std::vector<float> grads) {
+  Message m(wire::PUSH_DENSE);
+  m.payloads.push_back(Payload::FromVector(std::move(grads)));
+  return m;
+}
+
+// The server.nonfinite_gradients counters of the job's summary.json.
+std::pair<int64_t, int64_t> NonfiniteCounts(const std::string& run_dir) {
+  const std::string summary = ReadFile(run_dir + "/summary.json");
+  auto count = [&](const std::string& key) -> int64_t {
+    const size_t at = summary.find("\"" + key + "\": ");
+    if (at == std::string::npos) return -1;
+    return std::strtoll(summary.c_str() + at + key.size() + 4, nullptr, 10);
+  };
+  return {count("nonfinite_pushes_rejected"), count("nonfinite_rows_skipped")};
+}
+
+// Regression (hostile probe): a push of NaN gradients with the job's epoch
+// was answered OK and applied, poisoning its rows for good.
+TEST_F(ClusterTest, NonfiniteGradientsAreRejectedAndNothingIsApplied) {
+  StartCluster(SmallJob());  // server.nonfinite_gradients: REJECT (the default)
+  Rpc& rpc = worker_->rpc();
+  auto before = rpc.Call(server_id(), Pull({1, 2}), kHangGuardMs);
+  ASSERT_TRUE(before.ok()) << before.status();
+  auto r = rpc.Call(server_id(), Push({1, 2}, {1, 1, 1, 1, 1, NAN, 1, 1}), kHangGuardMs);
+  ASSERT_EQ(r.status().code(), StatusCode::kInvalidArgument) << r.status();
+  EXPECT_NE(r.status().message().find("1 of 2 rows hold non-finite gradients (first: key 2"),
+            std::string::npos)
+      << r.status();
+  EXPECT_NE(r.status().message().find("nothing applied"), std::string::npos) << r.status();
+  r = rpc.Call(server_id(), Push({1}, {INFINITY, 0, 0, 0}), kHangGuardMs);
+  EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument) << r.status();
+  auto after = rpc.Call(server_id(), Pull({1, 2}), kHangGuardMs);
+  ASSERT_TRUE(after.ok());
+  EXPECT_EQ(Values(after.value()), Values(before.value()));  // row 1 untouched too
+
+  Message nan_init(wire::INIT_DENSE);
+  nan_init.meta.set_dense_total(3);
+  nan_init.payloads.push_back(Payload::FromVector(std::vector<float>{1, NAN, 3}));
+  r = rpc.Call(server_id(), std::move(nan_init), kHangGuardMs);
+  EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument) << r.status();
+  Message dense(wire::INIT_DENSE);
+  dense.meta.set_dense_total(3);
+  dense.payloads.push_back(Payload::FromVector(std::vector<float>{1, 2, 3}));
+  ASSERT_TRUE(rpc.Call(server_id(), std::move(dense), kHangGuardMs).ok());
+  r = rpc.Call(server_id(), DensePush({0.5f, -NAN, 0.5f}), kHangGuardMs);
+  EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument) << r.status();
+  EXPECT_NE(r.status().message().find("dense gradient 1 of 3"), std::string::npos) << r.status();
+  auto dense_values = rpc.Call(server_id(), Message(wire::PULL_DENSE), kHangGuardMs);
+  ASSERT_TRUE(dense_values.ok());
+  EXPECT_EQ(Values(dense_values.value()), (std::vector<float>{1, 2, 3}));
+  // A finite push still applies.
+  ASSERT_TRUE(rpc.Call(server_id(), Push({1}, {1, 1, 1, 1}), kHangGuardMs).ok());
+  FinishJob();
+  Join();
+  EXPECT_EQ(NonfiniteCounts(run_dir_), (std::pair<int64_t, int64_t>{3, 0}));
+}
+
+TEST_F(ClusterTest, SkipRowsAppliesTheFiniteRowsOfAPush) {
+  config::Config c = SmallJob();
+  c.mutable_server()->set_nonfinite_gradients(config::ServerConfig::SKIP_ROWS);
+  StartCluster(c);
+  Rpc& rpc = worker_->rpc();
+  auto before = rpc.Call(server_id(), Pull({1, 2, 3}), kHangGuardMs);
+  ASSERT_TRUE(before.ok()) << before.status();
+  const std::vector<float> v = Values(before.value());
+  auto r = rpc.Call(server_id(), Push({1, 2, 3}, {1, 1, 1, 1, 0, NAN, 0, 0, -1, -1, -1, -1}),
+                    kHangGuardMs);
+  ASSERT_TRUE(r.ok()) << r.status();
+  auto after = rpc.Call(server_id(), Pull({1, 2, 3}), kHangGuardMs);
+  ASSERT_TRUE(after.ok());
+  const std::vector<float> w = Values(after.value());
+  const float step = 0.1f / std::sqrt(0.1f + 1.0f);  // one Adagrad step of gradient +-1
+  for (int j = 0; j < 4; ++j) {
+    EXPECT_NEAR(w[j], v[j] - step, 1e-6) << j;          // key 1
+    EXPECT_EQ(w[4 + j], v[4 + j]) << j;                 // key 2: skipped
+    EXPECT_NEAR(w[8 + j], v[8 + j] + step, 1e-6) << j;  // key 3
+  }
+  Message dense(wire::INIT_DENSE);
+  dense.meta.set_dense_total(2);
+  dense.payloads.push_back(Payload::FromVector(std::vector<float>{1, 2}));
+  ASSERT_TRUE(rpc.Call(server_id(), std::move(dense), kHangGuardMs).ok());
+  r = rpc.Call(server_id(), DensePush({0.5f, INFINITY}), kHangGuardMs);
+  ASSERT_TRUE(r.ok()) << r.status();
+  auto dense_values = rpc.Call(server_id(), Message(wire::PULL_DENSE), kHangGuardMs);
+  ASSERT_TRUE(dense_values.ok());
+  EXPECT_EQ(Values(dense_values.value()), (std::vector<float>{1, 2}));  // dropped whole
+  FinishJob();
+  Join();
+  EXPECT_EQ(NonfiniteCounts(run_dir_), (std::pair<int64_t, int64_t>{0, 2}));
+}
+
+// Regression (hostile probe): DenseBlockOf multiplied the wire's
+// dense_total before it was checked (signed overflow), and a timeout of
+// 2^63 ms overflowed the deadline's clock.
+TEST_F(ClusterTest, WireSizesAreCheckedBeforeArithmetic) {
+  StartCluster(SmallJob());
+  Rpc& rpc = worker_->rpc();
+  for (int64_t total :
+       std::vector<int64_t>{std::numeric_limits<int64_t>::min(), -1, 0,
+                            std::numeric_limits<int64_t>::max(), kMaxDenseParams + 1}) {
+    Message init(wire::INIT_DENSE);
+    init.meta.set_dense_total(total);
+    init.payloads.push_back(Payload::FromVector(std::vector<float>{1}));
+    auto r = rpc.Call(server_id(), std::move(init), kHangGuardMs);
+    EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument) << total;
+    EXPECT_NE(r.status().message().find("must be in [1, 2^40]"), std::string::npos) << r.status();
+  }
+  // A request whose timeout is the largest int64 is served like any other.
+  Transport* raw = rpc.transport();
+  Message pull = Pull({7});
+  pull.meta.set_request_id(777);
+  pull.meta.set_sender(rpc.self_id());
+  pull.meta.set_cluster_epoch(rpc.epoch());
+  pull.meta.set_timeout_ms(std::numeric_limits<int64_t>::max());
+  ASSERT_TRUE(raw->Send(server_id(), std::move(pull)).ok());
+  const Deadline guard = Deadline::In(kHangGuardMs);
+  bool answered = false;
+  while (!answered && !guard.Expired()) {
+    auto in = raw->Receive(Deadline::In(50));
+    if (in.ok() && in->msg.meta.request_id() == 777) {
+      EXPECT_EQ(in->msg.meta.status(), wire::OK) << in->msg.meta.status_message();
+      answered = true;
+    }
+  }
+  EXPECT_TRUE(answered);
+  FinishJob();
+}
+
+// Regression (hostile probe): an exception on a shard thread (a table that
+// cannot grow) reached nothing that caught it: std::terminate.
+TEST_F(ClusterTest, AShardThreadFailureIsAnErrorReplyNotACrash) {
+  server_hooks_.shard_serve = [](const ShardTask& task) {
+    if (task.kind == ShardTask::Kind::kPullSparse && task.num_keys == 3) throw std::bad_alloc();
+  };
+  StartCluster(SmallJob());
+  Rpc& rpc = worker_->rpc();
+  auto r = rpc.Call(server_id(), Pull({1, 2, 3}), kHangGuardMs);
+  ASSERT_EQ(r.status().code(), StatusCode::kUnavailable) << r.status();
+  EXPECT_NE(r.status().message().find("shard 0 of partition 0 failed"), std::string::npos)
+      << r.status();
+  EXPECT_TRUE(rpc.Call(server_id(), Pull({1, 2}), kHangGuardMs).ok());
+  FinishJob();
+  Join();
+  EXPECT_TRUE(server_status_.ok()) << server_status_;
+}
+
+// Regression: while its queues were full the receive thread waited for the
+// shards without sending heartbeats, so shards slower than the heartbeat
+// timeout got a healthy server declared dead.
+TEST_F(ClusterTest, AServerWaitingForRoomSendsHeartbeats) {
+  config::Config c = SmallJob();
+  c.mutable_cluster()->set_heartbeat_interval_ms(50);
+  struct Gate {
+    std::mutex mu;
+    std::condition_variable changed;
+    int heartbeats_at_wait = -1;  // guarded by mu
+  };
+  auto gate = std::make_shared<Gate>();
+  std::atomic<int>* heartbeats = &server_heartbeats_;
+  // The first task waits until the receive thread found the queues full and
+  // the scheduler then heard 5 more heartbeats from the server.
+  server_hooks_.shard_serve = [gate, heartbeats](const ShardTask&) {
+    std::unique_lock<std::mutex> lock(gate->mu);
+    gate->changed.wait_for(lock, std::chrono::milliseconds(kHangGuardMs),
+                           [&] { return gate->heartbeats_at_wait >= 0; });
+    const Deadline guard = Deadline::In(kHangGuardMs);
+    while (heartbeats->load() < gate->heartbeats_at_wait + 5 && !guard.Expired()) {
+      gate->changed.wait_for(lock, std::chrono::milliseconds(10));
+    }
+  };
+  server_hooks_.room_wait = [gate, heartbeats] {
+    std::lock_guard<std::mutex> lock(gate->mu);
+    if (gate->heartbeats_at_wait < 0) gate->heartbeats_at_wait = heartbeats->load();
+    gate->changed.notify_all();
+  };
+  StartCluster(c);
+  Rpc& rpc = worker_->rpc();
+  int answered = 0;
+  const int n = ParameterServer::kMaxQueuedRequests + 20;
+  for (int i = 0; i < n; ++i) {
+    Message pull = Pull({static_cast<uint64_t>(i + 1)});
+    ASSERT_TRUE(rpc.StartAsync(server_id(), std::move(pull), kHangGuardMs,
+                               [&](StatusOr<Message>&& m) { answered += m.ok(); })
+                    .ok());
+  }
+  const Deadline guard = Deadline::In(kHangGuardMs);
+  while (rpc.outstanding() > 0 && !guard.Expired()) {
+    ASSERT_TRUE(worker_->Tick(Deadline::In(20)).ok());
+  }
+  EXPECT_EQ(answered, n);
+  {
+    std::lock_guard<std::mutex> lock(gate->mu);
+    ASSERT_GE(gate->heartbeats_at_wait, 0) << "the queues never filled";
+    EXPECT_GE(server_heartbeats_.load(), gate->heartbeats_at_wait + 5);
+  }
+  FinishJob();
+  Join();
+  EXPECT_TRUE(server_status_.ok()) << server_status_;
 }
 
 TEST_F(ClusterTest, OversizedPullIsRefused) {

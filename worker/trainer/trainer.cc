@@ -8,6 +8,7 @@
 
 #include <algorithm>
 
+#include "common/base/finite.h"
 #include "common/base/hash.h"
 #include "common/cluster/job_phase.h"
 #include "common/eval/metrics.h"
@@ -389,6 +390,7 @@ Status Trainer::TrainStaged(StagedBatch* staged) {
   emb_grad_.resize(staged->unique_keys.size() * static_cast<size_t>(dim_));
   PoolEmbeddingsBackward<float>(staged->view(groups_), model_slots_, staged->key_index, input_grad_,
                                 dim_, staged->unique_keys.size(), emb_grad_.data());
+  MTPS_RETURN_IF_ERROR(CheckFinite(*staged));
   const std::vector<uint64_t>* keys = &staged->unique_keys;
   if (const uint64_t counter = config_.train().counter_key(); counter != 0) {
     // The exactly-once oracle (TrainConfig.counter_key): +1 per applied push
@@ -407,6 +409,46 @@ Status Trainer::TrainStaged(StagedBatch* staged) {
   for (size_t i = 0; i < losses_.size() && i < loss_sum_.size(); ++i) loss_sum_[i] += losses_[i];
   ++loss_batches_;
   return Status::OK();
+}
+
+Status Trainer::CheckFinite(const StagedBatch& staged) {
+  std::string what;
+  const std::vector<std::string>& names = model_->loss_names();
+  for (size_t i = 0; i < losses_.size() && what.empty(); ++i) {
+    if (!std::isfinite(losses_[i])) {
+      what = "the loss of task " + (i < names.size() ? names[i] : std::to_string(i)) + " is " +
+             std::to_string(losses_[i]);
+    }
+  }
+  if (what.empty() && !AllFinite(param_grad_.data(), param_grad_.size())) {
+    const size_t i = FirstNonfinite(param_grad_.data(), param_grad_.size());
+    what = "dense gradient " + std::to_string(i) + " is " + std::to_string(param_grad_[i]);
+  }
+  const size_t emb_values = staged.unique_keys.size() * static_cast<size_t>(dim_);
+  if (what.empty() && !AllFinite(emb_grad_.data(), emb_values)) {
+    const size_t i = FirstNonfinite(emb_grad_.data(), emb_values);
+    what = "the embedding gradient of key " +
+           std::to_string(staged.unique_keys[i / static_cast<size_t>(dim_)]) + " is " +
+           std::to_string(emb_grad_[i]);
+  }
+  if (what.empty()) return Status::OK();
+  const int64_t into_epoch = staged.epoch == trained_epoch_ ? trained_in_epoch_ : 0;
+  const std::string where =
+      "worker " + std::to_string(rank_) + ", epoch " + std::to_string(staged.epoch + 1) +
+      ", batch " + std::to_string(started_ + 1) + " (examples " + std::to_string(into_epoch) +
+      " to " + std::to_string(into_epoch + staged.batch.num_examples) +
+      " of the epoch in this worker's share)";
+  if (config_.server().nonfinite_gradients() == config::ServerConfig::SKIP_ROWS) {
+    ++nonfinite_batches_;
+    LOG_IF(WARNING,
+           nonfinite_batches_ <= 10 || (nonfinite_batches_ & (nonfinite_batches_ - 1)) == 0)
+        << where << ": " << what << "; pushed, the servers drop the non-finite rows "
+        << "(server.nonfinite_gradients: SKIP_ROWS; " << nonfinite_batches_ << " such batches)";
+    return Status::OK();
+  }
+  return Status::InvalidArgument(where + ": " + what +
+                                 "; nothing pushed (server.nonfinite_gradients: REJECT). Lower "
+                                 "the learning rates, or set SKIP_ROWS to train on past it");
 }
 
 Status Trainer::MaybeReportProgress(bool force) {

@@ -66,6 +66,10 @@ class Trainer {
   Status FinishBatch(StagedBatch* staged);
   // Forward, backward and push of a finished batch.
   Status TrainStaged(StagedBatch* staged);
+  // After the backward pass: a NaN or infinite loss or gradient fails the
+  // job naming the batch and task (server.nonfinite_gradients: REJECT), or
+  // is logged and pushed for the servers to filter (SKIP_ROWS).
+  Status CheckFinite(const StagedBatch& staged);
   // Labels of the start of this worker's training share (output-bias prior).
   StatusOr<RowMatrix<float>> SampleLabels();
   Status Evaluate();
@@ -137,6 +141,7 @@ class Trainer {
   int64_t examples_ = 0;
   std::vector<double> loss_sum_;
   int64_t loss_batches_ = 0;
+  int64_t nonfinite_batches_ = 0;  // SKIP_ROWS: batches pushed with non-finite values
   std::vector<EvalColumn> eval_;
 };
 
