@@ -39,6 +39,20 @@ class FailureTest(RunDirTestCase):
         # The node's error names the file; the launcher shows its log tail.
         self.assertIn(bad.name, result.stderr, info)
 
+    def test_diverging_training_names_the_batch_and_task(self):
+        # A dense learning rate of 1e30 overflows the towers within a few
+        # batches; the worker stops before pushing a non-finite gradient.
+        run_dir = self.tmp / "run"
+        result = self.run_launcher(
+            CONFIG, servers=1, workers=1, run_dir=run_dir,
+            extra=["--set", "server.dense_optimizer.adam.learning_rate=1e30"], timeout=300)
+        info = self.assert_failed_cleanly(result, run_dir)
+        self.assertRegex(result.stderr, r"worker 0, epoch 1, batch \d+ \(examples \d+ to \d+",
+                         info)
+        self.assertRegex(result.stderr, r"the loss of task (income|marital)\w* is -?(nan|inf)",
+                         info)
+        self.assertIn("nothing pushed (server.nonfinite_gradients: REJECT)", result.stderr, info)
+
     def test_unknown_config_field_fails_in_the_scheduler(self):
         run_dir = self.tmp / "run"
         result = self.run_launcher(CONFIG, servers=1, workers=1, run_dir=run_dir,
