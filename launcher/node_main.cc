@@ -27,6 +27,7 @@
 #include "common/cluster/cluster_member.h"
 #include "common/config/config.h"
 #include "common/config/config_check.h"
+#include "common/net/curve.h"
 #include "common/net/fault_transport.h"
 #include "common/net/zmq_transport.h"
 #include "ps/scheduler/scheduler.h"
@@ -58,6 +59,12 @@ DEFINE_int32(register_timeout_ms, 600000,
              "server/worker: deadline for joining the job (the scheduler answers earlier "
              "when its own cluster.register_timeout_ms passes)");
 DEFINE_int32(zmq_io_threads, 1, "ZeroMQ I/O threads of this process");
+DEFINE_string(keys, "",
+              "CURVE on every socket: the job's key dir (RUN_DIR/keys, written by mtps-launch "
+              "--secure), holding this node's NAME.key and public.keys");
+DEFINE_string(generate_keys, "",
+              "write CURVE key pairs for the scheduler, --num_servers servers and --num_workers "
+              "workers into this dir (created owner-only), then exit");
 DEFINE_bool(exit_with_parent, false, "die when the parent process dies (set by the launcher)");
 
 namespace {
@@ -87,7 +94,8 @@ int Fail(const mtps::Status& s, const char* what) {
   std::fprintf(stderr, "mtps-node: %s: %s\n", what, s.ToString().c_str());
   const mtps::StatusCode c = s.code();
   const bool permanent = c == mtps::StatusCode::kInvalidArgument ||
-                         c == mtps::StatusCode::kNotFound || c == mtps::StatusCode::kCorruption;
+                         c == mtps::StatusCode::kNotFound || c == mtps::StatusCode::kCorruption ||
+                         c == mtps::StatusCode::kPermissionDenied;
   return permanent ? kExitPermanent : kExitFailed;
 }
 
@@ -110,9 +118,39 @@ std::vector<mtps::ConfigCheck> ConfigChecks() {
 
 // Every process's transport: ZeroMQ behind the fault injector, which passes
 // everything through until configured from cluster.faults.
-std::unique_ptr<mtps::FaultInjectingTransport> MakeTransport(zmq::context_t* context) {
-  return std::make_unique<mtps::FaultInjectingTransport>(
-      std::make_unique<mtps::ZmqTransport>(context));
+// With --keys, CURVE on every socket: the node's keys are loaded and the
+// context's ZAP handler started (into *zap, which must outlive the transport).
+mtps::StatusOr<std::unique_ptr<mtps::FaultInjectingTransport>> MakeTransport(
+    zmq::context_t* context, mtps::wire::Role role, int rank,
+    std::unique_ptr<mtps::ZapHandler>* zap) {
+  auto zmq_transport = std::make_unique<mtps::ZmqTransport>(context);
+  if (!FLAGS_keys.empty()) {
+    if (role != mtps::wire::SCHEDULER && rank < 0) {
+      return mtps::Status::InvalidArgument("--keys needs --rank: a node's key is its rank's");
+    }
+    MTPS_ASSIGN_OR_RETURN(mtps::CurveKeys keys,
+                          mtps::LoadCurveKeys(FLAGS_keys, mtps::CurveNodeName(role, rank)));
+    try {
+      *zap = std::make_unique<mtps::ZapHandler>(context, keys);
+    } catch (const zmq::error_t& e) {
+      return mtps::Status::Unavailable(std::string("cannot start the ZAP handler: ") + e.what());
+    }
+    zmq_transport->EnableCurve(std::move(keys));
+  }
+  return std::make_unique<mtps::FaultInjectingTransport>(std::move(zmq_transport));
+}
+
+int GenerateKeys() {
+  std::vector<std::string> names = {mtps::CurveNodeName(mtps::wire::SCHEDULER, 0)};
+  for (int r = 0; r < FLAGS_num_servers; ++r) {
+    names.push_back(mtps::CurveNodeName(mtps::wire::SERVER, r));
+  }
+  for (int r = 0; r < FLAGS_num_workers; ++r) {
+    names.push_back(mtps::CurveNodeName(mtps::wire::WORKER, r));
+  }
+  mtps::Status s = mtps::WriteCurveKeys(FLAGS_generate_keys, names);
+  if (!s.ok()) return Fail(s, "cannot write the keys");
+  return 0;
 }
 
 int RunScheduler(zmq::context_t* context, int signal_fd) {
@@ -136,7 +174,18 @@ int RunScheduler(zmq::context_t* context, int signal_fd) {
   o.run_dir = FLAGS_run_dir;
   o.resume = FLAGS_resume;
   o.signal_fd = signal_fd;
-  auto transport = MakeTransport(context);
+  if (o.config.cluster().curve() != !FLAGS_keys.empty()) {
+    return Fail(mtps::Status::InvalidArgument(
+                    o.config.cluster().curve()
+                        ? "cluster.curve is true but no --keys were given (mtps-launch --secure "
+                          "writes and passes them)"
+                        : "--keys were given but cluster.curve is false"),
+                "scheduler cannot start");
+  }
+  std::unique_ptr<mtps::ZapHandler> zap;
+  auto made = MakeTransport(context, mtps::wire::SCHEDULER, 0, &zap);
+  if (!made.ok()) return Fail(made.status(), "scheduler cannot start");
+  auto transport = std::move(made).value();
   transport->Configure(mtps::FaultOptionsFor(o.config.cluster().faults(), mtps::wire::SCHEDULER),
                        mtps::kSchedulerNodeId);
   mtps::Scheduler scheduler(std::move(transport), std::move(o));
@@ -158,7 +207,10 @@ int RunMember(zmq::context_t* context, mtps::wire::Role role) {
   o.port = FLAGS_port;
   o.scheduler_endpoint = FLAGS_scheduler;
   o.register_timeout_ms = FLAGS_register_timeout_ms;
-  auto transport = MakeTransport(context);
+  std::unique_ptr<mtps::ZapHandler> zap;
+  auto made = MakeTransport(context, role, FLAGS_rank, &zap);
+  if (!made.ok()) return Fail(made.status(), "cannot join the job");
+  auto transport = std::move(made).value();
   mtps::FaultInjectingTransport* faults = transport.get();
   mtps::ClusterMember member(std::move(transport), o);
   mtps::Status s = member.Join();
@@ -213,6 +265,7 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
+  if (!FLAGS_generate_keys.empty()) return GenerateKeys();
   zmq::context_t context(FLAGS_zmq_io_threads);
   int rc;
   if (FLAGS_role == "scheduler") {

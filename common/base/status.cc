@@ -23,6 +23,8 @@ const char* StatusCodeName(StatusCode code) {
       return "Aborted";
     case StatusCode::kStaleEpoch:
       return "StaleEpoch";
+    case StatusCode::kPermissionDenied:
+      return "PermissionDenied";
     case StatusCode::kInternal:
       return "Internal";
   }

@@ -28,6 +28,7 @@ enum class StatusCode : int {
   kAborted = 7,      // the job was aborted (a node failed)
   kStaleEpoch = 8,   // message from another cluster epoch
   kInternal = 9,
+  kPermissionDenied = 10,  // the peer's key may not do this (CURVE: another node's id)
 };
 
 const char* StatusCodeName(StatusCode code);
@@ -55,6 +56,9 @@ class Status {
   static Status Aborted(std::string m) { return Status(StatusCode::kAborted, std::move(m)); }
   static Status StaleEpoch(std::string m) { return Status(StatusCode::kStaleEpoch, std::move(m)); }
   static Status Internal(std::string m) { return Status(StatusCode::kInternal, std::move(m)); }
+  static Status PermissionDenied(std::string m) {
+    return Status(StatusCode::kPermissionDenied, std::move(m));
+  }
 
   bool ok() const { return code_ == StatusCode::kOk; }
   StatusCode code() const { return code_; }

@@ -11,7 +11,10 @@ ClusterMember::ClusterMember(std::unique_ptr<Transport> transport, MemberOptions
     : transport_(std::move(transport)), options_(std::move(options)), rpc_(transport_.get(), -1) {}
 
 Status ClusterMember::Join() {
+  // With CURVE, a request's sender id must be the node its key belongs to.
+  rpc_.set_authorizer([this](const Incoming& in) { return Authorize(in); });
   MTPS_ASSIGN_OR_RETURN(int port, transport_->Bind(options_.host, options_.port));
+  transport_->NamePeer(kSchedulerNodeId, CurveNodeName(wire::SCHEDULER, 0));
   MTPS_RETURN_IF_ERROR(transport_->Connect(kSchedulerNodeId, options_.scheduler_endpoint));
 
   Message reg(wire::REGISTER);
@@ -55,6 +58,7 @@ Status ClusterMember::Join() {
     // Workers talk to every server; with replicas, servers to each other.
     const bool replicated = config_.server().replicas() > 0 && n.node_id() != self_.node_id();
     if (options_.role == wire::WORKER || replicated) {
+      transport_->NamePeer(n.node_id(), CurveNodeName(n.role(), n.rank()));
       MTPS_RETURN_IF_ERROR(
           transport_->Connect(n.node_id(), "tcp://" + n.host() + ":" + std::to_string(n.port())));
     }
@@ -68,6 +72,20 @@ Status ClusterMember::Join() {
             << self_.node_id() << " on " << self_.host() << ":" << self_.port() << ", epoch "
             << rpc_.epoch() << ", " << num_servers_ << " servers, " << num_workers_ << " workers";
   return Status::OK();
+}
+
+Status ClusterMember::Authorize(const Incoming& in) const {
+  if (in.authenticated_as.empty()) return Status::OK();  // no CURVE
+  const int sender = in.msg.meta.sender();
+  std::string expected;
+  if (sender == kSchedulerNodeId) expected = CurveNodeName(wire::SCHEDULER, 0);
+  for (const wire::NodeInfo& n : nodes_) {
+    if (n.node_id() == sender) expected = CurveNodeName(n.role(), n.rank());
+  }
+  if (expected == in.authenticated_as) return Status::OK();
+  return Status::PermissionDenied("the key of " + in.authenticated_as +
+                                  " cannot speak for node " + std::to_string(sender) +
+                                  (expected.empty() ? " (no such node)" : " (" + expected + ")"));
 }
 
 void ClusterMember::MaybeHeartbeat() {

@@ -17,6 +17,7 @@
 
 #include "common/base/deadline.h"
 #include "common/base/status.h"
+#include "common/net/curve.h"
 #include "common/net/rpc.h"
 #include "common/net/transport.h"
 #include "proto/config.pb.h"
@@ -102,6 +103,9 @@ class ClusterMember {
  private:
   void MaybeHeartbeat();
   Status CheckLiveness() const;
+  // The Rpc's authorizer: a CURVE-authenticated request's sender id must be
+  // its key's node (common/net/curve.h).
+  Status Authorize(const Incoming& in) const;
 
   std::unique_ptr<Transport> transport_;
   MemberOptions options_;

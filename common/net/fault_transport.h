@@ -76,6 +76,7 @@ class FaultInjectingTransport : public Transport {
   StatusOr<int> Bind(const std::string& host, int port) override {
     return inner_->Bind(host, port);
   }
+  void NamePeer(int peer, const std::string& name) override { inner_->NamePeer(peer, name); }
   Status Connect(int peer, const std::string& endpoint) override {
     return inner_->Connect(peer, endpoint);
   }

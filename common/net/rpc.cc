@@ -279,6 +279,15 @@ void Rpc::Dispatch(Incoming&& in) {
                    << wire::Op_Name(in.msg.meta.op()) << ")";
       return;
     }
+    if (authorizer_) {
+      Status allowed = authorizer_(in);
+      if (!allowed.ok()) {
+        LOG(WARNING) << "refused " << wire::Op_Name(in.msg.meta.op()) << " claiming node "
+                     << in.msg.meta.sender() << ": " << allowed.message();
+        ReplyError(in, allowed);
+        return;
+      }
+    }
     if (!AdmitRequest(in)) return;
     if (handler_ && !holding_requests_) {
       handler_(std::move(in));

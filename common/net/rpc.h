@@ -118,6 +118,12 @@ class Rpc {
   // this node from the scheduler before this node finishes joining) wait in
   // a bounded backlog and are served by the first Poll after installation.
   void set_request_handler(RequestHandler handler) { handler_ = std::move(handler); }
+  // Checks every incoming request before anything else sees it (dedupe, the
+  // handler): a non-OK answer is sent back as the request's reply and the
+  // request dropped. Used to bind a CURVE key to its node id.
+  void set_authorizer(std::function<Status(const Incoming&)> authorizer) {
+    authorizer_ = std::move(authorizer);
+  }
   // Runs from inside Poll each time the transport's Receive returns (with a
   // message, at a deadline, or woken by Transport::Wake from another thread):
   // the owner's chance to finish work other threads handed back, e.g. to
@@ -227,6 +233,7 @@ class Rpc {
   uint64_t next_request_id_ = 1;
   RequestHandler handler_;
   std::function<void()> wake_handler_;
+  std::function<Status(const Incoming&)> authorizer_;
   std::deque<Incoming> backlog_;   // requests waiting for a handler
   bool holding_requests_ = false;  // inside PollHoldingRequests
   std::function<void()> tick_;

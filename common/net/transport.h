@@ -24,6 +24,9 @@ struct Incoming {
   std::string reply_to;
   // The peer whose connection it arrived on (a response); -1 for requests.
   int peer = -1;
+  // A request on a CURVE socket: the node name its sender's key belongs to
+  // (common/net/curve.h); empty without CURVE.
+  std::string authenticated_as;
 };
 
 // The interface (see the file comment). Implementations: ZmqTransport.
@@ -39,6 +42,10 @@ class Transport {
   // Opens the outgoing connection to `peer` (a node id) at `endpoint`
   // ("tcp://host:port"). Connecting twice to the same peer is an error.
   virtual Status Connect(int peer, const std::string& endpoint) = 0;
+  // Names node `peer` ("server-0", common/net/curve.h) before Connect: a
+  // transport that authenticates its peers (CURVE) connects with that
+  // node's public key. Others ignore it.
+  virtual void NamePeer(int peer, const std::string& name) {}
   // Queues a request to a connected peer without blocking; Unavailable if
   // the peer is unknown or its queue is full.
   virtual Status Send(int peer, Message msg) = 0;

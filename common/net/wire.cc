@@ -111,7 +111,7 @@ wire::StatusCode ToWireCode(StatusCode code) { return static_cast<wire::StatusCo
 Status FromWireStatus(const wire::Meta& meta) {
   if (meta.status() == wire::OK) return Status::OK();
   int code = static_cast<int>(meta.status());
-  if (code < 0 || code > static_cast<int>(StatusCode::kInternal))
+  if (code < 0 || code > static_cast<int>(StatusCode::kPermissionDenied))
     code = static_cast<int>(StatusCode::kInternal);
   return Status(static_cast<StatusCode>(code), meta.status_message());
 }

@@ -43,6 +43,11 @@ ZmqTransport::ZmqTransport(zmq::context_t* context)
 
 ZmqTransport::~ZmqTransport() { close(wake_fd_); }
 
+void ZmqTransport::EnableCurve(CurveKeys keys) {
+  keys_ = std::move(keys);
+  curve_ = true;
+}
+
 void ZmqTransport::Wake() {
   const uint64_t one = 1;
   // Non-blocking: a full counter (2^64 - 2 wakes pending) already wakes.
@@ -60,6 +65,12 @@ StatusOr<int> ZmqTransport::Bind(const std::string& host, int port) {
     // A peer cannot make this process buffer an arbitrarily large message:
     // ZeroMQ drops the connection of a sender that exceeds it.
     router_->set(zmq::sockopt::maxmsgsize, kMaxRequestBytes);
+    if (curve_) {
+      // Every client is checked by the context's ZapHandler (ZAP domain set).
+      router_->set(zmq::sockopt::curve_server, 1);
+      router_->set(zmq::sockopt::curve_secretkey, keys_.self.secret_key);
+      router_->set(zmq::sockopt::zap_domain, "mtps");
+    }
     router_->bind("tcp://" + host + ":" + (port == 0 ? std::string("*") : std::to_string(port)));
     std::string endpoint = router_->get(zmq::sockopt::last_endpoint);
     size_t colon = endpoint.rfind(':');
@@ -79,6 +90,19 @@ Status ZmqTransport::Connect(int peer, const std::string& endpoint) {
     auto dealer = std::make_unique<zmq::socket_t>(*context_, zmq::socket_type::dealer);
     ConfigureSocket(*dealer);
     dealer->set(zmq::sockopt::maxmsgsize, kMaxResponseBytes);
+    if (curve_) {
+      auto name = peer_names_.find(peer);
+      auto key = name == peer_names_.end() ? keys_.public_keys.end()
+                                           : keys_.public_keys.find(name->second);
+      if (key == keys_.public_keys.end()) {
+        return Status::InvalidArgument(
+            "CURVE: no public key for node " + std::to_string(peer) +
+            (name == peer_names_.end() ? " (unnamed)" : " (" + name->second + ")"));
+      }
+      dealer->set(zmq::sockopt::curve_serverkey, key->second);
+      dealer->set(zmq::sockopt::curve_publickey, keys_.self.public_key);
+      dealer->set(zmq::sockopt::curve_secretkey, keys_.self.secret_key);
+    }
     dealer->connect(endpoint);
     dealers_[peer] = std::move(dealer);
   } catch (const zmq::error_t& e) {
@@ -136,6 +160,11 @@ StatusOr<Incoming> ZmqTransport::ReadFrom(zmq::socket_t& socket, bool is_router,
   if (is_router) {
     if (frames.empty()) return Status::InvalidArgument("message without a routing id");
     in.reply_to = frames[0].to_string();
+    if (curve_ && frames.size() > 1) {
+      // Set by the ZapHandler: the node whose key completed the handshake.
+      const char* user = zmq_msg_gets(frames[1].handle(), "User-Id");
+      if (user != nullptr) in.authenticated_as = user;
+    }
     frames.erase(frames.begin());
   }
   wire::Meta meta;

@@ -15,6 +15,7 @@
 
 #include <zmq.hpp>
 
+#include "common/net/curve.h"
 #include "common/net/transport.h"
 
 namespace mtps {
@@ -25,7 +26,16 @@ class ZmqTransport : public Transport {
   explicit ZmqTransport(zmq::context_t* context);
   ~ZmqTransport() override;
 
+  // CURVE on every socket (common/net/curve.h), before Bind and Connect:
+  // the bound socket is a CURVE server with `keys.self` (its clients are
+  // admitted by the context's ZapHandler, which must exist), and each
+  // connection a CURVE client to the public key of its peer's name
+  // (NamePeer). Requests then carry Incoming::authenticated_as.
+  void EnableCurve(CurveKeys keys);
+  bool curve() const { return curve_; }
+
   StatusOr<int> Bind(const std::string& host, int port) override;
+  void NamePeer(int peer, const std::string& name) override { peer_names_[peer] = name; }
   Status Connect(int peer, const std::string& endpoint) override;
   Status Send(int peer, Message msg) override;
   Status Reply(const std::string& reply_to, Message msg) override;
@@ -43,6 +53,9 @@ class ZmqTransport : public Transport {
   std::map<int, std::unique_ptr<zmq::socket_t>> dealers_;
   size_t next_first_ = 0;  // rotates which socket is read first (fairness)
   int wake_fd_ = -1;       // eventfd polled beside the sockets
+  bool curve_ = false;
+  CurveKeys keys_;
+  std::map<int, std::string> peer_names_;
 };
 
 }  // namespace mtps

@@ -13,6 +13,7 @@
 #include "common/base/durable_file.h"
 #include "common/base/file_util.h"
 #include "common/config/config.h"
+#include "common/net/curve.h"
 
 namespace mtps {
 namespace {
@@ -51,6 +52,7 @@ Scheduler::Scheduler(std::unique_ptr<Transport> transport, SchedulerOptions opti
       results_(options_.config, options_.num_servers, options_.num_workers, options_.run_dir),
       checkpointer_(&rpc_, MakeCheckpointerOptions(options_)) {
   rpc_.set_request_handler([this](Incoming&& request) { Handle(std::move(request)); });
+  rpc_.set_authorizer([this](const Incoming& request) { return Authorize(request); });
   // Resent requests reach the handlers once; copies get the same answer.
   rpc_.set_dedupe(true);
   rpc_.set_retry(RetryPolicyFrom(options_.config.cluster().retry()));
@@ -307,6 +309,26 @@ void Scheduler::Handle(Incoming&& request) {
   }
 }
 
+Status Scheduler::Authorize(const Incoming& request) {
+  if (request.authenticated_as.empty()) return Status::OK();  // no CURVE
+  const wire::Meta& meta = request.msg.meta;
+  std::string expected;
+  if (meta.op() == wire::REGISTER) {
+    // A node registers as the rank its key was made for.
+    const wire::NodeInfo& node = meta.register_request().node();
+    if (node.rank() < 0) {
+      return Status::PermissionDenied("with cluster.curve a node registers with its rank (--rank)");
+    }
+    expected = CurveNodeName(node.role(), node.rank());
+  } else if (const Membership::Member* m = membership_.Find(meta.sender())) {
+    expected = CurveNodeName(m->info.role(), m->info.rank());
+  }
+  if (expected == request.authenticated_as) return Status::OK();
+  return Status::PermissionDenied(
+      "the key of " + request.authenticated_as + " cannot speak for " +
+      (meta.op() == wire::REGISTER ? expected : "node " + std::to_string(meta.sender())));
+}
+
 void Scheduler::HandleRegister(Incoming&& request) {
   if (membership_.registered() && replicated() && state_ == wire::JOB_RUNNING) {
     return HandleRejoin(std::move(request));
@@ -341,6 +363,7 @@ void Scheduler::FinishRegistration() {
   for (const wire::NodeInfo& n : nodes) {
     if (n.role() != wire::SERVER) continue;
     server_ids[n.rank()] = n.node_id();
+    transport_->NamePeer(n.node_id(), CurveNodeName(n.role(), n.rank()));
     Status c =
         transport_->Connect(n.node_id(), "tcp://" + n.host() + ":" + std::to_string(n.port()));
     if (written.ok() && !c.ok()) written = c;

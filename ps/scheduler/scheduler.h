@@ -86,6 +86,9 @@ class Scheduler {
   };
 
   void Handle(Incoming&& request);
+  // The Rpc's authorizer: a CURVE-authenticated request must come from the
+  // key of the node it claims to be (common/net/curve.h).
+  Status Authorize(const Incoming& request);
   void HandleRegister(Incoming&& request);
   void HandleBarrier(Incoming&& request);
   void HandleHeartbeat(Incoming&& request);
