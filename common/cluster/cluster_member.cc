@@ -83,8 +83,8 @@ Status ClusterMember::Authorize(const Incoming& in) const {
     if (n.node_id() == sender) expected = CurveNodeName(n.role(), n.rank());
   }
   if (expected == in.authenticated_as) return Status::OK();
-  return Status::PermissionDenied("the key of " + in.authenticated_as +
-                                  " cannot speak for node " + std::to_string(sender) +
+  return Status::PermissionDenied("the key of " + in.authenticated_as + " cannot speak for node " +
+                                  std::to_string(sender) +
                                   (expected.empty() ? " (no such node)" : " (" + expected + ")"));
 }
 

@@ -53,7 +53,8 @@ std::string BinaryKey(const std::string& z85) {
 // Reads `path`, refusing a file group or others may read.
 StatusOr<std::string> ReadOwnerOnly(const std::string& path) {
   struct stat st;
-  if (::stat(path.c_str(), &st) != 0) return Status::NotFound("cannot read " + path + ": " + Errno());
+  if (::stat(path.c_str(), &st) != 0)
+    return Status::NotFound("cannot read " + path + ": " + Errno());
   if ((st.st_mode & 077) != 0) {
     char mode[8];
     std::snprintf(mode, sizeof(mode), "%03o", static_cast<unsigned>(st.st_mode & 0777));
@@ -88,7 +89,8 @@ Status WriteCurveKeys(const std::string& dir, const std::vector<std::string>& na
   if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
     return Status::IoError("cannot create " + dir + ": " + Errno());
   }
-  if (::chmod(dir.c_str(), 0700) != 0) return Status::IoError("cannot chmod " + dir + ": " + Errno());
+  if (::chmod(dir.c_str(), 0700) != 0)
+    return Status::IoError("cannot chmod " + dir + ": " + Errno());
   std::string list =
       "# mtps CURVE public keys of the job's nodes, one per line: NAME PUBLIC_KEY (Z85)\n";
   for (const std::string& name : names) {
@@ -106,9 +108,9 @@ StatusOr<CurveKeys> LoadCurveKeys(const std::string& dir, const std::string& sel
   CurveKeys keys;
   keys.self_name = self_name;
   // Lines "WORD KEY", '#' comments and blank lines skipped.
-  auto parse = [](const std::string& path, const std::string& text,
-                  const std::function<Status(const std::string&, const std::string&, int)>& take)
-      -> Status {
+  auto parse =
+      [](const std::string& path, const std::string& text,
+         const std::function<Status(const std::string&, const std::string&, int)>& take) -> Status {
     std::istringstream lines(text);
     std::string line;
     int number = 0;
@@ -128,32 +130,31 @@ StatusOr<CurveKeys> LoadCurveKeys(const std::string& dir, const std::string& sel
   };
   const std::string own = dir + "/" + self_name + ".key";
   MTPS_ASSIGN_OR_RETURN(std::string pair_text, ReadOwnerOnly(own));
-  MTPS_RETURN_IF_ERROR(parse(own, pair_text, [&](const std::string& word, const std::string& key,
-                                                 int number) -> Status {
-    if (word == "public") {
-      keys.self.public_key = key;
-    } else if (word == "secret") {
-      keys.self.secret_key = key;
-    } else {
-      return Status::InvalidArgument(own + ":" + std::to_string(number) + ": unknown entry '" +
-                                     word + "' (public or secret)");
-    }
-    return Status::OK();
-  }));
+  MTPS_RETURN_IF_ERROR(parse(
+      own, pair_text, [&](const std::string& word, const std::string& key, int number) -> Status {
+        if (word == "public") {
+          keys.self.public_key = key;
+        } else if (word == "secret") {
+          keys.self.secret_key = key;
+        } else {
+          return Status::InvalidArgument(own + ":" + std::to_string(number) + ": unknown entry '" +
+                                         word + "' (public or secret)");
+        }
+        return Status::OK();
+      }));
   if (keys.self.public_key.empty() || keys.self.secret_key.empty()) {
     return Status::InvalidArgument(own + ": needs a public and a secret line");
   }
   const std::string list = dir + "/" + kPublicList;
   MTPS_ASSIGN_OR_RETURN(std::string list_text, ReadOwnerOnly(list));
-  MTPS_RETURN_IF_ERROR(parse(list, list_text,
-                             [&](const std::string& name, const std::string& key, int number) {
-                               if (!keys.public_keys.emplace(name, key).second) {
-                                 return Status::InvalidArgument(list + ":" +
-                                                                std::to_string(number) +
-                                                                ": node " + name + " twice");
-                               }
-                               return Status::OK();
-                             }));
+  MTPS_RETURN_IF_ERROR(
+      parse(list, list_text, [&](const std::string& name, const std::string& key, int number) {
+        if (!keys.public_keys.emplace(name, key).second) {
+          return Status::InvalidArgument(list + ":" + std::to_string(number) + ": node " + name +
+                                         " twice");
+        }
+        return Status::OK();
+      }));
   auto it = keys.public_keys.find(self_name);
   if (it == keys.public_keys.end() || it->second != keys.self.public_key) {
     return Status::InvalidArgument(list + " does not list " + own + "'s public key for " +
