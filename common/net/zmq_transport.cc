@@ -11,12 +11,17 @@
 
 namespace mtps {
 namespace {
-// Messages ZeroMQ queues per connection, each way, before Send reports
-// Unavailable or it stops reading a peer's socket (TCP then pushes back).
-// A server queues at most 256 requests for its shards and a worker keeps a
-// few per server in flight, so 1024 is ample for every peer while bounding
-// what a flooding peer can make this process buffer.
+// Messages ZeroMQ queues per connection for what a peer sends or is sent
+// (requests received, replies to it, responses received) before it stops
+// reading the peer's socket (TCP then pushes back) or Reply reports
+// Unavailable. A server queues at most 256 requests for its shards and a
+// worker keeps a few per server in flight, so 1024 is ample for every peer
+// while bounding what a flooding or non-reading peer can make this process
+// buffer.
 constexpr int kHighWaterMark = 1024;
+// This process's own requests to one peer, queued before Send reports
+// Unavailable: only this process fills that queue.
+constexpr int kOwnRequestsHighWaterMark = 100000;
 // How long close() may keep flushing unsent messages (e.g. final replies).
 constexpr int kLingerMs = 2000;
 // Largest message accepted on the bound endpoint (requests): the largest
@@ -89,6 +94,7 @@ Status ZmqTransport::Connect(int peer, const std::string& endpoint) {
   try {
     auto dealer = std::make_unique<zmq::socket_t>(*context_, zmq::socket_type::dealer);
     ConfigureSocket(*dealer);
+    dealer->set(zmq::sockopt::sndhwm, kOwnRequestsHighWaterMark);
     dealer->set(zmq::sockopt::maxmsgsize, kMaxResponseBytes);
     if (curve_) {
       auto name = peer_names_.find(peer);

@@ -36,6 +36,19 @@ MemberOptions NodeOptions(wire::Role role, int rank, int scheduler_port, int reg
   return o;
 }
 
+// A node's transport; with CURVE (keys_dir not empty) its keys are loaded
+// and the ZAP handler of its context started into *zap.
+StatusOr<std::unique_ptr<ZmqTransport>> NodeTransport(zmq::context_t* ctx, const std::string& keys_dir,
+                                                      const std::string& name,
+                                                      std::unique_ptr<ZapHandler>* zap) {
+  auto t = std::make_unique<ZmqTransport>(ctx);
+  if (keys_dir.empty()) return t;
+  MTPS_ASSIGN_OR_RETURN(CurveKeys keys, LoadCurveKeys(keys_dir, name));
+  *zap = std::make_unique<ZapHandler>(ctx, keys);
+  t->EnableCurve(std::move(keys));
+  return t;
+}
+
 }  // namespace
 
 StatusOr<std::unique_ptr<LocalCluster>> LocalCluster::Start(const LocalClusterOptions& options) {
@@ -46,14 +59,25 @@ StatusOr<std::unique_ptr<LocalCluster>> LocalCluster::Start(const LocalClusterOp
   std::unique_ptr<LocalCluster> c(new LocalCluster(options));
   MTPS_ASSIGN_OR_RETURN(c->run_dir_, MakeTempDir());
 
+  std::string keys_dir;
+  if (options.curve) {
+    keys_dir = c->run_dir_ + "/keys";
+    std::vector<std::string> names = {CurveNodeName(wire::SCHEDULER, 0),
+                                      CurveNodeName(wire::WORKER, 0)};
+    for (int r = 0; r < options.num_servers; ++r) names.push_back(CurveNodeName(wire::SERVER, r));
+    MTPS_RETURN_IF_ERROR(WriteCurveKeys(keys_dir, names));
+  }
   SchedulerOptions so;
   so.config = options.config;
+  so.config.mutable_cluster()->set_curve(options.curve);
   so.num_servers = options.num_servers;
   so.num_workers = 1;
   so.run_dir = c->run_dir_;
   c->scheduler_ctx_ = std::make_unique<zmq::context_t>(1);
-  c->scheduler_ =
-      std::make_unique<Scheduler>(std::make_unique<ZmqTransport>(c->scheduler_ctx_.get()), so);
+  MTPS_ASSIGN_OR_RETURN(auto scheduler_transport,
+                        NodeTransport(c->scheduler_ctx_.get(), keys_dir,
+                                      CurveNodeName(wire::SCHEDULER, 0), &c->scheduler_zap_));
+  c->scheduler_ = std::make_unique<Scheduler>(std::move(scheduler_transport), so);
   MTPS_RETURN_IF_ERROR(c->scheduler_->Start());
   const int port = c->scheduler_->port();
   LocalCluster* raw = c.get();
@@ -66,10 +90,16 @@ StatusOr<std::unique_ptr<LocalCluster>> LocalCluster::Start(const LocalClusterOp
   c->server_status_.assign(options.num_servers, Status::OK());
   c->server_stats_.assign(options.num_servers, ParameterServer::Stats());
   for (int rank = 0; rank < options.num_servers; ++rank) {
-    c->server_threads_.emplace_back([raw, rank, port, register_ms] {
+    c->server_threads_.emplace_back([raw, rank, port, register_ms, keys_dir] {
       pthread_setname_np(pthread_self(), ("ps-server-" + std::to_string(rank)).c_str());
-      zmq::context_t ctx(1);  // outlives the member below
-      ClusterMember member(std::make_unique<ZmqTransport>(&ctx),
+      zmq::context_t ctx(1);            // outlives the member below
+      std::unique_ptr<ZapHandler> zap;  // likewise
+      auto transport = NodeTransport(&ctx, keys_dir, CurveNodeName(wire::SERVER, rank), &zap);
+      if (!transport.ok()) {
+        raw->server_status_[rank] = transport.status();
+        return;
+      }
+      ClusterMember member(std::move(transport).value(),
                            NodeOptions(wire::SERVER, rank, port, register_ms));
       Status s = member.Join();
       if (s.ok()) {
@@ -87,7 +117,10 @@ StatusOr<std::unique_ptr<LocalCluster>> LocalCluster::Start(const LocalClusterOp
   }
 
   c->worker_ctx_ = std::make_unique<zmq::context_t>(1);
-  c->worker_ = std::make_unique<ClusterMember>(std::make_unique<ZmqTransport>(c->worker_ctx_.get()),
+  MTPS_ASSIGN_OR_RETURN(auto worker_transport,
+                        NodeTransport(c->worker_ctx_.get(), keys_dir,
+                                      CurveNodeName(wire::WORKER, 0), &c->worker_zap_));
+  c->worker_ = std::make_unique<ClusterMember>(std::move(worker_transport),
                                                NodeOptions(wire::WORKER, 0, port, register_ms));
   Status joined = c->worker_->Join();
   if (!joined.ok()) {

@@ -19,6 +19,7 @@
 
 #include "common/base/status.h"
 #include "common/cluster/cluster_member.h"
+#include "common/net/curve.h"
 #include "proto/config.pb.h"
 #include "ps/scheduler/scheduler.h"
 #include "ps/server/server.h"
@@ -29,6 +30,8 @@ namespace bench {
 struct LocalClusterOptions {
   config::Config config;  // the job config the scheduler hands every node
   int num_servers = 1;
+  // CURVE on every socket (fresh keys in the run dir; cluster.curve set).
+  bool curve = false;
 };
 
 class LocalCluster {
@@ -60,6 +63,7 @@ class LocalCluster {
   LocalClusterOptions options_;
   std::string run_dir_;
   std::unique_ptr<zmq::context_t> scheduler_ctx_;
+  std::unique_ptr<ZapHandler> scheduler_zap_;  // with curve; before the scheduler's sockets
   std::unique_ptr<Scheduler> scheduler_;
   std::thread scheduler_thread_;
   Status scheduler_status_;
@@ -67,6 +71,7 @@ class LocalCluster {
   std::vector<Status> server_status_;                 // by rank, written by its thread
   std::vector<ParameterServer::Stats> server_stats_;  // by rank, written by its thread
   std::unique_ptr<zmq::context_t> worker_ctx_;
+  std::unique_ptr<ZapHandler> worker_zap_;
   std::unique_ptr<ClusterMember> worker_;
   bool finished_ = false;
 };

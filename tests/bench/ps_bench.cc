@@ -59,6 +59,7 @@ DEFINE_int32(shard_threads, 1, "shard threads per server (server.shard_threads)"
 DEFINE_int32(replicas, 0,
              "server.replicas: 1 backs every partition up on the next server (needs --servers "
              ">= 2; pushes are acknowledged once the backup applied them)");
+DEFINE_bool(curve, false, "CURVE on every socket (cluster.curve: encrypted, authenticated links)");
 DEFINE_int32(inflight, 8, "requests in flight in the throughput runs");
 DEFINE_double(seconds, 3, "seconds per measurement (each throughput and latency run)");
 DEFINE_int32(rounds, 5,
@@ -90,6 +91,7 @@ struct BenchOptions {
   int inflight = 0;
   int shard_threads = 1;
   int replicas = 0;
+  bool curve = false;
   double seconds = 0;
   int rounds = 1;
   int scale_dim = 0;
@@ -131,6 +133,7 @@ StatusOr<BenchOptions> OptionsFromFlags() {
                                    std::to_string(kMaxShardThreads) + "]");
   }
   o.replicas = FLAGS_replicas;
+  o.curve = FLAGS_curve;
   if (o.replicas < 0 || o.replicas > 1) return Status::InvalidArgument("--replicas must be 0 or 1");
   for (int64_t n : o.servers) {
     if (o.replicas > 0 && n < 2) {
@@ -592,6 +595,7 @@ class Bench {
     LocalClusterOptions co;
     co.config = JobConfig(dim, o_.shard_threads, o_.replicas);
     co.num_servers = servers;
+    co.curve = o_.curve;
     MTPS_ASSIGN_OR_RETURN(std::unique_ptr<LocalCluster> cluster, LocalCluster::Start(co));
     Rpc& rpc = cluster->worker().rpc();
     KvClientOptions ko;
