@@ -57,6 +57,7 @@ Json SummaryJson(const JobSummary& s) {
   j["model"] = s.model;
   j["eval"] = std::move(eval);
   j["train"] = std::move(train);
+  j["bad_lines_skipped"] = s.bad_lines_skipped;
   j["consistency"] = std::move(consistency);
   j["cluster"] = std::move(cluster);
   return j;
@@ -179,6 +180,12 @@ JobResults::WorkerPushes JobResults::SumWorkerPushes() const {
   return sum;
 }
 
+int64_t JobResults::SumBadLinesSkipped() const {
+  int64_t sum = 0;
+  for (const auto& [rank, msg] : eval_reports_) sum += msg.meta.eval_report().bad_lines_skipped();
+  return sum;
+}
+
 StatusOr<std::vector<TaskMetrics>> JobResults::MergeEval(int64_t* train_examples) const {
   if (static_cast<int>(eval_reports_.size()) != num_workers_) {
     return Status::Internal(std::to_string(eval_reports_.size()) + " of " +
@@ -240,6 +247,11 @@ Status JobResults::WriteSummary(double train_seconds, int64_t max_clock_gap, con
   MTPS_ASSIGN_OR_RETURN(s.eval, MergeEval(&s.train_examples));
   s.model = model_;
   s.train_seconds = train_seconds;
+  s.bad_lines_skipped = SumBadLinesSkipped();
+  if (s.bad_lines_skipped > 0) {
+    LOG(WARNING) << "the workers skipped " << s.bad_lines_skipped
+                 << " malformed data lines (data.max_bad_lines)";
+  }
   s.consistency_mode = consistency_mode_;
   s.staleness = staleness_;
   s.max_clock_gap = max_clock_gap;

@@ -9,6 +9,7 @@
 //   RUN_DIR/summary.json    at the end: the model, the exact (or binned) AUC,
 //                           logloss and examples per task over every worker's
 //                           held-out scores, training throughput, the
+//                           malformed data lines the workers skipped, the
 //                           consistency mode and max_clock_gap, the cluster.
 //
 // JobResults keeps the workers' latest progress reports and their
@@ -66,14 +67,15 @@ struct JobSummary {
   std::vector<TaskMetrics> eval;
   int64_t train_examples = 0;
   double train_seconds = 0;
-  std::string consistency_mode;  // TrainConfig.Consistency name
+  int64_t bad_lines_skipped = 0;  // summed over the workers (data.max_bad_lines)
+  std::string consistency_mode;   // TrainConfig.Consistency name
   int64_t staleness = 0;
   int64_t max_clock_gap = 0;
   int servers = 0;
   int workers = 0;
 };
 // {"model", "eval": {task: {"auc", "logloss", "examples"}...},
-//  "train": {"examples", "seconds", "examples_per_sec"},
+//  "train": {"examples", "seconds", "examples_per_sec"}, "bad_lines_skipped",
 //  "consistency": {"mode", "staleness", "max_clock_gap"},
 //  "cluster": {"servers", "workers"}}; examples_per_sec is examples/seconds
 // (0.0 when seconds is not positive).
@@ -116,6 +118,9 @@ class JobResults {
     int64_t acknowledged = 0, resent = 0, batches_acknowledged = 0;
   };
   WorkerPushes SumWorkerPushes() const;
+
+  // Malformed data lines skipped, summed over the reports kept so far.
+  int64_t SumBadLinesSkipped() const;
 
   // Merges every worker's evaluation and writes summary.json. Internal when
   // not every worker reported, InvalidArgument when they reported different

@@ -491,6 +491,190 @@ TEST_F(AliccpReaderTest, MalformedLinesNameFileAndLine) {
                   .ok());
 }
 
+// ---------------------------------------------------------------------------
+// Malformed lines within the data error budget (data.max_bad_lines)
+// ---------------------------------------------------------------------------
+
+// Ten samples over five common lines, with six malformed lines among them:
+//   common 1 aa  good           skeleton 1  aa  good          -> example
+//   common 2 xx  3 values short skeleton 2  aa  no \x02        (bad)
+//   common 3 bb  count wrong    skeleton 3-5 bb  good, dropped with common 3
+//   common 4 cc  index only     skeleton 6  cc  good, dropped with common 4
+//   common 5 dd  good           skeleton 7  dd  good          -> example
+//                               skeleton 8  dd  bad label      (bad)
+//                               skeleton 9  only 4 values      (bad)
+//                               skeleton 10 dd  good          -> example
+// Common 2 is passed by skeleton 3's search, so skeleton 3's reader counts
+// it; common 3 is reached by skeleton 3, common 4 by skeleton 6.
+struct BadJoin {
+  std::string skeleton_text, common_text;
+  std::vector<Example> expected;  // skeleton 1, 7, 10
+  std::vector<int> kept_index;    // their data line indexes: 0, 6, 9
+  // The data line index of the skeleton line that answers for each
+  // malformed line, in the order a reader meets them.
+  std::vector<int> answered_by;
+};
+
+BadJoin MakeBadJoin() {
+  const std::vector<Feature> user_a = {{"101", "ua", "1"}, {"109_14", "ca", "2"}};
+  const std::vector<Feature> user_b = {{"101", "ub", "1"}};
+  const std::vector<Feature> user_d = {{"101", "ud", "1"}, {"150_14", "td", "0.5"}};
+  auto item = [](int n) {
+    return std::vector<Feature>{{"205", "i" + std::to_string(n), "1"},
+                                {"301", "p" + std::to_string(n), "1"}};
+  };
+  BadJoin b;
+  b.common_text = CommonLine("aa", user_a) + "xx,3\n" + "bb,5," + FeatureList(user_b) + "\n" +
+                  "cc\n" + CommonLine("dd", user_d);
+  b.skeleton_text =
+      SkeletonLine("1", 1, 0, "aa", item(1)) + "2,0,0,aa,1,205\x03" + "1\n" +
+      SkeletonLine("3", 0, 0, "bb", item(3)) + SkeletonLine("4", 1, 1, "bb", item(4)) +
+      SkeletonLine("5", 0, 0, "bb", item(5)) + SkeletonLine("6", 1, 0, "cc", item(6)) +
+      SkeletonLine("7", 1, 1, "dd", item(7)) +
+      SkeletonLine("8", 0, 0, "dd", item(8)).replace(2, 1, "y") + "9,0,0,dd\n" +
+      SkeletonLine("10", 0, 0, "dd", item(10));
+  b.expected = {Expected(1, 0, item(1), user_a), Expected(1, 1, item(7), user_d),
+                Expected(0, 0, item(10), user_d)};
+  b.kept_index = {0, 6, 9};
+  b.answered_by = {1, 2, 2, 5, 7, 8};
+  return b;
+}
+
+// Reads a whole side with `budget`; the examples, or the error.
+Status ReadWithBudget(const config::DataConfig& data, DataSplit split, int part, int num_parts,
+                      std::shared_ptr<BadLineBudget> budget, std::vector<Example>* out) {
+  StatusOr<std::unique_ptr<ExampleReader>> reader =
+      ExampleReader::Open(data, split, part, num_parts, std::move(budget));
+  if (!reader.ok()) return reader.status();
+  return ReadAllInto(reader->get(), out, 2);
+}
+
+TEST_F(AliccpReaderTest, MalformedLinesWithinTheBudgetAreSkippedOnceAndTheJoinGoesOn) {
+  const BadJoin b = MakeBadJoin();
+  const std::string skeleton = Write("skeleton.csv", b.skeleton_text);
+  const std::string common = Write("common.csv", b.common_text);
+  config::DataConfig data = AliccpConfig(skeleton, common);
+  data.set_max_bad_lines(6);
+
+  // One reader: the good samples exactly, six lines counted; a Rewind reads
+  // the same again and counts nothing new.
+  auto budget = std::make_shared<BadLineBudget>(6);
+  StatusOr<std::unique_ptr<ExampleReader>> reader =
+      ExampleReader::Open(data, DataSplit::kTrain, 0, 1, budget);
+  ASSERT_TRUE(reader.ok()) << reader.status();
+  for (int epoch = 0; epoch < 3; ++epoch) {
+    SCOPED_TRACE(epoch);
+    std::vector<Example> got;
+    const Status s = ReadAllInto(reader->get(), &got, 2);
+    ASSERT_TRUE(s.ok()) << s;
+    ASSERT_EQ(got.size(), b.expected.size());
+    for (size_t i = 0; i < got.size(); ++i) EXPECT_EQ(got[i], b.expected[i]) << got[i];
+    EXPECT_EQ(budget->skipped(), 6);
+    ASSERT_TRUE((*reader)->Rewind().ok());
+  }
+  // The budget of the reader's own (data.max_bad_lines) reads the same.
+  std::vector<Example> own;
+  ASSERT_TRUE(ReadWithBudget(data, DataSplit::kTrain, 0, 1, nullptr, &own).ok());
+  EXPECT_TRUE(own == b.expected);
+
+  // Parts: each malformed line is counted by the one part that keeps the
+  // skeleton line answering for it; the counts add up to six.
+  for (int parts : {2, 3}) {
+    SCOPED_TRACE(parts);
+    int64_t total = 0;
+    for (int part = 0; part < parts; ++part) {
+      auto mine = std::make_shared<BadLineBudget>(6);
+      std::vector<Example> got;
+      ASSERT_TRUE(ReadWithBudget(data, DataSplit::kTrain, part, parts, mine, &got).ok());
+      std::vector<Example> expected;
+      for (size_t k = 0; k < b.expected.size(); ++k) {
+        if (b.kept_index[k] % parts == part) expected.push_back(b.expected[k]);
+      }
+      EXPECT_TRUE(got == expected) << "part " << part;
+      const int64_t answers = std::count_if(b.answered_by.begin(), b.answered_by.end(),
+                                            [&](int index) { return index % parts == part; });
+      EXPECT_EQ(mine->skipped(), answers) << "part " << part;
+      total += mine->skipped();
+    }
+    EXPECT_EQ(total, 6);
+  }
+
+  // Holdout: a worker's two sides share its budget; every line is counted
+  // by exactly one side of one worker.
+  data.set_holdout_fraction(0.5);
+  data.set_holdout_seed(9);
+  int64_t total = 0;
+  size_t examples = 0;
+  for (int part = 0; part < 2; ++part) {
+    auto worker = std::make_shared<BadLineBudget>(6);
+    for (DataSplit split : {DataSplit::kTrain, DataSplit::kTest}) {
+      std::vector<Example> got;
+      ASSERT_TRUE(ReadWithBudget(data, split, part, 2, worker, &got).ok());
+      examples += got.size();
+    }
+    int64_t answers = 0;
+    for (int index : b.answered_by) answers += index % 2 == part;
+    EXPECT_EQ(worker->skipped(), answers) << "part " << part;
+    total += worker->skipped();
+  }
+  EXPECT_EQ(total, 6);
+  EXPECT_EQ(examples, b.expected.size());
+}
+
+TEST_F(AliccpReaderTest, TheFirstMalformedLineBeyondTheBudgetNamesFileLineAndBudget) {
+  const BadJoin b = MakeBadJoin();
+  const std::string skeleton = Write("skeleton.csv", b.skeleton_text);
+  const std::string common = Write("common.csv", b.common_text);
+  const config::DataConfig data = AliccpConfig(skeleton, common);
+  struct Case {
+    int64_t budget;
+    std::string where, why;  // of the malformed line beyond it
+  };
+  // The order a reader meets them: skeleton 2, common 2, 3, 4, skeleton 8, 9.
+  const std::vector<Case> cases = {
+      {0, skeleton + ":2:", "no \\x02"},         {1, common + ":2:", "expected 3"},
+      {2, common + ":3:", "feature_count is 5"}, {3, common + ":4:", "expected 3"},
+      {4, skeleton + ":8:", "column 'click'"},   {5, skeleton + ":9:", "found 4"},
+  };
+  for (const Case& t : cases) {
+    SCOPED_TRACE(t.budget);
+    auto budget = std::make_shared<BadLineBudget>(t.budget);
+    std::vector<Example> got;
+    const Status s = ReadWithBudget(data, DataSplit::kTrain, 0, 1, budget, &got);
+    ASSERT_FALSE(s.ok());
+    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+    EXPECT_EQ(s.message().find(t.where), 0u) << s;
+    EXPECT_NE(s.message().find(t.why), std::string::npos) << s;
+    EXPECT_NE(s.message().find("malformed line " + std::to_string(t.budget + 1) +
+                               ", beyond the data error budget: data.max_bad_lines = " +
+                               std::to_string(t.budget) + ")"),
+              std::string::npos)
+        << s;
+    EXPECT_EQ(budget->skipped(), t.budget);
+  }
+  // data.max_bad_lines is the budget of a reader without one of its own;
+  // the default, 0, fails at the first malformed line as before.
+  config::DataConfig three = data;
+  three.set_max_bad_lines(3);
+  std::vector<Example> got;
+  Status s = ReadWithBudget(three, DataSplit::kTrain, 0, 1, nullptr, &got);
+  EXPECT_EQ(s.message().find(common + ":4:"), 0u) << s;
+  EXPECT_NE(s.message().find("data.max_bad_lines = 3)"), std::string::npos) << s;
+  s = ReadError(data);
+  EXPECT_EQ(s.message().find(skeleton + ":2: feature 1"), 0u) << s;
+  EXPECT_NE(s.message().find("data.max_bad_lines = 0)"), std::string::npos) << s;
+
+  // A skeleton index missing from the common file fails whatever the budget.
+  const std::string missing =
+      Write("missing.csv", b.skeleton_text + SkeletonLine("11", 0, 0, "zz", {}));
+  config::DataConfig lenient = AliccpConfig(missing, common);
+  lenient.set_max_bad_lines(1000);
+  s = ReadError(lenient);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.message().find(missing + ":11:"), 0u) << s;
+  EXPECT_NE(s.message().find("'zz' is not in"), std::string::npos) << s;
+}
+
 TEST_F(AliccpReaderTest, ConfigErrorsNameTheField) {
   const std::string skeleton = Write("s.csv", "");
   const std::string common = Write("c.csv", "");

@@ -137,6 +137,9 @@ TEST_F(DataConfigTest, DataOptionsOfTheNewFormatsNameTheField) {
       {{"data.test_path="}, "data.test_path", "holdout_fraction"},
       {{"data.shuffle_buffer=-1"}, "data.shuffle_buffer", ">= 0"},
       {{"data.shuffle_buffer=4096", "data.shuffle_seed=9"}, "", ""},
+      {{"data.max_bad_lines=-1"}, "data.max_bad_lines", ">= 0 (got -1)"},
+      {{"data.max_bad_lines=0"}, "", ""},
+      {{"data.max_bad_lines=1000000"}, "", ""},
       {{"data.train_common_path=/d/c.csv"}, "data.train_common_path", "ALICCP_RAW"},
       {{"data.test_common_path=/d/c.csv"}, "data.test_common_path", "ALICCP_RAW"},
       {{"data.format=FIELD_ID", "data.dense_columns="}, "", ""},
@@ -278,6 +281,8 @@ TEST_F(DataConfigTest, ReadersReportTheConfigChecksWords) {
   const std::vector<Case> cases = {
       {{"data.holdout_fraction=-0.5"}, DataSplit::kTrain},      // Open
       {{"data.shuffle_buffer=-2"}, DataSplit::kTrain},          // Open
+      {{"data.max_bad_lines=-3"}, DataSplit::kTrain},           // Open
+      {{"data.max_bad_lines=-3"}, DataSplit::kTest},            // Open
       {{"data.holdout_fraction=0.5"}, DataSplit::kTest},        // Open: test_path set
       {{"data.test_path="}, DataSplit::kTest},                  // Open
       {{"data.format=FORMAT_UNSPECIFIED"}, DataSplit::kTrain},  // Open, ReadSchema

@@ -44,6 +44,7 @@ JobSummary ExampleSummary() {
   s.eval = {{"income", 0.9340221490123, 0.137, 13942}, {"never_married", kNaN, kNaN, 0}};
   s.train_examples = 557710;
   s.train_seconds = 4.0;
+  s.bad_lines_skipped = 7;
   s.consistency_mode = "BOUNDED_STALENESS";
   s.staleness = 3;
   s.max_clock_gap = 2;
@@ -54,8 +55,8 @@ JobSummary ExampleSummary() {
 
 TEST(SummaryJsonTest, KeysInOrderNaNAsNullIntegersAsIntegers) {
   const Json j = SummaryJson(ExampleSummary());
-  EXPECT_EQ(Keys(j),
-            (std::vector<std::string>{"model", "eval", "train", "consistency", "cluster"}));
+  EXPECT_EQ(Keys(j), (std::vector<std::string>{"model", "eval", "train", "bad_lines_skipped",
+                                               "consistency", "cluster"}));
   EXPECT_EQ(j["model"], "mmoe");
   EXPECT_EQ(Keys(j["eval"]), (std::vector<std::string>{"income", "never_married"}));
   const Json& income = j["eval"]["income"];
@@ -68,6 +69,8 @@ TEST(SummaryJsonTest, KeysInOrderNaNAsNullIntegersAsIntegers) {
   EXPECT_TRUE(j["train"]["examples"].is_number_integer());
   EXPECT_TRUE(j["train"]["seconds"].is_number_float());
   EXPECT_DOUBLE_EQ(j["train"]["examples_per_sec"].get<double>(), 557710 / 4.0);
+  EXPECT_TRUE(j["bad_lines_skipped"].is_number_integer());
+  EXPECT_EQ(j["bad_lines_skipped"], 7);
   EXPECT_EQ(Keys(j["consistency"]),
             (std::vector<std::string>{"mode", "staleness", "max_clock_gap"}));
   EXPECT_EQ(j["consistency"]["mode"], "BOUNDED_STALENESS");
@@ -81,6 +84,7 @@ TEST(SummaryJsonTest, KeysInOrderNaNAsNullIntegersAsIntegers) {
   EXPECT_TRUE(back["eval"]["never_married"]["logloss"].is_null()) << text;
   EXPECT_NE(text.find("\"examples\": 13942\n"), std::string::npos) << text;
   EXPECT_NE(text.find("\"max_clock_gap\": 2\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("\"bad_lines_skipped\": 7,\n"), std::string::npos) << text;
   EXPECT_EQ(text.find("nan"), std::string::npos) << text;
 }
 
@@ -228,10 +232,28 @@ TEST_F(JobResultsTest, SummaryMergesEveryWorkersScores) {
   EXPECT_EQ(j["train"]["examples"], 150);
   EXPECT_EQ(j["train"]["seconds"].get<double>(), 2.0);
   EXPECT_EQ(j["train"]["examples_per_sec"].get<double>(), 75.0);
+  EXPECT_EQ(j["bad_lines_skipped"], 0);  // no worker skipped a line
+  EXPECT_TRUE(j["bad_lines_skipped"].is_number_integer());
   EXPECT_EQ(j["consistency"]["mode"], "BSP");
   EXPECT_EQ(j["consistency"]["staleness"], 0);
   EXPECT_EQ(j["cluster"]["servers"], 1);
   EXPECT_EQ(j["cluster"]["workers"], 2);
+}
+
+TEST_F(JobResultsTest, SummarySumsTheWorkersSkippedBadLines) {
+  JobResults results(SmallConfig(), 1, 3, dir_.string());
+  const int64_t skipped[] = {4, 0, 9};
+  for (int rank = 0; rank < 3; ++rank) {
+    Message r = EvalReport({"ctr"}, {{0.5f}}, {{1}}, 10);
+    r.meta.mutable_eval_report()->set_bad_lines_skipped(skipped[rank]);
+    ASSERT_TRUE(results.CheckEvalReport(r).ok());
+    results.RecordEval(rank, std::move(r));
+  }
+  EXPECT_EQ(results.SumBadLinesSkipped(), 13);
+  ASSERT_TRUE(results.WriteSummary(1.0, 0).ok());
+  const Json j = Json::parse(ReadAll((dir_ / "summary.json").string()));
+  EXPECT_TRUE(j["bad_lines_skipped"].is_number_integer());
+  EXPECT_EQ(j["bad_lines_skipped"], 13);
 }
 
 TEST_F(JobResultsTest, WorkersMustReportTheSameTasks) {

@@ -109,6 +109,7 @@ TEST_F(NodeConfigTest, ABadValueOfEveryOwnersRulesIsRejectedWithItsField) {
       {"census_mmoe.pbtxt", "data.delimiter=ab", "data.delimiter"},
       {"census_mmoe.pbtxt", "data.holdout_fraction=1", "data.holdout_fraction"},
       {"census_mmoe.pbtxt", "data.shuffle_buffer=-1", "data.shuffle_buffer"},
+      {"census_mmoe.pbtxt", "data.max_bad_lines=-1", "data.max_bad_lines"},
       {"census_mmoe.pbtxt", "data.test_path=", "data.test_path"},
       {"census_mmoe.pbtxt", "data.train_common_path=/c.csv", "data.train_common_path"},
       {"census_mmoe.pbtxt", "data.dense_columns=income", "data.dense_columns[0]"},

@@ -3,6 +3,7 @@
 // gzip transparency, the FIELD_ID format, shuffling and the holdout split.
 // Expected values come from the raw text, parsed here independently of the
 // reader. (ALICCP_RAW: tests/unit/aliccp_reader_test.cc.)
+#include "worker/data/census_format.h"
 #include "worker/data/example_reader.h"
 #include "worker/data/shuffling_reader.h"
 
@@ -13,6 +14,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <set>
 #include <sstream>
@@ -911,6 +913,395 @@ TEST_F(ReaderTest, ShufflingKeepsEveryExampleWhole) {
       EXPECT_EQ(std::count(plain.begin(), plain.end(), e), 1);
     }
   }
+}
+
+// ---------------------------------------------------------------------------
+// Malformed lines and the data error budget (data.max_bad_lines)
+// ---------------------------------------------------------------------------
+
+// Reads `reader` to the end or its first error, appending what it returns.
+Status ReadInto(ExampleReader* reader, std::vector<Example>* out, int batch_size = 7) {
+  Batch batch;
+  while (true) {
+    MTPS_RETURN_IF_ERROR(reader->Next(batch_size, &batch));
+    if (batch.num_examples == 0) return Status::OK();
+    std::vector<Example> some = Unpack(batch);
+    out->insert(out->end(), some.begin(), some.end());
+  }
+}
+
+// Opens `path` (deprecated path form) for (part, num_parts) with `budget` and
+// reads it whole.
+Status ReadPath(const config::DataConfig& data, const std::string& path, int part, int num_parts,
+                std::shared_ptr<BadLineBudget> budget, std::vector<Example>* out) {
+  StatusOr<std::unique_ptr<ExampleReader>> reader =
+      ExampleReader::Open(data, path, part, num_parts, std::move(budget));
+  if (!reader.ok()) return reader.status();
+  return ReadInto(reader->get(), out);
+}
+
+// A file of data lines, some of them malformed, with the examples the good
+// ones give (read from a file of the good lines alone).
+struct BadFile {
+  std::string path;
+  std::vector<int> file_line;   // per data line, its 1-based line in the file
+  std::vector<bool> bad;        // per data line
+  std::vector<Example> good;    // the examples of the good lines, in order
+  std::vector<int> good_index;  // their data line indexes
+};
+
+// Writes `header` (may be empty) and `lines` (a blank line after the first
+// data line, which is no data line) to `name`.
+BadFile WriteBadFile(
+    const config::DataConfig& data, const std::string& name, const std::string& header,
+    const std::vector<std::string>& lines, const std::vector<bool>& bad,
+    const std::function<std::string(const std::string&, const std::string&)>& write) {
+  BadFile f;
+  f.bad = bad;
+  std::string text = header.empty() ? "" : header + "\n";
+  std::string good_text = text;
+  int line = header.empty() ? 0 : 1;
+  for (size_t i = 0; i < lines.size(); ++i) {
+    text += lines[i] + "\n";
+    f.file_line.push_back(++line);
+    if (i == 0) {
+      text += "   \n";
+      ++line;
+    }
+    if (!bad[i]) {
+      good_text += lines[i] + "\n";
+      f.good_index.push_back(static_cast<int>(i));
+    }
+  }
+  f.path = write(name, text);
+  f.good = ReadAll(data, write("good_" + name, good_text));
+  EXPECT_EQ(f.good.size(), f.good_index.size());
+  return f;
+}
+
+// The census test lines 0..n-1 with three malformed ones put in at data
+// lines 3 (41 values), 11 (age "4x2") and 18 (3 values).
+std::vector<std::string> CensusWithBadLines(std::vector<bool>* bad) {
+  const std::vector<std::string> raw = RawLines(kCensusTest);
+  std::vector<std::string> lines;
+  size_t next = 0;
+  auto good = [&](int n) {
+    for (int i = 0; i < n; ++i) {
+      lines.push_back(raw[next++]);
+      bad->push_back(false);
+    }
+  };
+  good(3);
+  lines.push_back(raw[next].substr(0, raw[next].rfind(", ")));  // 41 values
+  ++next;
+  bad->push_back(true);
+  good(7);
+  lines.push_back("4x2" + raw[next].substr(raw[next].find(',')));
+  ++next;
+  bad->push_back(true);
+  good(6);
+  lines.push_back("73, Not in universe, 0");
+  bad->push_back(true);
+  good(8);
+  return lines;
+}
+
+TEST_F(ReaderTest, CensusMalformedLinesWithinTheBudgetAreSkippedAndCountedExactly) {
+  const config::DataConfig census = ShippedData("census_mmoe.pbtxt");
+  std::vector<bool> bad;
+  const std::vector<std::string> lines = CensusWithBadLines(&bad);
+  for (bool gzip : {false, true}) {
+    SCOPED_TRACE(gzip);
+    const BadFile f = WriteBadFile(census, gzip ? "census.txt.gz" : "census.txt", "", lines, bad,
+                                   [this, gzip](const std::string& n, const std::string& t) {
+                                     return gzip ? WriteGzip(n, t) : Write(n, t);
+                                   });
+    ASSERT_EQ(f.good.size(), 24u);
+    // The budget exactly: the good lines' examples, three lines counted.
+    auto budget = std::make_shared<BadLineBudget>(3);
+    std::vector<Example> got;
+    Status s = ReadPath(census, f.path, 0, 1, budget, &got);
+    ASSERT_TRUE(s.ok()) << s;
+    EXPECT_TRUE(got == f.good);
+    EXPECT_EQ(budget->skipped(), 3);
+    // More budget than lines: the same.
+    auto roomy = std::make_shared<BadLineBudget>(1000);
+    got.clear();
+    ASSERT_TRUE(ReadPath(census, f.path, 0, 1, roomy, &got).ok());
+    EXPECT_TRUE(got == f.good);
+    EXPECT_EQ(roomy->skipped(), 3);
+
+    // Parts: a malformed line keeps its data line index, so every part
+    // holds the good lines of its indexes, and counts its own bad ones.
+    for (int parts : {2, 3}) {
+      int64_t total = 0;
+      for (int part = 0; part < parts; ++part) {
+        auto mine = std::make_shared<BadLineBudget>(3);
+        std::vector<Example> part_got;
+        ASSERT_TRUE(ReadPath(census, f.path, part, parts, mine, &part_got).ok());
+        std::vector<Example> expected;
+        for (size_t k = 0; k < f.good.size(); ++k) {
+          if (f.good_index[k] % parts == part) expected.push_back(f.good[k]);
+        }
+        EXPECT_TRUE(part_got == expected) << part << " of " << parts;
+        int64_t own = 0;
+        for (size_t i = 0; i < bad.size(); ++i)
+          own += bad[i] && static_cast<int>(i) % parts == part;
+        EXPECT_EQ(mine->skipped(), own) << part << " of " << parts;
+        total += mine->skipped();
+      }
+      EXPECT_EQ(total, 3) << parts << " parts";
+    }
+
+    // Epochs: each Rewind reads the same examples and counts nothing new.
+    auto epochs = std::make_shared<BadLineBudget>(3);
+    StatusOr<std::unique_ptr<ExampleReader>> reader =
+        ExampleReader::Open(census, f.path, 0, 1, epochs);
+    ASSERT_TRUE(reader.ok()) << reader.status();
+    for (int epoch = 0; epoch < 3; ++epoch) {
+      std::vector<Example> pass;
+      ASSERT_TRUE(ReadInto(reader->get(), &pass, 5).ok());
+      EXPECT_TRUE(pass == f.good) << "epoch " << epoch;
+      EXPECT_EQ(epochs->skipped(), 3) << "epoch " << epoch;
+      ASSERT_TRUE((*reader)->Rewind().ok());
+    }
+    // A Rewind half-way: the rest of the lines are counted in the next pass.
+    auto half = std::make_shared<BadLineBudget>(3);
+    reader = ExampleReader::Open(census, f.path, 0, 1, half);
+    ASSERT_TRUE(reader.ok()) << reader.status();
+    Batch batch;
+    ASSERT_TRUE((*reader)->Next(5, &batch).ok());  // data lines 0..5: one bad
+    EXPECT_EQ(half->skipped(), 1);
+    ASSERT_TRUE((*reader)->Rewind().ok());
+    got.clear();
+    ASSERT_TRUE(ReadInto(reader->get(), &got).ok());
+    EXPECT_TRUE(got == f.good);
+    EXPECT_EQ(half->skipped(), 3);
+  }
+}
+
+TEST_F(ReaderTest, CensusMalformedLineBeyondTheBudgetNamesFileLineReasonAndBudget) {
+  config::DataConfig census = ShippedData("census_mmoe.pbtxt");
+  std::vector<bool> bad;
+  const std::vector<std::string> lines = CensusWithBadLines(&bad);
+  const BadFile f =
+      WriteBadFile(census, "census.txt", "", lines, bad,
+                   [this](const std::string& n, const std::string& t) { return Write(n, t); });
+  std::vector<int> bad_line;  // file lines of the malformed data lines
+  std::vector<size_t> bad_index;
+  for (size_t i = 0; i < bad.size(); ++i) {
+    if (bad[i]) {
+      bad_line.push_back(f.file_line[i]);
+      bad_index.push_back(i);
+    }
+  }
+  ASSERT_EQ(bad_line, (std::vector<int>{5, 13, 20}));
+  // The error of each bad line as today's reader gives it (the line format's own).
+  std::vector<std::string> today;
+  std::vector<std::string_view> fields;
+  today.push_back(SplitCensusLine(lines[bad_index[0]], f.path, bad_line[0], &fields).message());
+  today.push_back(f.path + ":13: column 'age': '4x2' is not a number");
+  today.push_back(SplitCensusLine(lines[bad_index[2]], f.path, bad_line[2], &fields).message());
+  EXPECT_NE(today[0].find("found 41"), std::string::npos) << today[0];
+  for (int64_t budget = 0; budget < 3; ++budget) {
+    SCOPED_TRACE(budget);
+    auto b = std::make_shared<BadLineBudget>(budget);
+    std::vector<Example> got;
+    const Status s = ReadPath(census, f.path, 0, 1, b, &got);
+    ASSERT_FALSE(s.ok());
+    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+    EXPECT_EQ(s.message(), today[budget] + " (malformed line " + std::to_string(budget + 1) +
+                               ", beyond the data error budget: data.max_bad_lines = " +
+                               std::to_string(budget) + ")");
+    EXPECT_EQ(b->skipped(), budget);
+  }
+  // Without a budget of its own a reader has data.max_bad_lines: the
+  // default 0 fails at the first malformed line, naming the budget.
+  Status s = ReadError(census, f.path);
+  EXPECT_EQ(s.message().find(today[0] + " (malformed line 1,"), 0u) << s;
+  census.set_max_bad_lines(2);
+  s = ReadError(census, f.path);
+  EXPECT_EQ(s.message().find(f.path + ":20:"), 0u) << s;
+  EXPECT_NE(s.message().find("data.max_bad_lines = 2)"), std::string::npos) << s;
+  census.set_max_bad_lines(3);
+  EXPECT_TRUE(ReadError(census, f.path).ok());
+  // A negative budget is a config error naming the field.
+  census.set_max_bad_lines(-1);
+  StatusOr<std::unique_ptr<ExampleReader>> reader = ExampleReader::Open(census, f.path, 0, 1);
+  ASSERT_FALSE(reader.ok());
+  EXPECT_NE(reader.status().message().find("data.max_bad_lines: must be >= 0 (got -1)"),
+            std::string::npos)
+      << reader.status();
+}
+
+TEST_F(ReaderTest, CsvAndFieldIdMalformedLinesWithinAndBeyondTheBudget) {
+  auto write = [this](const std::string& n, const std::string& t) { return Write(n, t); };
+  {
+    SCOPED_TRACE("CSV");
+    const config::DataConfig data = SmallCsvConfig();
+    const BadFile f = WriteBadFile(data, "small.csv", "label,user,tags,score",
+                                   {"1,u1,a|b,2.5", "0,u2,b,1.2.3", "1,u3,c,1", "yes,u4,a,1",
+                                    "0,u5,,0", "1,u6", "0,u7,d|e,-2"},
+                                   {false, true, false, true, false, true, false}, write);
+    ASSERT_EQ(f.good.size(), 4u);
+    auto budget = std::make_shared<BadLineBudget>(3);
+    std::vector<Example> got;
+    ASSERT_TRUE(ReadPath(data, f.path, 0, 1, budget, &got).ok());
+    EXPECT_TRUE(got == f.good);
+    EXPECT_EQ(budget->skipped(), 3);
+    // Beyond: line 8 (header, data line 0, a blank line, data lines 1-5) is the third.
+    auto two = std::make_shared<BadLineBudget>(2);
+    got.clear();
+    Status s = ReadPath(data, f.path, 0, 1, two, &got);
+    EXPECT_EQ(s.message().find(f.path + ":8: expected 4 values (as in the header), found 2"), 0u)
+        << s;
+    EXPECT_NE(s.message().find("data.max_bad_lines = 2)"), std::string::npos) << s;
+    // The default: the first one, as before.
+    s = ReadError(data, f.path);
+    EXPECT_EQ(s.message().find(f.path + ":4: column 'score': '1.2.3' is not a number"), 0u) << s;
+    EXPECT_NE(s.message().find("data.max_bad_lines = 0)"), std::string::npos) << s;
+    // A bad header is no data line: never skipped.
+    const std::string header = Write("header.csv", "label,user,user,score\n1,u1,a,1\n");
+    got.clear();
+    s = ReadPath(data, header, 0, 1, std::make_shared<BadLineBudget>(1000), &got);
+    ASSERT_FALSE(s.ok());
+    EXPECT_EQ(s.message().find("beyond the data error budget"), std::string::npos) << s;
+  }
+  {
+    SCOPED_TRACE("FIELD_ID");
+    config::DataConfig data = ShippedData("aliccp_esmm_fieldid.pbtxt");
+    data.set_shuffle_buffer(0);
+    const BadFile f = WriteBadFile(data, "fieldid.txt", "",
+                                   {"1,0,0,101:a,205:b", "2,1", "3,1,0,101:c,205", "4,1,1,101:d",
+                                    "5,x,0,101:e", "6,0,0,205:f"},
+                                   {false, true, true, false, true, false}, write);
+    ASSERT_EQ(f.good.size(), 3u);
+    auto budget = std::make_shared<BadLineBudget>(3);
+    std::vector<Example> got;
+    ASSERT_TRUE(ReadPath(data, f.path, 0, 1, budget, &got).ok());
+    EXPECT_TRUE(got == f.good);
+    EXPECT_EQ(budget->skipped(), 3);
+    auto one = std::make_shared<BadLineBudget>(1);
+    got.clear();
+    const Status s = ReadPath(data, f.path, 0, 1, one, &got);
+    EXPECT_EQ(s.message().find(f.path + ":4: value 5 '205': expected field:id"), 0u) << s;
+    EXPECT_NE(s.message().find("malformed line 2, beyond the data error budget: "
+                               "data.max_bad_lines = 1)"),
+              std::string::npos)
+        << s;
+  }
+}
+
+// A worker's budget over its training side (shuffled, several epochs) and
+// its test side (the holdout): each malformed line counted once, by the one
+// worker and side that keeps it.
+TEST_F(ReaderTest, BadLineCountsAreExactOverPartsHoldoutShufflingAndEpochs) {
+  constexpr int kRows = 3000;
+  std::string text = "id,label,g\n";
+  std::set<int> bad_ids;
+  for (int i = 0; i < kRows; ++i) {
+    if (i % 53 == 7) {
+      bad_ids.insert(i);
+      // A bad label, or too few values.
+      text += i % 2 ? std::to_string(i) + ",x," + std::to_string(i % 7) + "\n"
+                    : std::to_string(i) + ",1\n";
+    } else {
+      text +=
+          std::to_string(i) + "," + (i % 3 == 0 ? "1" : "0") + "," + std::to_string(i % 7) + "\n";
+    }
+  }
+  config::DataConfig data = NumberedConfig(WriteGzip("rows.csv.gz", text), "");
+  data.set_holdout_fraction(0.2);
+  data.set_holdout_seed(4);
+  data.set_shuffle_buffer(64);
+  data.set_max_bad_lines(1000);
+  constexpr int kParts = 3;
+  int64_t total = 0;
+  std::vector<int> seen_test;
+  for (int part = 0; part < kParts; ++part) {
+    SCOPED_TRACE(part);
+    auto budget = std::make_shared<BadLineBudget>(data.max_bad_lines());
+    StatusOr<std::unique_ptr<ExampleReader>> train =
+        ExampleReader::Open(data, DataSplit::kTrain, part, kParts, budget);
+    ASSERT_TRUE(train.ok()) << train.status();
+    std::vector<int> expected_train, expected_test;
+    int64_t own_bad = 0;
+    for (int i = part; i < kRows; i += kParts) {
+      if (bad_ids.count(i)) {
+        ++own_bad;
+      } else if (IsHeldOut(i, 0.2, 4)) {
+        expected_test.push_back(i);
+      } else {
+        expected_train.push_back(i);
+      }
+    }
+    for (int epoch = 0; epoch < 3; ++epoch) {
+      std::vector<int> ids;
+      ASSERT_TRUE(ReadIds(train->get(), kRows, &ids).ok());
+      EXPECT_NE(ids, expected_train);  // shuffled
+      std::sort(ids.begin(), ids.end());
+      EXPECT_EQ(ids, expected_train) << "epoch " << epoch;
+      ASSERT_TRUE((*train)->Rewind().ok());
+    }
+    StatusOr<std::unique_ptr<ExampleReader>> test =
+        ExampleReader::Open(data, DataSplit::kTest, part, kParts, budget);
+    ASSERT_TRUE(test.ok()) << test.status();
+    std::vector<int> ids;
+    ASSERT_TRUE(ReadIds(test->get(), kRows, &ids).ok());
+    EXPECT_EQ(ids, expected_test);
+    EXPECT_EQ(budget->skipped(), own_bad);
+    total += budget->skipped();
+  }
+  EXPECT_EQ(total, static_cast<int64_t>(bad_ids.size()));
+  EXPECT_EQ(bad_ids.size(), 57u);
+}
+
+// Captures the WARNING lines logged while it lives.
+class WarningCapture : public google::LogSink {
+ public:
+  WarningCapture() { google::AddLogSink(this); }
+  ~WarningCapture() override { google::RemoveLogSink(this); }
+  using google::LogSink::send;
+  void send(google::LogSeverity severity, const char* full_filename, const char* base_filename,
+            int line, const google::LogMessageTime& time, const char* message,
+            size_t message_len) override {
+    if (severity == google::GLOG_WARNING) lines.emplace_back(message, message_len);
+  }
+  std::vector<std::string> lines;
+};
+
+TEST_F(ReaderTest, BadLineBudgetLogsTheFirstLinesThenEveryPowerOfTen) {
+  std::vector<std::string> logged;
+  {
+    WarningCapture capture;
+    BadLineBudget budget(5000);
+    for (int i = 1; i <= 5000; ++i) {
+      ASSERT_TRUE(
+          budget.Skip(Status::InvalidArgument("f.txt:" + std::to_string(i) + ": bad")).ok());
+    }
+    EXPECT_EQ(budget.skipped(), 5000);
+    const Status beyond = budget.Skip(Status::InvalidArgument("f.txt:5001: bad"));
+    EXPECT_EQ(beyond.message(),
+              "f.txt:5001: bad (malformed line 5001, beyond the data error budget: "
+              "data.max_bad_lines = 5000)");
+    EXPECT_EQ(budget.skipped(), 5000);
+    // A quiet budget counts the same and logs nothing.
+    BadLineBudget quiet(10, BadLineBudget::Logging::kQuiet);
+    for (int i = 0; i < 10; ++i) ASSERT_TRUE(quiet.Skip(Status::InvalidArgument("q:1: x")).ok());
+    EXPECT_EQ(quiet.skipped(), 10);
+    EXPECT_FALSE(quiet.Skip(Status::InvalidArgument("q:1: x")).ok());
+    logged = capture.lines;
+  }
+  // 20 one by one, then at 100 and 1000: 22 lines, however many are skipped.
+  ASSERT_EQ(logged.size(), static_cast<size_t>(BadLineBudget::kLogEach) + 2);
+  EXPECT_NE(logged[0].find("skipped malformed data line 1 of at most 5000"), std::string::npos)
+      << logged[0];
+  EXPECT_NE(logged[0].find("f.txt:1: bad"), std::string::npos) << logged[0];
+  EXPECT_NE(logged[19].find("f.txt:20: bad"), std::string::npos) << logged[19];
+  EXPECT_NE(logged[20].find("100 malformed data lines skipped so far"), std::string::npos)
+      << logged[20];
+  EXPECT_NE(logged[20].find("f.txt:100: bad"), std::string::npos) << logged[20];
+  EXPECT_NE(logged[21].find("1000 malformed data lines"), std::string::npos) << logged[21];
 }
 
 }  // namespace

@@ -137,8 +137,9 @@ Status ParseFeatures(const FieldSlots& slots, std::string_view count_text, std::
 class AliccpReader : public LineExampleReader {
  public:
   AliccpReader(FieldSlots slots, std::unique_ptr<LineReader> skeleton,
-               std::unique_ptr<LineReader> common, const LineSelector& selector)
-      : LineExampleReader(std::move(skeleton), selector),
+               std::unique_ptr<LineReader> common, const LineSelector& selector,
+               std::shared_ptr<BadLineBudget> budget)
+      : LineExampleReader(std::move(skeleton), selector, std::move(budget)),
         slots_(std::move(slots)),
         skeleton_(&lines()),
         common_(std::move(common)) {}
@@ -150,6 +151,7 @@ class AliccpReader : public LineExampleReader {
     MTPS_RETURN_IF_ERROR(common_->Rewind());
     have_common_ = false;
     common_parsed_ = false;
+    common_bad_ = false;
     common_line_ = 0;
     return Status::OK();
   }
@@ -157,25 +159,46 @@ class AliccpReader : public LineExampleReader {
  private:
   void ResetBatch(Batch* batch) const override { slots_.ResetBatch(batch); }
 
+  // Malformed lines (see the header): a skeleton line without its six
+  // values does not move the join and is skipped. A common line is answered
+  // for by the reader that keeps the skeleton line whose join reached it:
+  // one without its three values when the join passes it, and the common
+  // line the join stops at, whose features that reader parses at once. The
+  // samples of a malformed common line are dropped with it (they lack its
+  // features) and not counted again. Every reader walks both files whole, so
+  // every reader sees the same lines reach the same common lines, and each
+  // malformed line is counted by exactly one reader.
   Status ReadDataLine(std::string_view line, bool keep, Batch* batch) override {
     // sample_id, click, conversion, common_feature_index, feature_count, feature_list
     std::string_view v[6];
     const int found = SplitHead(line, 5, v);
     if (found < 6) {
-      return Status::InvalidArgument(
-          At(*skeleton_) +
-          "expected 6 comma-separated values (sample_id,click,conversion,"
-          "common_feature_index,feature_count,feature_list), found " +
-          std::to_string(found));
+      return SkipBadLine(keep, Status::InvalidArgument(
+                                   At(*skeleton_) +
+                                   "expected 6 comma-separated values (sample_id,click,conversion,"
+                                   "common_feature_index,feature_count,feature_list), found " +
+                                   std::to_string(found)));
     }
     // Every line moves the join, kept or not.
-    MTPS_RETURN_IF_ERROR(SeekCommon(v[3]));
-    return keep ? Append(v, batch) : Status::OK();
+    bool reached = false;
+    MTPS_RETURN_IF_ERROR(SeekCommon(v[3], keep, &reached));
+    if (reached && keep && !common_bad_) {
+      const Status parsed = ParseCommon();
+      if (!parsed.ok()) return SkipBadLine(keep, parsed);  // drops this sample too
+    }
+    if (!keep || common_bad_) return Status::OK();
+    // The common line's first sample is another reader's: parse it here too.
+    if (!common_parsed_ && !ParseCommon().ok()) return Status::OK();
+    const Status appended = Append(v, batch);
+    return appended.ok() ? appended : SkipBadLine(keep, appended);
   }
 
   // Makes the common line of `index` current: the current one, or the next
-  // common line with that index (skipping lines no skeleton line uses).
-  Status SeekCommon(std::string_view index) {
+  // common line with that index (skipping lines no skeleton line uses); sets
+  // *reached when that is a new one. A common line without its three values
+  // on the way goes to SkipBadLine(keep) (and, if it is the one, makes the
+  // current common line malformed).
+  Status SeekCommon(std::string_view index, bool keep, bool* reached) {
     if (have_common_ && index == common_index_) return Status::OK();
     const int64_t from_line = common_->line_number() + 1;
     while (true) {
@@ -196,37 +219,49 @@ class AliccpReader : public LineExampleReader {
       }
       if (TrimField(line).empty()) continue;
       std::string_view v[3];
-      if (SplitHead(line, 2, v) < 3) {
-        return Status::InvalidArgument(
-            At(*common_) +
-            "expected 3 comma-separated values (common_feature_index,feature_count,"
-            "feature_list)");
+      const bool complete = SplitHead(line, 2, v) == 3;
+      if (!complete) {
+        MTPS_RETURN_IF_ERROR(SkipBadLine(
+            keep, Status::InvalidArgument(At(*common_) +
+                                          "expected 3 comma-separated values "
+                                          "(common_feature_index,feature_count,feature_list)")));
+        if (v[0] != index) continue;
       }
       if (v[0] == index) {
         common_index_.assign(index.data(), index.size());
         common_line_ = common_->line_number();
-        common_count_ = v[1];
-        common_list_ = v[2];
+        common_count_ = complete ? v[1] : std::string_view();
+        common_list_ = complete ? v[2] : std::string_view();
         have_common_ = true;
         common_parsed_ = false;
+        common_bad_ = !complete;
+        *reached = true;
         return Status::OK();
       }
     }
   }
 
-  // Parses the current skeleton line (values v) and appends its example;
-  // *batch is unchanged on error.
+  // Parses the current common line's features into common_features_ (then
+  // common_parsed_), or sets common_bad_ and returns why it is malformed.
+  Status ParseCommon() {
+    common_features_.Reset(slots_.num_slots());
+    const Status parsed =
+        ParseFeatures(slots_, common_count_, common_list_, *common_, &common_features_);
+    if (!parsed.ok()) {
+      common_bad_ = true;
+      return parsed;
+    }
+    common_features_.Group();
+    common_parsed_ = true;
+    return Status::OK();
+  }
+
+  // Parses the current skeleton line (values v) and appends its example with
+  // the parsed common features; *batch is unchanged on error.
   Status Append(const std::string_view* v, Batch* batch) {
     MTPS_RETURN_IF_ERROR(slots_.ParseLabels(v + 1, *skeleton_, Excerpt, &labels_));
     sample_.Reset(slots_.num_slots());
     MTPS_RETURN_IF_ERROR(ParseFeatures(slots_, v[4], v[5], *skeleton_, &sample_));
-    if (!common_parsed_) {
-      common_features_.Reset(slots_.num_slots());
-      MTPS_RETURN_IF_ERROR(
-          ParseFeatures(slots_, common_count_, common_list_, *common_, &common_features_));
-      common_features_.Group();
-      common_parsed_ = true;
-    }
     sample_.AppendExample(&common_features_, batch);  // per slot: skeleton, then common
     batch->labels.insert(batch->labels.end(), labels_.begin(), labels_.end());
     ++batch->num_examples;
@@ -244,6 +279,7 @@ class AliccpReader : public LineExampleReader {
   std::string_view common_count_;
   std::string_view common_list_;
   bool common_parsed_ = false;   // common_features_ holds its features
+  bool common_bad_ = false;      // it is malformed: its samples are dropped
   SlotGrouper common_features_;  // the current common line's input features
   SlotGrouper sample_;           // scratch: the skeleton line's input features
   std::vector<float> labels_;    // scratch
@@ -254,7 +290,8 @@ class AliccpReader : public LineExampleReader {
 StatusOr<std::unique_ptr<ExampleReader>> OpenAliccpReader(const config::DataConfig& config,
                                                           const std::string& skeleton_path,
                                                           const std::string& common_path,
-                                                          const LineSelector& selector) {
+                                                          const LineSelector& selector,
+                                                          std::shared_ptr<BadLineBudget> budget) {
   MTPS_ASSIGN_OR_RETURN(FieldSlots slots,
                         FieldSlots::Create(config, AliccpLabelColumns(), "ALICCP_RAW"));
   if (common_path.empty()) {
@@ -263,8 +300,8 @@ StatusOr<std::unique_ptr<ExampleReader>> OpenAliccpReader(const config::DataConf
   }
   MTPS_ASSIGN_OR_RETURN(std::unique_ptr<LineReader> skeleton, LineReader::Open(skeleton_path));
   MTPS_ASSIGN_OR_RETURN(std::unique_ptr<LineReader> common, LineReader::Open(common_path));
-  return std::unique_ptr<ExampleReader>(
-      new AliccpReader(std::move(slots), std::move(skeleton), std::move(common), selector));
+  return std::unique_ptr<ExampleReader>(new AliccpReader(
+      std::move(slots), std::move(skeleton), std::move(common), selector, std::move(budget)));
 }
 
 }  // namespace mtps

@@ -27,6 +27,16 @@
 // differs from the number of features; a feature without 0x02 or 0x03, with
 // an empty field or feature id, or with a value that is not a finite number;
 // a bad label.
+//
+// Within the data error budget (worker/data/bad_line_budget.h) a malformed
+// line of either file is skipped, except a skeleton index that is not next
+// in the common file: that always fails, since a garbled index cannot be
+// told from files in different orders, and looking for it has read the
+// common file to its end. A malformed skeleton line is counted by the reader
+// that keeps it. A malformed common line is counted once, by the reader that
+// keeps the skeleton line whose join reached it (the first sample of its
+// index, or the sample whose search passed it), and the samples of its index
+// are dropped with it, uncounted (they would lack its features).
 #ifndef MTPS_WORKER_DATA_ALICCP_READER_H_
 #define MTPS_WORKER_DATA_ALICCP_READER_H_
 
@@ -36,6 +46,7 @@
 
 #include "common/base/status.h"
 #include "proto/config.pb.h"
+#include "worker/data/bad_line_budget.h"
 #include "worker/data/example_reader.h"
 
 namespace mtps {
@@ -47,11 +58,13 @@ inline const std::vector<std::string>& AliccpLabelColumns() {
 }
 
 // Reads `skeleton_path` joined with `common_path` (each plain or gzip),
-// keeping the skeleton data lines `selector` keeps.
+// keeping the skeleton data lines `selector` keeps, skipping malformed lines
+// within `budget` (not null).
 StatusOr<std::unique_ptr<ExampleReader>> OpenAliccpReader(const config::DataConfig& config,
                                                           const std::string& skeleton_path,
                                                           const std::string& common_path,
-                                                          const LineSelector& selector);
+                                                          const LineSelector& selector,
+                                                          std::shared_ptr<BadLineBudget> budget);
 
 }  // namespace mtps
 

@@ -36,6 +36,10 @@ void CheckDataSampling(const config::DataConfig& data, ConfigProblems* p) {
   p->NonNegative("data.shuffle_buffer", data.shuffle_buffer());
 }
 
+void CheckDataErrorBudget(const config::DataConfig& data, ConfigProblems* p) {
+  p->NonNegative("data.max_bad_lines", data.max_bad_lines());
+}
+
 void CheckDataFiles(const config::DataConfig& data, DataSplit split, ConfigProblems* p) {
   const bool aliccp = data.format() == config::DataConfig::ALICCP_RAW;
   if (split == DataSplit::kTrain) {
@@ -141,6 +145,7 @@ void CheckDataConfig(const config::Config& config, ConfigProblems* p) {
   CheckDataFormat(data, p);
   CheckDataFiles(data, DataSplit::kTrain, p);
   CheckDataSampling(data, p);
+  CheckDataErrorBudget(data, p);
   CheckDataFiles(data, DataSplit::kTest, p);
   if (data.format() == config::DataConfig::ALICCP_RAW) {
     CheckFieldIdData(data, AliccpLabelColumns(), "ALICCP_RAW", p);

@@ -3,10 +3,10 @@
 // field, see common/config/config_check.h) for every rule `data` breaks.
 // CheckDataConfig runs them all: it is the ConfigCheck the scheduler passes
 // to LoadConfig (launcher/node_main.cc). The readers run the ones they rely
-// on: ExampleReader::Open and ReadSchema (format, sampling, the side's files),
-// FieldSlots (labels, column roles, CheckFieldIdData), FeatureExtractor
-// (column roles). None of them opens a file: whether the named columns exist
-// is the readers' business once they have the file.
+// on: ExampleReader::Open (format, sampling, the error budget, the side's
+// files), ReadSchema (format), FieldSlots (labels, column roles,
+// CheckFieldIdData), FeatureExtractor (column roles). None of them opens a file: whether the named
+// columns exist is the readers' business once they have the file.
 #ifndef MTPS_WORKER_DATA_DATA_CONFIG_H_
 #define MTPS_WORKER_DATA_DATA_CONFIG_H_
 
@@ -22,6 +22,9 @@ void CheckDataFormat(const config::DataConfig& data, ConfigProblems* problems);
 
 // data.holdout_fraction is in [0, 1); data.shuffle_buffer >= 0.
 void CheckDataSampling(const config::DataConfig& data, ConfigProblems* problems);
+
+// data.max_bad_lines >= 0 (the data error budget, bad_line_budget.h).
+void CheckDataErrorBudget(const config::DataConfig& data, ConfigProblems* problems);
 
 // The files of one side. kTrain: train_path is set; train_common_path is set
 // for ALICCP_RAW and empty for the other formats. kTest: with a holdout

@@ -46,19 +46,27 @@ Status CheckFormat(const config::DataConfig& config) {
   return problems.ToStatus();
 }
 
-// Opens the reader of the format; `common_path` is for ALICCP_RAW only.
+// Opens the reader of the format; `common_path` is for ALICCP_RAW only;
+// `budget` null: one of data.max_bad_lines of the reader's own.
 StatusOr<std::unique_ptr<ExampleReader>> OpenFormat(const config::DataConfig& config,
                                                     const std::string& path,
                                                     const std::string& common_path,
-                                                    const LineSelector& selector) {
+                                                    const LineSelector& selector,
+                                                    std::shared_ptr<BadLineBudget> budget) {
   MTPS_RETURN_IF_ERROR(CheckFormat(config));
+  {
+    ConfigProblems problems;
+    CheckDataErrorBudget(config, &problems);
+    MTPS_RETURN_IF_ERROR(problems.ToStatus());
+  }
+  if (budget == nullptr) budget = std::make_shared<BadLineBudget>(config.max_bad_lines());
   switch (config.format()) {
     case config::DataConfig::ALICCP_RAW:
-      return OpenAliccpReader(config, path, common_path, selector);
+      return OpenAliccpReader(config, path, common_path, selector, std::move(budget));
     case config::DataConfig::FIELD_ID:
-      return OpenFieldIdReader(config, path, selector);
+      return OpenFieldIdReader(config, path, selector, std::move(budget));
     default:
-      return OpenTextReader(config, path, selector);
+      return OpenTextReader(config, path, selector, std::move(budget));
   }
 }
 
@@ -73,9 +81,9 @@ Status CheckPart(const std::string& what, int part, int num_parts) {
 
 }  // namespace
 
-StatusOr<std::unique_ptr<ExampleReader>> ExampleReader::Open(const config::DataConfig& config,
-                                                             DataSplit split, int part,
-                                                             int num_parts) {
+StatusOr<std::unique_ptr<ExampleReader>> ExampleReader::Open(
+    const config::DataConfig& config, DataSplit split, int part, int num_parts,
+    std::shared_ptr<BadLineBudget> budget) {
   const char* side = split == DataSplit::kTrain ? "train" : "test";
   MTPS_RETURN_IF_ERROR(CheckPart(side, part, num_parts));
   ConfigProblems problems;
@@ -92,7 +100,7 @@ StatusOr<std::unique_ptr<ExampleReader>> ExampleReader::Open(const config::DataC
   }
   const LineSelector selector(part, num_parts, holdout, config.holdout_seed(), split);
   MTPS_ASSIGN_OR_RETURN(std::unique_ptr<ExampleReader> reader,
-                        OpenFormat(config, path, common_path, selector));
+                        OpenFormat(config, path, common_path, selector, std::move(budget)));
   if (split == DataSplit::kTrain && config.shuffle_buffer() > 0) {
     // Each worker shuffles its share differently; StartEpoch mixes in the epoch.
     const uint64_t seed = Mix64(Mix64(config.shuffle_seed()) ^ static_cast<uint64_t>(part));
@@ -101,9 +109,9 @@ StatusOr<std::unique_ptr<ExampleReader>> ExampleReader::Open(const config::DataC
   return reader;
 }
 
-StatusOr<std::unique_ptr<ExampleReader>> ExampleReader::Open(const config::DataConfig& config,
-                                                             const std::string& path, int part,
-                                                             int num_parts) {
+StatusOr<std::unique_ptr<ExampleReader>> ExampleReader::Open(
+    const config::DataConfig& config, const std::string& path, int part, int num_parts,
+    std::shared_ptr<BadLineBudget> budget) {
   MTPS_RETURN_IF_ERROR(CheckPart(path, part, num_parts));
   std::string common_path;
   if (config.format() == config::DataConfig::ALICCP_RAW) {
@@ -118,7 +126,7 @@ StatusOr<std::unique_ptr<ExampleReader>> ExampleReader::Open(const config::DataC
           "data.test_path");
     }
   }
-  return OpenFormat(config, path, common_path, LineSelector(part, num_parts));
+  return OpenFormat(config, path, common_path, LineSelector(part, num_parts), std::move(budget));
 }
 
 StatusOr<FeatureSchema> ReadSchema(const config::DataConfig& config, const std::string& path) {

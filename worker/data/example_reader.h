@@ -13,6 +13,10 @@
 // pseudo-random fraction of train_path's lines (IsHeldOut) is the test side
 // and the rest the training side. Training readers may shuffle within a
 // window of data.shuffle_buffer examples (NewShufflingReader).
+//
+// Malformed data lines: the readers skip them within a BadLineBudget
+// (data.max_bad_lines, worker/data/bad_line_budget.h), which a worker shares
+// between all its readers; only the reader that keeps a line counts it, once.
 // Readers are not thread-safe; one reader per thread.
 #ifndef MTPS_WORKER_DATA_EXAMPLE_READER_H_
 #define MTPS_WORKER_DATA_EXAMPLE_READER_H_
@@ -23,6 +27,7 @@
 
 #include "common/base/status.h"
 #include "proto/config.pb.h"
+#include "worker/data/bad_line_budget.h"
 #include "worker/data/example.h"
 
 namespace mtps {
@@ -77,24 +82,28 @@ class ExampleReader {
   // data.shuffle_buffer > 0, is shuffled (seeded by shuffle_seed, part and
   // epoch; each Rewind starts the next epoch). The test side is never
   // shuffled. Config or file problems are InvalidArgument/NotFound/IoError
-  // naming the field or file.
-  static StatusOr<std::unique_ptr<ExampleReader>> Open(const config::DataConfig& config,
-                                                       DataSplit split, int part, int num_parts);
+  // naming the field or file. Malformed lines are skipped within `budget`,
+  // which the reader shares (null: a budget of its own, of
+  // data.max_bad_lines).
+  static StatusOr<std::unique_ptr<ExampleReader>> Open(
+      const config::DataConfig& config, DataSplit split, int part, int num_parts,
+      std::shared_ptr<BadLineBudget> budget = nullptr);
 
   // Deprecated (the trainer moves to the DataSplit form): reads every data
   // line of `path` of this part, in file order; no holdout, no shuffling.
   // For ALICCP_RAW, `path` must be train_path or test_path, which picks the
   // common-features file.
-  static StatusOr<std::unique_ptr<ExampleReader>> Open(const config::DataConfig& config,
-                                                       const std::string& path, int part,
-                                                       int num_parts);
+  static StatusOr<std::unique_ptr<ExampleReader>> Open(
+      const config::DataConfig& config, const std::string& path, int part, int num_parts,
+      std::shared_ptr<BadLineBudget> budget = nullptr);
 
   // The schema of every batch this reader returns.
   virtual const FeatureSchema& schema() const = 0;
 
   // Replaces *batch with up to max_examples examples; batch->num_examples is 0
-  // at end of data. A malformed line is an InvalidArgument naming file:line;
-  // after an error the reader should not be used again.
+  // at end of data. A malformed line is skipped within the budget, and
+  // beyond it an InvalidArgument naming file:line, why and the budget; after
+  // an error the reader should not be used again.
   virtual Status Next(int max_examples, Batch* batch) = 0;
 
   // Starts over from the first line (for the next epoch).

@@ -175,8 +175,10 @@ namespace {
 
 class FieldIdReader : public LineExampleReader {
  public:
-  FieldIdReader(FieldSlots slots, std::unique_ptr<LineReader> lines, const LineSelector& selector)
-      : LineExampleReader(std::move(lines), selector), slots_(std::move(slots)) {}
+  FieldIdReader(FieldSlots slots, std::unique_ptr<LineReader> lines, const LineSelector& selector,
+                std::shared_ptr<BadLineBudget> budget)
+      : LineExampleReader(std::move(lines), selector, std::move(budget)),
+        slots_(std::move(slots)) {}
 
   const FeatureSchema& schema() const override { return slots_.schema(); }
 
@@ -185,10 +187,15 @@ class FieldIdReader : public LineExampleReader {
 
   void ResetBatch(Batch* batch) const override { slots_.ResetBatch(batch); }
 
-  // Parses one kept data line and appends its example; *batch is unchanged on
-  // error.
   Status ReadDataLine(std::string_view line, bool keep, Batch* batch) override {
-    if (!keep) return Status::OK();
+    if (!keep) return Status::OK();  // not parsed: the reader that keeps it checks it
+    const Status parsed = ParseLine(line, batch);
+    return parsed.ok() ? parsed : SkipBadLine(keep, parsed);
+  }
+
+  // Parses one kept data line and appends its example; *batch is unchanged on
+  // error (every error is the line's).
+  Status ParseLine(std::string_view line, Batch* batch) {
     // The first three values: sample_id, click, purchase.
     std::string_view head[3];
     size_t pos = 0;
@@ -237,12 +244,13 @@ class FieldIdReader : public LineExampleReader {
 
 StatusOr<std::unique_ptr<ExampleReader>> OpenFieldIdReader(const config::DataConfig& config,
                                                            const std::string& path,
-                                                           const LineSelector& selector) {
+                                                           const LineSelector& selector,
+                                                           std::shared_ptr<BadLineBudget> budget) {
   MTPS_ASSIGN_OR_RETURN(FieldSlots slots,
                         FieldSlots::Create(config, FieldIdLabelColumns(), "FIELD_ID"));
   MTPS_ASSIGN_OR_RETURN(std::unique_ptr<LineReader> lines, LineReader::Open(path));
   return std::unique_ptr<ExampleReader>(
-      new FieldIdReader(std::move(slots), std::move(lines), selector));
+      new FieldIdReader(std::move(slots), std::move(lines), selector, std::move(budget)));
 }
 
 }  // namespace mtps

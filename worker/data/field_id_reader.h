@@ -21,6 +21,7 @@
 #include "common/base/status.h"
 #include "common/config/config_check.h"
 #include "proto/config.pb.h"
+#include "worker/data/bad_line_budget.h"
 #include "worker/data/example.h"
 #include "worker/data/example_reader.h"
 #include "worker/data/feature_extractor.h"
@@ -184,10 +185,12 @@ void CheckFieldIdData(const config::DataConfig& data, const std::vector<std::str
 // Reads `path` (plain or gzip) in the FIELD_ID format, keeping the data lines
 // `selector` keeps. A line with fewer than 3 values, a token without ':' or
 // with an empty field or id, or a bad label is InvalidArgument naming
-// path:line (and the token's 1-based position).
+// path:line (and the token's 1-based position), or is skipped within
+// `budget` (not null).
 StatusOr<std::unique_ptr<ExampleReader>> OpenFieldIdReader(const config::DataConfig& config,
                                                            const std::string& path,
-                                                           const LineSelector& selector);
+                                                           const LineSelector& selector,
+                                                           std::shared_ptr<BadLineBudget> budget);
 
 }  // namespace mtps
 

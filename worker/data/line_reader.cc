@@ -121,6 +121,15 @@ Status LineExampleReader::Rewind() {
   MTPS_RETURN_IF_ERROR(lines_->Rewind());
   data_index_ = 0;
   eof_ = false;
+  bad_this_pass_ = 0;
+  return Status::OK();
+}
+
+Status LineExampleReader::SkipBadLine(bool keep, const Status& error) {
+  if (!keep) return Status::OK();
+  if (++bad_this_pass_ <= bad_counted_) return Status::OK();  // counted in an earlier pass
+  MTPS_RETURN_IF_ERROR(budget_->Skip(error));
+  bad_counted_ = bad_this_pass_;
   return Status::OK();
 }
 

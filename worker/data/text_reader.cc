@@ -37,8 +37,9 @@ StatusOr<std::vector<std::string>> ColumnsOf(const config::DataConfig& config, L
 class TextExampleReader : public LineExampleReader {
  public:
   TextExampleReader(const config::DataConfig& config, std::unique_ptr<LineReader> lines,
-                    FeatureExtractor extractor, const LineSelector& selector)
-      : LineExampleReader(std::move(lines), selector),
+                    FeatureExtractor extractor, const LineSelector& selector,
+                    std::shared_ptr<BadLineBudget> budget)
+      : LineExampleReader(std::move(lines), selector, std::move(budget)),
         census_(config.format() == config::DataConfig::CENSUS_RAW),
         delimiter_(census_ ? ',' : config.delimiter()[0]),
         extractor_(std::move(extractor)) {}
@@ -57,7 +58,13 @@ class TextExampleReader : public LineExampleReader {
   void ResetBatch(Batch* batch) const override { extractor_.ResetBatch(batch); }
 
   Status ReadDataLine(std::string_view line, bool keep, Batch* batch) override {
-    if (!keep) return Status::OK();
+    if (!keep) return Status::OK();  // not parsed: the reader that keeps it checks it
+    const Status parsed = ParseLine(line, batch);
+    return parsed.ok() ? parsed : SkipBadLine(keep, parsed);
+  }
+
+  // Appends the example of one kept data line; every error is the line's.
+  Status ParseLine(std::string_view line, Batch* batch) {
     const LineReader& lines = this->lines();
     if (census_) {
       MTPS_RETURN_IF_ERROR(SplitCensusLine(line, lines.path(), lines.line_number(), &fields_));
@@ -78,13 +85,14 @@ class TextExampleReader : public LineExampleReader {
 
 StatusOr<std::unique_ptr<ExampleReader>> OpenTextReader(const config::DataConfig& config,
                                                         const std::string& path,
-                                                        const LineSelector& selector) {
+                                                        const LineSelector& selector,
+                                                        std::shared_ptr<BadLineBudget> budget) {
   MTPS_ASSIGN_OR_RETURN(std::unique_ptr<LineReader> lines, LineReader::Open(path));
   MTPS_ASSIGN_OR_RETURN(std::vector<std::string> columns, ColumnsOf(config, lines.get()));
   MTPS_ASSIGN_OR_RETURN(FeatureExtractor extractor,
                         FeatureExtractor::Create(config, columns, path));
-  return std::unique_ptr<ExampleReader>(
-      new TextExampleReader(config, std::move(lines), std::move(extractor), selector));
+  return std::unique_ptr<ExampleReader>(new TextExampleReader(
+      config, std::move(lines), std::move(extractor), selector, std::move(budget)));
 }
 
 StatusOr<FeatureSchema> ReadTextSchema(const config::DataConfig& config, const std::string& path) {

@@ -10,6 +10,7 @@
 
 #include "common/base/status.h"
 #include "proto/config.pb.h"
+#include "worker/data/bad_line_budget.h"
 #include "worker/data/example.h"
 #include "worker/data/example_reader.h"
 
@@ -17,10 +18,12 @@ namespace mtps {
 
 // Opens the census or CSV reader of the lines of `path` that `selector`
 // keeps (a CSV file's first line is its header). Errors name the file, line
-// and column.
+// and column. A malformed data line (wrong number of values, a bad number or
+// label) is skipped within `budget` (not null); a bad header never is.
 StatusOr<std::unique_ptr<ExampleReader>> OpenTextReader(const config::DataConfig& config,
                                                         const std::string& path,
-                                                        const LineSelector& selector);
+                                                        const LineSelector& selector,
+                                                        std::shared_ptr<BadLineBudget> budget);
 
 // The schema of a census or CSV file: census columns are fixed; a CSV file's
 // header is read from `path`.

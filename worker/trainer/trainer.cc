@@ -47,6 +47,7 @@ Status Trainer::Setup() {
   rank_ = member_->self().rank();
   num_workers_ = member_->num_workers();
   dim_ = config_.model().embedding_dim();
+  bad_lines_ = std::make_shared<BadLineBudget>(config_.data().max_bad_lines());
   MTPS_ASSIGN_OR_RETURN(schema_, ReadSchema(config_.data()));
   ModelInputs inputs;
   inputs.sparse_width = static_cast<int>(schema_.slots.size()) * dim_;
@@ -111,8 +112,8 @@ Status Trainer::Run() {
 
 Status Trainer::TrainEpochs() {
   const config::DataConfig& data = config_.data();
-  MTPS_ASSIGN_OR_RETURN(auto reader,
-                        ExampleReader::Open(data, DataSplit::kTrain, rank_, num_workers_));
+  MTPS_ASSIGN_OR_RETURN(
+      auto reader, ExampleReader::Open(data, DataSplit::kTrain, rank_, num_workers_, bad_lines_));
   train_start_ = SteadyClock::now();
   last_report_ = train_start_;
   const double process_cpu_start = CpuSeconds(CLOCK_PROCESS_CPUTIME_ID);
@@ -348,8 +349,12 @@ Status Trainer::MaybeReportClock() {
 StatusOr<RowMatrix<float>> Trainer::SampleLabels() {
   // Labels of the first kPriorSample training examples of this worker's share.
   constexpr int kPriorSample = 100000;
+  // Training reads (and counts and logs) these lines again: a quiet budget of its own.
   MTPS_ASSIGN_OR_RETURN(
-      auto reader, ExampleReader::Open(config_.data(), DataSplit::kTrain, rank_, num_workers_));
+      auto reader,
+      ExampleReader::Open(config_.data(), DataSplit::kTrain, rank_, num_workers_,
+                          std::make_shared<BadLineBudget>(config_.data().max_bad_lines(),
+                                                          BadLineBudget::Logging::kQuiet)));
   std::vector<float> labels;
   int rows = 0;
   Batch batch;
@@ -478,8 +483,8 @@ Status Trainer::MaybeReportProgress(bool force) {
 Status Trainer::Evaluate() {
   double train_seconds = SecondsSince(train_start_);
   const config::DataConfig& data = config_.data();
-  MTPS_ASSIGN_OR_RETURN(auto reader,
-                        ExampleReader::Open(data, DataSplit::kTest, rank_, num_workers_));
+  MTPS_ASSIGN_OR_RETURN(
+      auto reader, ExampleReader::Open(data, DataSplit::kTest, rank_, num_workers_, bad_lines_));
   // Training is over everywhere (the "trained" barrier): one dense pull serves
   // every evaluation batch.
   bool dense_pulled = false;
@@ -511,7 +516,9 @@ Status Trainer::Evaluate() {
     examples += staged.batch.num_examples;
     MTPS_RETURN_IF_ERROR(member_->Tick(Deadline::Now()));
   }
-  LOG(INFO) << "worker " << rank_ << " scored " << examples << " held-out examples";
+  LOG(INFO) << "worker " << rank_ << " scored " << examples << " held-out examples; skipped "
+            << bad_lines_->skipped()
+            << " malformed data lines (data.max_bad_lines = " << bad_lines_->max_bad_lines() << ")";
 
   Message msg(wire::EVAL_REPORT);
   wire::EvalReport* r = msg.meta.mutable_eval_report();
@@ -532,6 +539,7 @@ Status Trainer::Evaluate() {
   r->set_pushes_acknowledged(kv_->push_requests_acknowledged());
   r->set_pushes_resent(kv_->push_requests_resent());
   r->set_batches_acknowledged(clock());
+  r->set_bad_lines_skipped(bad_lines_->skipped());
   r->set_train_examples(examples_);
   r->set_train_seconds(seconds_before_ + (finished_before_ ? 0.0 : train_seconds));
   eval_.resize(tasks.size());

@@ -23,6 +23,7 @@
 #include "common/base/status.h"
 #include "common/cluster/cluster_member.h"
 #include "worker/client/kv_client.h"
+#include "worker/data/bad_line_budget.h"
 #include "worker/data/example.h"
 #include "worker/models/model.h"
 #include "worker/nn/embedding_bag.h"
@@ -94,6 +95,9 @@ class Trainer {
 
   ClusterMember* member_;
   const config::Config& config_;
+  // The worker's data error budget (data.max_bad_lines), shared by its
+  // training and test readers; its count goes into the evaluation report.
+  std::shared_ptr<BadLineBudget> bad_lines_;
   int rank_ = 0;
   int num_workers_ = 1;
   FeatureSchema schema_;
