@@ -341,12 +341,6 @@ void Rpc::MaybeTick() {
 }
 
 void Rpc::Poll(Deadline until, bool return_after_one) {
-  if (handler_ && !backlog_.empty()) {
-    std::deque<Incoming> waiting;
-    waiting.swap(backlog_);
-    for (Incoming& in : waiting) handler_(std::move(in));
-    if (return_after_one) return;
-  }
   for (;;) {
     const bool got = PollOnce(until);
     if (got && return_after_one) return;
@@ -355,6 +349,13 @@ void Rpc::Poll(Deadline until, bool return_after_one) {
 }
 
 bool Rpc::PollOnce(Deadline until) {
+  if (handler_ && !holding_requests_ && !backlog_.empty()) {
+    // Requests that arrived before the handler, or while it held them.
+    std::deque<Incoming> waiting;
+    waiting.swap(backlog_);
+    for (Incoming& in : waiting) handler_(std::move(in));
+    return true;
+  }
   MaybeTick();
   // Do not sleep past the earliest pending deadline or resend, or the next tick.
   Deadline wake = until;

@@ -38,7 +38,8 @@ MemberOptions NodeOptions(wire::Role role, int rank, int scheduler_port, int reg
 
 // A node's transport; with CURVE (keys_dir not empty) its keys are loaded
 // and the ZAP handler of its context started into *zap.
-StatusOr<std::unique_ptr<ZmqTransport>> NodeTransport(zmq::context_t* ctx, const std::string& keys_dir,
+StatusOr<std::unique_ptr<ZmqTransport>> NodeTransport(zmq::context_t* ctx,
+                                                      const std::string& keys_dir,
                                                       const std::string& name,
                                                       std::unique_ptr<ZapHandler>* zap) {
   auto t = std::make_unique<ZmqTransport>(ctx);
