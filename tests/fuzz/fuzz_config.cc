@@ -10,7 +10,10 @@
 // Checked beyond "no crash": an error says why (a message); a config that
 // loads prints (ConfigToText) to text that loads again to the same config
 // (the run dir's config.pbtxt is read back this way on --resume); an
-// override that fails leaves the config unchanged, as documented.
+// override that fails leaves the config unchanged, as documented; any config
+// that parses, checked or not, goes through the server's own validation of
+// the scheduler's config (ParameterServer::Create) without a crash or
+// undefined behaviour.
 //
 // Run: tests/run_fuzz, or by hand
 //   build-fuzz/tests/fuzz/fuzz_config -dict=tests/fuzz/mtps.dict \
@@ -26,6 +29,9 @@
 #include "common/config/config_check.h"
 #include "common/net/fault_transport.h"
 #include "ps/server/server_config.h"
+#include "ps/server/server_shard.h"
+#include "ps/table/dense_store.h"
+#include "ps/table/sparse_table.h"
 #include "ps/table/table_config.h"
 #include "worker/data/data_config.h"
 
@@ -42,6 +48,24 @@ const std::vector<ConfigCheck>& Checks() {
   static const std::vector<ConfigCheck> checks = {CheckDataConfig, CheckTableConfig,
                                                   CheckServerConfig, CheckNetwork};
   return checks;
+}
+
+// What a server does with the config the scheduler sends it, before it
+// trusts it (ParameterServer::Create): the table options of its shards and
+// the dense optimizer are validated, and only then built (their
+// constructors CHECK the same rules). A config that reaches a server
+// unchecked (the scheduler's checks are not the server's defence) must be
+// refused there with a Status, never crash it.
+void ServerSideChecks(const config::Config& config) {
+  const SparseTableOptions table = ShardTableOptions(config);
+  if (ValidateSparseTableOptions(table).ok()) {
+    SparseTable built(table);
+    (void)built.size();
+  }
+  if (ValidateDenseOptimizer(config.server().dense_optimizer()).ok()) {
+    DenseStore built(config.server().dense_optimizer());
+    (void)built.size();
+  }
 }
 
 }  // namespace
@@ -72,6 +96,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   const auto path = fuzz::ScratchDir::Get() / "job.pbtxt";
   fuzz::WriteFileOrDie(path, parts[0]);
+  // The server's view: the config as parsed, before anyone's checks.
+  auto unchecked = LoadConfig(path.string(), overrides);
+  if (unchecked.ok()) ServerSideChecks(*unchecked);
   auto loaded = LoadConfig(path.string(), overrides, Checks());
   if (!loaded.ok()) {
     if (loaded.status().message().empty()) fuzz::Fail("a LoadConfig error without a message");

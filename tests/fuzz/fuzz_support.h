@@ -20,6 +20,7 @@
 #include <vector>
 
 #include <glog/logging.h>
+#include <google/protobuf/stubs/logging.h>
 
 namespace mtps {
 namespace fuzz {
@@ -111,7 +112,12 @@ inline void WriteFileOrDie(const std::filesystem::path& path, std::string_view b
 // Only FATAL reaches stderr: a rejected input is logged by the code under
 // test at WARNING or ERROR, millions of times in a run. CHECK failures
 // still print (and abort, which the fuzzer reports as a crash).
-inline void QuietLogging() { FLAGS_minloglevel = google::GLOG_FATAL; }
+// Protobuf's own log lines (e.g. "invalid UTF-8" when a fuzzed config with
+// such a string is serialized; proto2 strings are bytes to mtps) go too.
+inline void QuietLogging() {
+  FLAGS_minloglevel = google::GLOG_FATAL;
+  google::protobuf::SetLogHandler(nullptr);
+}
 
 }  // namespace fuzz
 }  // namespace mtps
