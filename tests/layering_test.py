@@ -28,7 +28,7 @@ class LayeringTest(unittest.TestCase):
         self.root = os.path.join(self.tmp, "src")
         for folder in ("common", "ps", "worker", "launcher", "proto"):
             shutil.copytree(os.path.join(ROOT, folder), os.path.join(self.root, folder))
-        for folder in ("unit", "bench", "reference"):
+        for folder in ("unit", "bench", "reference", "fuzz"):
             shutil.copytree(os.path.join(ROOT, "tests", folder),
                             os.path.join(self.root, "tests", folder))
         self.layers = os.path.join(self.tmp, "layers.txt")

@@ -34,7 +34,11 @@ SparseTableOptions ShardTableOptions(const config::Config& config) {
   o.admission_min_count = server.admission_min_count();
   o.evict_after_steps = server.evict_after_steps();
   const int64_t shards = std::max(1, server.shard_threads());
-  o.max_rows = (server.max_rows() + shards - 1) / shards;
+  // Rounded up without overflow (max_rows + shards - 1 overflows near
+  // 2^63). A negative cap stays negative, so ValidateSparseTableOptions
+  // names it instead of its rounding to 0 ("no cap").
+  const int64_t max_rows = server.max_rows();
+  o.max_rows = max_rows <= 0 ? max_rows : (max_rows - 1) / shards + 1;
   int log2_shards = 0;
   while ((int64_t{1} << log2_shards) < shards) ++log2_shards;
   o.admission_sketch_width_log2 = std::max(12, 20 - log2_shards);

@@ -7,6 +7,7 @@
 // the same values with the same words, and whatever passes the config check
 // passes it too, so a server never CHECK-fails on a loaded config.
 #include <cmath>
+#include <cstdint>
 #include <functional>
 #include <string>
 #include <vector>
@@ -184,6 +185,26 @@ TEST(ServerConfigTest, ShardTablesSplitTheRowCapAndTheSketch) {
   EXPECT_EQ(ShardTableOptions(c).admission_sketch_width_log2, 18);
   ASSERT_TRUE(ApplyOverride("server.max_rows=0", &c).ok());
   EXPECT_EQ(ShardTableOptions(c).max_rows, 0);  // still no cap
+}
+
+// Found by fuzz_config (tests/fuzz): a server's own check of the config the
+// scheduler sends it computed the shards' row cap as (max_rows + shards -
+// 1) / shards, which overflows (undefined behaviour) for a cap near 2^63
+// and rounds a negative cap of -1 to 0, "no cap", which then passed
+// ValidateSparseTableOptions. Both must be refused by name.
+TEST(ServerConfigTest, ShardRowCapOfHugeOrNegativeMaxRowsIsRefusedNotWrapped) {
+  config::Config c = Census();
+  ASSERT_TRUE(ApplyOverride("server.shard_threads=2", &c).ok());
+  ASSERT_TRUE(ApplyOverride("server.max_rows=9223372036854775807", &c).ok());
+  EXPECT_EQ(ShardTableOptions(c).max_rows, int64_t{4611686018427387904});  // ceil(max / 2)
+  Status s = ValidateSparseTableOptions(ShardTableOptions(c));
+  EXPECT_NE(s.message().find("max_rows: must be <= 2^32 - 2"), std::string::npos) << s;
+  ASSERT_TRUE(ApplyOverride("server.max_rows=-1", &c).ok());
+  EXPECT_EQ(ShardTableOptions(c).max_rows, -1);
+  s = ValidateSparseTableOptions(ShardTableOptions(c));
+  EXPECT_NE(s.message().find("max_rows"), std::string::npos) << s;
+  ASSERT_TRUE(ApplyOverride("server.max_rows=7", &c).ok());
+  EXPECT_EQ(ShardTableOptions(c).max_rows, 4);  // ceil(7 / 2), as before
 }
 
 }  // namespace
