@@ -21,8 +21,8 @@
 // request of this input and encodes to frames that decode again.
 //
 // Found here and fixed: Deadline::In overflowed on a huge timeout_ms (it
-// clamps now). Skipped, on purpose: SNAPSHOT's directories are replaced by this process's scratch directory
-// (the server writes where the scheduler says, and the scheduler is trusted).
+// clamps now). Skipped, on purpose: SNAPSHOT's directories are replaced by this process's scratch
+// directory (the server writes where the scheduler says, and the scheduler is trusted).
 //
 // Run: tests/run_fuzz, or by hand
 //   build-fuzz/tests/fuzz/fuzz_server -dict=tests/fuzz/mtps.dict \
