@@ -75,17 +75,16 @@ Status ClusterMember::Join() {
 }
 
 Status ClusterMember::Authorize(const Incoming& in) const {
-  if (in.authenticated_as.empty()) return Status::OK();  // no CURVE
+  if (in.authenticated_as.empty()) return Status::OK();  // no CURVE: nothing to look up
   const int sender = in.msg.meta.sender();
   std::string expected;
   if (sender == kSchedulerNodeId) expected = CurveNodeName(wire::SCHEDULER, 0);
   for (const wire::NodeInfo& n : nodes_) {
     if (n.node_id() == sender) expected = CurveNodeName(n.role(), n.rank());
   }
-  if (expected == in.authenticated_as) return Status::OK();
-  return Status::PermissionDenied("the key of " + in.authenticated_as + " cannot speak for node " +
-                                  std::to_string(sender) +
-                                  (expected.empty() ? " (no such node)" : " (" + expected + ")"));
+  return CheckSpeaksFor(in.authenticated_as, expected,
+                        "node " + std::to_string(sender) +
+                            (expected.empty() ? " (no such node)" : " (" + expected + ")"));
 }
 
 void ClusterMember::MaybeHeartbeat() {

@@ -7,12 +7,12 @@
 
 #include <cerrno>
 #include <cstring>
-#include <fstream>
 #include <sstream>
 
 #include <glog/logging.h>
 #include <zmq_addon.hpp>
 
+#include "common/base/durable_file.h"
 #include "common/net/wire.h"
 
 namespace mtps {
@@ -61,14 +61,17 @@ StatusOr<std::string> ReadOwnerOnly(const std::string& path) {
     return Status::InvalidArgument(path + " is readable by others (mode " + mode +
                                    "): a key file must be owner-only (chmod 600)");
   }
-  std::ifstream in(path);
-  if (!in) return Status::NotFound("cannot read " + path);
-  std::stringstream content;
-  content << in.rdbuf();
-  return content.str();
+  return ReadWholeFile(path);
 }
 
 }  // namespace
+
+Status CheckSpeaksFor(const std::string& authenticated_as, const std::string& expected,
+                      const std::string& claimed) {
+  if (authenticated_as.empty() || authenticated_as == expected) return Status::OK();
+  return Status::PermissionDenied("the key of " + authenticated_as + " cannot speak for " +
+                                  claimed);
+}
 
 StatusOr<CurveKeyPair> NewCurveKeyPair() {
   char public_key[kZ85KeyChars + 1], secret_key[kZ85KeyChars + 1];

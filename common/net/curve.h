@@ -39,6 +39,12 @@ struct CurveKeyPair {
   std::string secret_key;
 };
 
+// Whether a request whose key is `authenticated_as` (Incoming's; empty
+// without CURVE) may come from the node named `expected` (empty: no such
+// node); PermissionDenied naming `claimed` (what it said it was) if not.
+Status CheckSpeaksFor(const std::string& authenticated_as, const std::string& expected,
+                      const std::string& claimed);
+
 // A fresh key pair from libzmq (libsodium's randomness).
 StatusOr<CurveKeyPair> NewCurveKeyPair();
 

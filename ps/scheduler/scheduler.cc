@@ -323,10 +323,9 @@ Status Scheduler::Authorize(const Incoming& request) {
   } else if (const Membership::Member* m = membership_.Find(meta.sender())) {
     expected = CurveNodeName(m->info.role(), m->info.rank());
   }
-  if (expected == request.authenticated_as) return Status::OK();
-  return Status::PermissionDenied(
-      "the key of " + request.authenticated_as + " cannot speak for " +
-      (meta.op() == wire::REGISTER ? expected : "node " + std::to_string(meta.sender())));
+  return CheckSpeaksFor(
+      request.authenticated_as, expected,
+      meta.op() == wire::REGISTER ? expected : "node " + std::to_string(meta.sender()));
 }
 
 void Scheduler::HandleRegister(Incoming&& request) {

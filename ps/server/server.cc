@@ -462,7 +462,7 @@ void ParameterServer::Handle(Incoming&& request) {
   // sender still waits for.
   task->deadline = Deadline::In(meta.timeout_ms());
   task->request = std::move(request);
-  Status s = task->sparse() ? PrepareSparse(task.get()) : PrepareDense(task.get());
+  Status s = task->sparse() ? PrepareSparse(*part, task.get()) : PrepareDense(*part, task.get());
   if (!s.ok()) {
     Reject(task->request, s);
     return;
@@ -508,7 +508,7 @@ bool ParameterServer::Admit(Partition& part, ShardTask* task) {
   return false;
 }
 
-Status ParameterServer::PrepareSparse(ShardTask* task) {
+Status ParameterServer::PrepareSparse(Partition& part, ShardTask* task) {
   const Message& msg = task->request.msg;
   const bool pull = task->kind == ShardTask::Kind::kPullSparse;
   if (pull) {
@@ -558,8 +558,7 @@ Status ParameterServer::PrepareSparse(ShardTask* task) {
   }
   task->values = msg.payloads[1].Data<float>(&task->value_copy);
   task->num_values = want;
-  Partition* part = FindPartition(task->partition);
-  return part == nullptr ? Status::OK() : CheckFinite(*part, task);
+  return CheckFinite(part, task);
 }
 
 Status ParameterServer::CheckFinite(Partition& part, ShardTask* task) {
@@ -634,7 +633,7 @@ Status ParameterServer::CheckFinite(Partition& part, ShardTask* task) {
   return Status::OK();
 }
 
-Status ParameterServer::PrepareDense(ShardTask* task) {
+Status ParameterServer::PrepareDense(Partition& part, ShardTask* task) {
   const Message& msg = task->request.msg;
   if (task->kind == ShardTask::Kind::kPullDense) return Status::OK();
   MTPS_RETURN_IF_ERROR(msg.Expect({wire::F32}));
@@ -657,8 +656,7 @@ Status ParameterServer::PrepareDense(ShardTask* task) {
           std::to_string(member_->num_servers()) + " holds " + std::to_string(block.size()));
     }
   }
-  Partition* part = FindPartition(task->partition);
-  return part == nullptr ? Status::OK() : CheckFinite(*part, task);
+  return CheckFinite(part, task);
 }
 
 void ParameterServer::Submit(Partition& part, std::shared_ptr<ShardTask> task) {
@@ -1037,7 +1035,7 @@ void ParameterServer::ApplyReplicated(Partition& part, Incoming&& request) {
   // The primary applied it: the backup must too, however long it waited.
   task->deadline = Deadline::In(int64_t{24} * 3600 * 1000);
   task->request = std::move(request);
-  Status s = task->sparse() ? PrepareSparse(task.get()) : PrepareDense(task.get());
+  Status s = task->sparse() ? PrepareSparse(part, task.get()) : PrepareDense(part, task.get());
   if (!s.ok()) {
     Reject(task->request, s);
     return;

@@ -148,9 +148,10 @@ class ParameterServer {
   // Enters a validated data-plane request in the push window; false when it
   // is a copy, answered (an applied push) or dropped here.
   bool Admit(Partition& part, ShardTask* task);
-  // Validates a request and fills its task (keys, values, answer array).
-  Status PrepareSparse(ShardTask* task);
-  Status PrepareDense(ShardTask* task);
+  // Validates a request for `part` and fills its task (keys, values,
+  // answer array).
+  Status PrepareSparse(Partition& part, ShardTask* task);
+  Status PrepareDense(Partition& part, ShardTask* task);
   // A push's gradients with NaN or infinity: refused, or (SKIP_ROWS) its
   // bad rows dropped from the task. Counted in `part`.
   Status CheckFinite(Partition& part, ShardTask* task);
