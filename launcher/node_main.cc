@@ -7,6 +7,14 @@
 //   mtps-node --role=scheduler --config=FILE [--set=...] --check_config
 //   mtps-node --role=server|worker --scheduler=tcp://HOST:PORT [--rank=R] [--host=127.0.0.1]
 //
+// Started on another host (mtps-launch ssh/slurm), a node also gets
+// --bind/--advertise (the address to bind and the one peers reach it at),
+// --new_session (it leads its own session and process group, and prints
+// {"node": {"pid", "pgid", "host"}} on stdout for the launcher to signal it),
+// --exit_on_stdin_eof (it exits when the launcher's connection closes) and,
+// for the scheduler, --results_to_stdout (every result file it writes is
+// also reported on stdout, ps/scheduler/result_files.h).
+//
 // The scheduler loads the job config with every owner's check
 // (ConfigChecks() below), so a bad config stops the job before anything
 // starts; servers and workers receive the checked config from it.
@@ -15,8 +23,11 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <gflags/gflags.h>
@@ -24,6 +35,7 @@
 
 #include <zmq.hpp>
 
+#include "common/base/json_file.h"
 #include "common/cluster/cluster_member.h"
 #include "common/config/config.h"
 #include "common/config/config_check.h"
@@ -53,7 +65,10 @@ DEFINE_bool(resume, false,
             "(start afresh when there is none)");
 DEFINE_string(scheduler, "", "server/worker: the scheduler's endpoint, tcp://HOST:PORT");
 DEFINE_int32(rank, -1, "server/worker: rank to ask for (-1: any)");
-DEFINE_string(host, "127.0.0.1", "address to bind and to advertise to peers");
+DEFINE_string(host, "127.0.0.1",
+              "address to bind and to advertise to peers (--bind and --advertise override it)");
+DEFINE_string(bind, "", "address to bind, e.g. 0.0.0.0 (default: --host)");
+DEFINE_string(advertise, "", "address peers are told to connect to (default: --host)");
 DEFINE_int32(port, 0, "port to bind (0: any free port)");
 DEFINE_int32(register_timeout_ms, 600000,
              "server/worker: deadline for joining the job (the scheduler answers earlier "
@@ -66,6 +81,18 @@ DEFINE_string(generate_keys, "",
               "write CURVE key pairs for the scheduler, --num_servers servers and --num_workers "
               "workers into this dir (created owner-only), then exit");
 DEFINE_bool(exit_with_parent, false, "die when the parent process dies (set by the launcher)");
+DEFINE_bool(new_session, false,
+            "lead a new session and process group, and print {\"node\": {\"pid\", \"pgid\", "
+            "\"host\"}} on stdout (set by mtps-launch for nodes on other hosts)");
+DEFINE_bool(exit_on_stdin_eof, false,
+            "exit when stdin reaches its end: the launcher's connection closed (set by "
+            "mtps-launch for nodes on other hosts)");
+DEFINE_bool(results_to_stdout, false,
+            "scheduler: also report every result file written (cluster.json, progress.jsonl, "
+            "summary.json...) as JSON lines on stdout, for a launcher on another host");
+DEFINE_string(job_id, "",
+              "the launch this node belongs to (set by mtps-launch; logged, and how it finds "
+              "the job's processes on a host)");
 
 namespace {
 
@@ -140,6 +167,46 @@ mtps::StatusOr<std::unique_ptr<mtps::FaultInjectingTransport>> MakeTransport(
   return std::make_unique<mtps::FaultInjectingTransport>(std::move(zmq_transport));
 }
 
+std::string BindHost() { return FLAGS_bind.empty() ? FLAGS_host : FLAGS_bind; }
+std::string AdvertiseHost() { return FLAGS_advertise.empty() ? FLAGS_host : FLAGS_advertise; }
+
+// --new_session: this process leads its own session (so its own process
+// group: the launcher signals the group) and says so on stdout.
+bool StartSession() {
+  if (setsid() < 0 && getpgrp() != getpid()) {
+    std::fprintf(stderr, "mtps-node: cannot start a new session: %s\n", std::strerror(errno));
+    return false;
+  }
+  char host[256] = {};
+  gethostname(host, sizeof(host) - 1);
+  mtps::Json node;
+  node["pid"] = static_cast<int64_t>(getpid());
+  node["pgid"] = static_cast<int64_t>(getpgrp());
+  node["host"] = std::string(host);
+  mtps::Json record;
+  record["node"] = std::move(node);
+  std::printf("%s\n", mtps::JsonText(record, -1).c_str());
+  std::fflush(stdout);
+  return true;
+}
+
+// --exit_on_stdin_eof: a thread that reads stdin (the launcher never writes
+// to it) and ends the process when it closes — the launcher died, or its ssh
+// connection dropped — so no node outlives its launcher on a remote host.
+void ExitOnStdinEof() {
+  std::thread([] {
+    char buffer[256];
+    for (;;) {
+      ssize_t n = read(STDIN_FILENO, buffer, sizeof(buffer));
+      if (n > 0 || (n < 0 && errno == EINTR)) continue;
+      std::fprintf(stderr, "mtps-node: the launcher's connection closed (stdin %s); exiting\n",
+                   n == 0 ? "at its end" : std::strerror(errno));
+      std::fflush(stderr);
+      _exit(kExitFailed);
+    }
+  }).detach();
+}
+
 int GenerateKeys() {
   std::vector<std::string> names = {mtps::CurveNodeName(mtps::wire::SCHEDULER, 0)};
   for (int r = 0; r < FLAGS_num_servers; ++r) {
@@ -169,9 +236,11 @@ int RunScheduler(zmq::context_t* context, int signal_fd) {
   o.config = std::move(config).value();
   o.num_servers = FLAGS_num_servers;
   o.num_workers = FLAGS_num_workers;
-  o.host = FLAGS_host;
+  o.host = BindHost();
+  o.advertise_host = AdvertiseHost();
   o.port = FLAGS_port;
   o.run_dir = FLAGS_run_dir;
+  if (FLAGS_results_to_stdout) o.result_stream = stdout;
   o.resume = FLAGS_resume;
   o.signal_fd = signal_fd;
   if (o.config.cluster().curve() != !FLAGS_keys.empty()) {
@@ -203,7 +272,8 @@ int RunMember(zmq::context_t* context, mtps::wire::Role role) {
   mtps::MemberOptions o;
   o.role = role;
   o.requested_rank = FLAGS_rank;
-  o.host = FLAGS_host;
+  o.host = BindHost();
+  o.advertise_host = AdvertiseHost();
   o.port = FLAGS_port;
   o.scheduler_endpoint = FLAGS_scheduler;
   o.register_timeout_ms = FLAGS_register_timeout_ms;
@@ -242,6 +312,9 @@ int main(int argc, char** argv) {
     prctl(PR_SET_PDEATHSIG, SIGTERM);
     if (getppid() == 1) return 1;  // the parent is already gone
   }
+  if (FLAGS_new_session && !StartSession()) return 1;
+  if (FLAGS_exit_on_stdin_eof) ExitOnStdinEof();
+  if (!FLAGS_job_id.empty()) LOG(INFO) << "job " << FLAGS_job_id << ", role " << FLAGS_role;
   if (FLAGS_zmq_io_threads < 1) {
     std::fprintf(stderr, "mtps-node: --zmq_io_threads must be >= 1 (got %d)\n",
                  FLAGS_zmq_io_threads);

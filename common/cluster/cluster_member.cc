@@ -21,7 +21,7 @@ Status ClusterMember::Join() {
   wire::NodeInfo* me = reg.meta.mutable_register_request()->mutable_node();
   me->set_role(options_.role);
   me->set_rank(options_.requested_rank);
-  me->set_host(options_.host);
+  me->set_host(options_.advertise_host.empty() ? options_.host : options_.advertise_host);
   me->set_port(port);
   me->set_pid(static_cast<int64_t>(getpid()));
   auto reply = rpc_.Call(kSchedulerNodeId, std::move(reg), options_.register_timeout_ms);

@@ -30,7 +30,10 @@ namespace mtps {
 struct MemberOptions {
   wire::Role role = wire::ROLE_UNSPECIFIED;
   int requested_rank = -1;  // -1: any free rank
+  // The address to bind, and the one peers are told to connect to (empty:
+  // `host`; set when binding e.g. 0.0.0.0 or behind a NAT).
   std::string host = "127.0.0.1";
+  std::string advertise_host;
   int port = 0;
   std::string scheduler_endpoint;  // "tcp://host:port"
   int register_timeout_ms = 60000;

@@ -82,7 +82,7 @@ Json ClusterJson(uint64_t epoch, const std::vector<wire::NodeInfo>& nodes) {
 }
 
 JobResults::JobResults(const config::Config& config, int num_servers, int num_workers,
-                       std::string run_dir)
+                       ResultFiles files)
     : model_(SummaryModelName(config.model())),
       auc_bins_(config.eval().auc_bins()),
       progress_interval_sec_(config.train().progress_interval_sec()),
@@ -90,12 +90,12 @@ JobResults::JobResults(const config::Config& config, int num_servers, int num_wo
       staleness_(config.train().staleness()),
       num_servers_(num_servers),
       num_workers_(num_workers),
-      run_dir_(std::move(run_dir)),
+      files_(std::move(files)),
       created_(SteadyClock::now()),
       last_progress_write_(created_) {}
 
 Status JobResults::WriteCluster(uint64_t epoch, const std::vector<wire::NodeInfo>& nodes) const {
-  return WriteJsonFile(run_dir_ + "/cluster.json", ClusterJson(epoch, nodes));
+  return files_.Write("cluster.json", JsonText(ClusterJson(epoch, nodes), 2) + "\n");
 }
 
 void JobResults::RecordProgress(int rank, const wire::Progress& p) {
@@ -127,7 +127,7 @@ void JobResults::MaybeAppendProgress(bool force, int workers_done) {
   line.t = SecondsSince(created_);
   line.workers_done = workers_done;
   line.num_workers = num_workers_;
-  Status s = AppendJsonLine(run_dir_ + "/progress.jsonl", ProgressJson(line));
+  Status s = files_.Append("progress.jsonl", JsonText(ProgressJson(line), -1));
   if (!s.ok()) {
     LOG_EVERY_N(WARNING, 10) << s;
   }
@@ -261,7 +261,7 @@ Status JobResults::WriteSummary(double train_seconds, int64_t max_clock_gap, con
   if (extra.is_object()) {
     for (const auto& [key, value] : extra.items()) j[key] = value;
   }
-  return WriteJsonFile(run_dir_ + "/summary.json", j);
+  return files_.Write("summary.json", JsonText(j, 2) + "\n");
 }
 
 void JobResults::AppendEvent(const std::string& event, Json fields) {
@@ -271,7 +271,7 @@ void JobResults::AppendEvent(const std::string& event, Json fields) {
   if (fields.is_object()) {
     for (const auto& [key, value] : fields.items()) j[key] = value;
   }
-  Status s = AppendJsonLine(run_dir_ + "/progress.jsonl", j);
+  Status s = files_.Append("progress.jsonl", JsonText(j, -1));
   if (!s.ok()) LOG(WARNING) << "cannot append to progress.jsonl: " << s;
 }
 

@@ -33,6 +33,7 @@
 #include "common/net/wire.h"
 #include "proto/config.pb.h"
 #include "proto/wire.pb.h"
+#include "ps/scheduler/result_files.h"
 
 namespace mtps {
 
@@ -87,10 +88,12 @@ Json ClusterJson(uint64_t epoch, const std::vector<wire::NodeInfo>& nodes);
 
 class JobResults {
  public:
-  // Files go to `run_dir`; `config` gives the model, eval.auc_bins,
+  // Files go to `files` (RUN_DIR, perhaps mirrored); `config` gives the model, eval.auc_bins,
   // train.progress_interval_sec and the consistency settings. Progress
   // times ("t") count from construction.
-  JobResults(const config::Config& config, int num_servers, int num_workers, std::string run_dir);
+  JobResults(const config::Config& config, int num_servers, int num_workers, ResultFiles files);
+
+  const ResultFiles& files() const { return files_; }
 
   // Writes cluster.json.
   Status WriteCluster(uint64_t epoch, const std::vector<wire::NodeInfo>& nodes) const;
@@ -150,7 +153,7 @@ class JobResults {
   const int64_t staleness_;
   const int num_servers_;
   const int num_workers_;
-  const std::string run_dir_;
+  const ResultFiles files_;
 
   const SteadyClock::time_point created_;
   std::map<int, WorkerProgress> progress_;  // by worker rank

@@ -49,7 +49,8 @@ Scheduler::Scheduler(std::unique_ptr<Transport> transport, SchedulerOptions opti
       rpc_(transport_.get(), kSchedulerNodeId),
       membership_(options_.num_servers, options_.num_workers),
       clocks_(options_.num_workers),
-      results_(options_.config, options_.num_servers, options_.num_workers, options_.run_dir),
+      results_(options_.config, options_.num_servers, options_.num_workers,
+               ResultFiles(options_.run_dir, options_.result_stream)),
       checkpointer_(&rpc_, MakeCheckpointerOptions(options_)) {
   rpc_.set_request_handler([this](Incoming&& request) { Handle(std::move(request)); });
   rpc_.set_authorizer([this](const Incoming& request) { return Authorize(request); });
@@ -205,10 +206,9 @@ Status Scheduler::Start() {
   }
   MTPS_RETURN_IF_ERROR(ChooseCheckpoint());
   MTPS_ASSIGN_OR_RETURN(port_, transport_->Bind(options_.host, options_.port));
-  MTPS_RETURN_IF_ERROR(
-      WriteFileAtomically(options_.run_dir + "/config.pbtxt", ConfigToText(options_.config)));
-  std::string endpoint = "tcp://" + options_.host + ":" + std::to_string(port_);
-  MTPS_RETURN_IF_ERROR(WriteFileAtomically(options_.run_dir + "/scheduler.addr", endpoint + "\n"));
+  MTPS_RETURN_IF_ERROR(results_.files().Write("config.pbtxt", ConfigToText(options_.config)));
+  std::string endpoint = "tcp://" + advertised_host() + ":" + std::to_string(port_);
+  MTPS_RETURN_IF_ERROR(results_.files().Write("scheduler.addr", endpoint + "\n"));
   LOG(INFO) << "scheduler listening on " << endpoint << ", waiting for " << options_.num_servers
             << " servers and " << options_.num_workers << " workers";
   return Status::OK();
@@ -828,7 +828,7 @@ Status Scheduler::WriteClusterJson() const {
   nodes[0].set_role(wire::SCHEDULER);
   nodes[0].set_rank(0);
   nodes[0].set_node_id(kSchedulerNodeId);
-  nodes[0].set_host(options_.host);
+  nodes[0].set_host(advertised_host());
   nodes[0].set_port(port_);
   nodes[0].set_pid(getpid());
   for (const auto& [id, m] : membership_.members()) nodes.push_back(m.info);

@@ -29,6 +29,7 @@
 #ifndef MTPS_PS_SCHEDULER_SCHEDULER_H_
 #define MTPS_PS_SCHEDULER_SCHEDULER_H_
 
+#include <cstdio>
 #include <functional>
 #include <map>
 #include <memory>
@@ -55,9 +56,15 @@ struct SchedulerOptions {
   config::Config config;
   int num_servers = 1;
   int num_workers = 1;
+  // The address to bind (e.g. 0.0.0.0 or one interface's) and the one
+  // peers are told to reach the scheduler at (empty: `host`).
   std::string host = "127.0.0.1";
+  std::string advertise_host;
   int port = 0;
   std::string run_dir;
+  // Every result file written is also reported here (ResultFiles; not
+  // owned; null: files only).
+  std::FILE* result_stream = nullptr;
   // Continue from the newest intact checkpoint of the checkpoint directory
   // (starting afresh when there is none).
   bool resume = false;
@@ -77,6 +84,9 @@ class Scheduler {
   Status Run();
 
   int port() const { return port_; }
+  const std::string& advertised_host() const {
+    return options_.advertise_host.empty() ? options_.host : options_.advertise_host;
+  }
 
  private:
   using Member = Membership::Member;

@@ -4,6 +4,7 @@ before anything is started or created."""
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import harness
 from harness import RunDirTestCase
@@ -80,6 +81,8 @@ class ArgumentsTest(RunDirTestCase):
         copy = self.tmp / "tree" / "launcher" / "mtps-launch"
         copy.parent.mkdir(parents=True)
         shutil.copy(harness.LAUNCHER, copy)
+        shutil.copytree(Path(harness.LAUNCHER).parent / "mtps_launch", copy.parent / "mtps_launch",
+                        ignore=shutil.ignore_patterns("__pycache__"))
         result = self.launch(*self.valid_args(**{"--binary": None}), launcher=str(copy))
         self.assert_usage_error(result, "build first", str(self.tmp / "tree" / "build"))
 

@@ -7,6 +7,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <limits>
 #include <set>
@@ -205,7 +207,7 @@ Message EvalReport(const std::vector<std::string>& tasks,
 class JobResultsTest : public TempDirTest {};
 
 TEST_F(JobResultsTest, SummaryMergesEveryWorkersScores) {
-  JobResults results(SmallConfig(), 1, 2, dir_.string());
+  JobResults results(SmallConfig(), 1, 2, ResultFiles(dir_.string()));
   // "ctr" has both classes over the two workers, "cvr" only positives (NaN AUC).
   const std::vector<float> s0 = {0.9f, 0.2f}, l0 = {1, 0}, s1 = {0.4f, 0.6f}, l1 = {1, 0};
   Message r0 = EvalReport({"ctr", "cvr"}, {s0, {0.5f}}, {l0, {1}}, 100);
@@ -241,7 +243,7 @@ TEST_F(JobResultsTest, SummaryMergesEveryWorkersScores) {
 }
 
 TEST_F(JobResultsTest, SummarySumsTheWorkersSkippedBadLines) {
-  JobResults results(SmallConfig(), 1, 3, dir_.string());
+  JobResults results(SmallConfig(), 1, 3, ResultFiles(dir_.string()));
   const int64_t skipped[] = {4, 0, 9};
   for (int rank = 0; rank < 3; ++rank) {
     Message r = EvalReport({"ctr"}, {{0.5f}}, {{1}}, 10);
@@ -257,7 +259,7 @@ TEST_F(JobResultsTest, SummarySumsTheWorkersSkippedBadLines) {
 }
 
 TEST_F(JobResultsTest, WorkersMustReportTheSameTasks) {
-  JobResults results(SmallConfig(), 1, 2, dir_.string());
+  JobResults results(SmallConfig(), 1, 2, ResultFiles(dir_.string()));
   results.RecordEval(0, EvalReport({"ctr"}, {{0.5f}}, {{1}}, 1));
   results.RecordEval(1, EvalReport({"cvr"}, {{0.5f}}, {{1}}, 1));
   Status s = results.WriteSummary(1.0, 0);
@@ -266,7 +268,7 @@ TEST_F(JobResultsTest, WorkersMustReportTheSameTasks) {
 }
 
 TEST_F(JobResultsTest, MalformedEvalReportsAreRejected) {
-  JobResults results(SmallConfig(), 1, 1, dir_.string());
+  JobResults results(SmallConfig(), 1, 1, ResultFiles(dir_.string()));
   Message missing_frame = EvalReport({"ctr"}, {{0.5f}}, {{1}}, 1);
   missing_frame.payloads.pop_back();
   EXPECT_NE(results.CheckEvalReport(missing_frame).message().find("payload frames"),
@@ -279,7 +281,7 @@ TEST_F(JobResultsTest, MalformedEvalReportsAreRejected) {
 }
 
 TEST_F(JobResultsTest, ProgressLinesSumExamplesAndAverageLosses) {
-  JobResults results(SmallConfig(), 1, 2, dir_.string());  // progress_interval_sec 1
+  JobResults results(SmallConfig(), 1, 2, ResultFiles(dir_.string()));  // progress_interval_sec 1
   const std::string path = (dir_ / "progress.jsonl").string();
   results.StartProgressClock(SteadyClock::now());
   results.MaybeAppendProgress(true, 0);  // no report yet: nothing to say
@@ -317,7 +319,7 @@ TEST_F(JobResultsTest, ProgressLinesSumExamplesAndAverageLosses) {
 }
 
 TEST_F(JobResultsTest, ClusterJsonIsWrittenAtomically) {
-  JobResults results(SmallConfig(), 1, 1, dir_.string());
+  JobResults results(SmallConfig(), 1, 1, ResultFiles(dir_.string()));
   wire::NodeInfo n;
   n.set_role(wire::SERVER);
   n.set_node_id(1);
@@ -326,6 +328,33 @@ TEST_F(JobResultsTest, ClusterJsonIsWrittenAtomically) {
   const Json j = Json::parse(ReadAll((dir_ / "cluster.json").string()));
   EXPECT_EQ(j["cluster_epoch"].get<uint64_t>(), 12345678901234567890ull);
   EXPECT_EQ(j["nodes"][0]["role"], "server");
+}
+
+// Mirrored to a stream (a launcher on another host), every write is one JSON
+// line naming the file, and the files are written as well.
+TEST_F(JobResultsTest, ResultFilesMirrorEveryWriteAsOneJsonLine) {
+  char* buffer = nullptr;
+  size_t size = 0;
+  std::FILE* stream = open_memstream(&buffer, &size);
+  ASSERT_NE(stream, nullptr);
+  ResultFiles files(dir_.string(), stream);
+  ASSERT_TRUE(files.Write("summary.json", "{\n  \"a\": 1\n}\n").ok());
+  ASSERT_TRUE(files.Append("progress.jsonl", "{\"t\":1.5}").ok());
+  ASSERT_TRUE(files.Append("progress.jsonl", "{\"t\":2.5}").ok());
+  std::fclose(stream);
+  std::string mirrored(buffer, size);
+  std::free(buffer);
+  std::vector<Json> lines;
+  std::istringstream in(mirrored);
+  for (std::string line; std::getline(in, line);) lines.push_back(Json::parse(line));
+  ASSERT_EQ(lines.size(), 3u);
+  EXPECT_EQ(lines[0]["file"], "summary.json");
+  EXPECT_EQ(lines[0]["write"], "{\n  \"a\": 1\n}\n");
+  EXPECT_EQ(lines[1]["file"], "progress.jsonl");
+  EXPECT_EQ(lines[1]["append"], "{\"t\":1.5}");
+  EXPECT_EQ(lines[2]["append"], "{\"t\":2.5}");
+  EXPECT_EQ(ReadAll((dir_ / "summary.json").string()), "{\n  \"a\": 1\n}\n");
+  EXPECT_EQ(ReadAll((dir_ / "progress.jsonl").string()), "{\"t\":1.5}\n{\"t\":2.5}\n");
 }
 
 }  // namespace
