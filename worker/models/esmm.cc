@@ -74,6 +74,13 @@ class Esmm final : public Model<T> {
     cvr_.InitParams(&rng, params);
   }
 
+  std::vector<ParamBlock> ParamBlocks() const override {
+    std::vector<ParamBlock> blocks;
+    ctr_.AppendBlocks("ctr", &blocks);
+    cvr_.AppendBlocks("cvr", &blocks);
+    return blocks;
+  }
+
   void InitOutputBiases(const Matrix& labels, T* params) const override {
     if (!bias_prior_) return;
     SetBiasToPrior(labels, click_col_, -1, ctr_.output_bias_offset(), params);
@@ -176,6 +183,22 @@ class Esmm final : public Model<T> {
       }
       ctcvr.scores.push_back(static_cast<float>(p_ctr * p_cvr));
       ctcvr.labels.push_back(static_cast<float>(click * conversion));
+    }
+  }
+
+  void Predict(const T* params, const Matrix& input, Matrix* scores) override {
+    CHECK_EQ(input.cols(), input_dim_);
+    TowerInputs(input);
+    const Matrix& a = ctr_.Forward(params, *ctr_in_, nullptr);
+    const Matrix& c = cvr_.Forward(params, *cvr_in_, nullptr);
+    scores->resize(input.rows(), 3);
+    for (Eigen::Index i = 0; i < input.rows(); ++i) {
+      // As Evaluate: float scores, pCTCVR the product of the two.
+      const T p_ctr = StableSigmoid(a(i, 0));
+      const T p_cvr = StableSigmoid(c(i, 0));
+      (*scores)(i, 0) = p_ctr;
+      (*scores)(i, 1) = p_cvr;
+      (*scores)(i, 2) = p_ctr * p_cvr;
     }
   }
 

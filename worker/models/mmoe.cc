@@ -58,6 +58,18 @@ class Mmoe final : public Model<T> {
     towers_.InitParams(&rng, params);
   }
 
+  std::vector<ParamBlock> ParamBlocks() const override {
+    std::vector<ParamBlock> blocks;
+    for (size_t e = 0; e < experts_.size(); ++e) {
+      experts_[e].AppendBlocks("expert" + std::to_string(e), &blocks);
+    }
+    for (size_t k = 0; k < gates_.size(); ++k) {
+      gates_[k].AppendBlocks("gate" + std::to_string(k), &blocks);
+    }
+    towers_.AppendBlocks(&blocks);
+    return blocks;
+  }
+
   void InitOutputBiases(const Matrix& labels, T* params) const override {
     if (bias_prior_) towers_.InitOutputBiases(labels, params);
   }
@@ -115,6 +127,12 @@ class Mmoe final : public Model<T> {
     for (int k = 0; k < towers_.num_tasks(); ++k) {
       towers_.Evaluate(k, params, task_in_[k], labels, &(*out)[k]);
     }
+  }
+
+  void Predict(const T* params, const Matrix& input, Matrix* scores) override {
+    Forward(params, input, nullptr);
+    scores->resize(input.rows(), towers_.num_tasks());
+    for (int k = 0; k < towers_.num_tasks(); ++k) towers_.Predict(k, params, task_in_[k], scores);
   }
 
  private:

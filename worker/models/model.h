@@ -34,6 +34,7 @@
 #include "common/base/status.h"
 #include "common/eval/metrics.h"
 #include "proto/config.pb.h"
+#include "worker/nn/layers.h"
 
 namespace mtps {
 
@@ -62,6 +63,11 @@ class Model {
   virtual const std::vector<std::string>& loss_names() const = 0;
   // Names of the evaluation tasks, in the order Evaluate appends them.
   virtual const std::vector<std::string>& eval_task_names() const = 0;
+
+  // The blocks of the flat parameter array in layout order (the layout the
+  // model's header documents), contiguous from 0 to num_params(); for
+  // exports that rebuild the model elsewhere (worker/predict/model_export.h).
+  virtual std::vector<ParamBlock> ParamBlocks() const = 0;
 
   // Fills params[0..num_params) deterministically from seed (output biases 0).
   virtual void InitParams(uint64_t seed, T* params) const = 0;
@@ -110,6 +116,13 @@ class Model {
   // tasks if empty.
   virtual void Evaluate(const T* params, const Matrix& input, const Matrix& labels,
                         std::vector<EvalColumn>* out) = 0;
+
+  // Forward only, in evaluation mode as Evaluate, without labels: *scores is
+  // resized to B x eval_task_names().size(), and column i holds eval task i's
+  // score of every row, also of the rows Evaluate leaves out of that task
+  // (ESMM's pCVR of an unclicked impression). On the rows Evaluate scores,
+  // the two give the same values.
+  virtual void Predict(const T* params, const Matrix& input, Matrix* scores) = 0;
 };
 
 // Builds the model the config names (model.esmm, mmoe, shared_bottom, ple or

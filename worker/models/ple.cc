@@ -87,6 +87,33 @@ class Ple final : public Model<T> {
     towers_.InitParams(&rng, params);
   }
 
+  std::vector<ParamBlock> ParamBlocks() const override {
+    // Named as in tests/reference/torch_models.py: E(level,task,j) task
+    // experts, S(level,j) shared experts, G(level,task) task gates, G(level,s)
+    // the shared gate.
+    std::vector<ParamBlock> blocks;
+    for (size_t l = 0; l < levels_.size(); ++l) {
+      const Level& level = levels_[l];
+      const std::string lv = std::to_string(l);
+      for (size_t e = 0; e < level.experts.size(); ++e) {
+        const int ei = static_cast<int>(e);
+        const std::string name =
+            GroupOf(ei) < num_tasks_
+                ? "E(" + lv + "," + std::to_string(GroupOf(ei)) + "," +
+                      std::to_string(ei % task_experts_) + ")"
+                : "S(" + lv + "," + std::to_string(ei - num_tasks_ * task_experts_) + ")";
+        level.experts[e].AppendBlocks(name, &blocks);
+      }
+      for (size_t g = 0; g < level.gates.size(); ++g) {
+        const std::string which =
+            static_cast<int>(g) < num_tasks_ ? std::to_string(g) : std::string("s");
+        level.gates[g].AppendBlocks("G(" + lv + "," + which + ")", &blocks);
+      }
+    }
+    towers_.AppendBlocks(&blocks);
+    return blocks;
+  }
+
   void InitOutputBiases(const Matrix& labels, T* params) const override {
     if (bias_prior_) towers_.InitOutputBiases(labels, params);
   }
@@ -165,6 +192,15 @@ class Ple final : public Model<T> {
     Forward(params, input, nullptr);
     for (int k = 0; k < num_tasks_; ++k) {
       towers_.Evaluate(k, params, levels_.back().out[k], labels, &(*out)[k]);
+    }
+  }
+
+  void Predict(const T* params, const Matrix& input, Matrix* scores) override {
+    CHECK_EQ(input.cols(), input_dim_);
+    Forward(params, input, nullptr);
+    scores->resize(input.rows(), num_tasks_);
+    for (int k = 0; k < num_tasks_; ++k) {
+      towers_.Predict(k, params, levels_.back().out[k], scores);
     }
   }
 

@@ -39,6 +39,13 @@ class SharedBottom final : public Model<T> {
     towers_.InitParams(&rng, params);
   }
 
+  std::vector<ParamBlock> ParamBlocks() const override {
+    std::vector<ParamBlock> blocks;
+    bottom_.AppendBlocks("bottom", &blocks);
+    towers_.AppendBlocks(&blocks);
+    return blocks;
+  }
+
   void InitOutputBiases(const Matrix& labels, T* params) const override {
     if (bias_prior_) towers_.InitOutputBiases(labels, params);
   }
@@ -80,6 +87,13 @@ class SharedBottom final : public Model<T> {
     for (int k = 0; k < towers_.num_tasks(); ++k) {
       towers_.Evaluate(k, params, shared, labels, &(*out)[k]);
     }
+  }
+
+  void Predict(const T* params, const Matrix& input, Matrix* scores) override {
+    CHECK_EQ(input.cols(), input_dim_);
+    const Matrix& shared = bottom_.Forward(params, input, nullptr);
+    scores->resize(input.rows(), towers_.num_tasks());
+    for (int k = 0; k < towers_.num_tasks(); ++k) towers_.Predict(k, params, shared, scores);
   }
 
  private:

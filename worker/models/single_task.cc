@@ -40,6 +40,12 @@ class SingleTask final : public Model<T> {
     mlp_.InitParams(&rng, params);
   }
 
+  std::vector<ParamBlock> ParamBlocks() const override {
+    std::vector<ParamBlock> blocks;
+    mlp_.AppendBlocks("mlp", &blocks);
+    return blocks;
+  }
+
   void InitOutputBiases(const Matrix& labels, T* params) const override {
     if (!bias_prior_) return;
     SetBiasToPrior(labels, label_col_, where_col_, mlp_.output_bias_offset(), params);
@@ -86,6 +92,13 @@ class SingleTask final : public Model<T> {
       column.scores.push_back(static_cast<float>(StableSigmoid(logit(i, 0))));
       column.labels.push_back(static_cast<float>(labels(i, label_col_)));
     }
+  }
+
+  void Predict(const T* params, const Matrix& input, Matrix* scores) override {
+    CHECK_EQ(input.cols(), input_dim_);
+    const Matrix& logit = mlp_.Forward(params, input, nullptr);
+    scores->resize(input.rows(), 1);
+    for (Eigen::Index i = 0; i < input.rows(); ++i) (*scores)(i, 0) = StableSigmoid(logit(i, 0));
   }
 
  private:

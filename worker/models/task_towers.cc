@@ -44,6 +44,13 @@ void TaskTowers<T>::InitParams(std::mt19937_64* rng, T* params) const {
 }
 
 template <typename T>
+void TaskTowers<T>::AppendBlocks(std::vector<ParamBlock>* blocks) const {
+  for (size_t k = 0; k < towers_.size(); ++k) {
+    towers_[k].AppendBlocks("tower" + std::to_string(k), blocks);
+  }
+}
+
+template <typename T>
 void TaskTowers<T>::InitOutputBiases(const Matrix& labels, T* params) const {
   CHECK_EQ(labels.cols(), num_tasks());
   for (int k = 0; k < num_tasks(); ++k) {
@@ -70,6 +77,12 @@ void TaskTowers<T>::Evaluate(int k, const T* params, const Matrix& in, const Mat
     column->scores.push_back(static_cast<float>(StableSigmoid(logit(i, 0))));
     column->labels.push_back(static_cast<float>(labels(i, k)));
   }
+}
+
+template <typename T>
+void TaskTowers<T>::Predict(int k, const T* params, const Matrix& in, Matrix* scores) {
+  const Matrix& logit = towers_[k].Forward(params, in, nullptr);
+  for (Eigen::Index i = 0; i < in.rows(); ++i) (*scores)(i, k) = StableSigmoid(logit(i, 0));
 }
 
 template <typename T>

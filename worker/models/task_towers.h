@@ -53,6 +53,8 @@ class TaskTowers {
   int64_t num_params() const { return num_params_; }
 
   void InitParams(std::mt19937_64* rng, T* params) const;
+  // Appends the towers' blocks, tower k named "tower<k>" (Mlp::AppendBlocks).
+  void AppendBlocks(std::vector<ParamBlock>* blocks) const;
   // Sets each tower's output bias to the log-odds of its label's rate
   // (SetBiasToPrior over all rows). labels: N x num_tasks().
   void InitOutputBiases(const Matrix& labels, T* params) const;
@@ -66,6 +68,9 @@ class TaskTowers {
 
   // Task k in evaluation: appends every row's score and label k to *column.
   void Evaluate(int k, const T* params, const Matrix& in, const Matrix& labels, EvalColumn* column);
+  // Task k without labels: writes every row's score into column k of
+  // *scores (B x num_tasks(), sized by the caller).
+  void Predict(int k, const T* params, const Matrix& in, Matrix* scores);
 
   // The towers' running state (Mlp::AppendState / ReadState, tower by tower).
   void AppendState(std::vector<T>* state) const;

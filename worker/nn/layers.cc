@@ -146,6 +146,12 @@ void Linear<T>::InitParams(std::mt19937_64* rng, T* params) const {
 }
 
 template <typename T>
+void Linear<T>::AppendBlocks(const std::string& name, std::vector<ParamBlock>* blocks) const {
+  blocks->push_back({name + ".W", offset_, {in_dim_, out_dim_}});
+  blocks->push_back({name + ".b", bias_offset(), {out_dim_}});
+}
+
+template <typename T>
 void Linear<T>::Forward(const T* params, const Matrix& x, Matrix* y) const {
   DCHECK_EQ(x.cols(), in_dim_);
   DCHECK_NE(&x, y);
@@ -492,6 +498,20 @@ Mlp<T>::Mlp(int in_dim, const std::vector<int>& widths, Output output, int64_t o
   num_params_ = at - offset;
   pre_.resize(linears_.size());
   outs_.resize(linears_.size());
+}
+
+template <typename T>
+void Mlp<T>::AppendBlocks(const std::string& name, std::vector<ParamBlock>* blocks) const {
+  for (size_t i = 0; i < linears_.size(); ++i) {
+    const std::string layer = name + ".layer" + std::to_string(i);
+    linears_[i].AppendBlocks(layer, blocks);
+    const int64_t width = linears_[i].out_dim();
+    if (i < batch_norms_.size()) {
+      blocks->push_back({layer + ".bn_scale", batch_norms_[i].offset(), {width}});
+      blocks->push_back({layer + ".bn_shift", batch_norms_[i].offset() + width, {width}});
+    }
+    if (i < prelus_.size()) blocks->push_back({layer + ".prelu", prelus_[i].offset(), {width}});
+  }
 }
 
 template <typename T>

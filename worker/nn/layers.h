@@ -58,6 +58,23 @@ StatusOr<std::vector<int>> LayerWidths(const google::protobuf::RepeatedField<int
 // The widths of a tower: its hidden widths, then 1 (the logit layer).
 std::vector<int> WithLogit(std::vector<int> hidden);
 
+// One block of a model's flat parameter array (Model::ParamBlocks), for
+// exports (worker/predict/model_export.h): a Linear's W (shape {in, out},
+// row-major) or b ({out}), a BatchNorm's scales or shifts ({width}), a
+// PReLU's slopes ({width}). `name` is a dotted path of the model's parts,
+// e.g. "expert3.layer0.W", "gate1.b", "tower0.layer0.bn_scale"; the names
+// tests/reference/torch_models.py gives the same blocks. Value type.
+struct ParamBlock {
+  std::string name;
+  int64_t offset = 0;
+  std::vector<int64_t> shape;
+  int64_t size() const {
+    int64_t n = 1;
+    for (int64_t d : shape) n *= d;
+    return n;
+  }
+};
+
 // Whether a Backward overwrites its input gradient or adds to it (for inputs
 // shared by several layers, e.g. the MMOE experts and gates).
 enum class GradMode { kOverwrite, kAccumulate };
@@ -130,6 +147,8 @@ class Linear {
 
   // Writes this layer's block of params (see the file comment).
   void InitParams(std::mt19937_64* rng, T* params) const;
+  // Appends its blocks: `name`.W {in, out}, then `name`.b {out}.
+  void AppendBlocks(const std::string& name, std::vector<ParamBlock>* blocks) const;
 
   // *y = x W + b, resized to B x out. y must not alias x.
   void Forward(const T* params, const Matrix& x, Matrix* y) const;
@@ -411,6 +430,10 @@ class Mlp {
   int64_t output_bias_offset() const { return linears_.back().bias_offset(); }
 
   void InitParams(std::mt19937_64* rng, T* params) const;
+  // Appends its blocks in layout order, layer i named `name`.layer<i>:
+  // .W, .b (Linear::AppendBlocks), then for a hidden layer .bn_scale and
+  // .bn_shift (batch_norm) and .prelu (PReLU), each {width}.
+  void AppendBlocks(const std::string& name, std::vector<ParamBlock>* blocks) const;
 
   // Runs the stack on x (B x in_dim); returns the B x out_dim output, valid
   // until the next Forward. dropout_rng: the model's RNG in training (draws
