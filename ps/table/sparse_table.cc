@@ -739,6 +739,15 @@ MemoryReport SparseTable::memory_report() const {
 
 size_t SparseTable::memory_bytes() const { return memory_report().total_bytes; }
 
+void SparseTable::ForEachRow(
+    const std::function<void(uint64_t key, const float* embedding)>& fn) const {
+  for (size_t i = 0; i < capacity_; ++i) {
+    const Bucket& b = buckets_[i];
+    if (b.key != kEmptyKey) fn(b.key, RowPtr(b.row));
+  }
+  if (has_empty_key_) fn(kEmptyKey, RowPtr(empty_key_bucket_.row));
+}
+
 // ---------------------------------------------------------------------------
 // Snapshots
 

@@ -196,6 +196,12 @@ class SparseTable {
   // selection is still a step (every shard of a server counts every push).
   void PushSelected(const uint64_t* keys, const uint32_t* sel, size_t m, const float* grads);
 
+  // Calls fn(key, embedding) for every row, in index order (key 0 last);
+  // `embedding` points at the row's dim() floats, valid during the call.
+  // Changes nothing (no stamps, no steps): for exports of a restored table
+  // (ps/offline/model_checkpoint.h).
+  void ForEachRow(const std::function<void(uint64_t key, const float* embedding)>& fn) const;
+
   // Removes key's row; false if it had none. Not counted as evicted.
   bool Erase(uint64_t key);
   bool Contains(uint64_t key) const { return Find(key) != nullptr; }
