@@ -8,7 +8,9 @@ Modules, from the bottom up:
             remote-exec command (ssh, ip netns exec, srun);
   progress  the progress line;
   job       one job: start, watch, restart from checkpoints, stop, report;
+  predict   the predict and export commands (they run mtps-predict);
   cli       the command line.
 
-Python 3 standard library only.
+Python 3 standard library only, except torch_export: the PyTorch loader of
+an export (numpy and torch), which no command imports; users import it.
 """

@@ -8,6 +8,8 @@ Usage:
                     [--remote-binary PATH] (and local's options)
   mtps-launch slurm [--remote-exec TEMPLATE] ... (inside a Slurm allocation)
   mtps-launch checkpoint --run-dir DIR
+  mtps-launch predict --run-dir DIR --data FILE --out FILE [--checkpoint ID]
+  mtps-launch export  --run-dir DIR --out DIR [--checkpoint ID]
 
 Supervision: when a node dies (a non-zero exit or a signal), the launcher
 stops the others and starts the whole job again from its newest intact
@@ -30,6 +32,7 @@ import signal
 import sys
 from pathlib import Path
 
+from . import predict
 from .backends import LocalBackend, RemoteBackend
 from .hosts import (Host, HostfileError, SlurmError, expand_hostnames, parse_hostfile, place,
                     slurm_nodelist)
@@ -147,6 +150,7 @@ def build_parser():
         "checkpoint", help="take a checkpoint of a running job now",
         description="Ask the launcher running in --run-dir for a checkpoint (SIGUSR1).")
     ckpt.add_argument("--run-dir", required=True, help="the running job's run dir")
+    predict.add_parsers(backends)
     return parser
 
 
@@ -175,7 +179,7 @@ def request_checkpoint(run_dir):
 def parse_args(argv):
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.backend == "checkpoint":
+    if args.backend == "checkpoint" or args.backend in predict.COMMANDS:
         return args
     if not Path(args.config).is_file():
         parser.error("--config %s: no such file" % args.config)
@@ -221,6 +225,8 @@ def main(argv):
     args = parse_args(argv)
     if args.backend == "checkpoint":
         return request_checkpoint(args.run_dir)
+    if args.backend in predict.COMMANDS:
+        return predict.run(args)
     backend = make_backend(args)
     if (args.resume and backend.shared_run_dir and
             not (Path(args.run_dir) / "checkpoints").is_dir()):
