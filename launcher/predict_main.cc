@@ -177,7 +177,7 @@ Status Run() {
   MTPS_ASSIGN_OR_RETURN(mtps::CheckpointChoice choice,
                         mtps::ChooseCheckpoint(run_dir, run_config, FLAGS_checkpoint));
   for (const std::string& note : choice.notes) {
-    std::fprintf(stderr, "mtps-predict: skipping %s\n", note.c_str());
+    std::fprintf(stderr, "mtps-predict: %s; passed over for an older one\n", note.c_str());
   }
   const mtps::checkpoint::Manifest& manifest = choice.manifest;
   std::fprintf(stderr, "mtps-predict: using checkpoint %llu (step %lld, taken at \"%s\") in %s\n",

@@ -28,6 +28,10 @@ The dumps are deterministic (seeded), so the cases do not flake: float32 vs
 float64 could only disagree about the side of a ReLU kink for a pre-activation
 within ~1e-7 of 0, and for these seeds none is.
 
+The C++ models' own index of their layout (Model::ParamBlocks, in
+meta.json "blocks") must name the reference's blocks, at the same offsets
+and sizes.
+
 Self-checks: the comparison must fail for a reference reading a wrong layout
 (two blocks swapped, towers or a batch norm's scale and shift), for a C++
 gradient with one entry changed and for a running state with one entry
@@ -247,6 +251,20 @@ class AgreementTest(unittest.TestCase):
                 problems = compare(meta, arrays, *result)
                 self.assertEqual(problems, [], "%s (%s):\n  %s" % (name, model,
                                                                   "\n  ".join(problems)))
+
+    def test_cpp_param_blocks_are_the_reference_layout(self):
+        # Model::ParamBlocks (what mtps-predict's export indexes the dense
+        # parameters by, and launcher/mtps_launch/torch_export.py reads) must
+        # list the reference's blocks: same names, offsets and sizes, in order.
+        for case in CASES:
+            name, model, labels, sparse, dense = case[:5]
+            with self.subTest(case=name):
+                meta, _ = self.dump(name, model, labels, sparse, dense, 2, 13)
+                ref = torch_models.build_model(meta["model"], sparse, dense, labels)
+                want = [(b.name, b.offset, b.size) for b in ref.layout.blocks]
+                got = [(b["name"], b["offset"], int(np.prod(b["shape"])))
+                       for b in meta["blocks"]]
+                self.assertEqual(got, want)
 
     def test_init_params_follow_the_documented_layout(self):
         # Without perturbation every W block must look like its U(-a, a) init

@@ -27,6 +27,7 @@
 //    "kind": "mmoe", "sparse_width": S, "dense_width": N, "input_dim": D,
 //    "embedding_groups": G, "batch": B, "seed": SEED, "perturb": p,
 //    "num_params": P, "label_names": [...], "loss_names": [...],
+//    "blocks": [{"name", "offset", "shape"}, ...] (Model::ParamBlocks),
 //    "files": {"params": {"path": "params.f32", "shape": [P]}, ...}}
 // Exit code 0 on success, 1 on bad flags, a bad config or an I/O error
 // (message on stderr), 2 on a stray positional argument.
@@ -253,6 +254,11 @@ Status Run() {
   meta["num_params"] = num_params;
   meta["label_names"] = label_names;
   meta["loss_names"] = model->loss_names();
+  Json blocks = Json::array();
+  for (const mtps::ParamBlock& b : model->ParamBlocks()) {
+    blocks.push_back({{"name", b.name}, {"offset", b.offset}, {"shape", b.shape}});
+  }
+  meta["blocks"] = std::move(blocks);
   meta["files"] = std::move(files);
   const std::string text = JsonText(meta, 1) + "\n";
   return WriteFile(FLAGS_out_dir + "/meta.json", text.data(), text.size());
