@@ -10,7 +10,8 @@ here (independently, from the TSV); the export's loader
 (launcher/mtps_launch/torch_export.py) rebuilds the same input rows from
 the keys predict saw, its own hashing of the raw census lines gives those
 keys, and it scores every example within 1e-5 of predict, unseen keys
-included (their initial values); ESMM's pCVR is scored for every
+included (their initial values), for every model kind (PLE with batch
+norm and PReLU, Shared-Bottom, single-task, ESMM NAIVE too); ESMM's pCVR is scored for every
 impression; a CSV without label columns is scored as with them. Errors: a
 missing run dir, a run dir without checkpoints, a corrupt newest
 checkpoint (predict names the file, falls back and says so; asked for by
@@ -219,6 +220,57 @@ class PredictTest(unittest.TestCase):
         onnx = self.tmp / "towers.onnx"
         torch_export.export_onnx(model, str(onnx))
         self.assertGreater(onnx.stat().st_size, 1000)
+
+    def test_every_model_kind_loads_in_pytorch(self):
+        # One short job per other model kind and option the loader rebuilds:
+        # PLE with batch norm (running statistics from the checkpoint's
+        # worker state) and PReLU, Shared-Bottom, single-task, ESMM's
+        # two-group NAIVE variant. One worker, so its model state is the one
+        # the job evaluated with: predict gives summary.json's AUC here too.
+        census_lines = harness.data_lines(harness.config_data_path(CENSUS, "test_path"))
+        census_sample = self.tmp / "kinds-census.txt"
+        census_sample.write_text("\n".join(census_lines[:3000]) + "\n")
+        cases = [
+            ("ple_bn_prelu", CONFIGS / "census_ple.pbtxt",
+             ["--set", "model.batch_norm=true", "--set", "model.activation=PRELU"], True),
+            ("shared_bottom", CONFIGS / "census_shared_bottom.pbtxt", [], True),
+            ("single_task", CONFIGS / "census_single_task.pbtxt", [], True),
+            ("esmm_naive", ESMM, ["--set", "model.esmm.variant=NAIVE"], False),
+        ]
+        for name, config, extra, census in cases:
+            with self.subTest(model=name):
+                run_dir = self.tmp / ("kind-" + name)
+                result = self.train(config, 1, 1, run_dir, ["--set", "train.epochs=1"] + extra)
+                self.assertEqual(result.returncode, 0, describe(result, run_dir))
+                data = census_sample if census else harness.config_data_path(ESMM, "test_path")
+                test_path = harness.config_data_path(config, "test_path")
+                out = self.tmp / ("kind-%s.tsv" % name)
+                dump = self.tmp / ("kind-%s-dump" % name)
+                self.predict(run_dir, data, out, "--dump-inputs", dump)
+                model = self.export(run_dir, self.tmp / ("kind-%s-export" % name))
+                if name == "ple_bn_prelu":
+                    self.assertTrue(model.meta["batch_norms"], "no batch norm exported")
+                    state = np.load(self.tmp / "kind-ple_bn_prelu-export" / "model_state.npy")
+                    self.assertFalse(np.all(state[:model.meta["batch_norms"][0]["width"]] == 0),
+                                     "running means never moved: the state is not the worker's")
+                _, rows = read_tsv(out)
+                scores = model.score(*load_dump(dump))
+                tasks = len(model.tasks)
+                worst = float(np.max(np.abs(scores - rows[:, :tasks])))
+                self.assertLessEqual(worst, SCORE_TOLERANCE)
+                # The whole test file against the job's own evaluation.
+                full = self.tmp / ("kind-%s-full.tsv" % name)
+                self.predict(run_dir, test_path, full)
+                header, rows = read_tsv(full)
+                summary = read_json(run_dir / "summary.json")["eval"]
+                for k, task in enumerate(model.tasks):
+                    if task == "cvr" or math.isnan(summary[task]["auc"]):
+                        continue  # cvr: clicked rows only (test_esmm_... checks that)
+                    label = header.index("label:" + (task if census else "click"))
+                    labels = rows[:, label] if task != "ctcvr" else (
+                        rows[:, label] * rows[:, header.index("label:conversion")])
+                    self.assertAlmostEqual(auc(rows[:, k], labels), summary[task]["auc"],
+                                           delta=1e-6, msg=task)
 
     # --- Errors -------------------------------------------------------------
 
