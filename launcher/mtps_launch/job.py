@@ -498,8 +498,9 @@ class Job:
             log("not restarting %s (%s)" % (node.spec.name, "no port in cluster.json"
                                              if port is None else "it died %d times" % times))
             return True
-        node.spec.log_path.replace(node.spec.log_path.with_suffix(
-            ".failed-%d.log" % len(self._failed_over)))
+        if node.spec.log_path.exists():
+            node.spec.log_path.replace(node.spec.log_path.with_suffix(
+                ".failed-%d.log" % len(self._failed_over)))
         old = node.spec
         argv = [a for a in old.argv if not a.startswith("--port=")] + ["--port=%d" % port]
         self._start_node(NodeSpec(old.role, old.rank, argv, old.log_path, host=old.host,
