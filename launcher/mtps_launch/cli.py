@@ -31,8 +31,7 @@ import sys
 from pathlib import Path
 
 from .backends import LocalBackend, RemoteBackend
-from .hosts import (Host, HostfileError, SlurmError, expand_hostnames, parse_hostfile, place,
-                    slurm_nodelist)
+from .hosts import HostfileError, SlurmError, parse_hostfile, place, slurm_hosts
 from .job import DEFAULT_MAX_RESTARTS, Job
 from .util import EXIT_FAILED, EXIT_OK, EXIT_USAGE, log
 
@@ -208,7 +207,7 @@ def make_backend(args):
                 raise HostfileError("--hostfile %s: %s" % (path, e.strerror or e))
             hosts = parse_hostfile(text, str(path))
         else:
-            hosts = [Host(name) for name in expand_hostnames(slurm_nodelist(os.environ))]
+            hosts = slurm_hosts(os.environ)
         place(hosts, args.servers, args.workers)
         return RemoteBackend(args.backend, args.remote_exec, hosts, remote_dir=args.remote_dir,
                              remote_binary=args.remote_binary)
