@@ -6,7 +6,8 @@ Usage:
                     [--quiet] [--secure] [--resume] [--max-restarts N]
   mtps-launch ssh   --hostfile FILE [--remote-exec TEMPLATE] [--remote-dir DIR]
                     [--remote-binary PATH] (and local's options)
-  mtps-launch slurm [--remote-exec TEMPLATE] ... (inside a Slurm allocation)
+  mtps-launch slurm [--remote-exec TEMPLATE] ... (inside a Slurm allocation: salloc, sbatch)
+  srun -n 1+N+M mtps-launch slurm [--scheduler-port PORT] ... (one node per task)
   mtps-launch checkpoint --run-dir DIR
 
 Supervision: when a node dies (a non-zero exit or a signal), the launcher
@@ -31,8 +32,9 @@ import sys
 from pathlib import Path
 
 from .backends import LocalBackend, RemoteBackend
-from .hosts import HostfileError, SlurmError, parse_hostfile, place, slurm_hosts
+from .hosts import HostfileError, SlurmError, parse_hostfile, place, slurm_hosts, slurm_task
 from .job import DEFAULT_MAX_RESTARTS, Job
+from .slurm_task import DEFAULT_SCHEDULER_PORT, run_task
 from .util import EXIT_FAILED, EXIT_OK, EXIT_USAGE, log
 
 DEFAULT_SSH_EXEC = "ssh -o BatchMode=yes {host}"
@@ -142,6 +144,10 @@ def build_parser():
     slurm.add_argument("--remote-exec", default=DEFAULT_SRUN_EXEC, metavar="TEMPLATE",
                        help="command that runs a shell script on {host} (default %r)" %
                        DEFAULT_SRUN_EXEC)
+    slurm.add_argument("--scheduler-port", type=positive_int, default=DEFAULT_SCHEDULER_PORT,
+                       metavar="PORT",
+                       help="under srun (one node per task): the scheduler's port on the first "
+                       "node (default %d)" % DEFAULT_SCHEDULER_PORT)
     ckpt = backends.add_parser(
         "checkpoint", help="take a checkpoint of a running job now",
         description="Ask the launcher running in --run-dir for a checkpoint (SIGUSR1).")
@@ -220,6 +226,14 @@ def main(argv):
     args = parse_args(argv)
     if args.backend == "checkpoint":
         return request_checkpoint(args.run_dir)
+    if args.backend == "slurm":
+        try:
+            task = slurm_task(os.environ)
+        except SlurmError as e:
+            log("error: %s" % e)
+            return EXIT_USAGE
+        if task is not None:
+            return run_task(args, task, os.environ)
     backend = make_backend(args)
     if (args.resume and backend.shared_run_dir and
             not (Path(args.run_dir) / "checkpoints").is_dir()):

@@ -101,6 +101,31 @@ class SlurmTest(RunDirTestCase):
         self.assertEqual(summary["recovery"]["restarts"], 0)
         self.assert_finished_cleanly(run_dir)
 
+    def test_one_node_per_task_under_srun(self):
+        run_dir = self.tmp / "run"
+        argv = [netns.IP, "netns", "exec", self.topology.hosts[0], "srun", "-N3", "-n5",
+                "--kill-on-bad-exit=1", "--label"]
+        argv += self.launch_argv(CONFIG, SERVERS, WORKERS, run_dir,
+                                 ["--set", "train.epochs=1", "--scheduler-port", "7300"],
+                                 backend=("slurm",))
+        result = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                                env=self.cluster.env, timeout=JOB_TIMEOUT_SEC)
+        output = result.stdout + result.stderr + self.cluster.logs()
+        self.assertEqual(result.returncode, 0, output)
+        self.assertIn("held-out evaluation", result.stdout)
+        summary = read_json(run_dir / "summary.json")
+        self.assertGreater(summary["eval"]["income"]["auc"], 0.85)
+        cluster = read_json(run_dir / "cluster.json")
+        self.assertEqual(read_json(run_dir / "cluster.json")["nodes"][0]["host"],
+                         self.topology.addresses[0], "the scheduler on the first node")
+        self.assertEqual({n["host"] for n in cluster["nodes"]}, set(self.topology.addresses))
+        # A step of the wrong size is refused by every task, with the reason.
+        bad = subprocess.run(argv[:6] + ["-n4"] + argv[7:], stdin=subprocess.DEVNULL,
+                             capture_output=True, text=True, env=self.cluster.env,
+                             timeout=JOB_TIMEOUT_SEC)
+        self.assertNotEqual(bad.returncode, 0)
+        self.assertIn("the step has 4 tasks", bad.stderr)
+
     def test_a_node_killed_mid_training_is_recovered(self):
         run_dir = self.tmp / "run"
         job = self.start_job(run_dir, ["--set", "train.epochs=4",
