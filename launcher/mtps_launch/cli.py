@@ -33,7 +33,7 @@ from pathlib import Path
 
 from .backends import LocalBackend, RemoteBackend
 from .hosts import HostfileError, SlurmError, parse_hostfile, place, slurm_hosts, slurm_task
-from .job import DEFAULT_MAX_RESTARTS, Job
+from .job import DEFAULT_MAX_RESTARTS, Job, config_asks_curve
 from .slurm_task import DEFAULT_SCHEDULER_PORT, run_task
 from .util import EXIT_FAILED, EXIT_OK, EXIT_USAGE, log
 
@@ -126,6 +126,9 @@ def build_parser():
                         "checkpoint.dir says otherwise")
     remote.add_argument("--remote-binary", metavar="PATH",
                         help="mtps-node's path on the hosts (default: --binary's)")
+    remote.add_argument("--insecure", action="store_true",
+                        help="plain TCP between the hosts (default for this backend: CURVE, as "
+                        "--secure, each node's key sent to it on its stdin)")
     ssh = backends.add_parser(
         "ssh", parents=[job, remote], help="run the nodes on the hosts of a hostfile",
         description="Run the nodes on the hosts of --hostfile, each started through "
@@ -234,6 +237,12 @@ def main(argv):
             return EXIT_USAGE
         if task is not None:
             return run_task(args, task, os.environ)
+    if args.backend in ("ssh", "slurm"):
+        if args.insecure and (args.secure or config_asks_curve(args)):
+            log("error: --insecure contradicts --secure / cluster.curve: true")
+            return EXIT_USAGE
+        # Between hosts, links are encrypted and authenticated unless asked not to be.
+        args.secure = not args.insecure
     backend = make_backend(args)
     if (args.resume and backend.shared_run_dir and
             not (Path(args.run_dir) / "checkpoints").is_dir()):

@@ -351,10 +351,12 @@ class Job:
         argv.append("--run_dir=%s" % work_dir)
         secret_files = {}
         if self._secure:
-            argv.append("--keys=keys")
+            # A key dir per node: two nodes on one host never write the same file.
             name = "scheduler" if role == "scheduler" else "%s-%d" % (role, rank)
+            argv.append("--keys=keys/%s" % name)
             for key_file in (name + ".key", "public.keys"):
-                secret_files["keys/" + key_file] = (self._run_dir / "keys" / key_file).read_text()
+                secret_files["keys/%s/%s" % (name, key_file)] = (
+                    self._run_dir / "keys" / key_file).read_text()
         return NodeSpec(role, rank, argv, log_path, host=host, work_dir=work_dir,
                         secret_files=secret_files)
 

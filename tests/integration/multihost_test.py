@@ -7,8 +7,8 @@ address and shares nothing with the launcher but that command's pipes (its
 files go to RUN_DIR/hosts/HOST; the launcher replays the scheduler's result
 stream and the logs into the run dir). Census MMOE with a scheduler, 2
 servers and 2 workers spread over the three:
-  - trained to completion, plain and with --secure (CURVE keys sent to each
-    node on its stdin);
+  - trained to completion, with CURVE (the backend's default; the keys sent
+    to each node on its stdin) and with --insecure;
   - again with every process of one namespace SIGKILLed mid-training: the
     job restarts from its newest checkpoint and finishes;
   - the launcher SIGKILLed: the remote nodes see their stdin close and exit.
@@ -89,8 +89,9 @@ class MultiHostTest(RunDirTestCase):
 
     def test_census_on_three_hosts(self):
         run_dir = self.tmp / "run"
-        result = self.run_job(run_dir, ["--set", "train.epochs=2"])
+        result = self.run_job(run_dir, ["--insecure", "--set", "train.epochs=2"])
         self.assert_trained_on_the_hosts(run_dir, result)
+        self.assertFalse((run_dir / "keys").exists())
         # The scheduler's own files stayed on its host; the launcher's are
         # replays of its stream.
         remote = run_dir / "hosts" / self.topology.hosts[0]
@@ -101,8 +102,10 @@ class MultiHostTest(RunDirTestCase):
 
     def test_secure_on_three_hosts(self):
         run_dir = self.tmp / "run"
-        result = self.run_job(run_dir, ["--secure", "--set", "train.epochs=1"])
+        # CURVE is the ssh backend's default.
+        result = self.run_job(run_dir, ["--set", "train.epochs=1"])
         self.assert_trained_on_the_hosts(run_dir, result)
+        self.assertIn("curve: true", (run_dir / "config.pbtxt").read_text())
         # Each host got only its nodes' secret keys, owner-only, and no key
         # was on a command line.
         launch = read_json(run_dir / "launch.json")
@@ -113,16 +116,16 @@ class MultiHostTest(RunDirTestCase):
                 node["role"], node["rank"])
             keys = run_dir / "hosts" / node["host"] / "keys"
             self.assertEqual(stat.S_IMODE(keys.stat().st_mode), 0o700)
-            key = keys / ("%s.key" % name)
+            key = keys / name / ("%s.key" % name)
             self.assertEqual(key.read_text(), (run_dir / "keys" / key.name).read_text())
             self.assertEqual(stat.S_IMODE(key.stat().st_mode), 0o600)
         placement = {p["node"]: p["host"] for p in launch["placement"]}
-        server1_host = run_dir / "hosts" / placement["server-1"] / "keys"
-        others = [n for n, h in placement.items() if h != placement["server-1"]]
-        for name in others:
-            short = "scheduler" if name == "scheduler-0" else name
-            self.assertFalse((server1_host / ("%s.key" % short)).exists(),
-                             "%s's secret key was sent to %s" % (name, placement["server-1"]))
+        on_host = run_dir / "hosts" / placement["server-1"] / "keys"
+        for node, host in placement.items():
+            short = "scheduler" if node == "scheduler-0" else node
+            if host != placement["server-1"]:
+                self.assertFalse((on_host / short).exists(),
+                                 "%s's secret key was sent to %s" % (node, host))
 
     def test_a_host_killed_mid_training_is_recovered(self):
         run_dir = self.tmp / "run"
