@@ -11,7 +11,8 @@ servers and 2 workers spread over the three:
     to each node on its stdin) and with --insecure;
   - again with every process of one namespace SIGKILLed mid-training: the
     job restarts from its newest checkpoint and finishes;
-  - the launcher SIGKILLed: the remote nodes see their stdin close and exit.
+  - the launcher SIGKILLed: the remote nodes see their stdin close and exit;
+    `--resume` then continues from the checkpoints on the scheduler's host.
 After each run nothing of the job is left on any host (launch.json's
 "leftovers", checked by the launcher itself, and checked here).
 """
@@ -159,11 +160,12 @@ class MultiHostTest(RunDirTestCase):
         self.assertGreater(summary["eval"]["income"]["auc"], 0.85)
         self.assert_nothing_left_on_the_hosts(run_dir)
 
-    def test_remote_nodes_exit_when_the_launcher_dies(self):
+    def test_remote_nodes_exit_when_the_launcher_dies_and_resume_continues(self):
         run_dir = self.tmp / "run"
         launcher = self.start_launcher(CONFIG, SERVERS, WORKERS, run_dir, EPOCHS,
                                        timeout=JOB_TIMEOUT_SEC, backend=self.backend())
-        self.assertTrue(wait_for(lambda: (run_dir / "progress.jsonl").exists() or
+        checkpoints = run_dir / "hosts" / self.topology.hosts[0] / "checkpoints"
+        self.assertTrue(wait_for(lambda: any(checkpoints.glob("ckpt-*/MANIFEST")) or
                                  launcher.poll() is not None, EVENT_TIMEOUT_SEC),
                         self.launcher_output(run_dir))
         self.assertIsNone(launcher.poll(), self.launcher_output(run_dir))
@@ -178,6 +180,13 @@ class MultiHostTest(RunDirTestCase):
         # --exit_with_parent does not reach across hosts: stdin's end does.
         self.assertTrue(wait_for(lambda: not job_pids(), 30),
                         "nodes outlived their launcher: %s" % job_pids())
+        # --resume continues from the checkpoints on the scheduler's host.
+        result = self.run_job(run_dir, EPOCHS + ["--resume"])
+        self.assertEqual(result.returncode, 0, describe(result, run_dir))
+        summary = read_json(run_dir / "summary.json")
+        self.assertIsNotNone(summary.get("resumed_from"), summary)
+        self.assertGreater(summary["eval"]["income"]["auc"], 0.85)
+        self.assert_nothing_left_on_the_hosts(run_dir)
 
 
     def test_a_quiet_node_exits_when_its_stdin_closes(self):
