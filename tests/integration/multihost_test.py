@@ -56,6 +56,19 @@ class MultiHostTest(RunDirTestCase):
         return self.run_launcher(CONFIG, SERVERS, WORKERS, run_dir, list(extra),
                                  timeout=JOB_TIMEOUT_SEC, backend=self.backend())
 
+    def start_after_a_checkpoint(self, run_dir):
+        """Starts a long job in the background; returns its launcher once the
+        job committed a checkpoint and still trains."""
+        launcher = self.start_launcher(CONFIG, SERVERS, WORKERS, run_dir, EPOCHS,
+                                       timeout=JOB_TIMEOUT_SEC, backend=self.backend())
+        checkpoints = run_dir / "hosts" / self.topology.hosts[0] / "checkpoints"
+        self.assertTrue(wait_for(lambda: any(checkpoints.glob("ckpt-*/MANIFEST")) or
+                                 launcher.poll() is not None, EVENT_TIMEOUT_SEC),
+                        "no checkpoint committed\n" + self.launcher_output(run_dir))
+        self.assertIsNone(launcher.poll(), "the job ended before the kill\n" +
+                          self.launcher_output(run_dir))
+        return launcher
+
     def assert_trained_on_the_hosts(self, run_dir, result):
         self.assertEqual(result.returncode, 0, describe(result, run_dir))
         summary = read_json(run_dir / "summary.json")
@@ -130,14 +143,7 @@ class MultiHostTest(RunDirTestCase):
 
     def test_a_host_killed_mid_training_is_recovered(self):
         run_dir = self.tmp / "run"
-        launcher = self.start_launcher(CONFIG, SERVERS, WORKERS, run_dir, EPOCHS,
-                                       timeout=JOB_TIMEOUT_SEC, backend=self.backend())
-        checkpoints = run_dir / "hosts" / self.topology.hosts[0] / "checkpoints"
-        self.assertTrue(wait_for(lambda: any(checkpoints.glob("ckpt-*/MANIFEST")) or
-                                 launcher.poll() is not None, EVENT_TIMEOUT_SEC),
-                        "no checkpoint committed\n" + self.launcher_output(run_dir))
-        self.assertIsNone(launcher.poll(), "the job ended before the kill\n" +
-                          self.launcher_output(run_dir))
+        launcher = self.start_after_a_checkpoint(run_dir)
         victim = self.topology.hosts[1]  # server-0 and worker-1
         killed = self.topology.pids(victim)
         self.assertTrue(killed, "nothing runs in %s" % victim)
@@ -162,13 +168,7 @@ class MultiHostTest(RunDirTestCase):
 
     def test_remote_nodes_exit_when_the_launcher_dies_and_resume_continues(self):
         run_dir = self.tmp / "run"
-        launcher = self.start_launcher(CONFIG, SERVERS, WORKERS, run_dir, EPOCHS,
-                                       timeout=JOB_TIMEOUT_SEC, backend=self.backend())
-        checkpoints = run_dir / "hosts" / self.topology.hosts[0] / "checkpoints"
-        self.assertTrue(wait_for(lambda: any(checkpoints.glob("ckpt-*/MANIFEST")) or
-                                 launcher.poll() is not None, EVENT_TIMEOUT_SEC),
-                        self.launcher_output(run_dir))
-        self.assertIsNone(launcher.poll(), self.launcher_output(run_dir))
+        launcher = self.start_after_a_checkpoint(run_dir)
         job = "--job_id=%s" % read_json(run_dir / "launch.json")["job_id"]
 
         def job_pids():
