@@ -61,6 +61,39 @@ def config_asks_curve(args):
     return re.search(r"^[^#\n]*\bcurve\s*:\s*true\b", text, re.MULTILINE) is not None
 
 
+def read_summary(path):
+    """summary.json as a dict with "eval" and "train", or None (logged)."""
+    try:
+        summary = json.loads(path.read_text())
+        if not isinstance(summary["eval"], dict) or not isinstance(summary["train"], dict):
+            raise TypeError("eval and train must be objects")
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        log("FAILED: every node exited 0 but %s is missing or malformed: %s" % (path, e))
+        return None
+    return summary
+
+
+def print_summary(summary):
+    """The held-out metrics table and the training line, on stdout."""
+    rows = [("task", "AUC", "logloss", "examples")]
+    for task, metrics in summary["eval"].items():
+        rows.append((task, format_float(metrics.get("auc")),
+                     format_float(metrics.get("logloss")),
+                     format_count(metrics.get("examples"))))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    print("%s: held-out evaluation" % summary.get("model", "?"))
+    for row in rows:
+        print("  " + row[0].ljust(widths[0]) + "".join(
+            "  " + cell.rjust(width) for cell, width in zip(row[1:], widths[1:])))
+    train = summary["train"]
+    seconds = train.get("seconds")
+    rate = train.get("examples_per_sec")
+    print("train: %s examples in %s s, %s examples/s" % (
+        format_count(train.get("examples")),
+        "%.2f" % seconds if isinstance(seconds, (int, float)) else seconds,
+        format_count(round(rate)) if isinstance(rate, (int, float)) else rate))
+
+
 class Outcome:
     """How the watch ended. kind: success, failed, timeout or interrupted."""
 
@@ -319,10 +352,12 @@ class Job:
         argv.append("--run_dir=%s" % work_dir)
         secret_files = {}
         if self._secure:
-            argv.append("--keys=keys")
+            # A key dir per node: two nodes on one host never write the same file.
             name = "scheduler" if role == "scheduler" else "%s-%d" % (role, rank)
+            argv.append("--keys=keys/%s" % name)
             for key_file in (name + ".key", "public.keys"):
-                secret_files["keys/" + key_file] = (self._run_dir / "keys" / key_file).read_text()
+                secret_files["keys/%s/%s" % (name, key_file)] = (
+                    self._run_dir / "keys" / key_file).read_text()
         return NodeSpec(role, rank, argv, log_path, host=host, work_dir=work_dir,
                         secret_files=secret_files)
 
@@ -499,8 +534,9 @@ class Job:
             log("not restarting %s (%s)" % (node.spec.name, "no port in cluster.json"
                                              if port is None else "it died %d times" % times))
             return True
-        node.spec.log_path.replace(node.spec.log_path.with_suffix(
-            ".failed-%d.log" % len(self._failed_over)))
+        if node.spec.log_path.exists():
+            node.spec.log_path.replace(node.spec.log_path.with_suffix(
+                ".failed-%d.log" % len(self._failed_over)))
         old = node.spec
         argv = [a for a in old.argv if not a.startswith("--port=")] + ["--port=%d" % port]
         self._start_node(NodeSpec(old.role, old.rank, argv, old.log_path, host=old.host,
@@ -644,33 +680,13 @@ class Job:
 
     def _report_success(self):
         path = self._run_dir / "summary.json"
-        try:
-            summary = json.loads(path.read_text())
-            evals = summary["eval"]
-            train = summary["train"]
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            log("FAILED: every node exited 0 but %s is missing or malformed: %s" % (path, e))
+        summary = read_summary(path)
+        if summary is None:
             return EXIT_FAILED
         # What the launcher saw: restarts after node failures.
         summary["recovery"] = {"restarts": self._restarts, "events": self._events}
         write_json_atomically(path, summary)
-        model = summary.get("model", "?")
-        rows = [("task", "AUC", "logloss", "examples")]
-        for task, metrics in evals.items():
-            rows.append((task, format_float(metrics.get("auc")),
-                         format_float(metrics.get("logloss")),
-                         format_count(metrics.get("examples"))))
-        widths = [max(len(row[i]) for row in rows) for i in range(4)]
-        print("%s: held-out evaluation" % model)
-        for row in rows:
-            print("  " + row[0].ljust(widths[0]) + "".join(
-                "  " + cell.rjust(width) for cell, width in zip(row[1:], widths[1:])))
-        seconds = train.get("seconds")
-        rate = train.get("examples_per_sec")
-        print("train: %s examples in %s s, %s examples/s" % (
-            format_count(train.get("examples")),
-            "%.2f" % seconds if isinstance(seconds, (int, float)) else seconds,
-            format_count(round(rate)) if isinstance(rate, (int, float)) else rate))
+        print_summary(summary)
         if self._restarts:
             print("recovered from %d failure%s: %s" % (
                 self._restarts, "" if self._restarts == 1 else "s",
