@@ -9,6 +9,7 @@ Usage:
   mtps-launch slurm [--remote-exec TEMPLATE] ... (inside a Slurm allocation: salloc, sbatch)
   srun -n 1+N+M mtps-launch slurm [--scheduler-port PORT] ... (one node per task)
   mtps-launch checkpoint --run-dir DIR
+  mtps-launch report --run-dir DIR [--out FILE]   (re)builds DIR/report.html
 
 Supervision: when a node dies (a non-zero exit or a signal), the launcher
 stops the others and starts the whole job again from its newest intact
@@ -34,6 +35,7 @@ from pathlib import Path
 from .backends import LocalBackend, RemoteBackend
 from .hosts import HostfileError, SlurmError, parse_hostfile, place, slurm_hosts, slurm_task
 from .job import DEFAULT_MAX_RESTARTS, Job, config_asks_curve
+from .report import report_command
 from .slurm_task import DEFAULT_SCHEDULER_PORT, run_task
 from .util import EXIT_FAILED, EXIT_OK, EXIT_USAGE, log
 
@@ -155,6 +157,14 @@ def build_parser():
         "checkpoint", help="take a checkpoint of a running job now",
         description="Ask the launcher running in --run-dir for a checkpoint (SIGUSR1).")
     ckpt.add_argument("--run-dir", required=True, help="the running job's run dir")
+    page = backends.add_parser(
+        "report", help="(re)build a run's report.html",
+        description="Build the training report of the run in --run-dir (what every run "
+        "writes at its end) from its progress.jsonl, metrics.jsonl, summary.json and "
+        "launch.json.")
+    page.add_argument("--run-dir", required=True, help="the run dir")
+    page.add_argument("--out", metavar="FILE", help="where to write it (default "
+                      "RUN_DIR/report.html)")
     return parser
 
 
@@ -183,7 +193,7 @@ def request_checkpoint(run_dir):
 def parse_args(argv):
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.backend == "checkpoint":
+    if args.backend in ("checkpoint", "report"):
         return args
     if not Path(args.config).is_file():
         parser.error("--config %s: no such file" % args.config)
@@ -229,6 +239,8 @@ def main(argv):
     args = parse_args(argv)
     if args.backend == "checkpoint":
         return request_checkpoint(args.run_dir)
+    if args.backend == "report":
+        return report_command(args.run_dir, args.out)
     if args.backend == "slurm":
         try:
             task = slurm_task(os.environ)

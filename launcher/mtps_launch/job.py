@@ -17,6 +17,7 @@ from pathlib import Path
 from .backends import NodeSpec
 from .hosts import format_placement, place
 from .progress import ProgressDisplay, ProgressReader, format_count, format_float
+from .report import write_for_job
 from .util import (EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, NODE_EXIT_PERMANENT, describe_exit, log,
                    tail, write_json_atomically)
 
@@ -37,7 +38,7 @@ MAX_REJOINS_PER_SERVER = 3
 # Files a previous run may have left in the run dir; removed before a new run
 # so that nothing stale (above all scheduler.addr) is mistaken for this run's.
 RUN_DIR_OUTPUTS = ("scheduler.addr", "config.pbtxt", "cluster.json",
-                   "progress.jsonl", "metrics.jsonl", "summary.json", "launch.json")
+                   "progress.jsonl", "metrics.jsonl", "summary.json", "launch.json", "report.html")
 # Kept when a run resumes: its progress goes on in the same file.
 RESUME_KEEPS = ("progress.jsonl", "metrics.jsonl")
 # After SIGINT/SIGTERM, how long the scheduler may take to write its last
@@ -639,6 +640,9 @@ class Job:
         write_json_atomically(self._run_dir / "launch.json", record)
 
     def _report(self, outcome):
+        # report.html from whatever the run left, however it ended (report.py).
+        write_for_job(self._run_dir, {"result": outcome.kind, "reason": outcome.reason},
+                      {"restarts": self._restarts, "events": self._events})
         if outcome.kind == "success":
             return self._report_success()
         if outcome.kind == "interrupted":
