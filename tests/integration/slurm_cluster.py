@@ -16,7 +16,9 @@ import shlex
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
+from pathlib import Path
 
 import netns
 
@@ -57,6 +59,12 @@ class SlurmCluster:
         self.dir = directory
         self.conf = directory / "slurm.conf"
         self.env = dict(os.environ, SLURM_CONF=str(self.conf))
+        # slurmd's step sockets live in its spool dir and a Unix socket path
+        # has at most 108 bytes: the spools get a short dir of their own.
+        self.spool = Path(tempfile.mkdtemp(prefix="mtps-sl-", dir="/tmp"))
+
+    def remove(self):
+        shutil.rmtree(self.spool, ignore_errors=True)
 
     def write_conf(self):
         d = self.dir
@@ -67,7 +75,7 @@ class SlurmCluster:
             "AuthType=auth/none", "CredType=cred/none",
             "SlurmUser=root", "SlurmdUser=root",
             "StateSaveLocation=%s/state" % d,
-            "SlurmdSpoolDir=%s/spool-%%n" % d,
+            "SlurmdSpoolDir=%s/%%n" % self.spool,
             "SlurmctldPidFile=%s/slurmctld.pid" % d,
             "SlurmdPidFile=%s/slurmd-%%n.pid" % d,
             "SlurmctldLogFile=%s/slurmctld.log" % d,
@@ -85,7 +93,7 @@ class SlurmCluster:
         self.conf.write_text("\n".join(lines) + "\n")
         (d / "state").mkdir(exist_ok=True)
         for host in self.topology.hosts:
-            (d / ("spool-%s" % host)).mkdir(exist_ok=True)
+            (self.spool / host).mkdir(exist_ok=True)
 
     def exec_argv(self, host, argv):
         """argv run in namespace `host` with the cgroups mounted and SLURM_CONF."""

@@ -40,6 +40,7 @@ class SlurmTest(RunDirTestCase):
         self.addCleanup(self.topology.remove)
         self.topology.create()
         self.cluster = slurm_cluster.SlurmCluster(self.topology, self.tmp)
+        self.addCleanup(self.cluster.remove)
         self.cluster.start()
 
     def start_job(self, run_dir, extra):
