@@ -6,7 +6,8 @@ Modules, from the bottom up:
   records   replays a remote scheduler's result stream into the run dir;
   backends  where and how node processes run: local children, or through a
             remote-exec command (ssh, ip netns exec, srun);
-  progress  the progress line;
+  progress  the progress line (with epoch and ETA);
+  report    RUN_DIR/report.html, the training report page;
   job       one job: start, watch, restart from checkpoints, stop, report;
   predict   the predict and export commands (they run mtps-predict);
   cli       the command line.

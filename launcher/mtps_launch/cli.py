@@ -6,10 +6,12 @@ Usage:
                     [--quiet] [--secure] [--resume] [--max-restarts N]
   mtps-launch ssh   --hostfile FILE [--remote-exec TEMPLATE] [--remote-dir DIR]
                     [--remote-binary PATH] (and local's options)
-  mtps-launch slurm [--remote-exec TEMPLATE] ... (inside a Slurm allocation)
+  mtps-launch slurm [--remote-exec TEMPLATE] ... (inside a Slurm allocation: salloc, sbatch)
+  srun -n 1+N+M mtps-launch slurm [--scheduler-port PORT] ... (one node per task)
   mtps-launch checkpoint --run-dir DIR
   mtps-launch predict --run-dir DIR --data FILE --out FILE [--checkpoint ID]
   mtps-launch export  --run-dir DIR --out DIR [--checkpoint ID]
+  mtps-launch report --run-dir DIR [--out FILE]   (re)builds DIR/report.html
 
 Supervision: when a node dies (a non-zero exit or a signal), the launcher
 stops the others and starts the whole job again from its newest intact
@@ -34,9 +36,10 @@ from pathlib import Path
 
 from . import predict
 from .backends import LocalBackend, RemoteBackend
-from .hosts import (Host, HostfileError, SlurmError, expand_hostnames, parse_hostfile, place,
-                    slurm_nodelist)
-from .job import DEFAULT_MAX_RESTARTS, Job
+from .hosts import HostfileError, SlurmError, parse_hostfile, place, slurm_hosts, slurm_task
+from .job import DEFAULT_MAX_RESTARTS, Job, config_asks_curve
+from .report import report_command
+from .slurm_task import DEFAULT_SCHEDULER_PORT, run_task
 from .util import EXIT_FAILED, EXIT_OK, EXIT_USAGE, log
 
 DEFAULT_SSH_EXEC = "ssh -o BatchMode=yes {host}"
@@ -128,6 +131,9 @@ def build_parser():
                         "checkpoint.dir says otherwise")
     remote.add_argument("--remote-binary", metavar="PATH",
                         help="mtps-node's path on the hosts (default: --binary's)")
+    remote.add_argument("--insecure", action="store_true",
+                        help="plain TCP between the hosts (default for this backend: CURVE, as "
+                        "--secure, each node's key sent to it on its stdin)")
     ssh = backends.add_parser(
         "ssh", parents=[job, remote], help="run the nodes on the hosts of a hostfile",
         description="Run the nodes on the hosts of --hostfile, each started through "
@@ -146,10 +152,22 @@ def build_parser():
     slurm.add_argument("--remote-exec", default=DEFAULT_SRUN_EXEC, metavar="TEMPLATE",
                        help="command that runs a shell script on {host} (default %r)" %
                        DEFAULT_SRUN_EXEC)
+    slurm.add_argument("--scheduler-port", type=positive_int, default=DEFAULT_SCHEDULER_PORT,
+                       metavar="PORT",
+                       help="under srun (one node per task): the scheduler's port on the first "
+                       "node (default %d)" % DEFAULT_SCHEDULER_PORT)
     ckpt = backends.add_parser(
         "checkpoint", help="take a checkpoint of a running job now",
         description="Ask the launcher running in --run-dir for a checkpoint (SIGUSR1).")
     ckpt.add_argument("--run-dir", required=True, help="the running job's run dir")
+    page = backends.add_parser(
+        "report", help="(re)build a run's report.html",
+        description="Build the training report of the run in --run-dir (what every run "
+        "writes at its end) from its progress.jsonl, metrics.jsonl, summary.json and "
+        "launch.json.")
+    page.add_argument("--run-dir", required=True, help="the run dir")
+    page.add_argument("--out", metavar="FILE", help="where to write it (default "
+                      "RUN_DIR/report.html)")
     predict.add_parsers(backends)
     return parser
 
@@ -179,7 +197,7 @@ def request_checkpoint(run_dir):
 def parse_args(argv):
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.backend == "checkpoint" or args.backend in predict.COMMANDS:
+    if args.backend in ("checkpoint", "report") or args.backend in predict.COMMANDS:
         return args
     if not Path(args.config).is_file():
         parser.error("--config %s: no such file" % args.config)
@@ -212,7 +230,7 @@ def make_backend(args):
                 raise HostfileError("--hostfile %s: %s" % (path, e.strerror or e))
             hosts = parse_hostfile(text, str(path))
         else:
-            hosts = [Host(name) for name in expand_hostnames(slurm_nodelist(os.environ))]
+            hosts = slurm_hosts(os.environ)
         place(hosts, args.servers, args.workers)
         return RemoteBackend(args.backend, args.remote_exec, hosts, remote_dir=args.remote_dir,
                              remote_binary=args.remote_binary)
@@ -227,6 +245,22 @@ def main(argv):
         return request_checkpoint(args.run_dir)
     if args.backend in predict.COMMANDS:
         return predict.run(args)
+    if args.backend == "report":
+        return report_command(args.run_dir, args.out)
+    if args.backend == "slurm":
+        try:
+            task = slurm_task(os.environ)
+        except SlurmError as e:
+            log("error: %s" % e)
+            return EXIT_USAGE
+        if task is not None:
+            return run_task(args, task, os.environ)
+    if args.backend in ("ssh", "slurm"):
+        if args.insecure and (args.secure or config_asks_curve(args)):
+            log("error: --insecure contradicts --secure / cluster.curve: true")
+            return EXIT_USAGE
+        # Between hosts, links are encrypted and authenticated unless asked not to be.
+        args.secure = not args.insecure
     backend = make_backend(args)
     if (args.resume and backend.shared_run_dir and
             not (Path(args.run_dir) / "checkpoints").is_dir()):

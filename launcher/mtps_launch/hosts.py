@@ -150,6 +150,32 @@ def expand_hostnames(nodelist, run=subprocess.run):
     return names
 
 
+def node_addresses(names, run=subprocess.run):
+    """{name: NodeAddr} of Slurm nodes (`scontrol show node -o NAME`): where
+    slurmctld reaches each, which is where the other nodes of the job will.
+    A node without a NodeAddr line keeps its name."""
+    addresses = {}
+    for name in names:
+        try:
+            result = run(["scontrol", "show", "node", "-o", name], stdin=subprocess.DEVNULL,
+                         capture_output=True, text=True, timeout=30)
+        except (FileNotFoundError, subprocess.TimeoutExpired) as e:
+            raise SlurmError("scontrol show node %s: %s" % (name, e))
+        if result.returncode != 0:
+            raise SlurmError("scontrol show node %s failed: %s" % (name, result.stderr.strip()))
+        match = re.search(r"(?:^|\s)NodeAddr=(\S+)", result.stdout)
+        addresses[name] = match.group(1) if match else name
+    return addresses
+
+
+def slurm_hosts(env, run=subprocess.run):
+    """The Hosts of the allocation in `env`, in Slurm's order, each at its
+    NodeAddr."""
+    names = expand_hostnames(slurm_nodelist(env), run=run)
+    addresses = node_addresses(names, run=run)
+    return [Host(name, addresses[name]) for name in names]
+
+
 class SlurmTask:
     """This process's place in an srun step: SLURM_PROCID of SLURM_NTASKS."""
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from .backends import NodeSpec
 from .hosts import format_placement, place
 from .progress import ProgressDisplay, ProgressReader, format_count, format_float
+from .report import write_for_job
 from .util import (EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, NODE_EXIT_PERMANENT, describe_exit, log,
                    tail, write_json_atomically)
 
@@ -37,7 +38,7 @@ MAX_REJOINS_PER_SERVER = 3
 # Files a previous run may have left in the run dir; removed before a new run
 # so that nothing stale (above all scheduler.addr) is mistaken for this run's.
 RUN_DIR_OUTPUTS = ("scheduler.addr", "config.pbtxt", "cluster.json",
-                   "progress.jsonl", "metrics.jsonl", "summary.json", "launch.json")
+                   "progress.jsonl", "metrics.jsonl", "summary.json", "launch.json", "report.html")
 # Kept when a run resumes: its progress goes on in the same file.
 RESUME_KEEPS = ("progress.jsonl", "metrics.jsonl")
 # After SIGINT/SIGTERM, how long the scheduler may take to write its last
@@ -58,6 +59,39 @@ def config_asks_curve(args):
         return False
     # The field is only in ClusterConfig; a commented line does not count.
     return re.search(r"^[^#\n]*\bcurve\s*:\s*true\b", text, re.MULTILINE) is not None
+
+
+def read_summary(path):
+    """summary.json as a dict with "eval" and "train", or None (logged)."""
+    try:
+        summary = json.loads(path.read_text())
+        if not isinstance(summary["eval"], dict) or not isinstance(summary["train"], dict):
+            raise TypeError("eval and train must be objects")
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        log("FAILED: every node exited 0 but %s is missing or malformed: %s" % (path, e))
+        return None
+    return summary
+
+
+def print_summary(summary):
+    """The held-out metrics table and the training line, on stdout."""
+    rows = [("task", "AUC", "logloss", "examples")]
+    for task, metrics in summary["eval"].items():
+        rows.append((task, format_float(metrics.get("auc")),
+                     format_float(metrics.get("logloss")),
+                     format_count(metrics.get("examples"))))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    print("%s: held-out evaluation" % summary.get("model", "?"))
+    for row in rows:
+        print("  " + row[0].ljust(widths[0]) + "".join(
+            "  " + cell.rjust(width) for cell, width in zip(row[1:], widths[1:])))
+    train = summary["train"]
+    seconds = train.get("seconds")
+    rate = train.get("examples_per_sec")
+    print("train: %s examples in %s s, %s examples/s" % (
+        format_count(train.get("examples")),
+        "%.2f" % seconds if isinstance(seconds, (int, float)) else seconds,
+        format_count(round(rate)) if isinstance(rate, (int, float)) else rate))
 
 
 class Outcome:
@@ -318,10 +352,12 @@ class Job:
         argv.append("--run_dir=%s" % work_dir)
         secret_files = {}
         if self._secure:
-            argv.append("--keys=keys")
+            # A key dir per node: two nodes on one host never write the same file.
             name = "scheduler" if role == "scheduler" else "%s-%d" % (role, rank)
+            argv.append("--keys=keys/%s" % name)
             for key_file in (name + ".key", "public.keys"):
-                secret_files["keys/" + key_file] = (self._run_dir / "keys" / key_file).read_text()
+                secret_files["keys/%s/%s" % (name, key_file)] = (
+                    self._run_dir / "keys" / key_file).read_text()
         return NodeSpec(role, rank, argv, log_path, host=host, work_dir=work_dir,
                         secret_files=secret_files)
 
@@ -498,8 +534,9 @@ class Job:
             log("not restarting %s (%s)" % (node.spec.name, "no port in cluster.json"
                                              if port is None else "it died %d times" % times))
             return True
-        node.spec.log_path.replace(node.spec.log_path.with_suffix(
-            ".failed-%d.log" % len(self._failed_over)))
+        if node.spec.log_path.exists():
+            node.spec.log_path.replace(node.spec.log_path.with_suffix(
+                ".failed-%d.log" % len(self._failed_over)))
         old = node.spec
         argv = [a for a in old.argv if not a.startswith("--port=")] + ["--port=%d" % port]
         self._start_node(NodeSpec(old.role, old.rank, argv, old.log_path, host=old.host,
@@ -603,6 +640,9 @@ class Job:
         write_json_atomically(self._run_dir / "launch.json", record)
 
     def _report(self, outcome):
+        # report.html from whatever the run left, however it ended (report.py).
+        write_for_job(self._run_dir, {"result": outcome.kind, "reason": outcome.reason},
+                      {"restarts": self._restarts, "events": self._events})
         if outcome.kind == "success":
             return self._report_success()
         if outcome.kind == "interrupted":
@@ -640,33 +680,13 @@ class Job:
 
     def _report_success(self):
         path = self._run_dir / "summary.json"
-        try:
-            summary = json.loads(path.read_text())
-            evals = summary["eval"]
-            train = summary["train"]
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            log("FAILED: every node exited 0 but %s is missing or malformed: %s" % (path, e))
+        summary = read_summary(path)
+        if summary is None:
             return EXIT_FAILED
         # What the launcher saw: restarts after node failures.
         summary["recovery"] = {"restarts": self._restarts, "events": self._events}
         write_json_atomically(path, summary)
-        model = summary.get("model", "?")
-        rows = [("task", "AUC", "logloss", "examples")]
-        for task, metrics in evals.items():
-            rows.append((task, format_float(metrics.get("auc")),
-                         format_float(metrics.get("logloss")),
-                         format_count(metrics.get("examples"))))
-        widths = [max(len(row[i]) for row in rows) for i in range(4)]
-        print("%s: held-out evaluation" % model)
-        for row in rows:
-            print("  " + row[0].ljust(widths[0]) + "".join(
-                "  " + cell.rjust(width) for cell, width in zip(row[1:], widths[1:])))
-        seconds = train.get("seconds")
-        rate = train.get("examples_per_sec")
-        print("train: %s examples in %s s, %s examples/s" % (
-            format_count(train.get("examples")),
-            "%.2f" % seconds if isinstance(seconds, (int, float)) else seconds,
-            format_count(round(rate)) if isinstance(rate, (int, float)) else rate))
+        print_summary(summary)
         if self._restarts:
             print("recovered from %d failure%s: %s" % (
                 self._restarts, "" if self._restarts == 1 else "s",

@@ -50,29 +50,33 @@ class RunDirTestCase(unittest.TestCase):
         else:
             shutil.rmtree(self.tmp, ignore_errors=True)
 
-    def launch_argv(self, config, servers, workers, run_dir, extra=()):
-        return [sys.executable, LAUNCHER, "local", "--config", str(config), "--servers",
+    def launch_argv(self, config, servers, workers, run_dir, extra=(), backend=("local",)):
+        """mtps-launch BACKEND... with the job's arguments; `backend` is the
+        subcommand and its own options (e.g. ("ssh", "--hostfile", FILE))."""
+        return [sys.executable, LAUNCHER] + list(backend) + ["--config", str(config), "--servers",
                 str(servers), "--workers", str(workers), "--run-dir", str(run_dir),
                 "--binary", BINARY, "--quiet"] + list(extra)
 
-    def run_launcher(self, config, servers, workers, run_dir, extra=(), timeout=600):
+    def run_launcher(self, config, servers, workers, run_dir, extra=(), timeout=600,
+                     backend=("local",)):
         """Runs a job to its end; returns the CompletedProcess (text output).
 
         The launcher gets --timeout so that it, not this test, stops the
         nodes if the job hangs; the subprocess timeout is a last guard.
         """
         argv = self.launch_argv(config, servers, workers, run_dir,
-                                list(extra) + ["--timeout", str(timeout)])
+                                list(extra) + ["--timeout", str(timeout)], backend)
         return subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
                               timeout=timeout + 60)
 
-    def start_launcher(self, config, servers, workers, run_dir, extra=(), timeout=600):
+    def start_launcher(self, config, servers, workers, run_dir, extra=(), timeout=600,
+                       backend=("local",)):
         """Starts a job in the background (its own session, output to
         self.tmp/<run dir name>.out); the cleanup SIGKILLs whatever is left."""
         out = open(self.tmp / ("%s.out" % run_dir.name), "w")
         self.addCleanup(out.close)
         argv = self.launch_argv(config, servers, workers, run_dir,
-                                list(extra) + ["--timeout", str(timeout)])
+                                list(extra) + ["--timeout", str(timeout)], backend)
         launcher = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
                                     stderr=subprocess.STDOUT, start_new_session=True)
         self.addCleanup(self._kill_launcher, launcher)
