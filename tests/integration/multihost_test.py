@@ -8,7 +8,8 @@ files go to RUN_DIR/hosts/HOST; the launcher replays the scheduler's result
 stream and the logs into the run dir). Census MMOE with a scheduler, 2
 servers and 2 workers spread over the three:
   - trained to completion, with CURVE (the backend's default; the keys sent
-    to each node on its stdin) and with --insecure;
+    to each node on its stdin) and with --insecure; then new data scored
+    from its checkpoint on the scheduler's host (mtps-launch predict);
   - again with every process of one namespace SIGKILLed mid-training: the
     job restarts from its newest checkpoint and finishes;
   - the launcher SIGKILLed: the remote nodes see their stdin close and exit;
@@ -22,6 +23,8 @@ import os
 import signal
 import stat
 import subprocess
+import sys
+from pathlib import Path
 
 import harness
 import netns
@@ -113,6 +116,18 @@ class MultiHostTest(RunDirTestCase):
                          read_json(run_dir / "summary.json")["eval"])
         self.assertEqual((remote / "progress.jsonl").read_text(),
                          (run_dir / "progress.jsonl").read_text())
+        # New data scored from the job's checkpoint on the scheduler's host.
+        test_path = harness.config_data_path(CONFIG, "test_path")
+        scores = self.tmp / "scores.tsv"
+        result = subprocess.run([sys.executable, harness.LAUNCHER, "predict", "--run-dir",
+                                 str(run_dir), "--data", str(test_path), "--out", str(scores),
+                                 "--binary", str(Path(harness.BINARY).with_name("mtps-predict"))],
+                                stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                                timeout=300)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        rows = scores.read_text().splitlines()
+        self.assertEqual(rows[0].split("\t")[:2], ["income", "never_married"])
+        self.assertEqual(len(rows) - 1, len(harness.data_lines(test_path)))
 
     def test_secure_on_three_hosts(self):
         run_dir = self.tmp / "run"
