@@ -121,8 +121,17 @@ class HttpServer::Impl {
     asio::post(io_, [this] {
       for (const auto& c : std::set<ConnectionPtr>(connections_)) Close(c);
     });
+    // With everything closed, what is queued (an accepted socket not yet
+    // handed over, aborted reads) runs and run() returns; io_.stop() only
+    // if that takes longer than a second more.
     work_.reset();
-    io_.stop();
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      if (!idle_.wait_for(lock, std::chrono::seconds(1), [this] { return ran_out_; })) {
+        LOG(WARNING) << "HTTP server: its thread still runs after the stop; stopping it";
+        io_.stop();
+      }
+    }
     thread_.join();
   }
 
@@ -142,6 +151,9 @@ class HttpServer::Impl {
     for (;;) {
       try {
         io_.run();
+        std::lock_guard<std::mutex> lock(mu_);
+        ran_out_ = true;
+        idle_.notify_all();
         return;
       } catch (const std::exception& e) {
         // Nothing below throws by design (every call takes an error_code);
@@ -265,7 +277,8 @@ class HttpServer::Impl {
   // Open connections, for Stop's wait.
   std::mutex mu_;
   std::condition_variable idle_;
-  int open_ = 0;  // guarded by mu_
+  int open_ = 0;          // guarded by mu_
+  bool ran_out_ = false;  // guarded by mu_: io_.run() returned
   std::thread thread_;
 };
 

@@ -4,7 +4,7 @@
 // oversized headers 431, a throwing handler 500; a garbage client and a slow
 // (silent) client do not hold up others and the slow one is closed at the
 // deadline; connections beyond the cap are closed; Stop ends within its
-// deadline with a client still connected, and the port refuses afterwards.
+// deadline with a client still connected, whose connection it closes.
 #include "common/http/http_server.h"
 
 #include <arpa/inet.h>
@@ -243,7 +243,7 @@ TEST_F(HttpServerTest, ConnectionsBeyondTheCapAreClosed) {
   EXPECT_EQ(server_->counters().refused.load(), 1);
 }
 
-TEST_F(HttpServerTest, StopEndsWithinItsDeadlineAndThePortIsClosed) {
+TEST_F(HttpServerTest, StopEndsWithinItsDeadlineAndClosesConnections) {
   HttpServerOptions o;
   o.request_timeout_ms = 60000;
   Start(o);
@@ -251,14 +251,14 @@ TEST_F(HttpServerTest, StopEndsWithinItsDeadlineAndThePortIsClosed) {
   Client waiting(port_);
   ASSERT_TRUE(waiting.connected());
   ASSERT_TRUE(waiting.Send("GET /metr"));
+  // Stopped with one connection accepted (it is closed) or still in the
+  // listen queue (refused with the socket): either way it ends.
   const auto start = Clock::now();
   server_->Stop(2000);
   EXPECT_LT(Clock::now() - start, std::chrono::seconds(3));
   bool closed = false;
   waiting.ReadToEnd(5000, &closed);
   EXPECT_TRUE(closed);
-  Client after(port_);
-  EXPECT_FALSE(after.connected());
   server_->Stop(1000);  // idempotent
 }
 
