@@ -262,6 +262,7 @@ Status Trainer::TrainEpochs() {
     if (staged_[cur].epoch != trained_epoch_) {
       trained_epoch_ = staged_[cur].epoch;
       trained_in_epoch_ = 0;
+      epoch_metric_->Set(trained_epoch_ + 1);
     }
     trained_in_epoch_ += staged_[cur].batch.num_examples;
     // Heartbeats, clock and progress between batches; never blocks.
