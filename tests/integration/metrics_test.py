@@ -11,7 +11,9 @@ none."""
 
 import json
 import math
+import re
 import socket
+import subprocess
 import urllib.error
 import urllib.request
 
@@ -296,6 +298,39 @@ class MetricsTest(RunDirTestCase):
         self.assertTrue(known)
         self.assertEqual(known, list(range(known[0], len(records))))
         self.assertLessEqual(records[known[0]]["examples"], examples)
+
+    def test_restarts_flag_is_the_restarts_gauge(self):
+        # A scheduler alone serves its metrics from its start, before anyone registers.
+        run_dir = self.tmp / "alone"
+        run_dir.mkdir()
+        log = open(self.tmp / "scheduler.log", "w+")
+        self.addCleanup(log.close)
+        node = subprocess.Popen(
+            [harness.BINARY, "--role=scheduler", "--config=%s" % CONFIG, "--num_servers=1",
+             "--num_workers=1", "--run_dir=%s" % run_dir, "--restarts=4",
+             "--set=cluster.register_timeout_ms=120000"],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+        self.addCleanup(lambda: (node.kill(), node.wait()))
+        found = {}
+
+        def announced():
+            log.seek(0)
+            match = re.search(r"cluster metrics at (http://\S+)", log.read())
+            if match:
+                found["url"] = match.group(1)
+            return bool(match) or node.poll() is not None
+
+        self.assertTrue(wait_for(announced, 60))
+        self.assertIn("url", found, (self.tmp / "scheduler.log").read_text())
+        families, _ = scrape(found["url"])
+        self.assertEqual(samples(families, "mtps_job_restarts"),
+                         [({"role": "scheduler", "rank": "0"}, 4.0)])
+        self.assertEqual(samples(families, "mtps_train_examples"), [])  # no worker yet
+        # A negative count is a bad flag.
+        bad = subprocess.run([harness.BINARY, "--role=scheduler", "--restarts=-1"],
+                             capture_output=True, text=True, timeout=60)
+        self.assertEqual(bad.returncode, 2)
+        self.assertIn("--restarts must be >= 0 (got -1)", bad.stderr)
 
     def test_metrics_port_off(self):
         run_dir = self.tmp / "off"
