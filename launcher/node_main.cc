@@ -4,6 +4,7 @@
 //
 //   mtps-node --role=scheduler --config=FILE [--set='a.b=v;c.d=w'] --num_servers=N
 //             --num_workers=M --run_dir=DIR [--host=127.0.0.1] [--port=0] [--resume]
+//             [--restarts=K]
 //   mtps-node --role=scheduler --config=FILE [--set=...] --check_config
 //   mtps-node --role=server|worker --scheduler=tcp://HOST:PORT [--rank=R] [--host=127.0.0.1]
 //
@@ -63,6 +64,9 @@ DEFINE_string(run_dir, ".",
 DEFINE_bool(resume, false,
             "scheduler: continue from the newest intact checkpoint in the checkpoint directory "
             "(start afresh when there is none)");
+DEFINE_int32(restarts, 0,
+             "scheduler: the number of earlier attempts of this job (the launcher's restarts), "
+             "exported as the metric mtps_job_restarts");
 DEFINE_string(scheduler, "", "server/worker: the scheduler's endpoint, tcp://HOST:PORT");
 DEFINE_int32(rank, -1, "server/worker: rank to ask for (-1: any)");
 DEFINE_string(host, "127.0.0.1",
@@ -243,6 +247,7 @@ int RunScheduler(zmq::context_t* context, int signal_fd) {
   if (FLAGS_results_to_stdout) o.result_stream = stdout;
   o.resume = FLAGS_resume;
   o.signal_fd = signal_fd;
+  o.restarts = FLAGS_restarts;
   if (o.config.cluster().curve() != !FLAGS_keys.empty()) {
     return Fail(mtps::Status::InvalidArgument(
                     o.config.cluster().curve()
@@ -315,6 +320,10 @@ int main(int argc, char** argv) {
   if (FLAGS_new_session && !StartSession()) return 1;
   if (FLAGS_exit_on_stdin_eof) ExitOnStdinEof();
   if (!FLAGS_job_id.empty()) LOG(INFO) << "job " << FLAGS_job_id << ", role " << FLAGS_role;
+  if (FLAGS_restarts < 0) {
+    std::fprintf(stderr, "mtps-node: --restarts must be >= 0 (got %d)\n", FLAGS_restarts);
+    return 2;
+  }
   if (FLAGS_zmq_io_threads < 1) {
     std::fprintf(stderr, "mtps-node: --zmq_io_threads must be >= 1 (got %d)\n",
                  FLAGS_zmq_io_threads);

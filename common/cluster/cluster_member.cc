@@ -5,6 +5,8 @@
 
 #include <algorithm>
 
+#include "common/metrics/exposition.h"
+
 namespace mtps {
 
 ClusterMember::ClusterMember(std::unique_ptr<Transport> transport, MemberOptions options)
@@ -97,8 +99,18 @@ void ClusterMember::MaybeHeartbeat() {
   // waits about two intervals, so several attempts fit in the timeout.
   int64_t timeout =
       std::min<int64_t>(2 * int64_t{c.heartbeat_interval_ms()}, c.heartbeat_timeout_ms());
+  Message heartbeat(wire::HEARTBEAT);
+  if (heartbeat_metrics_) {
+    wire::MetricsSnapshot* snapshot = heartbeat.meta.mutable_metrics();
+    heartbeat_metrics_(snapshot);
+    if (const size_t bytes = snapshot->ByteSizeLong(); bytes > kMaxSnapshotBytes) {
+      LOG_EVERY_N(WARNING, 100) << "metrics snapshot of " << bytes << " bytes exceeds "
+                                << kMaxSnapshotBytes << "; heartbeats go without it";
+      heartbeat.meta.clear_metrics();
+    }
+  }
   Status s = rpc_.StartAsync(
-      kSchedulerNodeId, Message(wire::HEARTBEAT), timeout, [this](StatusOr<Message>&& response) {
+      kSchedulerNodeId, std::move(heartbeat), timeout, [this](StatusOr<Message>&& response) {
         heartbeat_in_flight_ = false;
         if (!response.ok()) {
           LOG(WARNING) << "heartbeat failed: " << response.status();

@@ -87,6 +87,14 @@ class ClusterMember {
   // server that held it at the start).
   int PrimaryOf(int partition) const;
 
+  // Fills the metrics snapshot every heartbeat carries (wire.Meta.metrics;
+  // the scheduler serves the cluster's). Runs on this thread when a
+  // heartbeat is sent; null: heartbeats carry none. A snapshot larger than
+  // kMaxSnapshotBytes (common/metrics/exposition.h) is left out and logged.
+  void set_heartbeat_metrics(std::function<void(wire::MetricsSnapshot*)> fill) {
+    heartbeat_metrics_ = std::move(fill);
+  }
+
   // Serves traffic (and sends heartbeats when due) until `until`.
   // Returns Aborted when the scheduler reports the job aborted, Unavailable
   // when it has been silent longer than the heartbeat timeout.
@@ -124,6 +132,7 @@ class ClusterMember {
   wire::PartitionMap partition_map_;
   std::vector<int> copy_partitions_;
   std::function<void()> on_partition_map_;
+  std::function<void(wire::MetricsSnapshot*)> heartbeat_metrics_;
 
   SteadyClock::time_point last_heartbeat_ok_;
   SteadyClock::time_point next_heartbeat_;

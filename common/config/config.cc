@@ -460,6 +460,12 @@ void ValidateTrainClusterEval(const config::Config& config, ConfigProblems* p) {
     // A live node would be declared dead between two of its heartbeats.
     p->Add("cluster.heartbeat_timeout_ms", "must be > cluster.heartbeat_interval_ms");
   }
+  if (cluster.metrics_port() < -1 || cluster.metrics_port() > 65535) {
+    p->Add("cluster.metrics_port",
+           "must be -1 (no metrics server), 0 (any free port) or a port "
+           "in [1, 65535], got " +
+               std::to_string(cluster.metrics_port()));
+  }
   const config::RetryConfig& retry = cluster.retry();
   p->Positive("cluster.retry.min_interval_ms", retry.min_interval_ms());
   p->NonNegative("cluster.retry.max_resends", retry.max_resends());

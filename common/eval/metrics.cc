@@ -60,15 +60,20 @@ ScoreHistogram::ScoreHistogram(int num_bins)
   CHECK_GT(num_bins, 0);
 }
 
-void ScoreHistogram::Add(float score, float label) {
+int ScoreBin(float score, int num_bins) {
   constexpr double kEps = 1e-7;
   constexpr double kLogitRange = 16.0;
   const double p = std::clamp(static_cast<double>(score), kEps, 1.0 - kEps);
   const double logit = std::log(p) - std::log1p(-p);
   const double unit = (logit + kLogitRange) / (2 * kLogitRange);
-  const int n = num_bins();
-  int bin = static_cast<int>(unit * n);
-  bin = std::clamp(bin, 0, n - 1);
+  if (!(unit > 0)) return 0;  // NaN too
+  return std::min(static_cast<int>(unit * num_bins), num_bins - 1);
+}
+
+void ScoreHistogram::Add(float score, float label) {
+  constexpr double kEps = 1e-7;
+  const double p = std::clamp(static_cast<double>(score), kEps, 1.0 - kEps);
+  const int bin = ScoreBin(score, num_bins());
   const bool positive = label > 0.5f;
   (positive ? positives_ : negatives_)[static_cast<size_t>(bin)] += 1;
   logloss_sum_ -= positive ? std::log(p) : std::log1p(-p);

@@ -25,6 +25,11 @@ double Auc(const std::vector<float>& scores, const std::vector<float>& labels);
 // Mean binary log loss, scores clipped to [1e-7, 1 - 1e-7]. NaN for no examples.
 double LogLoss(const std::vector<float>& scores, const std::vector<float>& labels);
 
+// The bin (0..num_bins-1) of `score` in num_bins bins uniform in the score's
+// logit over [-16, 16] (scores clipped to [1e-7, 1 - 1e-7]); a NaN score is
+// in bin 0. What ScoreHistogram and RunningAuc (running_auc.h) count in.
+int ScoreBin(float score, int num_bins);
+
 // The scores of one task summarised as counts of positives and negatives in
 // fixed bins of the score's logit, for held-out sets too large to ship every
 // score to one place: memory and wire size depend on the number of bins, not

@@ -147,11 +147,12 @@ void Rpc::Cancel(uint64_t id) {
   pending_.erase(it);
 }
 
-StatusOr<Message> Rpc::Wait(uint64_t id) {
+StatusOr<Message> Rpc::Wait(uint64_t id, SteadyClock::time_point* completed_at) {
   for (;;) {
     auto it = pending_.find(id);
     if (it == pending_.end()) return Status::Internal("unknown request id " + std::to_string(id));
     if (it->second.completed) {
+      if (completed_at != nullptr) *completed_at = it->second.completed_at;
       StatusOr<Message> result = std::move(it->second.result);
       pending_.erase(it);
       return result;
@@ -180,6 +181,7 @@ void Rpc::Complete(uint64_t id, StatusOr<Message>&& result) {
     done(std::move(result));
   } else {
     it->second.completed = true;
+    it->second.completed_at = SteadyClock::now();
     it->second.result = std::move(result);
   }
 }

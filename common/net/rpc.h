@@ -137,8 +137,10 @@ class Rpc {
   Status StartAsync(int peer, Message msg, int64_t timeout_ms, ResponseCallback done);
   // Waits for the response of a request made with Start, serving other
   // traffic meanwhile; fails at the request's deadline. A response with a
-  // non-OK status becomes that Status.
-  StatusOr<Message> Wait(uint64_t id);
+  // non-OK status becomes that Status. With `completed_at`, also when the
+  // response arrived (or the deadline passed): a round trip's end even when
+  // Wait is called later (a prefetched pull).
+  StatusOr<Message> Wait(uint64_t id, SteadyClock::time_point* completed_at = nullptr);
   // Sends every unanswered resendable request for which `route` names
   // another peer (>= 0) to that peer now, stamped with the current epoch:
   // after a failover moved what it asks for.
@@ -187,6 +189,7 @@ class Rpc {
     Deadline deadline = Deadline::Now();
     ResponseCallback done;  // empty for Start/Wait requests
     bool completed = false;
+    SteadyClock::time_point completed_at{};
     StatusOr<Message> result = Status::Internal("not completed");
     // Resending: the request as sent (payloads shared with the sent copy),
     // when it may be resent; when the next resend is due; resends so far.

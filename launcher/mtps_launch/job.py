@@ -374,7 +374,8 @@ class Job:
         else:
             flags = ["--config=job.pbtxt", "--results_to_stdout"]
             files = {"job.pbtxt": self._resolved_config}
-        flags += ["--num_servers=%d" % args.servers, "--num_workers=%d" % args.workers]
+        flags += ["--num_servers=%d" % args.servers, "--num_workers=%d" % args.workers,
+                  "--restarts=%d" % self._restarts]
         if self._resume:
             flags.append("--resume")
         spec = self._node_spec("scheduler", 0, flags)

@@ -310,6 +310,8 @@ void Checkpointer::MaybeCommit() {
   records_.push_back(r);
   ++committed_;
   max_pause_ = std::max(max_pause_, pause);
+  if (pause_metric_ != nullptr) pause_metric_->Observe(pause);
+  if (write_metric_ != nullptr) write_metric_->Observe(cut.max_write_seconds);
   last_step_ = cut.step;
   last_checkpoint_ = now;
   Chain chain;

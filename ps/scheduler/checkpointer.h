@@ -37,6 +37,7 @@
 #include "common/base/deadline.h"
 #include "common/base/json_file.h"
 #include "common/base/status.h"
+#include "common/metrics/metrics.h"
 #include "common/net/rpc.h"
 #include "proto/checkpoint.pb.h"
 #include "proto/config.pb.h"
@@ -73,6 +74,12 @@ class Checkpointer {
   // reporting each apart), the cut in progress is abandoned and the next
   // checkpoint is full.
   void OnFailover(std::vector<int> live_server_ids);
+  // Each committed checkpoint's training pause and its slowest server's
+  // file writing, in seconds, go to these (not owned; null: nowhere).
+  void set_metrics(Histogram* pause_seconds, Histogram* write_seconds) {
+    pause_metric_ = pause_seconds;
+    write_metric_ = write_seconds;
+  }
   // The job's wall seconds of training so far (for the manifest).
   void set_train_seconds(std::function<double()> f) { train_seconds_ = std::move(f); }
 
@@ -170,6 +177,8 @@ class Checkpointer {
   std::vector<int> server_ids_;
   std::function<double()> train_seconds_;
   std::function<void()> on_begin_;
+  Histogram* pause_metric_ = nullptr;
+  Histogram* write_metric_ = nullptr;
 
   uint64_t next_id_ = 1;
   std::optional<Cut> cut_;

@@ -4,6 +4,8 @@
 #include <glog/logging.h>
 
 #include <algorithm>
+#include <cmath>
+#include <limits>
 #include <utility>
 
 #include "common/config/config.h"
@@ -29,6 +31,9 @@ Json ProgressJson(const ProgressLine& line) {
   j["loss"] = std::move(loss);
   j["workers_done"] = line.workers_done;
   j["num_workers"] = line.num_workers;
+  if (line.epoch > 0) j["epoch"] = line.epoch;
+  j["epochs"] = line.epochs;
+  if (line.examples_total >= 0) j["examples_total"] = line.examples_total;
   return j;
 }
 
@@ -63,7 +68,8 @@ Json SummaryJson(const JobSummary& s) {
   return j;
 }
 
-Json ClusterJson(uint64_t epoch, const std::vector<wire::NodeInfo>& nodes) {
+Json ClusterJson(uint64_t epoch, const std::vector<wire::NodeInfo>& nodes,
+                 const std::string& metrics_url) {
   Json list = Json::array();
   for (const wire::NodeInfo& n : nodes) {
     Json node;
@@ -78,6 +84,7 @@ Json ClusterJson(uint64_t epoch, const std::vector<wire::NodeInfo>& nodes) {
   Json j;
   j["cluster_epoch"] = epoch;
   j["nodes"] = std::move(list);
+  if (!metrics_url.empty()) j["metrics"] = metrics_url;
   return j;
 }
 
@@ -90,12 +97,35 @@ JobResults::JobResults(const config::Config& config, int num_servers, int num_wo
       staleness_(config.train().staleness()),
       num_servers_(num_servers),
       num_workers_(num_workers),
+      epochs_(config.train().epochs()),
       files_(std::move(files)),
       created_(SteadyClock::now()),
       last_progress_write_(created_) {}
 
-Status JobResults::WriteCluster(uint64_t epoch, const std::vector<wire::NodeInfo>& nodes) const {
-  return files_.Write("cluster.json", JsonText(ClusterJson(epoch, nodes), 2) + "\n");
+Status JobResults::WriteCluster(uint64_t epoch, const std::vector<wire::NodeInfo>& nodes,
+                                const std::string& metrics_url) const {
+  return files_.Write("cluster.json", JsonText(ClusterJson(epoch, nodes, metrics_url), 2) + "\n");
+}
+
+Status JobResults::CheckProgress(const wire::Progress& p) const {
+  if (p.loss_names_size() != p.mean_loss_size()) {
+    return Status::InvalidArgument("PROGRESS with " + std::to_string(p.loss_names_size()) +
+                                   " loss names and " + std::to_string(p.mean_loss_size()) +
+                                   " mean losses");
+  }
+  if (p.running_auc_size() != 0 && p.running_auc_size() != p.loss_names_size()) {
+    return Status::InvalidArgument("PROGRESS with " + std::to_string(p.running_auc_size()) +
+                                   " running AUCs for " + std::to_string(p.loss_names_size()) +
+                                   " loss names");
+  }
+  if (p.examples() < 0 || p.examples_per_epoch() < 0) {
+    return Status::InvalidArgument("PROGRESS with a negative example count");
+  }
+  if (p.epoch() < 0 || p.epoch() > epochs_) {
+    return Status::InvalidArgument("PROGRESS of epoch " + std::to_string(p.epoch()) +
+                                   ", the job has " + std::to_string(epochs_));
+  }
+  return Status::OK();
 }
 
 void JobResults::RecordProgress(int rank, const wire::Progress& p) {
@@ -103,36 +133,67 @@ void JobResults::RecordProgress(int rank, const wire::Progress& p) {
   wp.examples = p.examples();
   wp.loss.assign(p.mean_loss().begin(), p.mean_loss().end());
   wp.loss_names.assign(p.loss_names().begin(), p.loss_names().end());
+  wp.running_auc.assign(p.running_auc().begin(), p.running_auc().end());
+  wp.epoch = p.epoch();
+  if (p.has_examples_per_epoch()) wp.examples_per_epoch = p.examples_per_epoch();
 }
 
 void JobResults::StartProgressClock(SteadyClock::time_point now) { last_progress_write_ = now; }
 
-void JobResults::MaybeAppendProgress(bool force, int workers_done) {
+std::optional<ProgressLine> JobResults::MaybeAppendProgress(bool force, int workers_done) {
   auto now = SteadyClock::now();
   double since = std::chrono::duration<double>(now - last_progress_write_).count();
-  if (progress_.empty() || (!force && since < progress_interval_sec_)) return;
+  if (progress_.empty() || (!force && since < progress_interval_sec_)) return std::nullopt;
   ProgressLine line;
-  for (const auto& [rank, p] : progress_) {
+  std::vector<double> auc_sum;
+  std::vector<int> auc_count;
+  bool every_epoch_known = static_cast<int>(progress_.size()) == num_workers_;
+  int64_t examples_total = 0;
+  for (auto& [rank, p] : progress_) {
     line.examples += p.examples;
     if (line.loss_names.empty()) {
       line.loss_names = p.loss_names;
       line.loss.assign(line.loss_names.size(), 0.0);
+      auc_sum.assign(line.loss_names.size(), 0.0);
+      auc_count.assign(line.loss_names.size(), 0);
     }
     for (size_t i = 0; i < line.loss.size() && i < p.loss.size(); ++i) {
       line.loss[i] += p.loss[i] / static_cast<double>(progress_.size());
     }
+    for (size_t i = 0; i < auc_sum.size() && i < p.running_auc.size(); ++i) {
+      if (std::isnan(p.running_auc[i])) continue;
+      auc_sum[i] += p.running_auc[i];
+      ++auc_count[i];
+    }
+    if (p.epoch > 0 && (line.epoch == 0 || p.epoch < line.epoch)) line.epoch = p.epoch;
+    if (p.examples_per_epoch < 0) every_epoch_known = false;
+    examples_total += int64_t{epochs_} * std::max<int64_t>(p.examples_per_epoch, 0);
+    ProgressLine::Worker w;
+    w.rank = rank;
+    w.examples = p.examples;
+    w.examples_per_sec =
+        since > 0 ? static_cast<double>(p.examples - p.examples_at_last_line) / since : 0.0;
+    line.workers.push_back(w);
+    p.examples_at_last_line = p.examples;
+  }
+  for (size_t i = 0; i < auc_sum.size(); ++i) {
+    line.auc.push_back(auc_count[i] > 0 ? auc_sum[i] / auc_count[i]
+                                        : std::numeric_limits<double>::quiet_NaN());
   }
   line.examples_per_sec =
       since > 0 ? static_cast<double>(line.examples - last_progress_examples_) / since : 0.0;
   line.t = SecondsSince(created_);
   line.workers_done = workers_done;
   line.num_workers = num_workers_;
+  line.epochs = epochs_;
+  if (every_epoch_known) line.examples_total = examples_total;
   Status s = files_.Append("progress.jsonl", JsonText(ProgressJson(line), -1));
   if (!s.ok()) {
     LOG_EVERY_N(WARNING, 10) << s;
   }
   last_progress_write_ = now;
   last_progress_examples_ = line.examples;
+  return line;
 }
 
 Status JobResults::CheckEvalReport(const Message& msg) const {

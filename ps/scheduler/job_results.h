@@ -5,7 +5,10 @@
 //   RUN_DIR/progress.jsonl  one line per progress_interval_sec while the
 //                           workers train: time, examples, examples/s, mean
 //                           loss per task over the workers' latest reports,
-//                           workers done;
+//                           workers done, the epoch of the slowest worker,
+//                           the epochs, and the examples the whole job will
+//                           train once every worker read one epoch (for an
+//                           ETA);
 //   RUN_DIR/summary.json    at the end: the model, the exact (or binned) AUC,
 //                           logloss and examples per task over every worker's
 //                           held-out scores, training throughput, the
@@ -24,6 +27,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -41,7 +45,8 @@ namespace mtps {
 // "unknown" for a model with no kind (which the config checks reject).
 std::string SummaryModelName(const config::ModelConfig& model);
 
-// One line of progress.jsonl.
+// One line of progress.jsonl, and what metrics.jsonl takes from the same
+// tick (ps/scheduler/cluster_metrics.h).
 struct ProgressLine {
   double t = 0;  // seconds since the scheduler started
   int64_t examples = 0;
@@ -50,9 +55,26 @@ struct ProgressLine {
   std::vector<double> loss;  // one per name
   int workers_done = 0;
   int num_workers = 0;
+  // The epoch (1-based) the slowest worker is in (the lowest any worker
+  // reported; 0: none reported one), train.epochs, and the training
+  // examples the job will have trained at its end: once every worker
+  // reported its examples per epoch, the sum of epochs x that (-1 before).
+  int epoch = 0;
+  int epochs = 0;
+  int64_t examples_total = -1;
+  // Not in progress.jsonl (metrics.jsonl): per loss name, the mean of the
+  // workers' running training AUCs (NaN: none known), and per worker.
+  std::vector<double> auc;
+  struct Worker {
+    int rank = 0;
+    int64_t examples = 0;
+    double examples_per_sec = 0;
+  };
+  std::vector<Worker> workers;  // by rank, those that reported
 };
 // {"t", "examples", "examples_per_sec", "loss": {name: value...},
-//  "workers_done", "num_workers"}.
+//  "workers_done", "num_workers", "epoch", "epochs", "examples_total"}; "epoch"
+// only when known (> 0), "examples_total" only when known (>= 0).
 Json ProgressJson(const ProgressLine& line);
 
 // The held-out metrics of one task.
@@ -83,8 +105,10 @@ struct JobSummary {
 Json SummaryJson(const JobSummary& summary);
 
 // {"cluster_epoch", "nodes": [{"role", "rank", "node_id", "host", "port",
-// "pid"}...]}, nodes in the given order.
-Json ClusterJson(uint64_t epoch, const std::vector<wire::NodeInfo>& nodes);
+// "pid"}...], "metrics"}, nodes in the given order; "metrics" (the URL of
+// the cluster's metrics, ps/scheduler/cluster_metrics.h) only when not empty.
+Json ClusterJson(uint64_t epoch, const std::vector<wire::NodeInfo>& nodes,
+                 const std::string& metrics_url = "");
 
 class JobResults {
  public:
@@ -96,18 +120,24 @@ class JobResults {
   const ResultFiles& files() const { return files_; }
 
   // Writes cluster.json.
-  Status WriteCluster(uint64_t epoch, const std::vector<wire::NodeInfo>& nodes) const;
+  Status WriteCluster(uint64_t epoch, const std::vector<wire::NodeInfo>& nodes,
+                      const std::string& metrics_url = "") const;
 
-  // Keeps worker `rank`'s latest progress report (loss_names and mean_loss
-  // of equal length, which the caller checks).
+  // OK when `progress` is a well-formed PROGRESS report for this job:
+  // mean_loss and running_auc (if any) one per loss name, examples and
+  // examples_per_epoch >= 0, epoch in [0, train.epochs]. Otherwise the error
+  // to answer it with.
+  Status CheckProgress(const wire::Progress& progress) const;
+  // Keeps worker `rank`'s latest progress report (checked by CheckProgress).
   void RecordProgress(int rank, const wire::Progress& progress);
   // The interval between progress lines starts at `now`.
   void StartProgressClock(SteadyClock::time_point now);
   // Appends a progress line when some worker reported and either `force` or
   // progress_interval_sec passed since the last line. Examples are summed
   // over the workers, losses averaged; examples/s is over the time since the
-  // last line. A write failure is logged, not returned.
-  void MaybeAppendProgress(bool force, int workers_done);
+  // last line. A write failure is logged, not returned. Returns the line
+  // appended, if any.
+  std::optional<ProgressLine> MaybeAppendProgress(bool force, int workers_done);
 
   // OK when `report` is a well-formed EVAL_REPORT for this job: two payload
   // frames per task, U64 histograms of auc_bins bins and one logloss_sum per
@@ -142,6 +172,10 @@ class JobResults {
     int64_t examples = 0;
     std::vector<double> loss;
     std::vector<std::string> loss_names;
+    std::vector<double> running_auc;  // empty: not reported
+    int epoch = 0;                    // 0: not reported
+    int64_t examples_per_epoch = -1;  // -1: not known yet
+    int64_t examples_at_last_line = 0;
   };
   // Per-task metrics over every worker's report (all of them present).
   StatusOr<std::vector<TaskMetrics>> MergeEval(int64_t* train_examples) const;
@@ -153,6 +187,7 @@ class JobResults {
   const int64_t staleness_;
   const int num_servers_;
   const int num_workers_;
+  const int epochs_;
   const ResultFiles files_;
 
   const SteadyClock::time_point created_;

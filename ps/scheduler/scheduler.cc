@@ -51,7 +51,9 @@ Scheduler::Scheduler(std::unique_ptr<Transport> transport, SchedulerOptions opti
       clocks_(options_.num_workers),
       results_(options_.config, options_.num_servers, options_.num_workers,
                ResultFiles(options_.run_dir, options_.result_stream)),
-      checkpointer_(&rpc_, MakeCheckpointerOptions(options_)) {
+      checkpointer_(&rpc_, MakeCheckpointerOptions(options_)),
+      metrics_(options_.num_servers, options_.num_workers, options_.config.train().epochs(),
+               options_.restarts) {
   rpc_.set_request_handler([this](Incoming&& request) { Handle(std::move(request)); });
   rpc_.set_authorizer([this](const Incoming& request) { return Authorize(request); });
   // Resent requests reach the handlers once; copies get the same answer.
@@ -59,6 +61,7 @@ Scheduler::Scheduler(std::unique_ptr<Transport> transport, SchedulerOptions opti
   rpc_.set_retry(RetryPolicyFrom(options_.config.cluster().retry()));
   checkpointer_.set_train_seconds([this] { return TrainSeconds(); });
   checkpointer_.set_on_begin([this] { ReleaseClockWaits(); });
+  checkpointer_.set_metrics(metrics_.checkpoint_pause(), metrics_.checkpoint_write());
 }
 
 Status Scheduler::ChooseCheckpoint() {
@@ -206,6 +209,19 @@ Status Scheduler::Start() {
   }
   MTPS_RETURN_IF_ERROR(ChooseCheckpoint());
   MTPS_ASSIGN_OR_RETURN(port_, transport_->Bind(options_.host, options_.port));
+  if (const int metrics_port = options_.config.cluster().metrics_port(); metrics_port >= 0) {
+    auto bound = metrics_.StartServer(options_.host, metrics_port);
+    if (!bound.ok()) {
+      return Status(bound.status().code(), "cluster.metrics_port " + std::to_string(metrics_port) +
+                                               ": " + bound.status().message());
+    }
+    // An IPv6 address goes in brackets in a URL.
+    const std::string& host = advertised_host();
+    const bool v6 = host.find(':') != std::string::npos;
+    metrics_url_ =
+        "http://" + (v6 ? "[" + host + "]" : host) + ":" + std::to_string(*bound) + "/metrics";
+    LOG(INFO) << "cluster metrics at " << metrics_url_;
+  }
   MTPS_RETURN_IF_ERROR(results_.files().Write("config.pbtxt", ConfigToText(options_.config)));
   std::string endpoint = "tcp://" + advertised_host() + ":" + std::to_string(port_);
   MTPS_RETURN_IF_ERROR(results_.files().Write("scheduler.addr", endpoint + "\n"));
@@ -229,6 +245,7 @@ Status Scheduler::Run() {
             std::to_string(total_nodes()) + " nodes registered within " +
             std::to_string(c.register_timeout_ms()) + " ms");
     }
+    metrics_.MaybePublish(false);
     if (state_ == wire::JOB_RUNNING) {
       CheckHeartbeats();
       MaybeWriteProgress(false);
@@ -241,6 +258,8 @@ Status Scheduler::Run() {
     }
     if (membership_.AllInformed() || end_deadline.Expired()) break;
   }
+  metrics_.MaybePublish(true);
+  metrics_.StopServer(1000);
   if (state_ == wire::JOB_FINISHED) {
     LOG(INFO) << "job finished; results in " << options_.run_dir << "/summary.json";
     return Status::OK();
@@ -290,7 +309,7 @@ void Scheduler::Handle(Incoming&& request) {
     case wire::BARRIER:
       return HandleBarrier(std::move(request));
     case wire::HEARTBEAT:
-      return HandleHeartbeat(std::move(request));
+      return HandleHeartbeat(*sender, std::move(request));
     case wire::PROGRESS:
       return HandleProgress(*sender, std::move(request));
     case wire::EVAL_REPORT:
@@ -585,7 +604,14 @@ Status Scheduler::OnPhaseBarrier(const std::string& name, const std::vector<Inco
   return Status::OK();
 }
 
-void Scheduler::HandleHeartbeat(Incoming&& request) {
+void Scheduler::HandleHeartbeat(const Member& sender, Incoming&& request) {
+  if (request.msg.meta.has_metrics()) {
+    // A bad snapshot is dropped; the heartbeat still counts.
+    Status s = metrics_.Record(sender.info.role(), sender.info.rank(), request.msg.meta.metrics());
+    if (!s.ok()) {
+      LOG_EVERY_N(WARNING, 20) << s;
+    }
+  }
   Message reply;
   reply.meta.set_job_state(state_);
   if (state_ == wire::JOB_ABORTED) reply.meta.set_status_message(abort_reason_);
@@ -598,8 +624,11 @@ void Scheduler::HandleHeartbeat(Incoming&& request) {
 
 void Scheduler::HandleProgress(const Member& sender, Incoming&& request) {
   const wire::Progress& p = request.msg.meta.progress();
-  if (sender.info.role() != wire::WORKER || p.loss_names_size() != p.mean_loss_size()) {
-    rpc_.ReplyError(request, Status::InvalidArgument("malformed progress report"));
+  Status s = sender.info.role() == wire::WORKER
+                 ? results_.CheckProgress(p)
+                 : Status::InvalidArgument("only workers report progress");
+  if (!s.ok()) {
+    rpc_.ReplyError(request, s);
     return;
   }
   results_.RecordProgress(sender.info.rank(), p);
@@ -813,7 +842,10 @@ bool Scheduler::Failover(const Member& dead) {
 void Scheduler::MaybeWriteProgress(bool force) {
   // After the "trained" barrier (which writes the final line) nothing moves.
   if (!force && phase_ >= JobPhase::kEvaluating) return;
-  results_.MaybeAppendProgress(force, WorkersDone());
+  if (std::optional<ProgressLine> line = results_.MaybeAppendProgress(force, WorkersDone())) {
+    metrics_.OnProgress(*line);
+    metrics_.AppendLine(*line, results_.files());
+  }
 }
 
 int Scheduler::WorkersDone() const {
@@ -832,7 +864,7 @@ Status Scheduler::WriteClusterJson() const {
   nodes[0].set_port(port_);
   nodes[0].set_pid(getpid());
   for (const auto& [id, m] : membership_.members()) nodes.push_back(m.info);
-  return results_.WriteCluster(membership_.epoch(), nodes);
+  return results_.WriteCluster(membership_.epoch(), nodes, metrics_url_);
 }
 
 }  // namespace mtps

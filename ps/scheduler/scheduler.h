@@ -12,7 +12,9 @@
 //   Membership  (membership.h)   registration, ranks, epoch, heartbeats;
 //   ClockTable  (clock_table.h)  worker clocks, waits and max_clock_gap;
 //   JobResults  (job_results.h)  cluster.json, progress.jsonl, summary.json;
-//   Checkpointer (checkpointer.h) checkpoints: when, the cut, the commit.
+//   Checkpointer (checkpointer.h) checkpoints: when, the cut, the commit;
+//   ClusterMetrics (cluster_metrics.h) every node's metrics, merged, on
+//                  GET /metrics (cluster.metrics_port) and in metrics.jsonl.
 // Replication (server.replicas): the scheduler keeps the partition map; a
 // dead server's partitions fail over to their backups in a new epoch (the
 // map rides on heartbeat replies), and a restarted server may register again
@@ -24,8 +26,11 @@
 // (aborted, so the launcher can tell it from success); a second one ends it
 // at once.
 // Files it writes: scheduler.addr, config.pbtxt, cluster.json,
-// progress.jsonl, summary.json (each complete file written by rename).
-// Single-threaded: Run's thread owns all state, its parts' included.
+// progress.jsonl, metrics.jsonl, summary.json (each complete file written by
+// rename).
+// Single-threaded: Run's thread owns all state, its parts' included; the
+// one other thread is ClusterMetrics' HTTP server, which only reads the
+// text the Run thread publishes.
 #ifndef MTPS_PS_SCHEDULER_SCHEDULER_H_
 #define MTPS_PS_SCHEDULER_SCHEDULER_H_
 
@@ -47,6 +52,7 @@
 #include "proto/wire.pb.h"
 #include "ps/scheduler/checkpointer.h"
 #include "ps/scheduler/clock_table.h"
+#include "ps/scheduler/cluster_metrics.h"
 #include "ps/scheduler/job_results.h"
 #include "ps/scheduler/membership.h"
 
@@ -70,6 +76,8 @@ struct SchedulerOptions {
   bool resume = false;
   // A signalfd delivering SIGUSR1, SIGTERM and SIGINT (-1: none). Not owned.
   int signal_fd = -1;
+  // Earlier attempts of this job (mtps-node --restarts; the mtps_job_restarts metric).
+  int restarts = 0;
 };
 
 class Scheduler {
@@ -84,6 +92,8 @@ class Scheduler {
   Status Run();
 
   int port() const { return port_; }
+  // The URL of the cluster's metrics (empty: cluster.metrics_port -1), after Start.
+  const std::string& metrics_url() const { return metrics_url_; }
   const std::string& advertised_host() const {
     return options_.advertise_host.empty() ? options_.host : options_.advertise_host;
   }
@@ -101,7 +111,7 @@ class Scheduler {
   Status Authorize(const Incoming& request);
   void HandleRegister(Incoming&& request);
   void HandleBarrier(Incoming&& request);
-  void HandleHeartbeat(Incoming&& request);
+  void HandleHeartbeat(const Member& sender, Incoming&& request);
   void HandleProgress(const Member& sender, Incoming&& request);
   void HandleEvalReport(const Member& sender, Incoming&& request);
   void HandleClock(const Member& sender, Incoming&& request);
@@ -166,6 +176,8 @@ class Scheduler {
   ClockTable clocks_;   // consistency control (TrainConfig.consistency)
   JobResults results_;  // progress, evaluation, the result files
   Checkpointer checkpointer_;
+  ClusterMetrics metrics_;
+  std::string metrics_url_;
   std::optional<checkpoint::Manifest> restore_;  // the checkpoint resumed from
   std::vector<std::string> skipped_checkpoints_;
   bool training_started_ = false;

@@ -13,6 +13,7 @@
 #include "common/base/finite.h"
 #include "common/cluster/partition.h"
 #include "common/config/config_check.h"
+#include "common/metrics/process_stats.h"
 #include "ps/server/server_config.h"
 
 namespace mtps {
@@ -262,6 +263,49 @@ ParameterServer::ParameterServer(ClusterMember* member)
   });
   rpc.set_request_handler([this](Incoming&& request) { Handle(std::move(request)); });
   member_->set_on_partition_map([this] { OnPartitionMap(); });
+
+  pull_keys_metric_ = metrics_.GetCounter("mtps_server_pull_keys_total",
+                                          "Sparse keys this server answered pulls for.");
+  push_keys_metric_ = metrics_.GetCounter("mtps_server_push_keys_total",
+                                          "Sparse keys of the pushes this server applied.");
+  rows_metric_ = metrics_.GetGauge(
+      "mtps_server_rows", "Sparse rows this server holds (every partition it holds, backups too).");
+  memory_metric_ = metrics_.GetGauge("mtps_process_resident_memory_bytes",
+                                     "Resident memory of the process (/proc/self/statm).");
+  // The data plane's series exist from the start (at 0), errors included.
+  for (wire::Op op : {wire::PULL_SPARSE, wire::PUSH_SPARSE, wire::PULL_DENSE, wire::PUSH_DENSE,
+                      wire::INIT_DENSE}) {
+    RequestMetric(op, /*error=*/false);
+    RequestMetric(op, /*error=*/true);
+  }
+  UpdateMetrics();
+  member_->set_heartbeat_metrics([this](wire::MetricsSnapshot* snapshot) {
+    UpdateMetrics();
+    *snapshot = metrics_.Snapshot();
+  });
+}
+
+Counter* ParameterServer::RequestMetric(wire::Op op, bool error) {
+  const size_t i = op >= 0 && op < kOps ? static_cast<size_t>(op) : 0;
+  Counter*& c = (error ? errors_metric_ : requests_metric_)[i];
+  if (c == nullptr) {
+    const std::string name = i == 0 ? "OP_UNSPECIFIED" : wire::Op_Name(op);
+    c = error ? metrics_.GetCounter("mtps_server_request_errors_total",
+                                    "Requests this server answered with an error, by op.",
+                                    {{"op", name}})
+              : metrics_.GetCounter("mtps_server_requests_total",
+                                    "Requests this server received, by op.", {{"op", name}});
+  }
+  return c;
+}
+
+void ParameterServer::UpdateMetrics() {
+  int64_t rows = 0;
+  for (const auto& part : partitions_) {
+    for (const auto& shard : part->shards) rows += shard->rows();
+  }
+  rows_metric_->Set(static_cast<double>(rows));
+  if (auto rss = ResidentMemoryBytes(); rss.ok()) memory_metric_->Set(static_cast<double>(*rss));
 }
 
 ParameterServer::Partition* ParameterServer::FindPartition(int id) {
@@ -273,6 +317,7 @@ ParameterServer::Partition* ParameterServer::FindPartition(int id) {
 
 ParameterServer::~ParameterServer() {
   member_->set_on_partition_map(nullptr);
+  member_->set_heartbeat_metrics(nullptr);
   member_->rpc().set_request_handler(nullptr);
   member_->rpc().set_wake_handler(nullptr);
   StopShards();
@@ -353,6 +398,7 @@ void ParameterServer::CollectTableStats() {
 
 void ParameterServer::Reject(const Incoming& request, const Status& error) {
   ++stats_.rejected;
+  RequestMetric(request.msg.meta.op(), /*error=*/true)->Increment();
   if (error.code() == StatusCode::kDeadlineExceeded) ++stats_.expired;
   LOG_EVERY_N(WARNING, 100) << "rejected " << wire::Op_Name(request.msg.meta.op()) << " from node "
                             << request.msg.meta.sender() << ": " << error;
@@ -362,6 +408,7 @@ void ParameterServer::Reject(const Incoming& request, const Status& error) {
 void ParameterServer::Handle(Incoming&& request) {
   const wire::Meta& meta = request.msg.meta;
   Rpc& rpc = member_->rpc();
+  RequestMetric(meta.op(), /*error=*/false)->Increment();
   if (meta.op() != wire::PING && meta.cluster_epoch() != rpc.epoch()) {
     // The sender, or this server, has not heard of the newest partition map
     // yet: the sender resends once both have.
@@ -762,10 +809,12 @@ void ParameterServer::Finish(std::shared_ptr<ShardTask> task_ptr) {
       response.payloads.push_back(answers_.ToPayload(std::move(task.pull_values), task.pull_count));
       ++stats_.pulls;
       stats_.keys_pulled += static_cast<int64_t>(task.num_keys);
+      pull_keys_metric_->Increment(static_cast<double>(task.num_keys));
       break;
     case ShardTask::Kind::kPushSparse:
       ++stats_.pushes;
       stats_.keys_pushed += static_cast<int64_t>(task.num_keys);
+      push_keys_metric_->Increment(static_cast<double>(task.num_keys));
       break;
     case ShardTask::Kind::kPullDense:
       response.payloads.push_back(Payload::FromVector(std::move(task.dense_values)));

@@ -44,9 +44,15 @@
 // while serving goes on, then the server reports them (CHECKPOINT_FILES).
 // A server of a resumed job reloads its shards from the checkpoint's files,
 // each checked against the manifest's size and checksum, before serving.
+//
+// Metrics (common/metrics/metrics.h), sent with every heartbeat: requests
+// received and those answered with an error, by op; keys pulled and pushed;
+// rows held (every partition's shards, as of their latest task); resident
+// memory. Counted on the receive thread.
 #ifndef MTPS_PS_SERVER_SERVER_H_
 #define MTPS_PS_SERVER_SERVER_H_
 
+#include <array>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -59,6 +65,7 @@
 
 #include "common/base/status.h"
 #include "common/cluster/cluster_member.h"
+#include "common/metrics/metrics.h"
 #include "ps/server/checkpoint_writer.h"
 #include "ps/server/server_shard.h"
 
@@ -199,6 +206,10 @@ class ParameterServer {
   void Reject(const Incoming& request, const Status& error);
   // Sums the shards' table counters and memory into stats_ (after StopShards).
   void CollectTableStats();
+  // The metrics of requests of `op` (received, or answered with an error).
+  Counter* RequestMetric(wire::Op op, bool error);
+  // Brings the metrics read at snapshot time up to date (rows, memory).
+  void UpdateMetrics();
 
   ClusterMember* member_;
   int dim_;
@@ -220,6 +231,14 @@ class ParameterServer {
   // copied again; snapshot_parts_ counts the partitions still copying.
   uint64_t snapshot_started_ = 0, snapshot_answered_ = 0;
   int snapshot_parts_ = 0;
+  // Metrics (see the file comment). Receive thread, except the registry.
+  MetricRegistry metrics_;
+  static constexpr int kOps = 32;  // wire::Op values are below this
+  std::array<Counter*, kOps> requests_metric_{}, errors_metric_{};  // made on first use
+  Counter* pull_keys_metric_ = nullptr;
+  Counter* push_keys_metric_ = nullptr;
+  Gauge* rows_metric_ = nullptr;
+  Gauge* memory_metric_ = nullptr;
   // Last: destroyed first, so its thread's callback never sees a dead server.
   std::unique_ptr<CheckpointWriter> writer_;
 };

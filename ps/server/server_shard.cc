@@ -107,6 +107,7 @@ void ServerShard::Loop() {
     }
     if (verdict == ShardTask::kServe) {
       ServeCatching(*task);
+      rows_.store(static_cast<int64_t>(table_.size()), std::memory_order_relaxed);
       // Shard 0 serves every task; a dense push it refused changed nothing.
       if (window_ != nullptr && task->record_push && task->status.ok()) {
         window_->Applied(task->push_key);

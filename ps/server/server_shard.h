@@ -210,6 +210,9 @@ class ServerShard {
     return dense_.get();
   }
   int index() const { return index_; }
+  // Rows of this shard's table as of the latest task it served (any thread;
+  // for metrics while the shard runs).
+  int64_t rows() const { return rows_.load(std::memory_order_relaxed); }
 
  private:
   void Loop();
@@ -225,6 +228,7 @@ class ServerShard {
   PushWindow* window_;  // shard 0 only
   DoneCallback done_;
   const ServeHook* serve_hook_;
+  std::atomic<int64_t> rows_{0};  // table_.size(), published by the shard thread
 
   std::mutex mu_;
   std::condition_variable wake_;

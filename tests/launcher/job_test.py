@@ -165,6 +165,9 @@ class JobTest(unittest.TestCase):
         self.assertTrue(all(n.returncode is not None for n in first))
         self.assertTrue(first[0].stopped_by_launcher)
         self.assertIn("--resume", backend.started[5][1].spec.argv)
+        # The scheduler learns how many attempts came before (mtps_job_restarts).
+        self.assertIn("--restarts=0", backend.started[0][1].spec.argv)
+        self.assertIn("--restarts=1", backend.started[5][1].spec.argv)
         summary = json.loads((self.run_dir / "summary.json").read_text())
         self.assertEqual(summary["recovery"]["restarts"], 1)
         self.assertEqual(summary["recovery"]["events"][0]["node"], "worker-1")

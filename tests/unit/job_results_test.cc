@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <limits>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <string>
@@ -107,16 +108,31 @@ TEST(ProgressJsonTest, OneCompactLineWithKeysInOrder) {
   line.loss = {0.25, kNaN};
   line.workers_done = 1;
   line.num_workers = 2;
+  line.epochs = 10;
+  // Not known yet: no epoch reported, not every worker read a whole epoch.
   const Json j = ProgressJson(line);
   EXPECT_EQ(Keys(j), (std::vector<std::string>{"t", "examples", "examples_per_sec", "loss",
-                                               "workers_done", "num_workers"}));
+                                               "workers_done", "num_workers", "epochs"}));
   EXPECT_EQ(Keys(j["loss"]), (std::vector<std::string>{"income", "never_married"}));
   const std::string text = JsonText(j, -1);
   EXPECT_EQ(text.find('\n'), std::string::npos);
   EXPECT_EQ(
       text,
       "{\"t\":1.5,\"examples\":126902,\"examples_per_sec\":110284.6,\"loss\":{\"income\":0.25,"
-      "\"never_married\":null},\"workers_done\":1,\"num_workers\":2}");
+      "\"never_married\":null},\"workers_done\":1,\"num_workers\":2,\"epochs\":10}");
+  // Known: the existing keys first, in their order, then the ETA's.
+  line.epoch = 3;
+  line.examples_total = 557710;
+  const Json known = ProgressJson(line);
+  EXPECT_EQ(Keys(known),
+            (std::vector<std::string>{"t", "examples", "examples_per_sec", "loss", "workers_done",
+                                      "num_workers", "epoch", "epochs", "examples_total"}));
+  EXPECT_TRUE(known["epoch"].is_number_integer());
+  EXPECT_TRUE(known["examples_total"].is_number_integer());
+  const std::string known_text = JsonText(known, -1);
+  const std::string tail = "\"num_workers\":2,\"epoch\":3,\"epochs\":10,\"examples_total\":557710}";
+  ASSERT_GE(known_text.size(), tail.size());
+  EXPECT_EQ(known_text.substr(known_text.size() - tail.size()), tail) << known_text;
 }
 
 TEST(ClusterJsonTest, EpochIsAnExactUint64AndNodesKeepTheirOrder) {
@@ -318,6 +334,95 @@ TEST_F(JobResultsTest, ProgressLinesSumExamplesAndAverageLosses) {
   EXPECT_EQ(records[1]["workers_done"], 2);
 }
 
+config::Config EpochsConfig(int epochs) {
+  config::Config c = SmallConfig();
+  c.mutable_train()->set_epochs(epochs);
+  return c;
+}
+
+wire::Progress Report(int64_t examples, int epoch, int64_t examples_per_epoch = -1,
+                      std::vector<double> auc = {}) {
+  wire::Progress p;
+  p.set_examples(examples);
+  p.add_loss_names("ctr");
+  p.add_mean_loss(0.5);
+  for (double a : auc) p.add_running_auc(a);
+  p.set_epoch(epoch);
+  if (examples_per_epoch >= 0) p.set_examples_per_epoch(examples_per_epoch);
+  return p;
+}
+
+// The ETA's fields: the slowest worker's epoch, the epochs, and the total
+// once every worker knows its examples per epoch (not before).
+TEST_F(JobResultsTest, ProgressLinesCarryTheSlowestEpochAndTheExpectedTotal) {
+  JobResults results(EpochsConfig(5), 1, 2, ResultFiles(dir_.string()));
+  const std::string path = (dir_ / "progress.jsonl").string();
+  results.StartProgressClock(SteadyClock::now());
+  // Worker 0 in epoch 2 knows its 300 examples per epoch; worker 1 is still in its first.
+  results.RecordProgress(0, Report(400, 2, 300, {0.75}));
+  results.RecordProgress(1, Report(250, 1, -1, {kNaN}));
+  std::optional<ProgressLine> first = results.MaybeAppendProgress(true, 0);
+  ASSERT_TRUE(first.has_value());
+  EXPECT_EQ(first->epoch, 1);
+  EXPECT_EQ(first->epochs, 5);
+  EXPECT_EQ(first->examples_total, -1);
+  ASSERT_EQ(first->auc.size(), 1u);
+  EXPECT_DOUBLE_EQ(first->auc[0], 0.75);  // the NaN of worker 1 is no AUC
+  ASSERT_EQ(first->workers.size(), 2u);
+  EXPECT_EQ(first->workers[1].rank, 1);
+  EXPECT_EQ(first->workers[1].examples, 250);
+  // Both know theirs: 5 x (300 + 290).
+  results.RecordProgress(1, Report(330, 2, 290, {0.25}));
+  results.RecordProgress(0, Report(700, 3, 300, {0.75}));
+  std::optional<ProgressLine> second = results.MaybeAppendProgress(true, 0);
+  ASSERT_TRUE(second.has_value());
+  EXPECT_EQ(second->epoch, 2);
+  EXPECT_EQ(second->examples_total, 2950);
+  EXPECT_DOUBLE_EQ(second->auc[0], 0.5);
+  EXPECT_EQ(second->workers[0].examples, 700);
+  // A report without examples_per_epoch later does not forget it.
+  results.RecordProgress(1, Report(620, 5));
+  results.RecordProgress(0, Report(1500, 5));
+  std::optional<ProgressLine> third = results.MaybeAppendProgress(true, 2);
+  ASSERT_TRUE(third.has_value());
+  EXPECT_EQ(third->epoch, 5);
+  EXPECT_EQ(third->examples_total, 2950);
+
+  std::istringstream lines(ReadAll(path));
+  std::vector<Json> records;
+  for (std::string line; std::getline(lines, line);) records.push_back(Json::parse(line));
+  ASSERT_EQ(records.size(), 3u);
+  EXPECT_EQ(records[0]["epoch"], 1);
+  EXPECT_EQ(records[0]["epochs"], 5);
+  EXPECT_FALSE(records[0].contains("examples_total"));
+  EXPECT_FALSE(records[0].contains("auc"));  // not a progress.jsonl key
+  EXPECT_EQ(records[1]["epoch"], 2);
+  EXPECT_EQ(records[1]["examples_total"], 2950);
+  EXPECT_TRUE(records[1]["examples_total"].is_number_integer());
+  EXPECT_EQ(records[2]["epoch"], 5);
+}
+
+TEST_F(JobResultsTest, MalformedProgressReportsAreRejected) {
+  JobResults results(EpochsConfig(3), 1, 1, ResultFiles(dir_.string()));
+  EXPECT_TRUE(results.CheckProgress(Report(10, 1, 5, {0.5})).ok());
+  EXPECT_TRUE(results.CheckProgress(Report(10, 0)).ok());
+  wire::Progress losses = Report(10, 1);
+  losses.add_mean_loss(1.0);
+  EXPECT_NE(results.CheckProgress(losses).message().find("1 loss names and 2 mean losses"),
+            std::string::npos);
+  EXPECT_NE(results.CheckProgress(Report(10, 1, 5, {0.5, 0.5}))
+                .message()
+                .find("2 running AUCs for 1 loss names"),
+            std::string::npos);
+  EXPECT_NE(results.CheckProgress(Report(10, 4)).message().find("epoch 4, the job has 3"),
+            std::string::npos);
+  EXPECT_NE(results.CheckProgress(Report(10, -1)).message().find("epoch -1"), std::string::npos);
+  EXPECT_NE(results.CheckProgress(Report(-1, 1)).message().find("negative"), std::string::npos);
+  wire::Progress per_epoch = Report(10, 1);
+  per_epoch.set_examples_per_epoch(-2);
+  EXPECT_NE(results.CheckProgress(per_epoch).message().find("negative"), std::string::npos);
+}
+
 TEST_F(JobResultsTest, ClusterJsonIsWrittenAtomically) {
   JobResults results(SmallConfig(), 1, 1, ResultFiles(dir_.string()));
   wire::NodeInfo n;
@@ -328,6 +433,11 @@ TEST_F(JobResultsTest, ClusterJsonIsWrittenAtomically) {
   const Json j = Json::parse(ReadAll((dir_ / "cluster.json").string()));
   EXPECT_EQ(j["cluster_epoch"].get<uint64_t>(), 12345678901234567890ull);
   EXPECT_EQ(j["nodes"][0]["role"], "server");
+  EXPECT_FALSE(j.contains("metrics"));  // no metrics server
+  ASSERT_TRUE(results.WriteCluster(1, {n}, "http://10.0.0.5:9100/metrics").ok());
+  const Json with = Json::parse(ReadAll((dir_ / "cluster.json").string()));
+  EXPECT_EQ(Keys(with), (std::vector<std::string>{"cluster_epoch", "nodes", "metrics"}));
+  EXPECT_EQ(with["metrics"], "http://10.0.0.5:9100/metrics");
 }
 
 // Mirrored to a stream (a launcher on another host), every write is one JSON

@@ -1156,6 +1156,41 @@ TEST(AllModelsTest, DropoutOnlyInTraining) {
   }
 }
 
+// TrainingScores: one column per loss term holding exactly the examples
+// and predictions that term's loss is the mean BCE of.
+TEST(AllModelsTest, TrainingScoresAreWhatEachLossTermIsTheMeanOf) {
+  for (const Case& c : AllCases()) {
+    SCOPED_TRACE(c.name);
+    std::mt19937_64 rng(74);
+    auto model = MustCreate<double>(c.config, c.inputs, c.labels);
+    const std::vector<double> params = RandomParams(*model, &rng);
+    const Matrix input = RandomInput(40, model->input_dim(), &rng);
+    const Matrix labels = CaseLabels(c, 40, &rng);
+    std::vector<double> grad(params.size()), losses;
+    Matrix input_grad;
+    model->ForwardBackward(params.data(), input, labels, grad.data(), &input_grad, &losses);
+    std::vector<EvalColumn> scores;
+    model->TrainingScores(labels, &scores);
+    ASSERT_EQ(scores.size(), model->loss_names().size());
+    ASSERT_EQ(losses.size(), scores.size());
+    for (size_t t = 0; t < scores.size(); ++t) {
+      SCOPED_TRACE(model->loss_names()[t]);
+      const EvalColumn& col = scores[t];
+      ASSERT_EQ(col.scores.size(), col.labels.size());
+      ASSERT_GT(col.scores.size(), 0u);
+      double bce = 0;
+      for (size_t i = 0; i < col.scores.size(); ++i) {
+        const double p = col.scores[i];
+        bce -= col.labels[i] > 0.5f ? std::log(p) : std::log1p(-p);
+      }
+      EXPECT_NEAR(bce / static_cast<double>(col.scores.size()), losses[t], 1e-5);
+    }
+    // A second call appends the same again.
+    model->TrainingScores(labels, &scores);
+    EXPECT_EQ(scores[0].scores.size() % 2, 0u);
+  }
+}
+
 TEST(AllModelsTest, GradientsWithDropoutUnderAFixedMask) {
   std::mt19937_64 rng(73);
   config::ModelConfig sb = SharedBottomConfig(/*prelu=*/true);

@@ -2,11 +2,19 @@
 #include "worker/client/kv_client.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 
 #include "common/cluster/partition.h"
 
 namespace mtps {
+namespace {
+
+void ObserveSince(Histogram* h, SteadyClock::time_point start, SteadyClock::time_point end) {
+  if (h != nullptr) h->Observe(std::chrono::duration<double>(end - start).count());
+}
+
+}  // namespace
 
 KvClient::KvClient(Rpc* rpc, std::vector<int> server_ids, KvClientOptions options)
     : rpc_(rpc),
@@ -78,6 +86,7 @@ Status KvClient::StartPull(const std::vector<uint64_t>& keys, bool create_missin
   pull->sparse_ids.assign(n, 0);
   pull->dense_ids.assign(n, 0);
   pull->positions.resize(n);
+  pull->started = SteadyClock::now();
   // Every request goes out before anything waits.
   for (int s = 0; s < n; ++s) {
     // The positions travel with the pull (a prefetched pull outlives the
@@ -124,7 +133,9 @@ Status KvClient::FinishPull(PendingPull* pull, float* emb, float* dense) {
   for (int s = 0; s < static_cast<int>(pull->sparse_ids.size()); ++s) {
     if (pull->sparse_ids[s] != 0) {
       const std::vector<uint32_t>& pos = pull->positions[s];
-      auto r = rpc_->Wait(pull->sparse_ids[s]);
+      SteadyClock::time_point arrived;
+      auto r = rpc_->Wait(pull->sparse_ids[s], &arrived);
+      if (r.ok()) ObserveSince(metrics_.pull_sparse, pull->started, arrived);
       Status st = r.ok() ? r->Expect({wire::F32}) : r.status();
       if (st.ok() && r->payloads[0].count() != pos.size() * dim) {
         st = Status::Corruption("server " + std::to_string(s) + " answered " +
@@ -142,7 +153,9 @@ Status KvClient::FinishPull(PendingPull* pull, float* emb, float* dense) {
     }
     if (pull->dense_ids[s] != 0) {
       DenseBlock b = DenseBlockOf(options_.num_params, s, n);
-      auto r = rpc_->Wait(pull->dense_ids[s]);
+      SteadyClock::time_point arrived;
+      auto r = rpc_->Wait(pull->dense_ids[s], &arrived);
+      if (r.ok()) ObserveSince(metrics_.pull_dense, pull->started, arrived);
       Status st = r.ok() ? r->Expect({wire::F32}) : r.status();
       if (st.ok() && static_cast<int64_t>(r->payloads[0].count()) != b.size()) {
         st = Status::Corruption(
@@ -195,17 +208,21 @@ Status KvClient::Push(const std::vector<uint64_t>& keys, const float* emb_grad,
   Slice(keys);
   const int64_t seq = first_unacked_push_ + static_cast<int64_t>(push_remaining_.size());
   push_remaining_.push_back(0);
-  auto on_done = [this, seq](StatusOr<Message>&& r) {
-    if (r.ok()) {
-      ++push_requests_acknowledged_;
-    } else if (push_error_.ok()) {
-      push_error_ = r.status();
-    }
-    --push_remaining_[static_cast<size_t>(seq - first_unacked_push_)];
-    while (!push_remaining_.empty() && push_remaining_.front() == 0) {
-      push_remaining_.pop_front();
-      ++first_unacked_push_;
-    }
+  const SteadyClock::time_point sent = SteadyClock::now();
+  auto on_done_for = [this, seq, sent](Histogram* latency) {
+    return [this, seq, sent, latency](StatusOr<Message>&& r) {
+      if (r.ok()) {
+        ++push_requests_acknowledged_;
+        ObserveSince(latency, sent, SteadyClock::now());
+      } else if (push_error_.ok()) {
+        push_error_ = r.status();
+      }
+      --push_remaining_[static_cast<size_t>(seq - first_unacked_push_)];
+      while (!push_remaining_.empty() && push_remaining_.front() == 0) {
+        push_remaining_.pop_front();
+        ++first_unacked_push_;
+      }
+    };
   };
   for (int s = 0; s < n; ++s) {
     if (!slice_keys_[s].empty()) {
@@ -219,8 +236,9 @@ Status KvClient::Push(const std::vector<uint64_t>& keys, const float* emb_grad,
       // Zero-copy: ZeroMQ sends the slice's buffer and frees it when done.
       msg.payloads.push_back(Payload::FromVector(std::move(slice_keys_[s])));
       msg.payloads.push_back(Payload::FromVector(std::move(grads)));
-      MTPS_RETURN_IF_ERROR(
-          rpc_->StartAsync(server_ids_[s], std::move(msg), options_.request_timeout_ms, on_done));
+      MTPS_RETURN_IF_ERROR(rpc_->StartAsync(server_ids_[s], std::move(msg),
+                                            options_.request_timeout_ms,
+                                            on_done_for(metrics_.push_sparse)));
       ++push_remaining_.back();
     }
     DenseBlock b = DenseBlockOf(options_.num_params, s, n);
@@ -228,8 +246,9 @@ Status KvClient::Push(const std::vector<uint64_t>& keys, const float* emb_grad,
       Message msg(wire::PUSH_DENSE);
       msg.meta.set_partition(s);
       msg.payloads.push_back(Payload::Copy(dense_grad + b.begin, static_cast<size_t>(b.size())));
-      MTPS_RETURN_IF_ERROR(
-          rpc_->StartAsync(server_ids_[s], std::move(msg), options_.request_timeout_ms, on_done));
+      MTPS_RETURN_IF_ERROR(rpc_->StartAsync(server_ids_[s], std::move(msg),
+                                            options_.request_timeout_ms,
+                                            on_done_for(metrics_.push_dense)));
       ++push_remaining_.back();
     }
   }

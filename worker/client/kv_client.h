@@ -17,6 +17,7 @@
 
 #include "common/base/status.h"
 #include "common/cluster/partition.h"
+#include "common/metrics/metrics.h"
 #include "common/net/rpc.h"
 
 namespace mtps {
@@ -29,11 +30,22 @@ struct KvClientOptions {
   int max_inflight_pushes = 8;  // Push calls (one per batch) unanswered, at most
 };
 
+// Where a KvClient records the round trip of each request it sent that was
+// answered OK, from sending to the answer's arrival, in seconds (null: not
+// recorded). Not owned; they outlive the client.
+struct KvClientMetrics {
+  Histogram* pull_sparse = nullptr;
+  Histogram* pull_dense = nullptr;
+  Histogram* push_sparse = nullptr;
+  Histogram* push_dense = nullptr;
+};
+
 // A pull in flight: started by KvClient::StartPull, completed (or dropped)
 // by FinishPull. Opaque to callers; reusable.
 struct PendingPull {
   std::vector<uint64_t> sparse_ids, dense_ids;   // request ids per server (0: none)
   std::vector<std::vector<uint32_t>> positions;  // per server, the indexes of its keys
+  SteadyClock::time_point started{};             // when StartPull sent them
 };
 
 // See the file comment. Owned by the worker's Trainer; called only from the
@@ -44,6 +56,9 @@ class KvClient {
   // r, the primary of partition r until SetPrimaries says otherwise. Every
   // request names its partition (Meta.partition).
   KvClient(Rpc* rpc, std::vector<int> server_ids, KvClientOptions options);
+
+  // Records round trips from now on (see KvClientMetrics).
+  void set_metrics(const KvClientMetrics& metrics) { metrics_ = metrics; }
 
   // After a failover: primaries[p] is the node id now serving partition p
   // (the p-th server's keys and dense block). Unanswered requests for a
@@ -107,6 +122,7 @@ class KvClient {
   int64_t push_requests_acknowledged_ = 0;
   Status push_error_;
   std::vector<float> scratch_;
+  KvClientMetrics metrics_;
 };
 
 }  // namespace mtps

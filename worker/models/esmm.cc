@@ -110,6 +110,8 @@ class Esmm final : public Model<T> {
     TowerInputs(input);
     const Matrix& a = ctr_.Forward(params, *ctr_in_, &dropout_rng_);
     const Matrix& c = cvr_.Forward(params, *cvr_in_, &dropout_rng_);
+    last_ctr_logit_ = a.col(0);
+    last_cvr_logit_ = c.col(0);
     if (variant_ == config::EsmmConfig::NAIVE) {
       const T ctr = BceWithLogits<T>::Forward(a.col(0), labels.col(click_col_));
       BceWithLogits<T>::Backward(a.col(0), labels.col(click_col_), &da_);
@@ -158,6 +160,28 @@ class Esmm final : public Model<T> {
     input_grad->middleCols(sparse_width_, sparse_width_) = cvr_grad_.leftCols(sparse_width_);
     input_grad->rightCols(dense_width_) =
         ctr_grad_.rightCols(dense_width_) + cvr_grad_.rightCols(dense_width_);
+  }
+
+  void TrainingScores(const Matrix& labels, std::vector<EvalColumn>* out) const override {
+    if (out->size() < 2) out->resize(2);
+    EvalColumn& ctr = (*out)[0];
+    EvalColumn& second = (*out)[1];  // cvr (NAIVE, clicked rows) or ctcvr
+    const bool naive = variant_ == config::EsmmConfig::NAIVE;
+    for (Eigen::Index i = 0; i < last_ctr_logit_.rows() && i < labels.rows(); ++i) {
+      const T p_ctr = StableSigmoid(last_ctr_logit_(i, 0));
+      const T p_cvr = StableSigmoid(last_cvr_logit_(i, 0));
+      const T click = labels(i, click_col_);
+      const T conversion = labels(i, conversion_col_);
+      ctr.scores.push_back(static_cast<float>(p_ctr));
+      ctr.labels.push_back(static_cast<float>(click));
+      if (!naive) {
+        second.scores.push_back(static_cast<float>(p_ctr * p_cvr));
+        second.labels.push_back(static_cast<float>(click * conversion));
+      } else if (click > T(0.5)) {
+        second.scores.push_back(static_cast<float>(p_cvr));
+        second.labels.push_back(static_cast<float>(conversion));
+      }
+    }
   }
 
   void Evaluate(const T* params, const Matrix& input, const Matrix& labels,
@@ -245,12 +269,13 @@ class Esmm final : public Model<T> {
   // Workspaces, reused between batches.
   const Matrix* ctr_in_ = nullptr;
   const Matrix* cvr_in_ = nullptr;
-  Matrix ctr_input_;  // two groups: [group 0 | dense]
-  Matrix cvr_input_;  // two groups: [group 1 | dense]
-  Matrix ctr_grad_;   // two groups: d loss / d ctr_input_
-  Matrix cvr_grad_;   // two groups: d loss / d cvr_input_
-  Matrix da_;         // d loss / d CTR logit, B x 1
-  Matrix dc_;         // d loss / d CVR logit, B x 1
+  Matrix ctr_input_;                        // two groups: [group 0 | dense]
+  Matrix cvr_input_;                        // two groups: [group 1 | dense]
+  Matrix ctr_grad_;                         // two groups: d loss / d ctr_input_
+  Matrix cvr_grad_;                         // two groups: d loss / d cvr_input_
+  Matrix da_;                               // d loss / d CTR logit, B x 1
+  Matrix dc_;                               // d loss / d CVR logit, B x 1
+  Matrix last_ctr_logit_, last_cvr_logit_;  // the latest training logits, B x 1
 };
 
 }  // namespace

@@ -119,6 +119,11 @@ class Mmoe final : public Model<T> {
     }
   }
 
+  void TrainingScores(const Matrix& labels, std::vector<EvalColumn>* out) const override {
+    if (out->size() < static_cast<size_t>(towers_.num_tasks())) out->resize(towers_.num_tasks());
+    for (int k = 0; k < towers_.num_tasks(); ++k) towers_.TrainingScores(k, labels, &(*out)[k]);
+  }
+
   void Evaluate(const T* params, const Matrix& input, const Matrix& labels,
                 std::vector<EvalColumn>* out) override {
     CHECK_EQ(labels.cols(), towers_.num_tasks());

@@ -97,6 +97,14 @@ class Model {
   virtual void ForwardBackward(const T* params, const Matrix& input, const Matrix& labels,
                                T* param_grad, Matrix* input_grad, std::vector<T>* losses) = 0;
 
+  // The predictions of the latest ForwardBackward, made before its update:
+  // appends to (*out)[i] the score and label of every example loss term i
+  // covers (loss_names() order; e.g. a naive CVR term only the clicked
+  // rows), as Evaluate does for the eval tasks. `labels` are that call's.
+  // *out is resized to the number of loss terms if smaller. The workers'
+  // running training AUC (common/eval/running_auc.h) is made of these.
+  virtual void TrainingScores(const Matrix& labels, std::vector<EvalColumn>* out) const = 0;
+
   // The model's running state (see the file comment): the batch norms'
   // running means and variances in parameter-layout order (each BatchNorm:
   // its means, then its variances); empty for a model without any.

@@ -79,6 +79,11 @@ class SharedBottom final : public Model<T> {
     bottom_.Backward(params, shared_grad_, param_grad, input_grad);
   }
 
+  void TrainingScores(const Matrix& labels, std::vector<EvalColumn>* out) const override {
+    if (out->size() < static_cast<size_t>(towers_.num_tasks())) out->resize(towers_.num_tasks());
+    for (int k = 0; k < towers_.num_tasks(); ++k) towers_.TrainingScores(k, labels, &(*out)[k]);
+  }
+
   void Evaluate(const T* params, const Matrix& input, const Matrix& labels,
                 std::vector<EvalColumn>* out) override {
     CheckShapes(input, labels);

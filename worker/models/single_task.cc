@@ -69,6 +69,7 @@ class SingleTask final : public Model<T> {
                        Matrix* input_grad, std::vector<T>* losses) override {
     CheckShapes(input, labels);
     const Matrix& logit = mlp_.Forward(params, input, &dropout_rng_);
+    last_logit_ = logit.col(0);
     T loss;
     if (where_col_ < 0) {
       loss = BceWithLogits<T>::Forward(logit.col(0), labels.col(label_col_));
@@ -79,6 +80,16 @@ class SingleTask final : public Model<T> {
     }
     losses->assign({loss});
     mlp_.Backward(params, logit_grad_, param_grad, input_grad);
+  }
+
+  void TrainingScores(const Matrix& labels, std::vector<EvalColumn>* out) const override {
+    if (out->empty()) out->resize(1);
+    EvalColumn& column = (*out)[0];
+    for (Eigen::Index i = 0; i < last_logit_.rows() && i < labels.rows(); ++i) {
+      if (where_col_ >= 0 && !(labels(i, where_col_) > T(0.5))) continue;
+      column.scores.push_back(static_cast<float>(StableSigmoid(last_logit_(i, 0))));
+      column.labels.push_back(static_cast<float>(labels(i, label_col_)));
+    }
   }
 
   void Evaluate(const T* params, const Matrix& input, const Matrix& labels,
@@ -116,6 +127,7 @@ class SingleTask final : public Model<T> {
   const std::vector<std::string> names_;
   std::mt19937_64 dropout_rng_;
   Matrix logit_grad_;  // B x 1, workspace
+  Matrix last_logit_;  // the latest training logits, B x 1
 };
 
 }  // namespace

@@ -63,10 +63,22 @@ T TaskTowers<T>::ForwardBackward(int k, const T* params, const Matrix& in, const
                                  std::mt19937_64* dropout_rng, T* param_grad, Matrix* in_grad,
                                  GradMode mode) {
   const Matrix& logit = towers_[k].Forward(params, in, dropout_rng);
+  if (last_logit_.size() < towers_.size()) last_logit_.resize(towers_.size());
+  last_logit_[static_cast<size_t>(k)] = logit.col(0);
   const T loss = BceWithLogits<T>::Forward(logit.col(0), labels.col(k));
   BceWithLogits<T>::Backward(logit.col(0), labels.col(k), &logit_grad_);
   towers_[k].Backward(params, logit_grad_, param_grad, in_grad, mode);
   return loss;
+}
+
+template <typename T>
+void TaskTowers<T>::TrainingScores(int k, const Matrix& labels, EvalColumn* column) const {
+  if (static_cast<size_t>(k) >= last_logit_.size()) return;
+  const Matrix& logit = last_logit_[static_cast<size_t>(k)];
+  for (Eigen::Index i = 0; i < logit.rows() && i < labels.rows(); ++i) {
+    column->scores.push_back(static_cast<float>(StableSigmoid(logit(i, 0))));
+    column->labels.push_back(static_cast<float>(labels(i, k)));
+  }
 }
 
 template <typename T>

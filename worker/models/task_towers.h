@@ -66,6 +66,10 @@ class TaskTowers {
                     std::mt19937_64* dropout_rng, T* param_grad, Matrix* in_grad,
                     GradMode mode = GradMode::kOverwrite);
 
+  // Task k's predictions of its latest ForwardBackward (every row's score
+  // and label k), appended to *column.
+  void TrainingScores(int k, const Matrix& labels, EvalColumn* column) const;
+
   // Task k in evaluation: appends every row's score and label k to *column.
   void Evaluate(int k, const T* params, const Matrix& in, const Matrix& labels, EvalColumn* column);
   // Task k without labels: writes every row's score into column k of
@@ -80,7 +84,8 @@ class TaskTowers {
   std::vector<std::string> names_;
   std::vector<Mlp<T>> towers_;
   int64_t num_params_ = 0;
-  Matrix logit_grad_;  // B x 1, workspace
+  Matrix logit_grad_;               // B x 1, workspace
+  std::vector<Matrix> last_logit_;  // per task: its latest training logits, B x 1
 };
 
 }  // namespace mtps

@@ -12,6 +12,7 @@
 #include "common/base/hash.h"
 #include "common/cluster/job_phase.h"
 #include "common/eval/metrics.h"
+#include "common/metrics/process_stats.h"
 #include "proto/checkpoint.pb.h"
 #include "worker/data/example_reader.h"
 #include "worker/nn/embedding_bag.h"
@@ -71,6 +72,7 @@ Status Trainer::Setup() {
   o.request_timeout_ms = config_.cluster().request_timeout_ms();
   o.max_inflight_pushes = config_.train().max_inflight_pushes();
   kv_ = std::make_unique<KvClient>(&member_->rpc(), member_->server_ids(), o);
+  SetupMetrics();
   // A failover moves partitions: route to their new primaries.
   member_->set_on_partition_map([this] {
     std::vector<int> primaries;
@@ -84,7 +86,83 @@ Status Trainer::Setup() {
   return Status::OK();
 }
 
-Trainer::~Trainer() { member_->set_on_partition_map(nullptr); }
+Trainer::~Trainer() {
+  member_->set_on_partition_map(nullptr);
+  member_->set_heartbeat_metrics(nullptr);
+}
+
+void Trainer::SetupMetrics() {
+  examples_metric_ = metrics_.GetCounter("mtps_train_examples_total",
+                                         "Training examples this worker trained (whole job).");
+  examples_per_sec_metric_ = metrics_.GetGauge(
+      "mtps_train_examples_per_second",
+      "Training examples per second of this worker over its latest progress interval.");
+  epoch_metric_ = metrics_.GetGauge("mtps_train_epoch",
+                                    "The epoch (1-based) of this worker's latest training batch.");
+  const std::vector<std::string>& names = model_->loss_names();
+  running_auc_.assign(names.size(), RunningAuc());
+  train_scores_.assign(names.size(), EvalColumn());
+  loss_metrics_.clear();
+  auc_metrics_.clear();
+  for (const std::string& task : names) {
+    loss_metrics_.push_back(metrics_.GetGauge(
+        "mtps_train_loss", "Mean training loss per task over the latest progress interval.",
+        {{"task", task}}));
+    auc_metrics_.push_back(metrics_.GetGauge(
+        "mtps_train_auc",
+        "AUC of the latest training predictions (before each update) per task, over a window of "
+        "the latest " +
+            std::to_string(RunningAuc::kDefaultWindow) + " examples; NaN while a class is missing.",
+        {{"task", task}}));
+  }
+  // Unknown until the first progress report.
+  for (Gauge* g : loss_metrics_) g->Set(std::nan(""));
+  for (Gauge* g : auc_metrics_) g->Set(std::nan(""));
+  bad_lines_metric_ =
+      metrics_.GetCounter("mtps_data_bad_lines_skipped_total",
+                          "Malformed data lines this worker skipped within data.max_bad_lines.");
+  memory_metric_ = metrics_.GetGauge("mtps_process_resident_memory_bytes",
+                                     "Resident memory of the process (/proc/self/statm).");
+  const std::string pull_help =
+      "Round trip of a pull request to one server, as the worker's client saw it.";
+  const std::string push_help =
+      "Round trip of a push request to one server, as the worker's client saw it.";
+  KvClientMetrics m;
+  m.pull_sparse = metrics_.GetHistogram("mtps_client_pull_latency_seconds", pull_help,
+                                        LatencyBuckets(), {{"op", "PULL_SPARSE"}});
+  m.pull_dense = metrics_.GetHistogram("mtps_client_pull_latency_seconds", pull_help,
+                                       LatencyBuckets(), {{"op", "PULL_DENSE"}});
+  m.push_sparse = metrics_.GetHistogram("mtps_client_push_latency_seconds", push_help,
+                                        LatencyBuckets(), {{"op", "PUSH_SPARSE"}});
+  m.push_dense = metrics_.GetHistogram("mtps_client_push_latency_seconds", push_help,
+                                       LatencyBuckets(), {{"op", "PUSH_DENSE"}});
+  kv_->set_metrics(m);
+  UpdateMetrics();
+  member_->set_heartbeat_metrics([this](wire::MetricsSnapshot* snapshot) {
+    UpdateMetrics();
+    *snapshot = metrics_.Snapshot();
+  });
+}
+
+void Trainer::UpdateMetrics() {
+  if (auto rss = ResidentMemoryBytes(); rss.ok()) memory_metric_->Set(static_cast<double>(*rss));
+  if (bad_lines_ != nullptr && bad_lines_->skipped() > bad_lines_exported_) {
+    bad_lines_metric_->Increment(static_cast<double>(bad_lines_->skipped() - bad_lines_exported_));
+    bad_lines_exported_ = bad_lines_->skipped();
+  }
+}
+
+void Trainer::RecordTrainingScores() {
+  for (EvalColumn& c : train_scores_) {
+    c.scores.clear();
+    c.labels.clear();
+  }
+  model_->TrainingScores(labels_, &train_scores_);
+  for (size_t t = 0; t < running_auc_.size() && t < train_scores_.size(); ++t) {
+    const EvalColumn& c = train_scores_[t];
+    for (size_t i = 0; i < c.scores.size(); ++i) running_auc_[t].Add(c.scores[i], c.labels[i]);
+  }
+}
 
 Status Trainer::Run() {
   MTPS_RETURN_IF_ERROR(Setup());
@@ -116,12 +194,16 @@ Status Trainer::TrainEpochs() {
       auto reader, ExampleReader::Open(data, DataSplit::kTrain, rank_, num_workers_, bad_lines_));
   train_start_ = SteadyClock::now();
   last_report_ = train_start_;
+  epoch_metric_->Set(trained_epoch_ + 1);
   const double process_cpu_start = CpuSeconds(CLOCK_PROCESS_CPUTIME_ID);
   const double thread_cpu_start = CpuSeconds(CLOCK_THREAD_CPUTIME_ID);
   // A resumed worker continues where its checkpoint was cut: the epoch's
   // shuffle order is that epoch's (Rewind), and the examples of it already
   // trained are read and dropped.
   int epoch = trained_epoch_;
+  // Examples read of the current epoch (those skipped included): a whole
+  // epoch's is examples_per_epoch_.
+  int64_t read_in_epoch = skip_examples_;
   for (int e = 0; e < epoch; ++e) MTPS_RETURN_IF_ERROR(reader->Rewind());
   if (skip_examples_ > 0) {
     Batch skipped;
@@ -145,7 +227,12 @@ Status Trainer::TrainEpochs() {
     for (;;) {
       MTPS_RETURN_IF_ERROR(reader->Next(config_.train().batch_size(), batch));
       staged->epoch = epoch;
-      if (batch->num_examples > 0) return true;
+      if (batch->num_examples > 0) {
+        read_in_epoch += batch->num_examples;
+        return true;
+      }
+      if (examples_per_epoch_ < 0) examples_per_epoch_ = read_in_epoch;
+      read_in_epoch = 0;
       LOG(INFO) << "worker " << rank_ << " finished epoch " << epoch + 1 << " (" << examples_
                 << " examples)";
       if (++epoch >= config_.train().epochs()) return false;
@@ -175,6 +262,7 @@ Status Trainer::TrainEpochs() {
     if (staged_[cur].epoch != trained_epoch_) {
       trained_epoch_ = staged_[cur].epoch;
       trained_in_epoch_ = 0;
+      epoch_metric_->Set(trained_epoch_ + 1);
     }
     trained_in_epoch_ += staged_[cur].batch.num_examples;
     // Heartbeats, clock and progress between batches; never blocks.
@@ -190,6 +278,7 @@ Status Trainer::TrainEpochs() {
     cur = 1 - cur;
     have = have_next;
   }
+  training_done_ = true;
   MTPS_RETURN_IF_ERROR(ReportFinished());
   // CPU per example is steadier than examples/s on a shared machine.
   const double seconds = SecondsSince(train_start_);
@@ -229,6 +318,7 @@ std::string Trainer::WorkerStateBytes(bool finished) const {
   for (float v : model_->State()) w.add_model_state(v);
   w.set_finished(finished);
   w.set_train_seconds(seconds_before_ + SecondsSince(train_start_));
+  if (examples_per_epoch_ >= 0) w.set_examples_per_epoch(examples_per_epoch_);
   return w.SerializeAsString();
 }
 
@@ -252,6 +342,9 @@ Status Trainer::RestoreState() {
   trained_in_epoch_ = skip_examples_ = w.epoch_examples();
   started_ = clock_base_ = w.batches();
   examples_ = w.examples();
+  last_report_examples_ = examples_;
+  examples_metric_->Increment(static_cast<double>(examples_));
+  if (w.has_examples_per_epoch()) examples_per_epoch_ = w.examples_per_epoch();
   finished_before_ = w.finished();
   seconds_before_ = w.train_seconds();
   // Dropout masks go on from a seed of the position (the RNG's state in
@@ -392,6 +485,7 @@ Status Trainer::FinishBatch(StagedBatch* staged) {
 Status Trainer::TrainStaged(StagedBatch* staged) {
   model_->ForwardBackward(params_.data(), input_, labels_, param_grad_.data(), &input_grad_,
                           &losses_);
+  RecordTrainingScores();
   emb_grad_.resize(staged->unique_keys.size() * static_cast<size_t>(dim_));
   PoolEmbeddingsBackward<float>(staged->view(groups_), model_slots_, staged->key_index, input_grad_,
                                 dim_, staged->unique_keys.size(), emb_grad_.data());
@@ -411,6 +505,7 @@ Status Trainer::TrainStaged(StagedBatch* staged) {
   MTPS_RETURN_IF_ERROR(kv_->Push(*keys, emb_grad_.data(), param_grad_.data()));
 
   examples_ += staged->batch.num_examples;
+  examples_metric_->Increment(staged->batch.num_examples);
   for (size_t i = 0; i < losses_.size() && i < loss_sum_.size(); ++i) loss_sum_[i] += losses_[i];
   ++loss_batches_;
   return Status::OK();
@@ -464,11 +559,24 @@ Status Trainer::MaybeReportProgress(bool force) {
   wire::Progress* p = msg.meta.mutable_progress();
   p->set_examples(examples_);
   p->set_seconds(SecondsSince(train_start_));
+  const int epoch = training_done_ ? config_.train().epochs() : trained_epoch_ + 1;
+  p->set_epoch(epoch);
+  if (examples_per_epoch_ >= 0) p->set_examples_per_epoch(examples_per_epoch_);
   for (size_t i = 0; i < loss_sum_.size(); ++i) {
+    const double mean = loss_batches_ > 0 ? loss_sum_[i] / static_cast<double>(loss_batches_) : 0.0;
+    const double auc = i < running_auc_.size() ? running_auc_[i].Auc() : std::nan("");
     p->add_loss_names(model_->loss_names()[i]);
-    p->add_mean_loss(loss_batches_ > 0 ? loss_sum_[i] / static_cast<double>(loss_batches_) : 0.0);
+    p->add_mean_loss(mean);
+    p->add_running_auc(auc);
+    if (loss_batches_ > 0) loss_metrics_[i]->Set(mean);
+    auc_metrics_[i]->Set(auc);
     loss_sum_[i] = 0.0;
   }
+  epoch_metric_->Set(epoch);
+  if (since > 0) {
+    examples_per_sec_metric_->Set(static_cast<double>(examples_ - last_report_examples_) / since);
+  }
+  last_report_examples_ = examples_;
   loss_batches_ = 0;
   last_report_ = now;
   // Fire and forget: a lost progress report only delays the progress line.

@@ -14,6 +14,13 @@
 // A resumed worker (ClusterMember::resuming) restores that state, skips the
 // examples already trained and goes on, so no example is skipped or trained
 // twice.
+//
+// Metrics (common/metrics/metrics.h): the trainer keeps the worker's own —
+// examples trained and their rate, the epoch, per-task training loss and
+// running AUC (of each batch's predictions before its update, over the
+// latest RunningAuc::kDefaultWindow examples), the KvClient's pull and push
+// round trips, malformed lines skipped, resident memory — and every
+// heartbeat carries their snapshot to the scheduler.
 #ifndef MTPS_WORKER_TRAINER_TRAINER_H_
 #define MTPS_WORKER_TRAINER_TRAINER_H_
 
@@ -22,6 +29,8 @@
 
 #include "common/base/status.h"
 #include "common/cluster/cluster_member.h"
+#include "common/eval/running_auc.h"
+#include "common/metrics/metrics.h"
 #include "worker/client/kv_client.h"
 #include "worker/data/bad_line_budget.h"
 #include "worker/data/example.h"
@@ -92,6 +101,12 @@ class Trainer {
   Status RestoreState();
   // Sends the clock report that leaves the consistency bound.
   Status ReportFinished();
+  // Creates the worker's metrics (after Setup made the model and client).
+  void SetupMetrics();
+  // Brings the metrics read at snapshot time up to date (memory, bad lines).
+  void UpdateMetrics();
+  // This batch's predictions into the running AUCs.
+  void RecordTrainingScores();
 
   ClusterMember* member_;
   const config::Config& config_;
@@ -147,6 +162,22 @@ class Trainer {
   int64_t loss_batches_ = 0;
   int64_t nonfinite_batches_ = 0;  // SKIP_ROWS: batches pushed with non-finite values
   std::vector<EvalColumn> eval_;
+  // Examples of one epoch of this worker's share (-1: no whole epoch read yet).
+  int64_t examples_per_epoch_ = -1;
+  bool training_done_ = false;  // TrainEpochs left its loop
+  int64_t last_report_examples_ = 0;
+  std::vector<RunningAuc> running_auc_;   // per loss term
+  std::vector<EvalColumn> train_scores_;  // per loss term, the latest batch's
+
+  // Metrics (see the file comment); the registry outlives the pointers.
+  MetricRegistry metrics_;
+  Counter* examples_metric_ = nullptr;
+  Gauge* examples_per_sec_metric_ = nullptr;
+  Gauge* epoch_metric_ = nullptr;
+  std::vector<Gauge*> loss_metrics_, auc_metrics_;  // per loss term
+  Counter* bad_lines_metric_ = nullptr;
+  int64_t bad_lines_exported_ = 0;
+  Gauge* memory_metric_ = nullptr;
 };
 
 }  // namespace mtps
