@@ -144,6 +144,12 @@ std::optional<ProgressLine> JobResults::MaybeAppendProgress(bool force, int work
   auto now = SteadyClock::now();
   double since = std::chrono::duration<double>(now - last_progress_write_).count();
   if (progress_.empty() || (!force && since < progress_interval_sec_)) return std::nullopt;
+  // A forced line soon after the last (the end of training) would divide the
+  // final reports' burst by a few milliseconds: its rates span the line
+  // before as well.
+  const bool short_span = since < progress_interval_sec_ / 2 && lines_written_ >= 2;
+  const double rate_span =
+      short_span ? std::chrono::duration<double>(now - line_before_write_).count() : since;
   ProgressLine line;
   std::vector<double> auc_sum;
   std::vector<int> auc_count;
@@ -171,17 +177,20 @@ std::optional<ProgressLine> JobResults::MaybeAppendProgress(bool force, int work
     ProgressLine::Worker w;
     w.rank = rank;
     w.examples = p.examples;
+    const int64_t base = short_span ? p.examples_at_line_before : p.examples_at_last_line;
     w.examples_per_sec =
-        since > 0 ? static_cast<double>(p.examples - p.examples_at_last_line) / since : 0.0;
+        rate_span > 0 ? static_cast<double>(p.examples - base) / rate_span : 0.0;
     line.workers.push_back(w);
+    p.examples_at_line_before = p.examples_at_last_line;
     p.examples_at_last_line = p.examples;
   }
   for (size_t i = 0; i < auc_sum.size(); ++i) {
     line.auc.push_back(auc_count[i] > 0 ? auc_sum[i] / auc_count[i]
                                         : std::numeric_limits<double>::quiet_NaN());
   }
+  const int64_t base = short_span ? line_before_examples_ : last_progress_examples_;
   line.examples_per_sec =
-      since > 0 ? static_cast<double>(line.examples - last_progress_examples_) / since : 0.0;
+      rate_span > 0 ? static_cast<double>(line.examples - base) / rate_span : 0.0;
   line.t = SecondsSince(created_);
   line.workers_done = workers_done;
   line.num_workers = num_workers_;
@@ -191,8 +200,11 @@ std::optional<ProgressLine> JobResults::MaybeAppendProgress(bool force, int work
   if (!s.ok()) {
     LOG_EVERY_N(WARNING, 10) << s;
   }
+  line_before_write_ = last_progress_write_;
+  line_before_examples_ = last_progress_examples_;
   last_progress_write_ = now;
   last_progress_examples_ = line.examples;
+  ++lines_written_;
   return line;
 }
 

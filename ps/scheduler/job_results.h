@@ -176,6 +176,7 @@ class JobResults {
     int epoch = 0;                    // 0: not reported
     int64_t examples_per_epoch = -1;  // -1: not known yet
     int64_t examples_at_last_line = 0;
+    int64_t examples_at_line_before = 0;
   };
   // Per-task metrics over every worker's report (all of them present).
   StatusOr<std::vector<TaskMetrics>> MergeEval(int64_t* train_examples) const;
@@ -194,6 +195,10 @@ class JobResults {
   std::map<int, WorkerProgress> progress_;  // by worker rank
   SteadyClock::time_point last_progress_write_;
   int64_t last_progress_examples_ = 0;
+  // The line before the last: the rates' base after a short span.
+  SteadyClock::time_point line_before_write_;
+  int64_t line_before_examples_ = 0;
+  int64_t lines_written_ = 0;
   std::map<int, Message> eval_reports_;  // by worker rank
 };
 

@@ -334,6 +334,41 @@ TEST_F(JobResultsTest, ProgressLinesSumExamplesAndAverageLosses) {
   EXPECT_EQ(records[1]["workers_done"], 2);
 }
 
+// The forced line at the end of training comes milliseconds after the last
+// one: its rate spans the line before as well, not the burst over a few
+// milliseconds.
+TEST_F(JobResultsTest, AForcedLineSoonAfterTheLastKeepsASaneRate) {
+  config::Config c = SmallConfig();
+  c.mutable_train()->set_progress_interval_sec(0.1);
+  JobResults results(c, 1, 1, ResultFiles(dir_.string()));
+  results.StartProgressClock(SteadyClock::now());
+  wire::Progress p;
+  p.add_loss_names("ctr");
+  p.add_mean_loss(0.5);
+  p.set_examples(0);
+  results.RecordProgress(0, p);
+  ASSERT_TRUE(results.MaybeAppendProgress(true, 0).has_value());
+  const auto first = SteadyClock::now();
+  p.set_examples(1000);
+  results.RecordProgress(0, p);
+  // The interval passing is the event waited for (with a deadline).
+  std::optional<ProgressLine> second;
+  while (!(second = results.MaybeAppendProgress(false, 0))) {
+    ASSERT_LT(SecondsSince(first), 10.0);
+  }
+  p.set_examples(2000);
+  results.RecordProgress(0, p);
+  std::optional<ProgressLine> last = results.MaybeAppendProgress(true, 1);
+  ASSERT_TRUE(last.has_value());
+  const double span = SecondsSince(first);
+  EXPECT_LE(second->examples_per_sec, 1000 / 0.1 * 1.01);
+  // Over the two lines: 2000 examples in at least the 0.1 s interval.
+  EXPECT_LE(last->examples_per_sec, 2000 / 0.1 * 1.01);
+  EXPECT_GE(last->examples_per_sec, 2000 / span * 0.99);
+  ASSERT_EQ(last->workers.size(), 1u);
+  EXPECT_LE(last->workers[0].examples_per_sec, 2000 / 0.1 * 1.01);
+}
+
 config::Config EpochsConfig(int epochs) {
   config::Config c = SmallConfig();
   c.mutable_train()->set_epochs(epochs);
