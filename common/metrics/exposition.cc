@@ -102,6 +102,12 @@ Status CheckSeries(const wire::MetricFamily& f, const wire::MetricSeries& s, int
           std::to_string(f.bucket_bounds_size()) + " bounds (needs one more, for +Inf)");
     }
     if (!std::isfinite(s.sum())) return Status::InvalidArgument(where + ": sum is not finite");
+    uint64_t total = 0;
+    for (uint64_t c : s.bucket_counts()) {
+      if (__builtin_add_overflow(total, c, &total)) {
+        return Status::InvalidArgument(where + ": bucket counts add up past 2^64");
+      }
+    }
     return Status::OK();
   }
   if (s.bucket_counts_size() > 0 || s.has_sum()) {

@@ -53,8 +53,9 @@ bool IsValidLabelName(std::string_view name);
 // is in `reserved_labels` (the labels the merge adds), label values within
 // bounds, and a label set not repeated in its family; counters finite and
 // >= 0, gauges any double; histograms with increasing finite bounds, one
-// count per bucket plus the +Inf one, and a finite sum. Otherwise
-// InvalidArgument naming the family (and series) and the rule.
+// count per bucket plus the +Inf one, counts whose sum fits 64 bits, and a
+// finite sum. Otherwise InvalidArgument naming the family (and series) and
+// the rule.
 Status ValidateSnapshot(const wire::MetricsSnapshot& snapshot,
                         const std::vector<std::string>& reserved_labels = {});
 

@@ -1,8 +1,9 @@
 // Writes the binary seed corpora of the fuzz targets, made by the real
 // encoders, so they follow the formats as they change: encoded requests
 // and responses (fuzz_wire, fuzz_server), table snapshots, deltas and dense
-// blocks (fuzz_table_snapshot), push windows (fuzz_request_window) and a
-// small real checkpoint (fuzz_checkpoint_store). The text seeds (data
+// blocks (fuzz_table_snapshot), push windows (fuzz_request_window), a
+// small real checkpoint (fuzz_checkpoint_store) and a worker's and a
+// server's metrics snapshots (fuzz_metrics_snapshot). The text seeds (data
 // slices, configs) are committed under tests/fuzz/corpus/ instead.
 //
 // Usage: fuzz_seeds OUT_DIR  (writes OUT_DIR/<target>/<seed>; tests/run_fuzz
@@ -18,6 +19,7 @@
 
 #include "common/base/deadline.h"
 #include "common/base/durable_file.h"
+#include "common/metrics/metrics.h"
 #include "common/net/request_window.h"
 #include "common/net/wire.h"
 #include "proto/checkpoint.pb.h"
@@ -236,6 +238,23 @@ void WriteCheckpointSeeds(SeedWriter* out, const std::vector<std::string>& shard
   out->Write("fuzz_checkpoint_store", "fixed-up", std::string(1, 1) + body);
 }
 
+// Snapshots as a worker and a server send them with their heartbeats.
+void WriteMetricsSeeds(SeedWriter* out) {
+  MetricRegistry worker;
+  worker.GetCounter("mtps_train_examples_total", "examples")->Increment(557710);
+  worker.GetGauge("mtps_train_auc", "auc", {{"task", "income"}})->Set(0.93);
+  worker.GetGauge("mtps_train_auc", "auc", {{"task", "never_married"}})->Set(0.99);
+  Histogram* h = worker.GetHistogram("mtps_client_pull_latency_seconds", "latency",
+                                     LatencyBuckets(), {{"op", "PULL_SPARSE"}});
+  for (double v : {0.0004, 0.002, 0.003, 0.02, 3.0}) h->Observe(v);
+  out->Write("fuzz_metrics_snapshot", "worker", worker.Snapshot().SerializeAsString());
+  MetricRegistry server;
+  server.GetCounter("mtps_server_requests_total", "requests", {{"op", "PUSH_SPARSE"}})
+      ->Increment(2187);
+  server.GetGauge("mtps_server_rows", "rows")->Set(235);
+  out->Write("fuzz_metrics_snapshot", "server", server.Snapshot().SerializeAsString());
+}
+
 }  // namespace
 }  // namespace mtps
 
@@ -250,6 +269,7 @@ int main(int argc, char** argv) {
   mtps::WriteMessageSeeds(&out);
   mtps::WriteTableSeeds(&out, &shard_files);
   mtps::WriteCheckpointSeeds(&out, shard_files);
+  mtps::WriteMetricsSeeds(&out);
   std::printf("fuzz_seeds: %d seeds in %s\n", out.written(), argv[1]);
   return 0;
 }

@@ -243,6 +243,11 @@ TEST(ValidateSnapshotTest, RefusesEachBrokenRuleNamingIt) {
          s->mutable_families(2)->mutable_series(0)->add_bucket_counts(1);
        },
        "needs 1 to 64 bucket bounds"},
+      {"counts wrap",
+       [](auto* s) {
+         s->mutable_families(2)->mutable_series(0)->set_bucket_counts(0, ~uint64_t{0});
+       },
+       "bucket counts add up past 2^64"},
       {"nan sum", [](auto* s) { s->mutable_families(2)->mutable_series(0)->set_sum(std::nan("")); },
        "sum is not finite"},
       {"gauge with buckets",
