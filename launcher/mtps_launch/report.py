@@ -608,7 +608,10 @@ def per_rank(timed, field):
 
 def rate_series(rows, name, colour, field):
     """entry[field] (a counter) per second between neighbouring entries; a
-    counter that goes down (a restarted node) starts a new segment."""
+    counter that goes down (a restarted node) starts a new segment. A value
+    the same as the one before is taken as no new snapshot yet (nodes send
+    theirs with each heartbeat, less often than metrics.jsonl lines): the
+    rate then spans to the next change, instead of a zero and a spike."""
     series = Series(name, colour)
     previous, broken = None, True
     for t, attempt, entry in rows:
@@ -618,6 +621,8 @@ def rate_series(rows, name, colour, field):
             continue
         if previous is not None:
             pt, pattempt, pvalue = previous
+            if attempt == pattempt and value == pvalue and value > 0:
+                continue
             if attempt == pattempt and t > pt and value >= pvalue:
                 series.add(t, (value - pvalue) / (t - pt), new_segment=broken)
                 broken = False

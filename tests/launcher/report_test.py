@@ -412,5 +412,22 @@ class CommandTest(ReportTestCase):
         self.assertIn("badge interrupted", path.read_text())
 
 
+class RateSeriesTest(unittest.TestCase):
+
+    def test_an_unchanged_counter_waits_for_the_next_snapshot(self):
+        # Snapshots arrive once a second, lines five times as often: the
+        # counter repeats between them, and the rate spans to the change.
+        values = [0, 0, 100, 100, 100, 400, 400, 50]
+        rows = [(float(t), 0, {"requests_total": v}) for t, v in enumerate(values)]
+        series = report.rate_series(rows, "server 0", "#000", "requests_total")
+        self.assertEqual(series.segments, [[(1.0, 0.0), (2.0, 100.0), (5.0, 100.0)]])
+
+    def test_a_counter_going_down_starts_a_segment(self):
+        rows = [(0.0, 0, {"n": 10}), (1.0, 0, {"n": 20}), (2.0, 1, {"n": 5}),
+                (3.0, 1, {"n": 15})]
+        series = report.rate_series(rows, "s", "#000", "n")
+        self.assertEqual(series.segments, [[(1.0, 10.0)], [(3.0, 10.0)]])
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
