@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <chrono>
 
+#include <glog/logging.h>
+
 #include "common/base/hash.h"
 
 namespace mtps {
@@ -90,7 +92,7 @@ Status FaultInjectingTransport::Deliver(const Destination& to, Message msg) {
 }
 
 Status FaultInjectingTransport::Offer(Destination to, Message msg) {
-  MTPS_RETURN_IF_ERROR(FlushDue());
+  FlushDue();
   // Registration (request and reply) is never faulted: a job must form.
   if (!configured_ || msg.meta.op() == wire::REGISTER ||
       (!options_.ops.empty() && options_.ops.count(msg.meta.op()) == 0)) {
@@ -136,11 +138,12 @@ Status FaultInjectingTransport::Offer(Destination to, Message msg) {
     h.behind_next = behind;
     held_.push_back(std::move(h));
   }
-  return FlushDue();
+  FlushDue();
+  return Status::OK();
 }
 
-Status FaultInjectingTransport::FlushDue() {
-  if (held_.empty()) return Status::OK();
+void FaultInjectingTransport::FlushDue() {
+  if (held_.empty()) return;
   const auto now = SteadyClock::now();
   // A held message leaves once its delay is over and nothing holds it back
   // (reorder: the next message to its destination went), or at its latest.
@@ -157,17 +160,19 @@ Status FaultInjectingTransport::FlushDue() {
   std::sort(ready.begin(), ready.end(), [](const Held& a, const Held& b) {
     return a.delay_due != b.delay_due ? a.delay_due < b.delay_due : a.order < b.order;
   });
-  Status first;
   for (Held& h : ready) {
+    const wire::Op op = h.msg.meta.op();
     Status s = Deliver(h.to, std::move(h.msg));
-    if (!s.ok() && first.ok()) first = s;
+    if (!s.ok()) {
+      ++counters_.undeliverable;
+      LOG_EVERY_N(WARNING, 100) << "a held " << wire::Op_Name(op) << " is lost: " << s;
+    }
   }
-  return first;
 }
 
 StatusOr<Incoming> FaultInjectingTransport::Receive(Deadline deadline) {
   for (;;) {
-    MTPS_RETURN_IF_ERROR(FlushDue());
+    FlushDue();
     Deadline wait = deadline;
     for (const Held& h : held_) {
       const auto leaves = h.behind_next ? h.due : h.delay_due;

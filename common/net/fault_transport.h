@@ -13,6 +13,9 @@
 // short when one is due), so they need no thread of their own. Messages of
 // ops outside FaultOptions.ops, and REGISTER requests and replies, are
 // passed through untouched. Until Configure, everything passes through.
+// A held message that cannot be delivered when it falls due (its peer is
+// gone) is lost, as on a real network: it is counted and logged, never
+// reported as the failure of whatever Send, Reply or Receive flushed it.
 //
 // Owned by one thread, like every Transport; Wake from any thread.
 #ifndef MTPS_COMMON_NET_FAULT_TRANSPORT_H_
@@ -63,6 +66,7 @@ class FaultInjectingTransport : public Transport {
     int64_t duplicated = 0;
     int64_t delayed = 0;  // held for a positive delay
     int64_t reordered = 0;
+    int64_t undeliverable = 0;  // held, then refused by the inner transport
   };
 
   explicit FaultInjectingTransport(std::unique_ptr<Transport> inner);
@@ -105,8 +109,9 @@ class FaultInjectingTransport : public Transport {
 
   Status Offer(Destination to, Message msg);
   Status Deliver(const Destination& to, Message msg);
-  // Sends every held message that is due (or whose reorder partner left).
-  Status FlushDue();
+  // Sends every held message that is due (or whose reorder partner left);
+  // one the inner transport refuses is lost (counted in undeliverable).
+  void FlushDue();
   double Uniform() { return std::uniform_real_distribution<double>(0.0, 1.0)(rng_); }
 
   std::unique_ptr<Transport> inner_;

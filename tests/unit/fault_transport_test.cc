@@ -1,12 +1,14 @@
 // Tests of the fault-injecting transport (common/net/fault_transport.h):
 // each fault happens at its configured rate, the same seed gives the same
 // schedule, held messages all leave through Receive, reordering swaps
-// neighbours, and op filters and registration pass through untouched.
+// neighbours, op filters and registration pass through untouched, and a
+// held message whose peer vanished is lost without failing later sends.
 #include "common/net/fault_transport.h"
 
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <chrono>
 #include <map>
 #include <memory>
 #include <thread>
@@ -142,6 +144,41 @@ TEST(FaultTransportTest, OnlyTheConfiguredOpsAndNeverRegistration) {
   ASSERT_TRUE(t.Send(1, Numbered(3, wire::REGISTER)).ok());
   ASSERT_TRUE(t.Reply("x", Numbered(4, wire::REGISTER)).ok());
   EXPECT_EQ(sent, (std::vector<uint64_t>{2, 3, 4}));
+}
+
+// Like RecordingTransport, but a reply to "gone" fails as ZeroMQ's does to
+// a peer that disconnected.
+class VanishedPeerTransport : public RecordingTransport {
+ public:
+  using RecordingTransport::RecordingTransport;
+  Status Reply(const std::string& to, Message msg) override {
+    if (to == "gone") return Status::Unavailable("send failed: Host unreachable");
+    return RecordingTransport::Reply(to, std::move(msg));
+  }
+};
+
+TEST(FaultTransportTest, AHeldMessageToAVanishedPeerIsLostWithoutFailingTheNextSend) {
+  FaultOptions o;
+  o.delay_ms_max = 10;
+  o.ops = {wire::PUSH_DENSE};  // only the replies below are held
+  std::vector<uint64_t> sent;
+  FaultInjectingTransport t(std::make_unique<VanishedPeerTransport>(&sent));
+  t.Configure(o, 1);
+  // Held, then flushed by a send of another message to a live peer.
+  ASSERT_TRUE(t.Reply("gone", Numbered(1, wire::PUSH_DENSE)).ok());
+  ASSERT_EQ(t.held(), 1u);
+  std::this_thread::sleep_for(std::chrono::milliseconds(o.delay_ms_max + 5));
+  Status s = t.Send(1, Numbered(2, wire::REPLICATE));
+  EXPECT_TRUE(s.ok()) << s;
+  EXPECT_EQ(sent, (std::vector<uint64_t>{2}));
+  EXPECT_EQ(t.counters().undeliverable, 1);
+  // Held, then flushed from Receive: the wait ends as a wait does.
+  ASSERT_TRUE(t.Reply("gone", Numbered(3, wire::PUSH_DENSE)).ok());
+  ASSERT_EQ(t.held(), 1u);
+  StatusOr<Incoming> in = t.Receive(Deadline::In(o.delay_ms_max + 50));
+  EXPECT_EQ(in.status().code(), StatusCode::kDeadlineExceeded) << in.status();
+  EXPECT_EQ(t.held(), 0u);
+  EXPECT_EQ(t.counters().undeliverable, 2);
 }
 
 TEST(FaultTransportTest, ConfigRulesNameTheirFields) {
