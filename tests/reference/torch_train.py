@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Single-process PyTorch trainer of MMOE on the bundled census data.
+"""Single-process PyTorch trainer of MMOE on census data, and of ESMM or MMOE on CSV data.
 
 The accuracy/throughput baseline for mtps's census MMOE (README "Results"): the
 same features, model, batch size, epochs, optimizers and learning rates as
@@ -41,16 +41,29 @@ accumulator 0.1, no epsilon, as ps/table/optimizer.h) for the embeddings, Adam
 (lr 0.002, betas 0.9/0.999, eps 1e-8) for the dense weights. Synchronous and
 single-process, unlike mtps's asynchronous workers.
 
+CSV data (--data csv, what tests/bench/train_bench.py generates and runs):
+a header line, then one example per line; --labels names the two 0/1 label
+columns (click, conversion), --categorical the categorical columns (each
+(column, value) its own embedding row, as above), --dense the numeric ones
+(used as they are: the config's dense_transform NONE). --model esmm trains
+ESMM on them (losses ctr and ctcvr; CVR AUC on the clicked test rows, CTCVR
+on all, as mtps's evaluation), --model mmoe one task per label.
+--sparse_optimizer adam uses torch.optim.SparseAdam (lr --sparse_lr, betas
+0.9/0.999, eps 1e-8; its bias correction counts the table's steps, where
+mtps's counts each row's own), adagrad the Adagrad above.
+
 Prints one JSON object: held-out AUC (exact, ties count one half) and logloss
 per task, training examples, seconds and examples/s (the training loop only,
-after data loading), and the settings.
+after data loading), peak resident memory, and the settings.
 """
 
 import argparse
+import csv
 import gzip
 import json
 import math
 import os
+import resource
 import sys
 import time
 
@@ -128,6 +141,35 @@ def encode(rows, vocab, path):
     return torch.from_numpy(ids), torch.from_numpy(dense), torch.from_numpy(labels)
 
 
+def read_csv(path, labels, categorical, dense, vocab):
+    """(slot indices, dense features, labels) of a CSV file with a header."""
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rt", newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader)
+        col = {name: i for i, name in enumerate(header)}
+        for name in labels + categorical + dense:
+            if name not in col:
+                raise ValueError("%s: no column %r in the header" % (path, name))
+        label_cols = [col[c] for c in labels]
+        cat_cols = [col[c] for c in categorical]
+        dense_cols = [col[c] for c in dense]
+        ids, values, targets = [], [], []
+        for number, row in enumerate(reader, 2):
+            if len(row) != len(header):
+                raise ValueError("%s:%d: %d values, expected %d" %
+                                 (path, number, len(row), len(header)))
+            ids.append([vocab.setdefault((s, row[c]), len(vocab)) for s, c in enumerate(cat_cols)])
+            try:
+                values.append([float(row[c]) for c in dense_cols])
+                targets.append([float(row[c]) for c in label_cols])
+            except ValueError as e:
+                raise ValueError("%s:%d: %s" % (path, number, e))
+    return (torch.tensor(ids, dtype=torch.int64),
+            torch.tensor(values, dtype=torch.float32).reshape(len(ids), len(dense)),
+            torch.tensor(targets, dtype=torch.float32))
+
+
 def exact_auc(scores, labels):
     """AUC with ties counting one half (average ranks)."""
     scores = np.asarray(scores, dtype=np.float64)
@@ -159,10 +201,19 @@ def loaded_blas():
     return None
 
 
+def columns(text):
+    return [c for c in text.split(",") if c]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", choices=("census", "csv"), default="census")
+    parser.add_argument("--model", choices=("mmoe", "esmm"), default="mmoe")
     parser.add_argument("--train", default=os.path.join(REPO, "tests/data/census-income/train.gz"))
     parser.add_argument("--test", default=os.path.join(REPO, "tests/data/census-income/test.gz"))
+    parser.add_argument("--labels", default="click,conversion", help="csv: the label columns")
+    parser.add_argument("--categorical", default="", help="csv: categorical columns")
+    parser.add_argument("--dense", default="", help="csv: numeric columns")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--epochs", type=int, default=10)
@@ -171,6 +222,7 @@ def main():
     parser.add_argument("--num_experts", type=int, default=8)
     parser.add_argument("--expert_hidden", default="16")
     parser.add_argument("--tower_hidden", default="8")
+    parser.add_argument("--sparse_optimizer", choices=("adagrad", "adam"), default="adagrad")
     parser.add_argument("--sparse_lr", type=float, default=0.05)
     parser.add_argument("--sparse_initial_accumulator", type=float, default=0.1)
     parser.add_argument("--dense_lr", type=float, default=0.002)
@@ -178,6 +230,8 @@ def main():
     parser.add_argument("--output_bias_from_prior", type=int, choices=(0, 1), default=1)
     parser.add_argument("--eval_batch_size", type=int, default=1024)
     args = parser.parse_args()
+    if args.data == "census" and args.model != "mmoe":
+        parser.error("--data census trains --model mmoe only")
 
     global torch, torch_models
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
@@ -190,36 +244,72 @@ def main():
     generator = torch.Generator().manual_seed(args.seed)
 
     vocab = {}
-    train_ids, train_dense, train_labels = encode(read_census(args.train), vocab, args.train)
-    test_ids, test_dense, test_labels = encode(read_census(args.test), vocab, args.test)
+    if args.data == "census":
+        label_names = [name for name, _, _ in LABELS]
+        train_ids, train_dense, train_labels = encode(read_census(args.train), vocab, args.train)
+        test_ids, test_dense, test_labels = encode(read_census(args.test), vocab, args.test)
+        num_slots, num_dense = len(SLOTS), len(DENSE)
+    else:
+        label_names = columns(args.labels)
+        if len(label_names) != 2:
+            parser.error("--labels names the click and conversion columns")
+        categorical, dense_columns = columns(args.categorical), columns(args.dense)
+        train_ids, train_dense, train_labels = read_csv(args.train, label_names, categorical,
+                                                        dense_columns, vocab)
+        test_ids, test_dense, test_labels = read_csv(args.test, label_names, categorical,
+                                                     dense_columns, vocab)
+        num_slots, num_dense = len(categorical), len(dense_columns)
 
     widths = lambda s: [int(w) for w in s.split(",") if w]  # noqa: E731
-    model_config = {
-        "mmoe": {
-            "num_experts": args.num_experts,
-            "expert_hidden": widths(args.expert_hidden),
-            "tower_hidden": widths(args.tower_hidden),
-        },
-        "activation": "RELU",
-        "dropout": 0,
-    }
-    sparse_width = len(SLOTS) * args.embedding_dim
-    model = torch_models.build_model(model_config, sparse_width, len(DENSE),
-                                     [name for name, _, _ in LABELS])
+    if args.model == "mmoe":
+        model_config = {
+            "mmoe": {
+                "num_experts": args.num_experts,
+                "expert_hidden": widths(args.expert_hidden),
+                "tower_hidden": widths(args.tower_hidden),
+            }
+        }
+    else:
+        model_config = {
+            "esmm": {
+                "tower_hidden": widths(args.tower_hidden),
+                "click_label": label_names[0],
+                "conversion_label": label_names[1],
+            }
+        }
+    model_config.update({"activation": "RELU", "dropout": 0})
+    sparse_width = num_slots * args.embedding_dim
+    model = torch_models.build_model(model_config, sparse_width, num_dense, label_names)
     dense = torch_models.init_params(model, generator)
     if args.output_bias_from_prior:
-        rates = train_labels.double().mean(dim=0).clamp(PRIOR_CLAMP, 1 - PRIOR_CLAMP)
-        for k, tower in enumerate(model.towers):
-            bias = tower.linears[-1].b
-            dense[bias.offset] = math.log(rates[k] / (1 - rates[k]))
+        # The C++ Model::InitOutputBiases: each output bias at the log-odds of
+        # its label's training rate (ESMM's CVR tower: conversions among clicks).
+        def log_odds(rate):
+            rate = min(max(float(rate), PRIOR_CLAMP), 1 - PRIOR_CLAMP)
+            return math.log(rate / (1 - rate))
+
+        if args.model == "mmoe":
+            rates = train_labels.double().mean(dim=0)
+            for k, tower in enumerate(model.towers):
+                dense[tower.linears[-1].b.offset] = log_odds(rates[k])
+        else:
+            click = train_labels[:, 0].double()
+            dense[model.ctr.linears[-1].b.offset] = log_odds(click.mean())
+            if click.sum() > 0:
+                cvr = (train_labels[:, 1].double() * click).sum() / click.sum()
+                dense[model.cvr.linears[-1].b.offset] = log_odds(cvr)
     dense = torch.nn.Parameter(dense)
     embedding = torch.nn.Embedding(len(vocab), args.embedding_dim, sparse=True)
     with torch.no_grad():
         embedding.weight.copy_((torch.rand(len(vocab), args.embedding_dim, generator=generator) *
                                 2 - 1) * args.embedding_init_scale)
-    sparse_opt = torch.optim.Adagrad([embedding.weight], lr=args.sparse_lr,
-                                     initial_accumulator_value=args.sparse_initial_accumulator,
-                                     eps=0.0)
+    if args.sparse_optimizer == "adagrad":
+        sparse_opt = torch.optim.Adagrad([embedding.weight], lr=args.sparse_lr,
+                                         initial_accumulator_value=args.sparse_initial_accumulator,
+                                         eps=0.0)
+    else:
+        sparse_opt = torch.optim.SparseAdam([embedding.weight], lr=args.sparse_lr,
+                                            betas=(0.9, 0.999), eps=1e-8)
     dense_opt = torch.optim.Adam([dense], lr=args.dense_lr, betas=(0.9, 0.999), eps=1e-8)
 
     def inputs(ids, dense_features):
@@ -242,33 +332,48 @@ def main():
             examples += hi - lo
     seconds = time.perf_counter() - start
 
-    scores = [[] for _ in LABELS]
+    logit_batches = []
     with torch.no_grad():
         for lo in range(0, test_ids.shape[0], args.eval_batch_size):
             hi = min(test_ids.shape[0], lo + args.eval_batch_size)
             logits = model.logits(dense, inputs(test_ids[lo:hi], test_dense[lo:hi]))
-            for k, z in enumerate(logits):
-                scores[k].append(torch.sigmoid(z).double().numpy())
-    result = {"model": "mmoe", "framework": "torch %s" % torch.__version__, "eval": {}}
-    for k, (name, _, _) in enumerate(LABELS):
-        p = np.concatenate(scores[k])
-        y = test_labels[:, k].double().numpy()
+            logit_batches.append([z.double() for z in logits])
+    logits = [torch.cat([b[k] for b in logit_batches]) for k in range(len(logit_batches[0]))]
+    y = test_labels.double()
+    if args.model == "mmoe":
+        columns_ = [(name, torch.sigmoid(logits[k]), y[:, k], None)
+                    for k, name in enumerate(label_names)]
+    else:
+        ctr, cvr = torch.sigmoid(logits[0]), torch.sigmoid(logits[1])
+        click, conversion = y[:, 0], y[:, 1]
+        columns_ = [("ctr", ctr, click, None), ("cvr", cvr, conversion, click > 0.5),
+                    ("ctcvr", ctr * cvr, click * conversion, None)]
+    result = {"model": args.model, "framework": "torch %s" % torch.__version__, "eval": {}}
+    for name, p, labels, where in columns_:
+        if where is not None:
+            p, labels = p[where], labels[where]
+        p, labels = p.numpy(), labels.numpy()
         q = np.clip(p, 1e-7, 1 - 1e-7)
         result["eval"][name] = {
-            "auc": round(exact_auc(p, y), 6),
-            "logloss": round(float(-np.mean(y * np.log(q) + (1 - y) * np.log(1 - q))), 6),
-            "examples": int(len(y)),
+            "auc": round(exact_auc(p, labels), 6),
+            "logloss": round(float(-np.mean(labels * np.log(q) + (1 - labels) * np.log(1 - q))),
+                             6),
+            "examples": int(len(labels)),
         }
     result["train"] = {
         "examples": examples,
         "seconds": round(seconds, 3),
         "examples_per_sec": round(examples / seconds, 1),
     }
+    result["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     result["settings"] = {
+        "data": args.data,
         "seed": args.seed,
         "threads": args.threads,
         "epochs": args.epochs,
         "batch_size": args.batch_size,
+        "embedding_dim": args.embedding_dim,
+        "sparse_optimizer": args.sparse_optimizer,
         "output_bias_from_prior": bool(args.output_bias_from_prior),
         "vocabulary": len(vocab),
         "input_dim": model.input_dim,
