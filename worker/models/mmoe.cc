@@ -34,7 +34,7 @@ class Mmoe final : public Model<T> {
     }
     gates_.reserve(num_tasks);
     for (int k = 0; k < num_tasks; ++k) {
-      gates_.emplace_back(input_dim, num_experts, at, Linear<T>::Init::kXavier);
+      gates_.emplace_back(input_dim, num_experts, at, Linear<T>::Init::kXavier, hidden.matmul);
       at += gates_.back().num_params();
     }
     towers_ = TaskTowers<T>(task_names, experts_.front().out_dim(), tower_hidden, hidden, at);

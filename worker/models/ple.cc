@@ -59,7 +59,7 @@ class Ple final : public Model<T> {
       level.gates.reserve(num_gates);
       for (int g = 0; g < num_gates; ++g) {
         level.gates.emplace_back(in, static_cast<int>(members_[g].size()), at,
-                                 Linear<T>::Init::kXavier);
+                                 Linear<T>::Init::kXavier, hidden.matmul);
         at += level.gates.back().num_params();
       }
       level.expert_out.resize(num_experts);

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <set>
+#include <type_traits>
 
 #include <glog/logging.h>
 
@@ -64,6 +65,17 @@ StatusOr<HiddenOptions> HiddenOptionsFromConfig(const config::ModelConfig& confi
     return Status::InvalidArgument("model.dropout must be in [0, 1), got " + std::to_string(rate));
   }
   options.dropout = rate;
+  switch (config.compute_precision()) {
+    case config::ModelConfig::FP32:
+      options.matmul = std::make_shared<MatmulEngine>(ComputePrecision::kFp32, 1);
+      break;
+    case config::ModelConfig::BF16:
+      options.matmul = std::make_shared<MatmulEngine>(ComputePrecision::kBf16, 1);
+      break;
+    default:
+      return Status::InvalidArgument("model.compute_precision: unknown value " +
+                                     std::to_string(static_cast<int>(config.compute_precision())));
+  }
   return options;
 }
 
@@ -128,8 +140,13 @@ template void SetBiasToPrior<double>(const RowMatrix<double>&, int, int, int64_t
 // ---------------------------------------------------------------------------
 
 template <typename T>
-Linear<T>::Linear(int in_dim, int out_dim, int64_t offset, Init init)
-    : in_dim_(in_dim), out_dim_(out_dim), offset_(offset), init_(init) {
+Linear<T>::Linear(int in_dim, int out_dim, int64_t offset, Init init,
+                  std::shared_ptr<MatmulEngine> matmul)
+    : in_dim_(in_dim),
+      out_dim_(out_dim),
+      offset_(offset),
+      init_(init),
+      matmul_(std::is_same_v<T, float> ? std::move(matmul) : nullptr) {
   CHECK_GT(in_dim, 0);
   CHECK_GT(out_dim, 0);
   CHECK_GE(offset, 0);
@@ -159,6 +176,14 @@ void Linear<T>::Forward(const T* params, const Matrix& x, Matrix* y) const {
   Eigen::Map<const Eigen::Matrix<T, 1, Eigen::Dynamic>> b(
       params + offset_ + static_cast<int64_t>(in_dim_) * out_dim_, out_dim_);
   y->resize(x.rows(), out_dim_);
+  if constexpr (std::is_same_v<T, float>) {
+    if (matmul_ != nullptr) {
+      matmul_->Multiply(false, false, x.rows(), out_dim_, in_dim_, x.data(), w.data(), y->data(),
+                        /*accumulate=*/false);
+      y->rowwise() += b;
+      return;
+    }
+  }
   y->noalias() = x * w;
   y->rowwise() += b;
 }
@@ -172,11 +197,29 @@ void Linear<T>::Backward(const T* params, const Matrix& x, const Matrix& dy, T* 
   const int64_t num_weights = static_cast<int64_t>(in_dim_) * out_dim_;
   Eigen::Map<Matrix> dw(param_grad + offset_, in_dim_, out_dim_);
   Eigen::Map<Eigen::Matrix<T, 1, Eigen::Dynamic>> db(param_grad + offset_ + num_weights, out_dim_);
-  dw.noalias() = x.transpose() * dy;
   db = dy.colwise().sum();
+  Eigen::Map<const Matrix> w(params + offset_, in_dim_, out_dim_);
+  if constexpr (std::is_same_v<T, float>) {
+    if (matmul_ != nullptr) {
+      const int64_t rows = x.rows();
+      matmul_->Multiply(true, false, in_dim_, out_dim_, rows, x.data(), dy.data(), dw.data(),
+                        /*accumulate=*/false);
+      if (dx == nullptr) return;
+      DCHECK(dx != &dy);
+      if (mode == GradMode::kOverwrite) {
+        dx->resize(dy.rows(), in_dim_);
+      } else {
+        DCHECK_EQ(dx->rows(), dy.rows());
+        DCHECK_EQ(dx->cols(), in_dim_);
+      }
+      matmul_->Multiply(false, true, rows, in_dim_, out_dim_, dy.data(), w.data(), dx->data(),
+                        /*accumulate=*/mode == GradMode::kAccumulate);
+      return;
+    }
+  }
+  dw.noalias() = x.transpose() * dy;
   if (dx == nullptr) return;
   DCHECK(dx != &dy);
-  Eigen::Map<const Matrix> w(params + offset_, in_dim_, out_dim_);
   if (mode == GradMode::kOverwrite) {
     dx->resize(dy.rows(), in_dim_);
     dx->noalias() = dy * w.transpose();
@@ -482,7 +525,7 @@ Mlp<T>::Mlp(int in_dim, const std::vector<int>& widths, Output output, int64_t o
   for (size_t i = 0; i < widths.size(); ++i) {
     const bool is_hidden = i + 1 < widths.size() || output == Output::kHidden;
     const auto init = is_hidden ? Linear<T>::Init::kHe : Linear<T>::Init::kXavier;
-    linears_.emplace_back(in, widths[i], at, init);
+    linears_.emplace_back(in, widths[i], at, init, hidden.matmul);
     at += linears_.back().num_params();
     if (is_hidden && hidden.batch_norm) {
       batch_norms_.emplace_back(widths[i], at);

@@ -28,6 +28,7 @@
 #define MTPS_WORKER_NN_LAYERS_H_
 
 #include <cstdint>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
@@ -36,6 +37,7 @@
 #include "common/eval/metrics.h"
 #include "proto/config.pb.h"
 #include "worker/nn/eigen.h"
+#include "worker/nn/matmul.h"
 
 namespace mtps {
 
@@ -87,16 +89,20 @@ double UniformSymmetric(std::mt19937_64* rng, double a);
 enum class Activation { kRelu, kPrelu };
 
 // What every hidden layer of a model gets: its activation, the dropout
-// rate applied after it (training only) and whether a BatchNorm sits between
-// its linear map and the activation. Value type.
+// rate applied after it (training only), whether a BatchNorm sits between
+// its linear map and the activation, and the engine its linear maps multiply
+// on (float models; null: Eigen's products). Value type; copies share the
+// engine, which lives as long as a layer holds it.
 struct HiddenOptions {
   Activation activation = Activation::kRelu;
   double dropout = 0;  // in [0, 1)
   bool batch_norm = false;
+  std::shared_ptr<MatmulEngine> matmul = nullptr;
 };
 
-// Reads ModelConfig.activation, .dropout and .batch_norm; the error names the
-// field ("model.dropout must be in [0, 1), got 1").
+// Reads ModelConfig.activation, .dropout, .batch_norm and
+// .compute_precision (a MatmulEngine of one thread for it); the error names
+// the field ("model.dropout must be in [0, 1), got 1").
 StatusOr<HiddenOptions> HiddenOptionsFromConfig(const config::ModelConfig& config);
 
 // Largest probability the output-bias prior uses (and 1 minus it the smallest).
@@ -136,7 +142,10 @@ class Linear {
   using Matrix = RowMatrix<T>;
   enum class Init { kHe, kXavier };
 
-  Linear(int in_dim, int out_dim, int64_t offset, Init init);
+  // `matmul` (may be null: Eigen) runs the products of a float layer; a
+  // double layer (gradient checks) always uses Eigen.
+  Linear(int in_dim, int out_dim, int64_t offset, Init init,
+         std::shared_ptr<MatmulEngine> matmul = nullptr);
 
   int in_dim() const { return in_dim_; }
   int out_dim() const { return out_dim_; }
@@ -165,6 +174,7 @@ class Linear {
   int out_dim_;
   int64_t offset_;
   Init init_;
+  std::shared_ptr<MatmulEngine> matmul_;
 };
 
 // Element-wise max(x, 0). Backward uses the output: dx = dy where y > 0

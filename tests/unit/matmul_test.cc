@@ -1,0 +1,147 @@
+// Tests of the oneDNN matrix products (worker/nn/matmul.h): every transpose
+// and accumulate combination against Eigen, in fp32 (to float rounding) and
+// bf16 (to bf16 rounding), the same bits twice, empty and degenerate shapes,
+// a NaN kept, and a Linear layer on the engine against the same layer on Eigen.
+#include "worker/nn/matmul.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+#include <memory>
+#include <random>
+#include <vector>
+
+#include "worker/nn/eigen.h"
+#include "worker/nn/layers.h"
+
+namespace mtps {
+namespace {
+
+using Matrix = RowMatrix<float>;
+
+Matrix Random(int64_t rows, int64_t cols, std::mt19937_64* rng) {
+  std::uniform_real_distribution<float> u(-1, 1);
+  Matrix m(rows, cols);
+  for (int64_t i = 0; i < m.size(); ++i) m.data()[i] = u(*rng);
+  return m;
+}
+
+// Largest |a - b| over the entries, relative to the largest |b|.
+double RelativeError(const Matrix& a, const Matrix& b) {
+  return (a - b).cwiseAbs().maxCoeff() / std::max(1e-30f, b.cwiseAbs().maxCoeff());
+}
+
+void CheckAgainstEigen(ComputePrecision precision, double tolerance) {
+  MatmulEngine engine(precision, 1);
+  std::mt19937_64 rng(7);
+  const int64_t m = 37, n = 29, k = 53;  // odd sizes: no kernel fits exactly
+  for (bool trans_a : {false, true}) {
+    for (bool trans_b : {false, true}) {
+      for (bool accumulate : {false, true}) {
+        const Matrix a = trans_a ? Random(k, m, &rng) : Random(m, k, &rng);
+        const Matrix b = trans_b ? Random(n, k, &rng) : Random(k, n, &rng);
+        const Matrix start = Random(m, n, &rng);
+        Matrix want = start;
+        const Matrix op_a = trans_a ? Matrix(a.transpose()) : a;
+        const Matrix op_b = trans_b ? Matrix(b.transpose()) : b;
+        if (accumulate) {
+          want.noalias() += op_a * op_b;
+        } else {
+          want.noalias() = op_a * op_b;
+        }
+        Matrix got = start;
+        engine.Multiply(trans_a, trans_b, m, n, k, a.data(), b.data(), got.data(), accumulate);
+        EXPECT_LT(RelativeError(got, want), tolerance)
+            << "trans_a " << trans_a << " trans_b " << trans_b << " accumulate " << accumulate;
+      }
+    }
+  }
+  EXPECT_FALSE(engine.last_implementation().empty());
+}
+
+TEST(MatmulEngineTest, Fp32AgreesWithEigenForEveryTransposeAndAccumulate) {
+  CheckAgainstEigen(ComputePrecision::kFp32, 1e-5);
+}
+
+TEST(MatmulEngineTest, Bf16AgreesWithEigenToBf16Rounding) {
+  // bf16 keeps 8 bits of mantissa: each product is off by ~2^-8 relative,
+  // and the sum of 53 of them by far less than that of its largest term.
+  CheckAgainstEigen(ComputePrecision::kBf16, 2e-2);
+}
+
+TEST(MatmulEngineTest, Bf16RoundsItsInputs) {
+  // 1 + 2^-10 is not a bf16: bf16 products see 1, fp32 products do not.
+  const float a[1] = {1.0f + 1.0f / 1024};
+  const float b[1] = {1.0f};
+  float fp32 = 0, bf16 = 0;
+  MatmulEngine(ComputePrecision::kFp32, 1).Multiply(false, false, 1, 1, 1, a, b, &fp32, false);
+  MatmulEngine(ComputePrecision::kBf16, 1).Multiply(false, false, 1, 1, 1, a, b, &bf16, false);
+  EXPECT_EQ(fp32, a[0]);
+  EXPECT_EQ(bf16, 1.0f);
+}
+
+TEST(MatmulEngineTest, TheSameInputsGiveTheSameBits) {
+  for (ComputePrecision p : {ComputePrecision::kFp32, ComputePrecision::kBf16}) {
+    MatmulEngine engine(p, 1);
+    std::mt19937_64 rng(3);
+    const Matrix a = Random(256, 324, &rng), b = Random(324, 128, &rng);
+    Matrix first(256, 128), second(256, 128);
+    engine.Multiply(false, false, 256, 128, 324, a.data(), b.data(), first.data(), false);
+    engine.Multiply(false, false, 256, 128, 324, a.data(), b.data(), second.data(), false);
+    EXPECT_EQ(first, second);
+  }
+}
+
+TEST(MatmulEngineTest, EmptyAndZeroDepthProducts) {
+  MatmulEngine engine(ComputePrecision::kFp32, 1);
+  float c[6] = {1, 2, 3, 4, 5, 6};
+  engine.Multiply(false, false, 0, 3, 4, nullptr, nullptr, c, false);  // no rows: nothing
+  EXPECT_EQ(c[0], 1);
+  engine.Multiply(false, false, 2, 3, 0, nullptr, nullptr, c, true);  // k = 0, accumulate: C
+  EXPECT_EQ(c[5], 6);
+  engine.Multiply(false, false, 2, 3, 0, nullptr, nullptr, c, false);  // k = 0: zeros
+  for (float v : c) EXPECT_EQ(v, 0);
+}
+
+TEST(MatmulEngineTest, ANanInputStaysNanInBf16) {
+  MatmulEngine engine(ComputePrecision::kBf16, 1);
+  const float a[2] = {std::numeric_limits<float>::quiet_NaN(), 1};
+  const float b[2] = {1, 1};
+  float c[2] = {0, 0};
+  engine.Multiply(false, false, 2, 1, 1, a, b, c, false);
+  EXPECT_TRUE(std::isnan(c[0]));
+  EXPECT_EQ(c[1], 1);
+}
+
+TEST(MatmulEngineTest, ALinearLayerOnTheEngineMatchesItOnEigen) {
+  const int in = 45, out = 19, rows = 33;
+  auto engine = std::make_shared<MatmulEngine>(ComputePrecision::kFp32, 1);
+  Linear<float> on_eigen(in, out, 0, Linear<float>::Init::kHe);
+  Linear<float> on_engine(in, out, 0, Linear<float>::Init::kHe, engine);
+  std::mt19937_64 rng(5);
+  std::vector<float> params(static_cast<size_t>(on_eigen.num_params()));
+  on_eigen.InitParams(&rng, params.data());
+  for (int j = 0; j < out; ++j) params[static_cast<size_t>(on_eigen.bias_offset() + j)] = 0.1f * j;
+  const Matrix x = Random(rows, in, &rng), dy = Random(rows, out, &rng);
+  Matrix y1, y2;
+  on_eigen.Forward(params.data(), x, &y1);
+  on_engine.Forward(params.data(), x, &y2);
+  EXPECT_LT(RelativeError(y2, y1), 1e-5);
+  for (GradMode mode : {GradMode::kOverwrite, GradMode::kAccumulate}) {
+    std::vector<float> g1(params.size()), g2(params.size());
+    Matrix dx1 = Matrix::Ones(rows, in), dx2 = Matrix::Ones(rows, in);
+    on_eigen.Backward(params.data(), x, dy, g1.data(), &dx1, mode);
+    on_engine.Backward(params.data(), x, dy, g2.data(), &dx2, mode);
+    EXPECT_LT(RelativeError(dx2, dx1), 1e-5);
+    double worst = 0, largest = 0;
+    for (size_t i = 0; i < g1.size(); ++i) {
+      worst = std::max(worst, static_cast<double>(std::abs(g1[i] - g2[i])));
+      largest = std::max(largest, static_cast<double>(std::abs(g1[i])));
+    }
+    EXPECT_LT(worst, 1e-5 * largest);
+  }
+}
+
+}  // namespace
+}  // namespace mtps

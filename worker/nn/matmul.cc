@@ -1,0 +1,105 @@
+// Matrix products on oneDNN (see worker/nn/matmul.h).
+#include "worker/nn/matmul.h"
+
+#include <omp.h>
+
+#include <cstring>
+
+#include <glog/logging.h>
+#include <oneapi/dnnl/dnnl.hpp>
+
+namespace mtps {
+namespace {
+
+using dnnl::memory;
+
+// fp32 to bf16, rounding to nearest even; a NaN stays a (quiet) NaN.
+// Branch-free, so that the loop vectorises.
+void ConvertToBf16(const float* from, int64_t n, std::vector<uint16_t>* to) {
+  if (static_cast<int64_t>(to->size()) < n) to->resize(static_cast<size_t>(n));
+  uint16_t* out = to->data();
+  for (int64_t i = 0; i < n; ++i) {
+    uint32_t bits;
+    std::memcpy(&bits, from + i, sizeof(bits));
+    const uint32_t rounded = (bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16;
+    const uint32_t quiet = (bits >> 16) | 0x40u;
+    out[i] = static_cast<uint16_t>((bits & 0x7fffffffu) > 0x7f800000u ? quiet : rounded);
+  }
+}
+
+}  // namespace
+
+struct MatmulEngine::State {
+  struct Product {
+    dnnl::matmul primitive;
+    memory a, b, c;
+    std::string impl;
+  };
+  dnnl::engine engine{dnnl::engine::kind::cpu, 0};
+  dnnl::stream stream{engine};
+  std::map<Key, Product> products;
+  std::vector<uint16_t> a16, b16;
+};
+
+MatmulEngine::MatmulEngine(ComputePrecision precision, int threads)
+    : precision_(precision), threads_(threads < 1 ? 1 : threads) {}
+
+MatmulEngine::~MatmulEngine() = default;
+
+void MatmulEngine::Multiply(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
+                            const float* a, const float* b, float* c, bool accumulate) {
+  if (m == 0 || n == 0) return;
+  if (k == 0) {
+    if (!accumulate) std::memset(c, 0, static_cast<size_t>(m * n) * sizeof(float));
+    return;
+  }
+  if (state_ == nullptr) {
+    // On first use, on the thread that multiplies: a config check that
+    // builds a model never runs oneDNN.
+    omp_set_num_threads(threads_);
+    state_ = std::make_unique<State>();
+  }
+  const bool bf16 = precision_ == ComputePrecision::kBf16;
+  const Key key{trans_a, trans_b, m, n, k, accumulate};
+  auto it = state_->products.find(key);
+  if (it == state_->products.end()) {
+    const auto in_type = bf16 ? memory::data_type::bf16 : memory::data_type::f32;
+    // A stored m x k row-major: strides {k, 1}; stored k x m: {1, m}.
+    memory::desc a_md({m, k}, in_type, trans_a ? memory::dims{1, m} : memory::dims{k, 1});
+    memory::desc b_md({k, n}, in_type, trans_b ? memory::dims{1, k} : memory::dims{n, 1});
+    memory::desc c_md({m, n}, memory::data_type::f32, memory::dims{n, 1});
+    dnnl::primitive_attr attr;
+    if (accumulate) {
+      dnnl::post_ops ops;
+      ops.append_sum(1.0f);
+      attr.set_post_ops(ops);
+    }
+    dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(a_md, b_md, c_md), attr, state_->engine);
+    State::Product p;
+    p.primitive = dnnl::matmul(pd);
+    p.a = memory(a_md, state_->engine, DNNL_MEMORY_NONE);
+    p.b = memory(b_md, state_->engine, DNNL_MEMORY_NONE);
+    p.c = memory(c_md, state_->engine, DNNL_MEMORY_NONE);
+    p.impl = pd.impl_info_str();
+    VLOG(1) << "matmul " << m << "x" << k << "x" << n << (trans_a ? " A^T" : "")
+            << (trans_b ? " B^T" : "") << (accumulate ? " +C" : "") << ": " << p.impl;
+    it = state_->products.emplace(key, std::move(p)).first;
+  }
+  State::Product& p = it->second;
+  if (bf16) {
+    ConvertToBf16(a, m * k, &state_->a16);
+    ConvertToBf16(b, k * n, &state_->b16);
+    p.a.set_data_handle(state_->a16.data());
+    p.b.set_data_handle(state_->b16.data());
+  } else {
+    p.a.set_data_handle(const_cast<float*>(a));
+    p.b.set_data_handle(const_cast<float*>(b));
+  }
+  p.c.set_data_handle(c);
+  p.primitive.execute(state_->stream,
+                      {{DNNL_ARG_SRC, p.a}, {DNNL_ARG_WEIGHTS, p.b}, {DNNL_ARG_DST, p.c}});
+  state_->stream.wait();
+  last_impl_ = &p.impl;
+}
+
+}  // namespace mtps
