@@ -64,13 +64,19 @@ TEST(MatmulEngineTest, Fp32AgreesWithEigenForEveryTransposeAndAccumulate) {
   CheckAgainstEigen(ComputePrecision::kFp32, 1e-5);
 }
 
+TEST(MatmulEngineTest, Fp32IsSupportedEverywhere) {
+  EXPECT_TRUE(MatmulEngine::Supported(ComputePrecision::kFp32));
+}
+
 TEST(MatmulEngineTest, Bf16AgreesWithEigenToBf16Rounding) {
+  if (!MatmulEngine::Supported(ComputePrecision::kBf16)) GTEST_SKIP() << "no bf16 on this CPU";
   // bf16 keeps 8 bits of mantissa: each product is off by ~2^-8 relative,
   // and the sum of 53 of them by far less than that of its largest term.
   CheckAgainstEigen(ComputePrecision::kBf16, 2e-2);
 }
 
 TEST(MatmulEngineTest, Bf16RoundsItsInputs) {
+  if (!MatmulEngine::Supported(ComputePrecision::kBf16)) GTEST_SKIP() << "no bf16 on this CPU";
   // 1 + 2^-10 is not a bf16: bf16 products see 1, fp32 products do not.
   const float a[1] = {1.0f + 1.0f / 1024};
   const float b[1] = {1.0f};
@@ -83,6 +89,7 @@ TEST(MatmulEngineTest, Bf16RoundsItsInputs) {
 
 TEST(MatmulEngineTest, TheSameInputsGiveTheSameBits) {
   for (ComputePrecision p : {ComputePrecision::kFp32, ComputePrecision::kBf16}) {
+    if (!MatmulEngine::Supported(p)) continue;
     MatmulEngine engine(p, 1);
     std::mt19937_64 rng(3);
     const Matrix a = Random(256, 324, &rng), b = Random(324, 128, &rng);
@@ -105,6 +112,7 @@ TEST(MatmulEngineTest, EmptyAndZeroDepthProducts) {
 }
 
 TEST(MatmulEngineTest, ANanInputStaysNanInBf16) {
+  if (!MatmulEngine::Supported(ComputePrecision::kBf16)) GTEST_SKIP() << "no bf16 on this CPU";
   MatmulEngine engine(ComputePrecision::kBf16, 1);
   const float a[2] = {std::numeric_limits<float>::quiet_NaN(), 1};
   const float b[2] = {1, 1};

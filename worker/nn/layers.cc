@@ -70,6 +70,11 @@ StatusOr<HiddenOptions> HiddenOptionsFromConfig(const config::ModelConfig& confi
       options.matmul = std::make_shared<MatmulEngine>(ComputePrecision::kFp32, 1);
       break;
     case config::ModelConfig::BF16:
+      if (!MatmulEngine::Supported(ComputePrecision::kBf16)) {
+        return Status::InvalidArgument(
+            "model.compute_precision BF16: oneDNN has no bf16 matrix product on this CPU (it "
+            "needs AVX-512); use FP32");
+      }
       options.matmul = std::make_shared<MatmulEngine>(ComputePrecision::kBf16, 1);
       break;
     default:

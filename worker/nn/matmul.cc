@@ -46,6 +46,21 @@ MatmulEngine::MatmulEngine(ComputePrecision precision, int threads)
 
 MatmulEngine::~MatmulEngine() = default;
 
+bool MatmulEngine::Supported(ComputePrecision precision) {
+  const auto type =
+      precision == ComputePrecision::kBf16 ? memory::data_type::bf16 : memory::data_type::f32;
+  try {
+    dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+    memory::desc a({1, 1}, type, memory::format_tag::ab);
+    memory::desc c({1, 1}, memory::data_type::f32, memory::format_tag::ab);
+    dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(a, a, c), engine);
+    return true;
+  } catch (const dnnl::error& e) {
+    LOG(WARNING) << "oneDNN has no matmul for this precision here: " << e.what();
+    return false;
+  }
+}
+
 void MatmulEngine::Multiply(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
                             const float* a, const float* b, float* c, bool accumulate) {
   if (m == 0 || n == 0) return;

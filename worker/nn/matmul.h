@@ -4,9 +4,9 @@
 //
 // Why oneDNN: on the tower shapes (256 x 324 x 128 and the like) its fp32
 // matmul ran 1.2-1.3x Eigen's product on one core, and its bf16 matmul, on a
-// CPU with AMX, 5-9x (tests/bench, README "Training throughput"). Where the
-// CPU has neither AMX nor AVX512_BF16, oneDNN emulates bf16 correctly, only
-// slower.
+// CPU with AMX, 5-9x (README "Benchmarks", train_bench.py). Without AMX
+// oneDNN uses AVX512_BF16 or AVX-512 kernels; where it has no bf16 product
+// at all, Supported(kBf16) is false and a BF16 config is refused.
 //
 // Multiply computes C = op(A) op(B) (+ C), row-major, op a transpose or not:
 // the three products a Linear needs (x W, x^T dy, dy W^T). One primitive is
@@ -40,6 +40,10 @@ class MatmulEngine {
   ~MatmulEngine();
   MatmulEngine(const MatmulEngine&) = delete;
   MatmulEngine& operator=(const MatmulEngine&) = delete;
+
+  // Whether oneDNN can multiply in `precision` on this CPU (creates a 1x1x1
+  // product to find out).
+  static bool Supported(ComputePrecision precision);
 
   ComputePrecision precision() const { return precision_; }
   int threads() const { return threads_; }
