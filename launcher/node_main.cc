@@ -19,11 +19,13 @@
 // The scheduler loads the job config with every owner's check
 // (ConfigChecks() below), so a bad config stops the job before anything
 // starts; servers and workers receive the checked config from it.
+#include <sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -94,6 +96,13 @@ DEFINE_bool(exit_on_stdin_eof, false,
 DEFINE_bool(results_to_stdout, false,
             "scheduler: also report every result file written (cluster.json, progress.jsonl, "
             "summary.json...) as JSON lines on stdout, for a launcher on another host");
+DEFINE_int32(compute_threads, 0,
+             "worker: threads of the towers' matrix products when the config's "
+             "train.compute_threads is 0; 0: the cores this process may run on over "
+             "--host_processes (at least 1)");
+DEFINE_int32(host_processes, 1,
+             "worker: the job's servers and workers on this host (the launcher passes it), "
+             "for --compute_threads=0");
 DEFINE_string(job_id, "",
               "the launch this node belongs to (set by mtps-launch; logged, and how it finds "
               "the job's processes on a host)");
@@ -270,6 +279,18 @@ int RunScheduler(zmq::context_t* context, int signal_fd) {
   return 0;
 }
 
+// The towers' threads of a worker when the config leaves train.compute_threads
+// at 0: --compute_threads, else this process's share of the cores it may run
+// on (its affinity mask: taskset, cgroups' cpusets and Slurm's binding
+// narrow it) among the job's --host_processes processes on this host.
+int DefaultComputeThreads() {
+  if (FLAGS_compute_threads > 0) return FLAGS_compute_threads;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  const int cores = sched_getaffinity(0, sizeof(set), &set) == 0 ? CPU_COUNT(&set) : 1;
+  return std::max(1, cores / std::max(1, FLAGS_host_processes));
+}
+
 int RunMember(zmq::context_t* context, mtps::wire::Role role) {
   if (FLAGS_scheduler.empty()) {
     return Fail(mtps::Status::InvalidArgument("--scheduler is required"), "cannot join");
@@ -297,7 +318,7 @@ int RunMember(zmq::context_t* context, mtps::wire::Role role) {
     auto server = mtps::ParameterServer::Create(&member);
     s = server.ok() ? server.value()->Run() : server.status();
   } else {
-    mtps::Trainer trainer(&member);
+    mtps::Trainer trainer(&member, DefaultComputeThreads());
     s = trainer.Run();
   }
   member.Leave();

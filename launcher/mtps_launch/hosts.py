@@ -213,3 +213,36 @@ def task_role(procid, servers, workers):
         return ("worker", procid - 1 - servers)
     raise SlurmError("task %d has no role: the job has 1 + %d + %d nodes" %
                      (procid, servers, workers))
+
+
+def tasks_per_node(spec):
+    """Slurm's tasks-per-node list ('2(x3),1', SLURM_STEP_TASKS_PER_NODE) as
+    one count per node of the step: [2, 2, 2, 1]."""
+    counts = []
+    for item in spec.split(","):
+        match = re.fullmatch(r"\s*(\d+)(?:\(x(\d+)\))?\s*", item)
+        if not match:
+            raise SlurmError("tasks per node %r: %r is not N or N(xK)" % (spec, item))
+        counts += [int(match.group(1))] * int(match.group(2) or 1)
+    return counts
+
+
+def worker_threads_flag(env, nodes, me):
+    """The mtps-node flag that sizes the towers' threads of a worker task on
+    node `me` (nodes: the step's node names, the scheduler on the first):
+    --compute_threads from SLURM_CPUS_PER_TASK when the step sets it, else
+    --host_processes, the servers and workers of the step on `me`."""
+    cpus = env.get("SLURM_CPUS_PER_TASK")
+    if cpus:
+        if not cpus.isdigit() or int(cpus) < 1:
+            raise SlurmError("SLURM_CPUS_PER_TASK=%r is not a positive integer" % cpus)
+        return "--compute_threads=%d" % int(cpus)
+    spec = env.get("SLURM_STEP_TASKS_PER_NODE") or env.get("SLURM_TASKS_PER_NODE")
+    if not spec:
+        return "--host_processes=1"
+    counts = tasks_per_node(spec)
+    if me not in nodes or len(counts) != len(nodes):
+        raise SlurmError("tasks per node %r does not match the step's nodes %s" %
+                         (spec, ",".join(nodes)))
+    here = counts[nodes.index(me)] - (1 if me == nodes[0] else 0)
+    return "--host_processes=%d" % max(1, here)

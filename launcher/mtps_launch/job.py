@@ -361,6 +361,13 @@ class Job:
         return NodeSpec(role, rank, argv, log_path, host=host, work_dir=work_dir,
                         secret_files=secret_files)
 
+    def _host_processes(self, role, rank):
+        """The job's servers and workers placed on the host of (role, rank):
+        a worker's share of its host's cores for train.compute_threads 0."""
+        host = self._placement[(role, rank)]
+        return sum(1 for (r, _), h in self._placement.items()
+                   if r != "scheduler" and h.name == host.name)
+
     def _node_binary(self):
         return getattr(self._backend, "remote_binary", None) or self._args.binary
 
@@ -393,7 +400,8 @@ class Job:
                 if self._signal is not None:
                     return self._interrupted()
                 self._start_node(self._node_spec(role, rank, [
-                    "--scheduler=%s" % address, "--rank=%d" % rank]))
+                    "--scheduler=%s" % address, "--rank=%d" % rank,
+                    "--host_processes=%d" % self._host_processes(role, rank)]))
         self._write_launch_json(None)
         return self._watch()
 

@@ -17,7 +17,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from .hosts import SlurmError, expand_hostnames, node_addresses, task_role
+from .hosts import SlurmError, expand_hostnames, node_addresses, task_role, worker_threads_flag
 from .job import print_summary, read_summary
 from .util import EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, EXIT_USAGE, log
 
@@ -41,11 +41,13 @@ def run_task(args, task, env, run=subprocess.run):
         nodelist = env.get("SLURM_STEP_NODELIST") or env.get("SLURM_JOB_NODELIST")
         if not nodelist:
             raise SlurmError("SLURM_STEP_NODELIST is not set")
-        first = expand_hostnames(nodelist, run=run)[0]
+        nodes = expand_hostnames(nodelist, run=run)
+        first = nodes[0]
         me = env.get("SLURMD_NODENAME")
         if not me:
             raise SlurmError("SLURMD_NODENAME is not set")
         addresses = node_addresses(sorted({first, me}), run=run)
+        threads_flag = worker_threads_flag(env, nodes, me) if role == "worker" else None
     except SlurmError as e:
         log("error: %s" % e)
         return EXIT_USAGE
@@ -59,6 +61,8 @@ def run_task(args, task, env, run=subprocess.run):
     if role != "scheduler":
         argv += ["--scheduler=tcp://%s:%d" % (addresses[first], port), "--rank=%d" % rank,
                  "--run_dir=%s" % (run_dir / "hosts" / me)]
+        if threads_flag:
+            argv.append(threads_flag)
         os.makedirs(run_dir / "hosts" / me, exist_ok=True)
         os.execv(argv[0], argv)
     argv += ["--config=%s" % Path(args.config).resolve(), "--num_servers=%d" % args.servers,

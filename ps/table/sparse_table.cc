@@ -307,6 +307,7 @@ SparseTable::SparseTable(const SparseTableOptions& options)
       beta1_(options.optimizer.adam().beta1()),
       beta2_(options.optimizer.adam().beta2()),
       epsilon_(options.optimizer.adam().epsilon()),
+      adam_table_step_(options.optimizer.adam().step_count() == config::Adam::TABLE),
       ftrl_alpha_(options.optimizer.ftrl().alpha()),
       ftrl_beta_(options.optimizer.ftrl().beta()),
       ftrl_l1_(options.optimizer.ftrl().l1()),
@@ -661,6 +662,7 @@ void SparseTable::PushRows(const uint64_t* keys, const uint32_t* sel, size_t m,
   const uint32_t now = static_cast<uint32_t>(step_);
   const FtrlParams ftrl{ftrl_alpha_, ftrl_beta_, ftrl_l1_, ftrl_l2_};
   const AdamStepper adam(learning_rate_, beta1_, beta2_);
+  const AdamStep table_step = adam.At(static_cast<int64_t>(step_));
   uint64_t stamp_change = 0;  // to stamp_sum_ (modulo 2^64)
   for (size_t i = 0; i < m; ++i) {
     if (i + kPrefetchDistance < m) {
@@ -685,11 +687,13 @@ void SparseTable::PushRows(const uint64_t* keys, const uint32_t* sel, size_t m,
     } else if constexpr (kKind == OptimizerKind::kAdagrad) {
       AdagradUpdate(w, w + dim, g, dim, learning_rate_);
     } else if constexpr (kKind == OptimizerKind::kAdam) {
-      // Per-row step count; it saturates where the bias correction is long 1.
+      // Per-row step count, kept with either step_count; it saturates where
+      // the bias correction is long 1.
       uint32_t t = LoadU32(w + 3 * dim);
       if (t != std::numeric_limits<uint32_t>::max()) ++t;
       StoreU32(w + 3 * dim, t);
-      AdamUpdate(w, w + dim, w + 2 * dim, g, dim, beta1_, beta2_, epsilon_, adam.At(t));
+      AdamUpdate(w, w + dim, w + 2 * dim, g, dim, beta1_, beta2_, epsilon_,
+                 adam_table_step_ ? table_step : adam.At(t));
     } else {
       FtrlUpdate(w, w + dim, w + 2 * dim, g, dim, ftrl);
     }

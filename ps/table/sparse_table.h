@@ -405,6 +405,7 @@ class SparseTable {
   float learning_rate_;            // SGD, Adagrad, Adam
   float initial_accumulator_;      // Adagrad
   float beta1_, beta2_, epsilon_;  // Adam
+  bool adam_table_step_;           // Adam: t is the table's step (adam.step_count TABLE)
   float ftrl_alpha_, ftrl_beta_, ftrl_l1_, ftrl_l2_;
   uint32_t admission_min_count_;
   uint32_t evict_after_steps_;

@@ -5,7 +5,8 @@ import unittest
 
 import launcher_path  # noqa: F401
 from mtps_launch.hosts import (Host, HostfileError, SlurmError, expand_hostnames, format_placement,
-                               parse_hostfile, place, slurm_nodelist, slurm_task, task_role)
+                               parse_hostfile, place, slurm_nodelist, slurm_task, task_role,
+                               tasks_per_node, worker_threads_flag)
 
 
 class HostfileTest(unittest.TestCase):
@@ -97,6 +98,26 @@ class SlurmTest(unittest.TestCase):
             slurm_task({"SLURM_PROCID": "5", "SLURM_NTASKS": "5", "SLURM_STEP_ID": "0"})
         with self.assertRaisesRegex(SlurmError, "not integers"):
             slurm_task({"SLURM_PROCID": "x", "SLURM_NTASKS": "5", "SLURM_STEP_ID": "0"})
+
+    def test_tasks_per_node_and_the_workers_threads(self):
+        self.assertEqual(tasks_per_node("2(x3),1"), [2, 2, 2, 1])
+        self.assertEqual(tasks_per_node("5"), [5])
+        with self.assertRaisesRegex(SlurmError, "'2x' is not N or N\\(xK\\)"):
+            tasks_per_node("1,2x")
+        nodes = ["n1", "n2"]
+        # The scheduler's task on n1 is not counted.
+        self.assertEqual(worker_threads_flag({"SLURM_STEP_TASKS_PER_NODE": "3(x2)"}, nodes, "n1"),
+                         "--host_processes=2")
+        self.assertEqual(worker_threads_flag({"SLURM_STEP_TASKS_PER_NODE": "3(x2)"}, nodes, "n2"),
+                         "--host_processes=3")
+        self.assertEqual(worker_threads_flag({"SLURM_CPUS_PER_TASK": "4",
+                                              "SLURM_STEP_TASKS_PER_NODE": "3(x2)"}, nodes, "n2"),
+                         "--compute_threads=4")
+        self.assertEqual(worker_threads_flag({}, nodes, "n2"), "--host_processes=1")
+        with self.assertRaisesRegex(SlurmError, "does not match the step's nodes n1,n2"):
+            worker_threads_flag({"SLURM_TASKS_PER_NODE": "3"}, nodes, "n2")
+        with self.assertRaisesRegex(SlurmError, "SLURM_CPUS_PER_TASK='0'"):
+            worker_threads_flag({"SLURM_CPUS_PER_TASK": "0"}, nodes, "n2")
 
     def test_roles_by_task(self):
         self.assertEqual([task_role(i, 2, 2) for i in range(5)], [

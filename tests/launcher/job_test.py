@@ -143,6 +143,8 @@ class JobTest(unittest.TestCase):
         worker = backend.started[3][1].spec.argv
         self.assertIn("--scheduler=tcp://127.0.0.1:5555", worker)
         self.assertIn("--rank=0", worker)
+        # Its share of the host's cores: 2 servers and 2 workers on one host.
+        self.assertIn("--host_processes=4", worker)
         job_ids = {a for _, n in backend.started for a in n.spec.argv if a.startswith("--job_id=")}
         self.assertEqual(len(job_ids), 1)
         self.assertIn("income", self.stdout)

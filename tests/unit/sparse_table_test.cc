@@ -1,5 +1,5 @@
 // Tests of SparseTable: initial values, Pull without insertion, SGD, Adagrad,
-// Adam (per-row step count) and FTRL-Proximal against direct double
+// Adam (the table's or the row's step count) and FTRL-Proximal against direct double
 // computations, the empty-key sentinel as a real key, and growth.
 #include "ps/table/sparse_table.h"
 
@@ -347,6 +347,7 @@ class ReferenceOptimizer {
   }
 
   void Push(const std::vector<uint64_t>& keys, const std::vector<float>& grads) {
+    ++table_step_;
     for (size_t i = 0; i < keys.size(); ++i) {
       RefRow& r = Row(keys[i]);
       ++r.t;
@@ -359,8 +360,9 @@ class ReferenceOptimizer {
           const double b1 = a.beta1(), b2 = a.beta2();
           r.s1[j] = b1 * r.s1[j] + (1 - b1) * g;
           r.s2[j] = b2 * r.s2[j] + (1 - b2) * g * g;
-          const double m_hat = r.s1[j] / (1 - std::pow(b1, double(r.t)));
-          const double v_hat = r.s2[j] / (1 - std::pow(b2, double(r.t)));
+          const double t = a.step_count() == config::Adam::TABLE ? double(table_step_) : r.t;
+          const double m_hat = r.s1[j] / (1 - std::pow(b1, t));
+          const double v_hat = r.s2[j] / (1 - std::pow(b2, t));
           r.w[j] -= double(a.learning_rate()) * m_hat / (std::sqrt(v_hat) + double(a.epsilon()));
         } else {
           const config::Ftrl& f = o_.optimizer.ftrl();
@@ -384,6 +386,7 @@ class ReferenceOptimizer {
  private:
   SparseTableOptions o_;
   std::map<uint64_t, RefRow> rows_;
+  int64_t table_step_ = 0;  // pushes so far
 };
 
 // Pushes 8 steps of random gradients in which keys repeat within a push and
@@ -447,6 +450,7 @@ TEST(SparseOptimizerTest, AdamMatchesFormulaWithPerRowStepCount) {
   adam->set_beta1(0.8f);
   adam->set_beta2(0.95f);
   adam->set_epsilon(1e-6f);
+  adam->set_step_count(config::Adam::ROW);
   SparseTable table(o);
   EXPECT_EQ(table.row_floats(), 16u);  // w, m, v, t
   CheckAgainstReference(o, 2e-5);
@@ -457,6 +461,7 @@ TEST(SparseOptimizerTest, AdamBiasCorrectionUsesTheRowsOwnStep) {
   // key 2's first update would use t = 6 and move by much less than lr.
   SparseTableOptions o = MakeOptions(1);
   o.optimizer.mutable_adam()->set_learning_rate(0.1f);
+  o.optimizer.mutable_adam()->set_step_count(config::Adam::ROW);
   SparseTable table(o);
   const float g = 0.5f;
   const uint64_t one = 1, two = 2;
@@ -467,6 +472,40 @@ TEST(SparseOptimizerTest, AdamBiasCorrectionUsesTheRowsOwnStep) {
   // At t = 1: m_hat = g, v_hat = g^2, so the step is lr * g / (|g| + eps).
   const double expected = InitialValue(o.seed, 2, 0, o.init_scale) - 0.1 * 0.5 / (0.5 + 1e-8);
   EXPECT_NEAR(w, expected, 1e-6);
+}
+
+TEST(SparseOptimizerTest, AdamMatchesFormulaWithTableStepCount) {
+  SparseTableOptions o = MakeOptions(5);
+  config::Adam* adam = o.optimizer.mutable_adam();
+  adam->set_learning_rate(0.05f);
+  adam->set_beta1(0.8f);
+  adam->set_beta2(0.95f);
+  adam->set_epsilon(1e-6f);
+  EXPECT_EQ(adam->step_count(), config::Adam::TABLE);  // the default
+  CheckAgainstReference(o, 2e-5);
+}
+
+TEST(SparseOptimizerTest, AdamTableStepCountCorrectsALateRowsFirstUpdateByTheTablesStep) {
+  // As torch.optim.SparseAdam over one embedding table: key 2's first push
+  // is the table's 6th, so its moments are bias-corrected with t = 6.
+  SparseTableOptions o = MakeOptions(1);
+  o.optimizer.mutable_adam()->set_learning_rate(0.1f);
+  o.optimizer.mutable_adam()->set_step_count(config::Adam::TABLE);
+  SparseTable table(o);
+  const float g = 0.5f;
+  const uint64_t one = 1, two = 2;
+  for (int i = 0; i < 5; ++i) table.Push(&one, 1, &g);
+  table.Push(&two, 1, &g);
+  float w = 0.0f;
+  table.Pull(&two, 1, false, &w);
+  const double m_hat = 0.1 * 0.5 / (1 - std::pow(0.9, 6));
+  const double v_hat = 0.001 * 0.25 / (1 - std::pow(0.999, 6));
+  const double expected =
+      InitialValue(o.seed, 2, 0, o.init_scale) - 0.1 * m_hat / (std::sqrt(v_hat) + 1e-8);
+  EXPECT_NEAR(w, expected, 1e-6);
+  // About half a learning rate at t = 6, where ROW moves by a whole one (and
+  // TABLE by about 3.2 far into training, as 1 - beta^t nears 1).
+  EXPECT_GT(w, InitialValue(o.seed, 2, 0, o.init_scale) - 0.06);
 }
 
 TEST(SparseOptimizerTest, FtrlMatchesFormula) {

@@ -311,7 +311,8 @@ StatusOr<std::unique_ptr<Model<T>>> CreateEsmm(const config::ModelConfig& config
                                                uint64_t seed) {
   MTPS_RETURN_IF_ERROR(CheckModelKind(config, label_names, CheckEsmmConfig));
   const config::EsmmConfig& esmm = config.esmm();
-  MTPS_ASSIGN_OR_RETURN(HiddenOptions hidden, HiddenOptionsFromConfig(config));
+  MTPS_ASSIGN_OR_RETURN(HiddenOptions hidden,
+                        HiddenOptionsFromConfig(config, inputs.compute_threads));
   const std::vector<int> tower_hidden(esmm.tower_hidden().begin(), esmm.tower_hidden().end());
   const int click_col = LabelColumn(label_names, esmm.click_label());
   const int conversion_col = LabelColumn(label_names, esmm.conversion_label());

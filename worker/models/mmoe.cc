@@ -200,7 +200,8 @@ StatusOr<std::unique_ptr<Model<T>>> CreateMmoe(const config::ModelConfig& model_
                                                uint64_t seed) {
   MTPS_RETURN_IF_ERROR(CheckModelKind(model_config, label_names, CheckMmoeConfig));
   const config::MmoeConfig& config = model_config.mmoe();
-  MTPS_ASSIGN_OR_RETURN(HiddenOptions hidden, HiddenOptionsFromConfig(model_config));
+  MTPS_ASSIGN_OR_RETURN(HiddenOptions hidden,
+                        HiddenOptionsFromConfig(model_config, inputs.compute_threads));
   const std::vector<int> expert_hidden(config.expert_hidden().begin(),
                                        config.expert_hidden().end());
   const std::vector<int> tower_hidden(config.tower_hidden().begin(), config.tower_hidden().end());

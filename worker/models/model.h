@@ -43,6 +43,8 @@ namespace mtps {
 struct ModelInputs {
   int sparse_width = 0;
   int dense_width = 0;
+  // Threads of the dense layers' matrix products (>= 1; train.compute_threads).
+  int compute_threads = 1;
 };
 
 template <typename T>

@@ -314,7 +314,8 @@ StatusOr<std::unique_ptr<Model<T>>> CreatePle(const config::ModelConfig& config,
                                               uint64_t seed) {
   MTPS_RETURN_IF_ERROR(CheckModelKind(config, label_names, CheckPleConfig));
   const config::PleConfig& ple = config.ple();
-  MTPS_ASSIGN_OR_RETURN(HiddenOptions hidden, HiddenOptionsFromConfig(config));
+  MTPS_ASSIGN_OR_RETURN(HiddenOptions hidden,
+                        HiddenOptionsFromConfig(config, inputs.compute_threads));
   const std::vector<int> expert_hidden(ple.expert_hidden().begin(), ple.expert_hidden().end());
   const std::vector<int> tower_hidden(ple.tower_hidden().begin(), ple.tower_hidden().end());
   return std::unique_ptr<Model<T>>(std::make_unique<Ple<T>>(

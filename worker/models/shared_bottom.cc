@@ -137,7 +137,8 @@ StatusOr<std::unique_ptr<Model<T>>> CreateSharedBottom(const config::ModelConfig
                                                        uint64_t seed) {
   MTPS_RETURN_IF_ERROR(CheckModelKind(config, label_names, CheckSharedBottomConfig));
   const config::SharedBottomConfig& sb = config.shared_bottom();
-  MTPS_ASSIGN_OR_RETURN(HiddenOptions hidden, HiddenOptionsFromConfig(config));
+  MTPS_ASSIGN_OR_RETURN(HiddenOptions hidden,
+                        HiddenOptionsFromConfig(config, inputs.compute_threads));
   const std::vector<int> bottom_hidden(sb.bottom_hidden().begin(), sb.bottom_hidden().end());
   const std::vector<int> tower_hidden(sb.tower_hidden().begin(), sb.tower_hidden().end());
   return std::unique_ptr<Model<T>>(std::make_unique<SharedBottom<T>>(

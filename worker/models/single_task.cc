@@ -160,7 +160,8 @@ StatusOr<std::unique_ptr<Model<T>>> CreateSingleTask(const config::ModelConfig& 
                                                      uint64_t seed) {
   MTPS_RETURN_IF_ERROR(CheckModelKind(config, label_names, CheckSingleTaskConfig));
   const config::SingleTaskConfig& st = config.single_task();
-  MTPS_ASSIGN_OR_RETURN(HiddenOptions hidden, HiddenOptionsFromConfig(config));
+  MTPS_ASSIGN_OR_RETURN(HiddenOptions hidden,
+                        HiddenOptionsFromConfig(config, inputs.compute_threads));
   const std::vector<int> widths(st.hidden().begin(), st.hidden().end());
   const int label_col = LabelColumn(label_names, st.label());
   // An empty only_where means unset.

@@ -45,7 +45,8 @@ double UniformSymmetric(std::mt19937_64* rng, double a) {
   return a * (2.0 * u - 1.0);
 }
 
-StatusOr<HiddenOptions> HiddenOptionsFromConfig(const config::ModelConfig& config) {
+StatusOr<HiddenOptions> HiddenOptionsFromConfig(const config::ModelConfig& config,
+                                                int compute_threads) {
   HiddenOptions options;
   switch (config.activation()) {
     case config::ModelConfig::RELU:
@@ -67,7 +68,7 @@ StatusOr<HiddenOptions> HiddenOptionsFromConfig(const config::ModelConfig& confi
   options.dropout = rate;
   switch (config.compute_precision()) {
     case config::ModelConfig::FP32:
-      options.matmul = std::make_shared<MatmulEngine>(ComputePrecision::kFp32, 1);
+      options.matmul = std::make_shared<MatmulEngine>(ComputePrecision::kFp32, compute_threads);
       break;
     case config::ModelConfig::BF16:
       if (!MatmulEngine::Supported(ComputePrecision::kBf16)) {
@@ -75,7 +76,7 @@ StatusOr<HiddenOptions> HiddenOptionsFromConfig(const config::ModelConfig& confi
             "model.compute_precision BF16: oneDNN has no bf16 matrix product on this CPU (it "
             "needs AVX-512); use FP32");
       }
-      options.matmul = std::make_shared<MatmulEngine>(ComputePrecision::kBf16, 1);
+      options.matmul = std::make_shared<MatmulEngine>(ComputePrecision::kBf16, compute_threads);
       break;
     default:
       return Status::InvalidArgument("model.compute_precision: unknown value " +

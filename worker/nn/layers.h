@@ -101,9 +101,11 @@ struct HiddenOptions {
 };
 
 // Reads ModelConfig.activation, .dropout, .batch_norm and
-// .compute_precision (a MatmulEngine of one thread for it); the error names
-// the field ("model.dropout must be in [0, 1), got 1").
-StatusOr<HiddenOptions> HiddenOptionsFromConfig(const config::ModelConfig& config);
+// .compute_precision (a MatmulEngine of `compute_threads` threads for it,
+// at least 1); the error names the field ("model.dropout must be in [0, 1),
+// got 1").
+StatusOr<HiddenOptions> HiddenOptionsFromConfig(const config::ModelConfig& config,
+                                                int compute_threads = 1);
 
 // Largest probability the output-bias prior uses (and 1 minus it the smallest).
 constexpr double kPriorClamp = 1e-4;

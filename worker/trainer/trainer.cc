@@ -31,7 +31,10 @@ double CpuSeconds(clockid_t clock) {
 
 }  // namespace
 
-Trainer::Trainer(ClusterMember* member) : member_(member), config_(member->config()) {
+Trainer::Trainer(ClusterMember* member, int default_compute_threads)
+    : member_(member),
+      config_(member->config()),
+      default_compute_threads_(std::max(1, default_compute_threads)) {
   // A worker serves only PING on its endpoint for now.
   member_->rpc().set_request_handler([this](Incoming&& request) {
     if (request.msg.meta.op() == wire::PING) {
@@ -53,6 +56,8 @@ Status Trainer::Setup() {
   ModelInputs inputs;
   inputs.sparse_width = static_cast<int>(schema_.slots.size()) * dim_;
   inputs.dense_width = static_cast<int>(schema_.dense_names.size());
+  inputs.compute_threads = config_.train().compute_threads() > 0 ? config_.train().compute_threads()
+                                                                 : default_compute_threads_;
   // Dropout masks differ per worker; parameters (InitParams) do not.
   dropout_seed_ = Mix64(config_.train().seed() ^ Mix64(static_cast<uint64_t>(rank_) + 1));
   MTPS_ASSIGN_OR_RETURN(
@@ -82,7 +87,8 @@ Status Trainer::Setup() {
   LOG(INFO) << "worker " << rank_ << ": " << schema_.slots.size() << " sparse slots of dim " << dim_
             << (groups_ > 1 ? " in " + std::to_string(groups_) + " embedding groups" : "") << ", "
             << schema_.dense_names.size() << " dense features, " << model_->num_params()
-            << " dense parameters";
+            << " dense parameters, " << inputs.compute_threads << " compute thread"
+            << (inputs.compute_threads == 1 ? "" : "s");
   return Status::OK();
 }
 

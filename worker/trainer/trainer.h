@@ -44,7 +44,10 @@ namespace mtps {
 class Trainer {
  public:
   // `member` has joined the job and outlives the trainer.
-  explicit Trainer(ClusterMember* member);
+  // `default_compute_threads` (>= 1) is the towers' thread count when the
+  // config's train.compute_threads is 0 (mtps-node --compute_threads, which
+  // the launcher sets from the cores of the worker's host).
+  explicit Trainer(ClusterMember* member, int default_compute_threads = 1);
   // Stops listening for partition moves (the member outlives the trainer).
   ~Trainer();
 
@@ -110,6 +113,7 @@ class Trainer {
 
   ClusterMember* member_;
   const config::Config& config_;
+  int default_compute_threads_;
   // The worker's data error budget (data.max_bad_lines), shared by its
   // training and test readers; its count goes into the evaluation report.
   std::shared_ptr<BadLineBudget> bad_lines_;
