@@ -449,6 +449,10 @@ void ValidateTrainClusterEval(const config::Config& config, ConfigProblems* p) {
   if (train.throttle_ms() < 0) {
     p->Add("train.throttle_ms", "must be >= 0, got " + std::to_string(train.throttle_ms()));
   }
+  if (train.read_ahead_batches() < 0 || train.read_ahead_batches() > 1024) {
+    p->Add("train.read_ahead_batches", "must be in [0, 1024] (0: no reading thread), got " +
+                                           std::to_string(train.read_ahead_batches()));
+  }
   if (train.compute_threads() < 0 || train.compute_threads() > 1024) {
     p->Add("train.compute_threads", "must be in [0, 1024] (0: the launcher's choice), got " +
                                         std::to_string(train.compute_threads()));

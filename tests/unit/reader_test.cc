@@ -5,6 +5,7 @@
 // reader. (ALICCP_RAW: tests/unit/aliccp_reader_test.cc.)
 #include "worker/data/census_format.h"
 #include "worker/data/example_reader.h"
+#include "worker/data/read_ahead_reader.h"
 #include "worker/data/shuffling_reader.h"
 
 #include <unistd.h>
@@ -879,6 +880,88 @@ TEST_F(ReaderTest, ShufflingOrderIsTheDocumentedDraw) {
       }
       ASSERT_EQ(got, expected) << "window " << window << ", epoch " << epoch;
     }
+  }
+}
+
+// The ids of `epochs` epochs of `reader` in batches of `batch`. With cut >=
+// 0 the second epoch is cut short by a Rewind after `cut` batches (its keys
+// are recorded) and the next epoch read whole.
+std::vector<std::vector<int>> EpochIds(ExampleReader* reader, int rows, int epochs, int batch,
+                                       int cut = -1) {
+  std::vector<std::vector<int>> out;
+  for (int epoch = 0; epoch < epochs; ++epoch) {
+    if (epoch > 0) {
+      EXPECT_TRUE(reader->Rewind().ok());
+    }
+    out.emplace_back();
+    if (epoch == 1 && cut >= 0) {
+      Batch b;
+      for (int i = 0; i < cut; ++i) {
+        EXPECT_TRUE(reader->Next(batch, &b).ok());
+        // The first batches' keys, as a fingerprint of what was read.
+        for (uint64_t key : b.keys) out.back().push_back(static_cast<int>(key & 0x7fffffff));
+      }
+      EXPECT_TRUE(reader->Rewind().ok());
+      out.emplace_back();
+    }
+    const Status s = ReadIds(reader, rows, &out.back(), batch);
+    EXPECT_TRUE(s.ok()) << s;
+  }
+  return out;
+}
+
+TEST_F(ReaderTest, ReadAheadGivesTheInnerReadersBatchesEpochAfterEpoch) {
+  constexpr int kRows = 3000;
+  config::DataConfig data = NumberedConfig(WriteGzip("rows.csv.gz", NumberedCsv(kRows)), "");
+  data.set_shuffle_buffer(100);
+  data.set_shuffle_seed(5);
+  for (int depth : {1, 4}) {
+    for (int cut : {-1, 0, 5}) {
+      auto plain = ExampleReader::Open(data, DataSplit::kTrain, 0, 1);
+      auto inner = ExampleReader::Open(data, DataSplit::kTrain, 0, 1);
+      ASSERT_TRUE(plain.ok() && inner.ok());
+      ReadAheadOptions o;
+      o.batch_size = 64;
+      o.depth = depth;
+      std::unique_ptr<ExampleReader> ahead = NewReadAheadReader(std::move(*inner), o);
+      const auto expected = EpochIds(plain->get(), kRows, 3, 64, cut);
+      const auto got = EpochIds(ahead.get(), kRows, 3, 64, cut);
+      EXPECT_EQ(got, expected) << "depth " << depth << ", cut " << cut;
+      ASSERT_EQ(expected.size(), cut >= 0 ? 4u : 3u);
+      EXPECT_NE(expected[0], expected.back());  // a new order each epoch: Rewinds were counted
+      EXPECT_EQ(expected.back().size(), static_cast<size_t>(kRows));
+    }
+  }
+  // Destroyed while the thread reads ahead (nothing consumed).
+  auto inner = ExampleReader::Open(data, DataSplit::kTrain, 0, 1);
+  ASSERT_TRUE(inner.ok());
+  NewReadAheadReader(std::move(*inner), ReadAheadOptions());
+}
+
+TEST_F(ReaderTest, ReadAheadPassesTheInnerErrorAndRefusesOtherSizes) {
+  std::string text = NumberedCsv(500);
+  text += "500,1\n";  // a value short
+  text += "501,0,4\n";
+  const config::DataConfig data = NumberedConfig(Write("bad.csv", text), "");
+  auto plain = ExampleReader::Open(data, DataSplit::kTrain, 0, 1);
+  auto inner = ExampleReader::Open(data, DataSplit::kTrain, 0, 1);
+  ASSERT_TRUE(plain.ok() && inner.ok());
+  ReadAheadOptions o;
+  o.batch_size = 64;
+  std::unique_ptr<ExampleReader> ahead = NewReadAheadReader(std::move(*inner), o);
+  EXPECT_EQ(ahead->Next(32, nullptr).code(), StatusCode::kInvalidArgument);
+  Batch a, b;
+  for (int i = 0;; ++i) {
+    const Status want = (*plain)->Next(64, &a);
+    const Status got = ahead->Next(64, &b);
+    EXPECT_EQ(got.code(), want.code()) << "batch " << i;
+    EXPECT_EQ(got.message(), want.message()) << "batch " << i;
+    if (!want.ok()) {
+      EXPECT_NE(want.message().find("bad.csv:502"), std::string::npos) << want;
+      break;
+    }
+    ASSERT_LT(i, 20) << "the bad line was not found";
+    EXPECT_EQ(b.keys, a.keys) << "batch " << i;
   }
 }
 

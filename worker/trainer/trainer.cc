@@ -15,6 +15,7 @@
 #include "common/metrics/process_stats.h"
 #include "proto/checkpoint.pb.h"
 #include "worker/data/example_reader.h"
+#include "worker/data/read_ahead_reader.h"
 #include "worker/nn/embedding_bag.h"
 
 namespace mtps {
@@ -226,6 +227,13 @@ Status Trainer::TrainEpochs() {
           " examples the checkpoint says were trained (was the data changed?)");
     }
     skip_examples_ = 0;
+  }
+  if (config_.train().read_ahead_batches() > 0) {
+    ReadAheadOptions o;
+    o.batch_size = config_.train().batch_size();
+    o.depth = config_.train().read_ahead_batches();
+    o.wait_timeout_ms = config_.cluster().barrier_timeout_ms();
+    reader = NewReadAheadReader(std::move(reader), o);
   }
   // The next training batch, across epochs; false after the last epoch.
   auto next_batch = [&](StagedBatch* staged) -> StatusOr<bool> {
