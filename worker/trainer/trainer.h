@@ -45,8 +45,8 @@ class Trainer {
  public:
   // `member` has joined the job and outlives the trainer.
   // `default_compute_threads` (>= 1) is the towers' thread count when the
-  // config's train.compute_threads is 0 (mtps-node --compute_threads, which
-  // the launcher sets from the cores of the worker's host).
+  // config's train.compute_threads is 0 (mtps-node works it out from its
+  // flags and the cores it may run on).
   explicit Trainer(ClusterMember* member, int default_compute_threads = 1);
   // Stops listening for partition moves (the member outlives the trainer).
   ~Trainer();
