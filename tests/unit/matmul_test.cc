@@ -87,6 +87,43 @@ TEST(MatmulEngineTest, Bf16RoundsItsInputs) {
   EXPECT_EQ(bf16, 1.0f);
 }
 
+// bf16 of x by its definition: round the fp32 bits to the upper 16, to
+// nearest, ties to even.
+float RoundToBf16(float x) {
+  uint32_t bits;
+  std::memcpy(&bits, &x, sizeof(bits));
+  const uint32_t lower = bits & 0xffffu;
+  uint32_t upper = bits >> 16;
+  if (lower > 0x8000u || (lower == 0x8000u && (upper & 1u) != 0)) ++upper;
+  bits = upper << 16;
+  std::memcpy(&x, &bits, sizeof(bits));
+  return x;
+}
+
+TEST(MatmulEngineTest, Bf16RoundsEveryInputToNearestEven) {
+  if (!MatmulEngine::Supported(ComputePrecision::kBf16)) GTEST_SKIP() << "no bf16 on this CPU";
+  // 100 values (blocks of 32 and a tail: the vector and the scalar
+  // conversion), among them ties both ways and values just off a tie;
+  // times 1 they come back as their bf16 roundings.
+  std::vector<float> a;
+  std::mt19937_64 rng(11);
+  std::normal_distribution<float> normal(0.0f, 3.0f);
+  for (int i = 0; i < 100; ++i) a.push_back(normal(rng));
+  a[0] = 1.0f + 1.0f / 256;                         // a tie, rounds down to even (1)
+  a[1] = 1.0f + 3.0f / 256;                         // a tie, rounds up to even
+  a[2] = std::nextafter(a[0], 2.0f);                // just above a tie: up
+  a[40] = -(1.0f + 1.0f / 256);                     // in the vector blocks
+  a[41] = std::nextafter(1.0f + 3.0f / 256, 0.0f);  // just below a tie: down
+  a[99] = 65504.0f;
+  const float one[1] = {1.0f};
+  std::vector<float> c(a.size());
+  MatmulEngine(ComputePrecision::kBf16, 1)
+      .Multiply(false, false, static_cast<int64_t>(a.size()), 1, 1, a.data(), one, c.data(), false);
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_EQ(c[i], RoundToBf16(a[i])) << i << ": " << a[i];
+  EXPECT_EQ(c[0], 1.0f);
+  EXPECT_EQ(c[1], 1.0f + 4.0f / 256);
+}
+
 TEST(MatmulEngineTest, TheSameInputsGiveTheSameBits) {
   for (ComputePrecision p : {ComputePrecision::kFp32, ComputePrecision::kBf16}) {
     if (!MatmulEngine::Supported(p)) continue;
