@@ -57,8 +57,8 @@ class LayeringTest(unittest.TestCase):
         self.assertEqual(result.stdout, "")
 
     def test_server_including_worker_code_fails(self):
-        line = self.add_line("ps/table/optimizer.h", '#include "worker/nn/eigen.h"')
-        self.expect_failure(f'ps/table/optimizer.h:{line}: includes "worker/nn/eigen.h" of mtps_nn',
+        line = self.add_line("ps/table/dense_store.h", '#include "worker/nn/eigen.h"')
+        self.expect_failure(f'ps/table/dense_store.h:{line}: includes "worker/nn/eigen.h" of mtps_nn',
                             "mtps_table does not list")
 
     def test_common_including_ps_fails(self):

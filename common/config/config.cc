@@ -453,6 +453,15 @@ void ValidateTrainClusterEval(const config::Config& config, ConfigProblems* p) {
     p->Add("train.read_ahead_batches", "must be in [0, 1024] (0: no reading thread), got " +
                                            std::to_string(train.read_ahead_batches()));
   }
+  if (train.dense_sync_batches() < 1 || train.dense_sync_batches() > 1000000) {
+    p->Add("train.dense_sync_batches",
+           "must be in [1, 1000000] (1: the servers step the dense parameters), got " +
+               std::to_string(train.dense_sync_batches()));
+  } else if (train.dense_sync_batches() > 1 && train.consistency() != config::TrainConfig::ASYNC) {
+    p->Add("train.dense_sync_batches",
+           "> 1 (the workers' local dense steps) needs train.consistency ASYNC, got " +
+               config::TrainConfig::Consistency_Name(train.consistency()));
+  }
   if (train.compute_threads() < 0 || train.compute_threads() > 1024) {
     p->Add("train.compute_threads", "must be in [0, 1024] (0: the launcher's choice), got " +
                                         std::to_string(train.compute_threads()));

@@ -242,6 +242,8 @@ ParameterServer::ParameterServer(ClusterMember* member)
     for (int i = 0; i < n; ++i) {
       part->shards.push_back(std::make_unique<ServerShard>(
           i, n, table, config.server().dense_optimizer(),
+          config.train().dense_sync_batches() > 1 ? DenseStore::Mode::kAddChanges
+                                                  : DenseStore::Mode::kOptimize,
           [this](std::shared_ptr<ShardTask> task) { OnDone(std::move(task)); }, part->window.get(),
           &test_hooks_.shard_serve));
     }

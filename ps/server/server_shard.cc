@@ -46,12 +46,12 @@ SparseTableOptions ShardTableOptions(const config::Config& config) {
 }
 
 ServerShard::ServerShard(int index, int num_shards, const SparseTableOptions& table,
-                         const config::DenseOptimizer& dense, DoneCallback done, PushWindow* window,
-                         const ServeHook* serve_hook)
+                         const config::DenseOptimizer& dense, DenseStore::Mode dense_mode,
+                         DoneCallback done, PushWindow* window, const ServeHook* serve_hook)
     : index_(index),
       num_shards_(num_shards),
       table_(table),
-      dense_(index == 0 ? std::make_unique<DenseStore>(dense) : nullptr),
+      dense_(index == 0 ? std::make_unique<DenseStore>(dense, dense_mode) : nullptr),
       window_(index == 0 ? window : nullptr),
       done_(std::move(done)),
       serve_hook_(serve_hook) {

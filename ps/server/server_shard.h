@@ -178,15 +178,16 @@ class ServerShard {
 
   // Shard `index` of `num_shards`. `table` must satisfy
   // ValidateSparseTableOptions and `dense` ValidateDenseOptimizer; shard 0
-  // owns the dense block, the others ignore `dense`. Shard 0 records the
+  // owns the dense block (a DenseStore in `dense_mode`), the others ignore
+  // `dense`. Shard 0 records the
   // pushes it applies in `window` (not owned; may be null), the others
   // ignore it. Starts the thread.
   // `serve_hook` (a test hook, not owned; may be null or empty) runs on the
   // shard thread before each task is served, inside its failure handling.
   using ServeHook = std::function<void(const ShardTask&)>;
   ServerShard(int index, int num_shards, const SparseTableOptions& table,
-              const config::DenseOptimizer& dense, DoneCallback done, PushWindow* window = nullptr,
-              const ServeHook* serve_hook = nullptr);
+              const config::DenseOptimizer& dense, DenseStore::Mode dense_mode, DoneCallback done,
+              PushWindow* window = nullptr, const ServeHook* serve_hook = nullptr);
   ServerShard(const ServerShard&) = delete;
   ServerShard& operator=(const ServerShard&) = delete;
   // Stop()s.

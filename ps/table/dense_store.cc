@@ -9,7 +9,6 @@
 #include <glog/logging.h>
 
 #include "common/config/config_check.h"
-#include "ps/table/optimizer.h"
 #include "ps/table/sparse_table.h"
 #include "ps/table/table_config.h"
 
@@ -26,6 +25,18 @@ constexpr size_t kChecksumBytes = sizeof(uint64_t);
 // Optimizer kinds, numbered as in MTPSROWS.
 constexpr uint32_t kAdagradCode = 1;
 constexpr uint32_t kAdamCode = 2;
+constexpr uint32_t kAddChangesCode = 3;
+
+const char* KindName(uint32_t code) {
+  switch (code) {
+    case kAdagradCode:
+      return "Adagrad";
+    case kAdamCode:
+      return "Adam";
+    default:
+      return "changes added (train.dense_sync_batches > 1)";
+  }
+}
 
 template <typename T>
 T Load(const char* p) {
@@ -53,23 +64,25 @@ Status ValidateDenseOptimizer(const config::DenseOptimizer& optimizer) {
   return problems.ToStatus("dense optimizer");
 }
 
-DenseStore::DenseStore(const config::DenseOptimizer& optimizer)
-    : kind_(optimizer.has_adagrad() ? Kind::kAdagrad : Kind::kAdam),
-      adam_(optimizer.adam()),
-      adagrad_(optimizer.adagrad()) {
+DenseStore::DenseStore(const config::DenseOptimizer& optimizer, Mode mode)
+    : mode_(mode), optimizer_(optimizer) {
   const Status valid = ValidateDenseOptimizer(optimizer);
   CHECK(valid.ok()) << valid;
+}
+
+uint32_t DenseStore::KindCode() const {
+  if (mode_ == Mode::kAddChanges) return kAddChangesCode;
+  return optimizer_.kind() == DenseOptimizer::Kind::kAdam ? kAdamCode : kAdagradCode;
+}
+
+uint32_t DenseStore::NumStates() const {
+  return mode_ == Mode::kAddChanges ? 0 : static_cast<uint32_t>(optimizer_.num_states());
 }
 
 bool DenseStore::Init(const float* values, size_t n) {
   if (initialized_) return false;
   values_.assign(values, values + n);
-  if (kind_ == Kind::kAdam) {
-    state1_.assign(n, 0.0f);
-    state2_.assign(n, 0.0f);
-  } else {
-    state1_.assign(n, adagrad_.initial_accumulator());
-  }
+  if (mode_ == Mode::kOptimize) optimizer_.Reset(n);
   initialized_ = true;
   return true;
 }
@@ -85,32 +98,30 @@ Status DenseStore::Push(const float* grads, size_t n) {
                                    " parameters");
   }
   ++steps_;
-  if (kind_ == Kind::kAdam) {
-    const AdamStep step = MakeAdamStep(adam_.learning_rate(), adam_.beta1(), adam_.beta2(), steps_);
-    AdamUpdate(values_.data(), state1_.data(), state2_.data(), grads, n, adam_.beta1(),
-               adam_.beta2(), adam_.epsilon(), step);
+  if (mode_ == Mode::kAddChanges) {
+    float* __restrict w = values_.data();
+    for (size_t i = 0; i < n; ++i) w[i] += grads[i];
   } else {
-    AdagradUpdate(values_.data(), state1_.data(), grads, n, adagrad_.learning_rate());
+    optimizer_.Step(values_.data(), grads);
   }
   return Status::OK();
 }
 
 std::string DenseStore::Serialize() const {
-  const uint32_t states = kind_ == Kind::kAdam ? 2 : 1;
+  const uint32_t states = NumStates();
   const size_t n = initialized_ ? values_.size() : 0;
   std::string out;
   out.reserve(kDenseHeaderBytes + (1 + states) * n * sizeof(float) + kChecksumBytes);
   out.append(kDenseMagic, sizeof(kDenseMagic));
   Append<uint32_t>(&out, kDenseVersion);
-  Append<uint32_t>(&out, kind_ == Kind::kAdam ? kAdamCode : kAdagradCode);
+  Append<uint32_t>(&out, KindCode());
   Append<uint32_t>(&out, states);
   Append<uint32_t>(&out, initialized_ ? 1 : 0);
   Append<int64_t>(&out, steps_);
   Append<uint64_t>(&out, n);
   if (initialized_) {
     AppendFloats(&out, values_);
-    AppendFloats(&out, state1_);
-    if (states == 2) AppendFloats(&out, state2_);
+    for (uint32_t i = 0; i < states; ++i) AppendFloats(&out, optimizer_.state(static_cast<int>(i)));
   }
   Append<uint64_t>(&out, SnapshotChecksum::Of(out.data(), out.size()));
   return out;
@@ -121,10 +132,7 @@ void DenseStore::Clear() {
   steps_ = 0;
   values_.clear();
   values_.shrink_to_fit();
-  state1_.clear();
-  state1_.shrink_to_fit();
-  state2_.clear();
-  state2_.shrink_to_fit();
+  optimizer_.Clear();
 }
 
 Status DenseStore::Restore(const char* data, size_t size, const std::string& where) {
@@ -154,15 +162,14 @@ Status DenseStore::RestoreChecked(const char* data, size_t size) {
                               ", this build reads version " + std::to_string(kDenseVersion));
   }
   const uint32_t kind_code = Load<uint32_t>(data + 12);
-  if (kind_code != kAdagradCode && kind_code != kAdamCode) {
+  if (kind_code != kAdagradCode && kind_code != kAdamCode && kind_code != kAddChangesCode) {
     return Status::Corruption("unknown dense optimizer kind " + std::to_string(kind_code));
   }
   const uint32_t states = Load<uint32_t>(data + 16);
-  const uint32_t want_states = kind_code == kAdamCode ? 2 : 1;
+  const uint32_t want_states = kind_code == kAdamCode ? 2 : kind_code == kAdagradCode ? 1 : 0;
   if (states != want_states) {
-    return Status::Corruption(std::to_string(states) + " state vectors, " +
-                              (kind_code == kAdamCode ? "Adam" : "Adagrad") + " has " +
-                              std::to_string(want_states));
+    return Status::Corruption(std::to_string(states) + " state vectors, " + KindName(kind_code) +
+                              " has " + std::to_string(want_states));
   }
   const uint32_t initialized = Load<uint32_t>(data + 20);
   const int64_t steps = Load<int64_t>(data + 24);
@@ -188,11 +195,10 @@ Status DenseStore::RestoreChecked(const char* data, size_t size) {
     return Status::Corruption("checksum mismatch (stored " + std::to_string(stored_sum) +
                               ", computed " + std::to_string(actual_sum) + ")");
   }
-  const bool adam = kind_code == kAdamCode;
-  if (adam != (kind_ == Kind::kAdam)) {
+  if (kind_code != KindCode()) {
     return Status::InvalidArgument(std::string("dense block's optimizer is ") +
-                                   (adam ? "Adam" : "Adagrad") + ", this store's is " +
-                                   (kind_ == Kind::kAdam ? "Adam" : "Adagrad"));
+                                   KindName(kind_code) + ", this store's is " +
+                                   KindName(KindCode()));
   }
   if (initialized > 1 || steps < 0 || (initialized == 0 && (n != 0 || steps != 0))) {
     return Status::Corruption("inconsistent header: initialized " + std::to_string(initialized) +
@@ -203,8 +209,10 @@ Status DenseStore::RestoreChecked(const char* data, size_t size) {
   const size_t count = static_cast<size_t>(n);
   const char* p = data + kDenseHeaderBytes;
   LoadFloats(p, count, &values_);
-  LoadFloats(p + count * sizeof(float), count, &state1_);
-  if (adam) LoadFloats(p + 2 * count * sizeof(float), count, &state2_);
+  for (uint32_t i = 0; i < states; ++i) {
+    LoadFloats(p + (1 + i) * count * sizeof(float), count, &optimizer_.state(static_cast<int>(i)));
+  }
+  optimizer_.set_steps(steps);
   steps_ = steps;
   initialized_ = true;
   return Status::OK();

@@ -4,7 +4,10 @@
 // Workers initialise the block once (the first INIT_DENSE wins, so every
 // worker may send its own copy of the deterministic initial values) and then
 // push gradients of the whole block; each push is one optimizer step. The
-// optimizer is Adam (also when the config sets none) or Adagrad.
+// optimizer is Adam (also when the config sets none) or Adagrad
+// (common/optim/dense_optimizer.h). In Mode::kAddChanges (a job with
+// train.dense_sync_batches > 1, whose workers step their own copies) a push
+// carries the change a worker's local steps made, added as it is.
 //
 // Thread-safety: none. A DenseStore is owned by one server thread and takes no
 // locks; values() is valid until the next Init or Push on that thread.
@@ -17,6 +20,7 @@
 #include <vector>
 
 #include "common/base/status.h"
+#include "common/optim/dense_optimizer.h"
 #include "proto/config.pb.h"
 
 namespace mtps {
@@ -32,7 +36,11 @@ class DenseStore {
  public:
   // adam (default if unset) or adagrad; must satisfy ValidateDenseOptimizer
   // (CHECKed).
-  explicit DenseStore(const config::DenseOptimizer& optimizer);
+  enum class Mode {
+    kOptimize,    // a push is gradients: one optimizer step
+    kAddChanges,  // a push is a change to add (the workers' local steps)
+  };
+  explicit DenseStore(const config::DenseOptimizer& optimizer, Mode mode = Mode::kOptimize);
 
   // First call wins: copies values[0..n) and returns true; later calls change
   // nothing and return false.
@@ -41,11 +49,11 @@ class DenseStore {
   size_t size() const { return values_.size(); }
   const float* values() const { return values_.data(); }
 
-  // Applies one optimizer step with grads[0..n). n != size() or not
-  // initialized -> InvalidArgument naming both.
+  // Applies one optimizer step with grads[0..n) (kAddChanges: adds them).
+  // n != size() or not initialized -> InvalidArgument naming both.
   Status Push(const float* grads, size_t n);
 
-  // Optimizer steps applied so far (Adam's t).
+  // Pushes applied so far (Adam's t).
   int64_t steps() const { return steps_; }
 
   // The block, its optimizer state, step count and initialized flag,
@@ -53,8 +61,10 @@ class DenseStore {
   // plain copy. The format, little-endian, no padding:
   //   offset  0  char[8] "MTPSDENS"
   //           8  u32 version (1)
-  //          12  u32 optimizer kind: 1 Adagrad, 2 Adam (as in MTPSROWS)
-  //          16  u32 state vectors S: 1 (Adagrad's accumulator), 2 (Adam's m, v)
+  //          12  u32 optimizer kind: 1 Adagrad, 2 Adam (as in MTPSROWS), 3
+  //              changes added (Mode::kAddChanges)
+  //          16  u32 state vectors S: 1 (Adagrad's accumulator), 2 (Adam's
+  //              m, v), 0 (kind 3)
   //          20  u32 initialized (0 or 1)
   //          24  i64 steps
   //          32  u64 parameters n (0 when not initialized)
@@ -62,7 +72,7 @@ class DenseStore {
   //              u64 SnapshotChecksum (ps/table/sparse_table.h) of every byte before it
   std::string Serialize() const;
   // Replaces the store's content with Serialize()'s bytes; the optimizer kind
-  // must match (InvalidArgument otherwise). Malformed, truncated or
+  // (and mode) must match (InvalidArgument otherwise). Malformed, truncated or
   // checksum-failing input is Corruption. Every error message starts with
   // `where` (e.g. a file name) and says why; the store is then left
   // uninitialized (steps 0). Never crashes on hostile bytes, and allocates
@@ -70,25 +80,23 @@ class DenseStore {
   Status Restore(const char* data, size_t size, const std::string& where);
 
  private:
-  enum class Kind { kAdam, kAdagrad };
-
   // Restore's work; errors leave the store partly loaded.
   Status RestoreChecked(const char* data, size_t size);
   // Uninitialized, no steps.
   void Clear();
 
-  // Constant after construction.
-  Kind kind_;
-  config::Adam adam_;
-  config::Adagrad adagrad_;
+  // The kind code of the serialized form (1 Adagrad, 2 Adam, 3 changes added).
+  uint32_t KindCode() const;
+  // The state vectors of that form.
+  uint32_t NumStates() const;
 
+  const Mode mode_;
   bool initialized_ = false;
   int64_t steps_ = 0;
   std::vector<float> values_;
-  // Adam: first and second moments. Adagrad: state1_ is the accumulator and
-  // state2_ stays empty.
-  std::vector<float> state1_;
-  std::vector<float> state2_;
+  // The state of kOptimize's steps (empty in kAddChanges); its step count
+  // equals steps_.
+  DenseOptimizer optimizer_;
 };
 
 }  // namespace mtps

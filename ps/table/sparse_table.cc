@@ -17,7 +17,7 @@
 
 #include "common/base/hash.h"
 #include "common/config/config_check.h"
-#include "ps/table/optimizer.h"
+#include "common/optim/optimizer.h"
 #include "ps/table/table_config.h"
 
 namespace mtps {

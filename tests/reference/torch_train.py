@@ -37,8 +37,9 @@ with --output_bias_from_prior (the ModelConfig default) each tower's output
 bias at the log-odds of its training positive rate.
 Training: batch 256, 10 epochs in file order (mtps's default shuffle_buffer
 0), loss = sum of the per-task mean BCEs; sparse Adagrad (lr 0.05, initial
-accumulator 0.1, no epsilon, as ps/table/optimizer.h) for the embeddings, Adam
-(lr 0.002, betas 0.9/0.999, eps 1e-8) for the dense weights. Synchronous and
+accumulator 0.1, no epsilon, as common/optim/optimizer.h) for the
+embeddings, Adam (lr 0.002, betas 0.9/0.999, eps 1e-8) for the dense
+weights. Synchronous and
 single-process, unlike mtps's asynchronous workers.
 
 CSV data (--data csv, what tests/bench/train_bench.py generates and runs):

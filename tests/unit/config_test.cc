@@ -327,7 +327,7 @@ TEST_F(ConfigTest, LoadConfigAppliesOverridesThenValidates) {
 
 TEST_F(ConfigTest, ValidationNamesTheField) {
   struct Case {
-    std::string override_text;  // applied to the valid config
+    std::string override_text;  // applied to the valid config (';' between several)
     std::string field;
     std::string why;  // part of the message
   };
@@ -339,6 +339,9 @@ TEST_F(ConfigTest, ValidationNamesTheField) {
       {"train.max_inflight_pushes=0", "train.max_inflight_pushes", "must be > 0"},
       {"train.staleness=-1", "train.staleness", "must be >= 0, got -1"},
       {"train.throttle_ms=-2", "train.throttle_ms", "must be >= 0, got -2"},
+      {"train.dense_sync_batches=0", "train.dense_sync_batches", "must be in [1, 1000000]"},
+      {"train.dense_sync_batches=4;train.consistency=BSP", "train.dense_sync_batches",
+       "> 1 (the workers' local dense steps) needs train.consistency ASYNC, got BSP"},
       {"cluster.request_timeout_ms=0", "cluster.request_timeout_ms", "must be > 0"},
       {"cluster.register_timeout_ms=0", "cluster.register_timeout_ms", "must be > 0"},
       {"cluster.barrier_timeout_ms=-1", "cluster.barrier_timeout_ms", "must be > 0 (got -1)"},
@@ -362,7 +365,12 @@ TEST_F(ConfigTest, ValidationNamesTheField) {
   for (const Case& t : cases) {
     SCOPED_TRACE(t.override_text);
     config::Config c = ValidConfig();
-    ASSERT_TRUE(ApplyOverride(t.override_text, &c).ok());
+    size_t start = 0;
+    for (size_t end; (end = t.override_text.find(';', start)) != std::string::npos;
+         start = end + 1) {
+      ASSERT_TRUE(ApplyOverride(t.override_text.substr(start, end - start), &c).ok());
+    }
+    ASSERT_TRUE(ApplyOverride(t.override_text.substr(start), &c).ok());
     Status s = ValidateConfig(c);
     if (t.field.empty()) {
       EXPECT_TRUE(s.ok()) << s;

@@ -38,6 +38,7 @@ class Shards {
   Shards(int n, const SparseTableOptions& table) {
     for (int i = 0; i < n; ++i) {
       shards_.push_back(std::make_unique<ServerShard>(i, n, table, config::DenseOptimizer(),
+                                                      DenseStore::Mode::kOptimize,
                                                       [this](std::shared_ptr<ShardTask> task) {
                                                         std::lock_guard<std::mutex> lock(mu_);
                                                         done_.push_back(std::move(task));

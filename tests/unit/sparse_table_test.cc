@@ -316,7 +316,7 @@ TEST(SparseTableTest, ReserveGrowsIndexAndKeepsContents) {
 }
 
 // Direct double implementations of the other optimizers, one row per key,
-// written from the formulas (not from ps/table/optimizer.h).
+// written from the formulas (not from common/optim/optimizer.h).
 struct RefRow {
   std::vector<double> w, s1, s2;
   int64_t t = 0;

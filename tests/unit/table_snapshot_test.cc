@@ -1715,6 +1715,39 @@ TEST(DenseSnapshotTest, WrongKindIsInvalidArgument) {
   EXPECT_FALSE(adagrad.initialized());
 }
 
+// train.dense_sync_batches > 1: a push is a change, added as it is; the
+// block round-trips with no optimizer state (kind 3), and neither it nor an
+// optimizing store takes the other's bytes.
+TEST(DenseSnapshotTest, AddChangesModeAddsAndRoundTrips) {
+  const size_t n = 9;
+  DenseStore store(DenseOptions(true), DenseStore::Mode::kAddChanges);
+  const std::vector<float> init = RandomVector(n, 1), change = RandomVector(n, 2);
+  ASSERT_TRUE(store.Init(init.data(), n));
+  ASSERT_TRUE(store.Push(change.data(), n).ok());
+  ASSERT_TRUE(store.Push(change.data(), n).ok());
+  for (size_t i = 0; i < n; ++i) EXPECT_EQ(store.values()[i], init[i] + change[i] + change[i]);
+  EXPECT_EQ(store.steps(), 2);
+  const std::string bytes = store.Serialize();
+  EXPECT_EQ(bytes.size(), 40 + n * 4 + 8);
+  DenseStore restored(DenseOptions(true), DenseStore::Mode::kAddChanges);
+  ASSERT_TRUE(restored.Restore(bytes.data(), bytes.size(), kWhere).ok());
+  EXPECT_TRUE(Values(restored) == Values(store));
+  EXPECT_EQ(restored.steps(), 2);
+  EXPECT_TRUE(restored.Serialize() == bytes);
+
+  DenseStore adam(DenseOptions(true));
+  Status s = adam.Restore(bytes.data(), bytes.size(), kWhere);
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(s.message(), std::string(kWhere) +
+                             ": dense block's optimizer is changes added "
+                             "(train.dense_sync_batches > 1), this store's is Adam");
+  ASSERT_TRUE(adam.Init(init.data(), n));
+  const std::string adam_bytes = adam.Serialize();
+  s = restored.Restore(adam_bytes.data(), adam_bytes.size(), kWhere);
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s;
+  EXPECT_FALSE(restored.initialized());
+}
+
 void ExpectDenseFailure(DenseStore* store, const std::string& bytes, const std::string& what) {
   const Status s = store->Restore(bytes.data(), bytes.size(), kWhere);
   ASSERT_FALSE(s.ok()) << what;

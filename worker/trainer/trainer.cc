@@ -70,6 +70,11 @@ Status Trainer::Setup() {
   }
   params_.assign(static_cast<size_t>(model_->num_params()), 0.0f);
   param_grad_.assign(params_.size(), 0.0f);
+  dense_sync_batches_ = config_.train().dense_sync_batches();
+  if (dense_sync_batches_ > 1) {
+    local_dense_ = std::make_unique<LocalDense>(config_.server().dense_optimizer(), params_.size());
+    dense_pulled_.assign(params_.size(), 0.0f);
+  }
   loss_sum_.assign(model_->loss_names().size(), 0.0);
 
   KvClientOptions o;
@@ -88,7 +93,11 @@ Status Trainer::Setup() {
   LOG(INFO) << "worker " << rank_ << ": " << schema_.slots.size() << " sparse slots of dim " << dim_
             << (groups_ > 1 ? " in " + std::to_string(groups_) + " embedding groups" : "") << ", "
             << schema_.dense_names.size() << " dense features, " << model_->num_params()
-            << " dense parameters, " << inputs.compute_threads << " compute thread"
+            << " dense parameters"
+            << (local_dense_ != nullptr ? " stepped here, synced every " +
+                                              std::to_string(dense_sync_batches_) + " batches"
+                                        : "")
+            << ", " << inputs.compute_threads << " compute thread"
             << (inputs.compute_threads == 1 ? "" : "s");
   return Status::OK();
 }
@@ -271,7 +280,11 @@ Status Trainer::TrainEpochs() {
       MTPS_RETURN_IF_ERROR(WaitForTurn());
       MTPS_RETURN_IF_ERROR(StageBatch(next, /*training=*/true, /*pull_dense=*/true));
     }
-    MTPS_RETURN_IF_ERROR(TrainStaged(&staged_[cur]));
+    // Local dense steps sync every K batches, before a checkpoint and after
+    // the last batch.
+    const bool sync_dense = local_dense_ == nullptr || (started_ + 1) % dense_sync_batches_ == 0 ||
+                            !have_next || member_->checkpoint_requested() > checkpoint_done_;
+    MTPS_RETURN_IF_ERROR(TrainStaged(&staged_[cur], sync_dense));
     ++started_;
     if (staged_[cur].epoch != trained_epoch_) {
       trained_epoch_ = staged_[cur].epoch;
@@ -376,6 +389,9 @@ Status Trainer::RestoreState() {
 Status Trainer::MaybeCheckpoint(StagedBatch* in_flight) {
   const uint64_t id = member_->checkpoint_requested();
   if (id <= checkpoint_done_) return Status::OK();
+  // Local dense steps not pushed yet: the next batch syncs them, and this
+  // worker takes part after it.
+  if (dense_unsynced_) return Status::OK();
   checkpoint_done_ = id;
   // Nothing of this worker may be in flight while the servers copy their
   // rows: the prefetched pull lands first, and every push is acknowledged.
@@ -478,6 +494,13 @@ StatusOr<RowMatrix<float>> Trainer::SampleLabels() {
 Status Trainer::StageBatch(StagedBatch* staged, bool training, bool pull_dense) {
   if (groups_ > 1) ReplicateSlots(staged->batch, groups_, &staged->grouped);
   deduper_.Unique(staged->view(groups_).keys, &staged->unique_keys, &staged->key_index);
+  staged->merge_dense = false;
+  if (training && local_dense_ != nullptr) {
+    pull_dense = dense_pull_due_;
+    dense_pull_due_ = false;
+    staged->merge_dense = pull_dense;
+    if (pull_dense) local_dense_->PullSent();
+  }
   staged->pull_dense = pull_dense;
   staged->pulled = false;
   return kv_->StartPull(staged->unique_keys, /*create_missing=*/training, pull_dense,
@@ -486,8 +509,11 @@ Status Trainer::StageBatch(StagedBatch* staged, bool training, bool pull_dense) 
 
 Status Trainer::FinishBatch(StagedBatch* staged) {
   emb_.resize(staged->unique_keys.size() * static_cast<size_t>(dim_));
-  MTPS_RETURN_IF_ERROR(
-      kv_->FinishPull(&staged->pull, emb_.data(), staged->pull_dense ? params_.data() : nullptr));
+  float* dense = !staged->pull_dense   ? nullptr
+                 : staged->merge_dense ? dense_pulled_.data()
+                                       : params_.data();
+  MTPS_RETURN_IF_ERROR(kv_->FinishPull(&staged->pull, emb_.data(), dense));
+  if (staged->merge_dense) local_dense_->Merge(params_.data(), dense_pulled_.data());
   const Batch& batch = staged->batch;
   PoolEmbeddings<float>(staged->view(groups_), model_slots_, staged->key_index, emb_.data(), dim_,
                         &input_);
@@ -496,7 +522,7 @@ Status Trainer::FinishBatch(StagedBatch* staged) {
   return Status::OK();
 }
 
-Status Trainer::TrainStaged(StagedBatch* staged) {
+Status Trainer::TrainStaged(StagedBatch* staged, bool sync_dense) {
   model_->ForwardBackward(params_.data(), input_, labels_, param_grad_.data(), &input_grad_,
                           &losses_);
   RecordTrainingScores();
@@ -516,7 +542,21 @@ Status Trainer::TrainStaged(StagedBatch* staged) {
     row[0] = -1.0f / config_.server().sparse_optimizer().sgd().learning_rate();
     keys = &push_keys_;
   }
-  MTPS_RETURN_IF_ERROR(kv_->Push(*keys, emb_grad_.data(), param_grad_.data()));
+  const float* dense_push = param_grad_.data();
+  if (local_dense_ != nullptr) {
+    // A non-finite gradient got here only under SKIP_ROWS: no step from it.
+    if (AllFinite(param_grad_.data(), param_grad_.size())) {
+      local_dense_->Step(params_.data(), param_grad_.data());
+      dense_unsynced_ = true;
+    }
+    dense_push = nullptr;
+    if (sync_dense) {
+      dense_push = local_dense_->TakeChange(params_.data());
+      dense_pull_due_ = true;
+      dense_unsynced_ = false;
+    }
+  }
+  MTPS_RETURN_IF_ERROR(kv_->Push(*keys, emb_grad_.data(), dense_push));
 
   examples_ += staged->batch.num_examples;
   examples_metric_->Increment(staged->batch.num_examples);

@@ -7,6 +7,12 @@
 // push asynchronously. Rank 0 initialises the dense parameters on the servers
 // before the start barrier. Owned by the worker's main thread.
 //
+// With train.dense_sync_batches K > 1 the worker steps its own copy of the
+// dense parameters after every batch and syncs it with the servers' every K
+// batches (worker/trainer/local_dense.h): the batch that syncs pushes the
+// change since the previous sync, and the next batch staged after it pulls
+// the servers' copy, on which the worker keeps its own steps since.
+//
 // Checkpoints (ps/scheduler/checkpointer.h): when the scheduler asks for one,
 // the trainer pauses at its next batch boundary with every push
 // acknowledged, sends its WorkerState (the epoch and the number of that
@@ -36,6 +42,7 @@
 #include "worker/data/example.h"
 #include "worker/models/model.h"
 #include "worker/nn/embedding_bag.h"
+#include "worker/trainer/local_dense.h"
 
 namespace mtps {
 
@@ -67,18 +74,22 @@ class Trainer {
     std::vector<uint32_t> key_index;
     PendingPull pull;
     bool pull_dense = false;
-    bool pulled = false;  // FinishBatch already ran (before a checkpoint)
-    int epoch = 0;        // the epoch it was read in
+    bool merge_dense = false;  // the dense pull is a sync's (local dense steps)
+    bool pulled = false;       // FinishBatch already ran (before a checkpoint)
+    int epoch = 0;             // the epoch it was read in
     const Batch& view(int groups) const { return groups > 1 ? grouped : batch; }
   };
   // Starts pulling what staged->batch needs (rows of its keys in every
-  // embedding group, and the dense parameters when pull_dense).
+  // embedding group, and the dense parameters when pull_dense; with local
+  // dense steps a training batch pulls them only after a sync).
   // training=false answers unseen keys without creating rows.
   Status StageBatch(StagedBatch* staged, bool training, bool pull_dense);
   // Waits for the staged pull and fills input_ and labels_.
   Status FinishBatch(StagedBatch* staged);
-  // Forward, backward and push of a finished batch.
-  Status TrainStaged(StagedBatch* staged);
+  // Forward, backward and push of a finished batch. With local dense steps
+  // the worker steps its dense parameters, and pushes their change since the
+  // previous sync when `sync_dense`.
+  Status TrainStaged(StagedBatch* staged, bool sync_dense);
   // After the backward pass: a NaN or infinite loss or gradient fails the
   // job naming the batch and task (server.nonfinite_gradients: REJECT), or
   // is logged and pushed for the servers to filter (SKIP_ROWS).
@@ -151,6 +162,13 @@ class Trainer {
   double seconds_before_ = 0;     // training seconds of earlier attempts
   uint64_t dropout_seed_ = 0;
   std::vector<uint64_t> push_keys_;  // unique keys + train.counter_key
+
+  // Local dense steps (train.dense_sync_batches > 1; see the file comment).
+  int dense_sync_batches_ = 1;
+  std::unique_ptr<LocalDense> local_dense_;  // null: the servers step them
+  AlignedFloats dense_pulled_;               // a sync pull's answer
+  bool dense_pull_due_ = true;               // the next training batch staged pulls the dense copy
+  bool dense_unsynced_ = false;              // local steps since the latest sync push
 
   // Consistency control.
   int64_t started_ = 0;          // training batches started

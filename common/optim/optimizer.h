@@ -1,13 +1,13 @@
-// Update formulas of the server-side optimizers, shared by the sparse table
-// (SGD, Adagrad, Adam or FTRL-Proximal per row) and the dense store (Adam or
-// Adagrad over a block).
+// Update formulas of the optimizers, shared by the servers' sparse table
+// (SGD, Adagrad, Adam or FTRL-Proximal per row) and DenseOptimizer (Adam or
+// Adagrad over a block: the servers' dense store, or a worker's local steps).
 //
 // They are inline so they are compiled, and vectorised (-O3 -march), inside
 // the loops that call them. Each writes only the spans it is given; the
 // caller owns the memory and the spans must not overlap one another.
 // Stateless, so thread-safe on disjoint spans.
-#ifndef MTPS_PS_TABLE_OPTIMIZER_H_
-#define MTPS_PS_TABLE_OPTIMIZER_H_
+#ifndef MTPS_COMMON_OPTIM_OPTIMIZER_H_
+#define MTPS_COMMON_OPTIM_OPTIMIZER_H_
 
 #include <cmath>
 #include <cstddef>
@@ -133,4 +133,4 @@ inline float FtrlInitialZ(float w0, FtrlParams p) {
 
 }  // namespace mtps
 
-#endif  // MTPS_PS_TABLE_OPTIMIZER_H_
+#endif  // MTPS_COMMON_OPTIM_OPTIMIZER_H_
