@@ -10,6 +10,8 @@
 #include <limits>
 #include <memory>
 #include <random>
+#include <string>
+#include <tuple>
 #include <vector>
 
 #include "worker/nn/eigen.h"
@@ -32,10 +34,10 @@ double RelativeError(const Matrix& a, const Matrix& b) {
   return (a - b).cwiseAbs().maxCoeff() / std::max(1e-30f, b.cwiseAbs().maxCoeff());
 }
 
-void CheckAgainstEigen(ComputePrecision precision, double tolerance) {
+void CheckAgainstEigen(ComputePrecision precision, double tolerance, int64_t m = 37, int64_t n = 29,
+                       int64_t k = 53) {  // odd sizes: no kernel fits exactly
   MatmulEngine engine(precision, 1);
   std::mt19937_64 rng(7);
-  const int64_t m = 37, n = 29, k = 53;  // odd sizes: no kernel fits exactly
   for (bool trans_a : {false, true}) {
     for (bool trans_b : {false, true}) {
       for (bool accumulate : {false, true}) {
@@ -64,6 +66,24 @@ TEST(MatmulEngineTest, Fp32AgreesWithEigenForEveryTransposeAndAccumulate) {
   CheckAgainstEigen(ComputePrecision::kFp32, 1e-5);
 }
 
+// Output layers and small gates: fewer than 8 rows or columns run on Eigen
+// in fp32, to fp32 rounding in either precision.
+TEST(MatmulEngineTest, ThinProductsAgreeWithEigenToFloatRounding) {
+  for (ComputePrecision p : {ComputePrecision::kFp32, ComputePrecision::kBf16}) {
+    if (!MatmulEngine::Supported(p)) continue;
+    for (const auto& [m, n, k] : std::vector<std::tuple<int64_t, int64_t, int64_t>>{
+             {256, 1, 128}, {128, 1, 256}, {37, 3, 53}, {5, 29, 53}, {3, 7, 1}}) {
+      SCOPED_TRACE(std::to_string(m) + "x" + std::to_string(k) + "x" + std::to_string(n));
+      CheckAgainstEigen(p, 1e-5, m, n, k);
+    }
+    MatmulEngine engine(p, 1);
+    std::vector<float> a(256 * 128, 0.5f), b(128, 2.0f), c(256);
+    engine.Multiply(false, false, 256, 1, 128, a.data(), b.data(), c.data(), false);
+    EXPECT_EQ(c[7], 128.0f);
+    EXPECT_EQ(engine.last_implementation(), "eigen:fp32 (fewer than 8 rows or columns)");
+  }
+}
+
 TEST(MatmulEngineTest, Fp32IsSupportedEverywhere) {
   EXPECT_TRUE(MatmulEngine::Supported(ComputePrecision::kFp32));
 }
@@ -77,14 +97,17 @@ TEST(MatmulEngineTest, Bf16AgreesWithEigenToBf16Rounding) {
 
 TEST(MatmulEngineTest, Bf16RoundsItsInputs) {
   if (!MatmulEngine::Supported(ComputePrecision::kBf16)) GTEST_SKIP() << "no bf16 on this CPU";
-  // 1 + 2^-10 is not a bf16: bf16 products see 1, fp32 products do not.
-  const float a[1] = {1.0f + 1.0f / 1024};
-  const float b[1] = {1.0f};
-  float fp32 = 0, bf16 = 0;
-  MatmulEngine(ComputePrecision::kFp32, 1).Multiply(false, false, 1, 1, 1, a, b, &fp32, false);
-  MatmulEngine(ComputePrecision::kBf16, 1).Multiply(false, false, 1, 1, 1, a, b, &bf16, false);
-  EXPECT_EQ(fp32, a[0]);
-  EXPECT_EQ(bf16, 1.0f);
+  // 1 + 2^-10 is not a bf16: bf16 products see 1, fp32 products do not
+  // (8 x 8 products times the identity, the smallest oneDNN multiplies).
+  std::vector<float> a(64, 0.0f), id(64, 0.0f), fp32(64), bf16(64);
+  a[0] = 1.0f + 1.0f / 1024;
+  for (int i = 0; i < 8; ++i) id[i * 8 + i] = 1.0f;
+  MatmulEngine(ComputePrecision::kFp32, 1)
+      .Multiply(false, false, 8, 8, 8, a.data(), id.data(), fp32.data(), false);
+  MatmulEngine(ComputePrecision::kBf16, 1)
+      .Multiply(false, false, 8, 8, 8, a.data(), id.data(), bf16.data(), false);
+  EXPECT_EQ(fp32[0], a[0]);
+  EXPECT_EQ(bf16[0], 1.0f);
 }
 
 // bf16 of x by its definition: round the fp32 bits to the upper 16, to
@@ -102,26 +125,32 @@ float RoundToBf16(float x) {
 
 TEST(MatmulEngineTest, Bf16RoundsEveryInputToNearestEven) {
   if (!MatmulEngine::Supported(ComputePrecision::kBf16)) GTEST_SKIP() << "no bf16 on this CPU";
-  // 100 values (blocks of 32 and a tail: the vector and the scalar
-  // conversion), among them ties both ways and values just off a tie;
-  // times 1 they come back as their bf16 roundings.
+  // 101 values (blocks of 32 and a tail: the vector and the scalar
+  // conversion), among them ties both ways and values just off a tie; in
+  // the first column of a 101 x 8 matrix times the 8 x 8 identity they come
+  // back as their bf16 roundings.
   std::vector<float> a;
   std::mt19937_64 rng(11);
   std::normal_distribution<float> normal(0.0f, 3.0f);
-  for (int i = 0; i < 100; ++i) a.push_back(normal(rng));
+  for (int i = 0; i < 101; ++i) a.push_back(normal(rng));
   a[0] = 1.0f + 1.0f / 256;                         // a tie, rounds down to even (1)
   a[1] = 1.0f + 3.0f / 256;                         // a tie, rounds up to even
   a[2] = std::nextafter(a[0], 2.0f);                // just above a tie: up
   a[40] = -(1.0f + 1.0f / 256);                     // in the vector blocks
   a[41] = std::nextafter(1.0f + 3.0f / 256, 0.0f);  // just below a tie: down
-  a[99] = 65504.0f;
-  const float one[1] = {1.0f};
-  std::vector<float> c(a.size());
+  a[100] = 65504.0f;
+  const int64_t m = static_cast<int64_t>(a.size());
+  std::vector<float> x(static_cast<size_t>(m) * 8, 0.0f), id(64, 0.0f), c(x.size());
+  for (int64_t i = 0; i < m; ++i) x[static_cast<size_t>(i) * 8] = a[static_cast<size_t>(i)];
+  for (int i = 0; i < 8; ++i) id[i * 8 + i] = 1.0f;
   MatmulEngine(ComputePrecision::kBf16, 1)
-      .Multiply(false, false, static_cast<int64_t>(a.size()), 1, 1, a.data(), one, c.data(), false);
-  for (size_t i = 0; i < a.size(); ++i) EXPECT_EQ(c[i], RoundToBf16(a[i])) << i << ": " << a[i];
+      .Multiply(false, false, m, 8, 8, x.data(), id.data(), c.data(), false);
+  for (int64_t i = 0; i < m; ++i) {
+    EXPECT_EQ(c[static_cast<size_t>(i) * 8], RoundToBf16(a[static_cast<size_t>(i)]))
+        << i << ": " << a[static_cast<size_t>(i)];
+  }
   EXPECT_EQ(c[0], 1.0f);
-  EXPECT_EQ(c[1], 1.0f + 4.0f / 256);
+  EXPECT_EQ(c[8], 1.0f + 4.0f / 256);
 }
 
 TEST(MatmulEngineTest, TheSameInputsGiveTheSameBits) {
@@ -151,12 +180,13 @@ TEST(MatmulEngineTest, EmptyAndZeroDepthProducts) {
 TEST(MatmulEngineTest, ANanInputStaysNanInBf16) {
   if (!MatmulEngine::Supported(ComputePrecision::kBf16)) GTEST_SKIP() << "no bf16 on this CPU";
   MatmulEngine engine(ComputePrecision::kBf16, 1);
-  const float a[2] = {std::numeric_limits<float>::quiet_NaN(), 1};
-  const float b[2] = {1, 1};
-  float c[2] = {0, 0};
-  engine.Multiply(false, false, 2, 1, 1, a, b, c, false);
+  std::vector<float> a(64, 0.0f), id(64, 0.0f), c(64);
+  a[0] = std::numeric_limits<float>::quiet_NaN();
+  a[9] = 1.0f;
+  for (int i = 0; i < 8; ++i) id[i * 8 + i] = 1.0f;
+  engine.Multiply(false, false, 8, 8, 8, a.data(), id.data(), c.data(), false);
   EXPECT_TRUE(std::isnan(c[0]));
-  EXPECT_EQ(c[1], 1);
+  EXPECT_EQ(c[9], 1.0f);
 }
 
 TEST(MatmulEngineTest, ALinearLayerOnTheEngineMatchesItOnEigen) {
