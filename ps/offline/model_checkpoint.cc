@@ -221,7 +221,7 @@ Status ModelCheckpoint::LoadPartition(int partition, int64_t* dense_size) {
     }
   }
   MTPS_ASSIGN_OR_RETURN(std::string dense_bytes, ReadFile(prefix + ".dense"));
-  DenseStore store(config_.server().dense_optimizer());
+  DenseStore store(config_.server().dense_optimizer(), DenseStore::ModeOf(config_));
   MTPS_RETURN_IF_ERROR(
       store.Restore(dense_bytes.data(), dense_bytes.size(), dir_ + "/" + prefix + ".dense"));
   dense_.insert(dense_.end(), store.values(), store.values() + store.size());

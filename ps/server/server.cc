@@ -241,9 +241,7 @@ ParameterServer::ParameterServer(ClusterMember* member)
     part->loading = member->rejoining();
     for (int i = 0; i < n; ++i) {
       part->shards.push_back(std::make_unique<ServerShard>(
-          i, n, table, config.server().dense_optimizer(),
-          config.train().dense_sync_batches() > 1 ? DenseStore::Mode::kAddChanges
-                                                  : DenseStore::Mode::kOptimize,
+          i, n, table, config.server().dense_optimizer(), DenseStore::ModeOf(config),
           [this](std::shared_ptr<ShardTask> task) { OnDone(std::move(task)); }, part->window.get(),
           &test_hooks_.shard_serve));
     }

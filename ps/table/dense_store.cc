@@ -70,6 +70,10 @@ DenseStore::DenseStore(const config::DenseOptimizer& optimizer, Mode mode)
   CHECK(valid.ok()) << valid;
 }
 
+DenseStore::Mode DenseStore::ModeOf(const config::Config& config) {
+  return config.train().dense_sync_batches() > 1 ? Mode::kAddChanges : Mode::kOptimize;
+}
+
 uint32_t DenseStore::KindCode() const {
   if (mode_ == Mode::kAddChanges) return kAddChangesCode;
   return optimizer_.kind() == DenseOptimizer::Kind::kAdam ? kAdamCode : kAdagradCode;
@@ -195,10 +199,13 @@ Status DenseStore::RestoreChecked(const char* data, size_t size) {
     return Status::Corruption("checksum mismatch (stored " + std::to_string(stored_sum) +
                               ", computed " + std::to_string(actual_sum) + ")");
   }
-  if (kind_code != KindCode()) {
+  // The optimizer must match; the mode may change (see the header).
+  const uint32_t stepped_code =
+      optimizer_.kind() == DenseOptimizer::Kind::kAdam ? kAdamCode : kAdagradCode;
+  if (kind_code != kAddChangesCode && kind_code != stepped_code) {
     return Status::InvalidArgument(std::string("dense block's optimizer is ") +
                                    KindName(kind_code) + ", this store's is " +
-                                   KindName(KindCode()));
+                                   KindName(stepped_code));
   }
   if (initialized > 1 || steps < 0 || (initialized == 0 && (n != 0 || steps != 0))) {
     return Status::Corruption("inconsistent header: initialized " + std::to_string(initialized) +
@@ -209,10 +216,23 @@ Status DenseStore::RestoreChecked(const char* data, size_t size) {
   const size_t count = static_cast<size_t>(n);
   const char* p = data + kDenseHeaderBytes;
   LoadFloats(p, count, &values_);
-  for (uint32_t i = 0; i < states; ++i) {
-    LoadFloats(p + (1 + i) * count * sizeof(float), count, &optimizer_.state(static_cast<int>(i)));
+  if (mode_ == Mode::kOptimize) {
+    if (kind_code == kAddChangesCode) {
+      LOG(INFO) << "dense block of " << count
+                << " parameters written with train.dense_sync_batches > 1: its optimizer state "
+                   "starts afresh";
+      optimizer_.Reset(count);
+    } else {
+      for (uint32_t i = 0; i < states; ++i) {
+        LoadFloats(p + (1 + i) * count * sizeof(float), count,
+                   &optimizer_.state(static_cast<int>(i)));
+      }
+      optimizer_.set_steps(steps);
+    }
+  } else if (kind_code != kAddChangesCode) {
+    LOG(INFO) << "dense block of " << count << " parameters restored for train.dense_sync_batches "
+              << "> 1: the workers step it, its optimizer state is dropped";
   }
-  optimizer_.set_steps(steps);
   steps_ = steps;
   initialized_ = true;
   return Status::OK();

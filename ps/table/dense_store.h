@@ -41,6 +41,9 @@ class DenseStore {
     kAddChanges,  // a push is a change to add (the workers' local steps)
   };
   explicit DenseStore(const config::DenseOptimizer& optimizer, Mode mode = Mode::kOptimize);
+  // The mode of a job's dense blocks: kAddChanges when its workers step
+  // the dense parameters themselves (train.dense_sync_batches > 1).
+  static Mode ModeOf(const config::Config& config);
 
   // First call wins: copies values[0..n) and returns true; later calls change
   // nothing and return false.
@@ -53,7 +56,7 @@ class DenseStore {
   // n != size() or not initialized -> InvalidArgument naming both.
   Status Push(const float* grads, size_t n);
 
-  // Pushes applied so far (Adam's t).
+  // Pushes applied so far (kOptimize: Adam's t).
   int64_t steps() const { return steps_; }
 
   // The block, its optimizer state, step count and initialized flag,
@@ -72,7 +75,10 @@ class DenseStore {
   //              u64 SnapshotChecksum (ps/table/sparse_table.h) of every byte before it
   std::string Serialize() const;
   // Replaces the store's content with Serialize()'s bytes; the optimizer kind
-  // (and mode) must match (InvalidArgument otherwise). Malformed, truncated or
+  // must match (Adam or Adagrad), the mode need not: a block of added
+  // changes restored into kOptimize starts the optimizer state afresh, a
+  // stepped block restored into kAddChanges drops it (a job resumed with
+  // another train.dense_sync_batches) (InvalidArgument otherwise). Malformed, truncated or
   // checksum-failing input is Corruption. Every error message starts with
   // `where` (e.g. a file name) and says why; the store is then left
   // uninitialized (steps 0). Never crashes on hostile bytes, and allocates
@@ -94,8 +100,8 @@ class DenseStore {
   bool initialized_ = false;
   int64_t steps_ = 0;
   std::vector<float> values_;
-  // The state of kOptimize's steps (empty in kAddChanges); its step count
-  // equals steps_.
+  // The state of kOptimize's steps (empty in kAddChanges); in kOptimize its
+  // step count equals steps_.
   DenseOptimizer optimizer_;
 };
 

@@ -2,8 +2,9 @@
 trained through the launcher, and the PyTorch loader of the export.
 
 Census MMOE (2 epochs, 2 servers of 2 shard threads, 2 workers: the final
-checkpoint is a chain of deltas on two partitions) and ESMM on the Ali-CCP
-sample (1 server, 2 workers). Checks: predict writes a row per data line
+checkpoint is a chain of deltas on two partitions; the workers step the
+dense parameters, train.dense_sync_batches 4) and ESMM on the Ali-CCP
+sample (1 server, 2 workers; the servers step them). Checks: predict writes a row per data line
 with the tasks of summary.json's eval and the data's labels; its
 probabilities give summary.json's held-out AUC and logloss when recomputed
 here (independently, from the TSV); the export's loader
@@ -87,9 +88,13 @@ class PredictTest(unittest.TestCase):
     def setUpClass(cls):
         cls.tmp = Path(tempfile.mkdtemp(prefix="mtps-it-predict-"))
         cls.census = cls.tmp / "census"
+        # Census with the workers' local dense steps (its dense blocks are
+        # the servers' added changes, MTPSDENS kind 3), ESMM with the
+        # servers' (kind 2, Adam).
         cls.census_result = cls.train(CENSUS, 2, 2, cls.census,
                                       ["--set", "train.epochs=2", "--set",
-                                       "server.shard_threads=2"])
+                                       "server.shard_threads=2", "--set",
+                                       "train.dense_sync_batches=4"])
         cls.esmm = cls.tmp / "esmm"
         cls.esmm_result = cls.train(ESMM, 1, 2, cls.esmm)
 

@@ -141,14 +141,18 @@ TEST(LocalDenseTest, TwoWorkersChangesAddUp) {
       a.PullSent();
       a.Merge(pa.data(), servers.copy.data());
     }
-    if (batch % 5 == 0) {  // b every 5, its answer a batch late
+    if (batch % 5 == 0) {  // b every 5, its answer a batch late, after another sync
       servers.Add(b.TakeChange(pb.data()));
       b.PullSent();
       const std::vector<float> answer = servers.copy;
       const std::vector<float> g = RandomGrads(n, &rng);
       b.Step(pb.data(), g.data());
       ref_b.Step(steps_b.data(), g.data());
+      servers.Add(b.TakeChange(pb.data()));  // not in `answer`
       b.Merge(pb.data(), answer.data());
+      // b's copy: the servers' (all b pushed, and a's pushes up to now).
+      for (size_t i = 0; i < n; ++i)
+        ASSERT_NEAR(pb[i], servers.copy[i], 1e-4f) << batch << " " << i;
     }
   }
   servers.Add(a.TakeChange(pa.data()));

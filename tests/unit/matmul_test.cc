@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <memory>
 #include <random>
@@ -151,6 +152,36 @@ TEST(MatmulEngineTest, Bf16RoundsEveryInputToNearestEven) {
   }
   EXPECT_EQ(c[0], 1.0f);
   EXPECT_EQ(c[8], 1.0f + 4.0f / 256);
+}
+
+// The conversion itself, denormals too (products cannot show them: AMX and
+// AVX512_BF16 multiply them as zero): every value of 3 blocks of 32 and a
+// tail gets its bf16 rounding's bits, a block with a denormal as well.
+TEST(MatmulEngineTest, ConvertToBf16RoundsDenormalsAndNansLikeAnyValue) {
+  std::mt19937_64 rng(13);
+  std::normal_distribution<float> normal(0.0f, 3.0f);
+  std::vector<float> a(100);
+  for (float& v : a) v = normal(rng);
+  a[33] = 1e-39f;  // denormals in the second block
+  a[34] = -3e-39f;
+  a[35] = std::numeric_limits<float>::denorm_min();
+  a[70] = 1.0f + 1.0f / 256;  // ties in the third
+  a[71] = 1.0f + 3.0f / 256;
+  a[97] = 5e-40f;  // and in the tail
+  std::vector<uint16_t> got(a.size());
+  ConvertToBf16(a.data(), static_cast<int64_t>(a.size()), got.data());
+  for (size_t i = 0; i < a.size(); ++i) {
+    const float want = RoundToBf16(a[i]);
+    uint32_t bits;
+    std::memcpy(&bits, &want, sizeof(bits));
+    EXPECT_EQ(got[i], bits >> 16) << i << ": " << a[i];
+  }
+  EXPECT_NE(got[33], 0);  // a denormal is not read as zero
+  const float nan[1] = {std::numeric_limits<float>::quiet_NaN()};
+  uint16_t nan16 = 0;
+  ConvertToBf16(nan, 1, &nan16);
+  EXPECT_EQ(nan16 & 0x7f80, 0x7f80);
+  EXPECT_NE(nan16 & 0x007f, 0);
 }
 
 TEST(MatmulEngineTest, TheSameInputsGiveTheSameBits) {

@@ -36,6 +36,12 @@ namespace mtps {
 
 enum class ComputePrecision { kFp32, kBf16 };
 
+// fp32 to bf16 as BF16 products see their inputs: rounded to nearest even,
+// a NaN kept (quiet), denormals rounded like any value (the AVX512_BF16
+// instruction that converts 32 at a time reads them as zero, so a block
+// holding one is converted by the scalar loop).
+void ConvertToBf16(const float* from, int64_t n, uint16_t* out);
+
 class MatmulEngine {
  public:
   // `threads` >= 1: the OpenMP threads of the products.

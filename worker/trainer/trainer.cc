@@ -596,8 +596,9 @@ Status Trainer::CheckFinite(const StagedBatch& staged) {
     ++nonfinite_batches_;
     LOG_IF(WARNING,
            nonfinite_batches_ <= 10 || (nonfinite_batches_ & (nonfinite_batches_ - 1)) == 0)
-        << where << ": " << what << "; pushed, the servers drop the non-finite rows "
-        << "(server.nonfinite_gradients: SKIP_ROWS; " << nonfinite_batches_ << " such batches)";
+        << where << ": " << what << "; pushed, the servers drop the non-finite rows"
+        << (local_dense_ != nullptr ? " (no local dense step from this batch)" : "")
+        << " (server.nonfinite_gradients: SKIP_ROWS; " << nonfinite_batches_ << " such batches)";
     return Status::OK();
   }
   return Status::InvalidArgument(where + ": " + what +
