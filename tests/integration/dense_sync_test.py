@@ -12,7 +12,6 @@ a checkpoint, which waits for the worker's next sync."""
 
 import os
 import signal
-import time
 
 import harness
 from harness import CONFIGS, RunDirTestCase, describe, read_json
@@ -65,7 +64,6 @@ class DenseSyncTest(RunDirTestCase):
         ok = harness.wait_for(lambda: checkpoints() or launcher.poll() is not None,
                               EVENT_TIMEOUT_SEC, interval=0.01)
         self.assertTrue(ok and checkpoints(), self.launcher_output(run_dir))
-        time.sleep(0.05)
         os.kill(harness.node_pid(run_dir, "worker-1"), signal.SIGKILL)
         launcher.wait(timeout=600)
         output = self.launcher_output(run_dir)

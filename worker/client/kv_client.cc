@@ -210,7 +210,10 @@ Status KvClient::Push(const std::vector<uint64_t>& keys, const float* emb_grad,
   push_remaining_.push_back(0);
   const SteadyClock::time_point sent = SteadyClock::now();
   auto on_done_for = [this, seq, sent](Histogram* latency) {
-    return [this, seq, sent, latency](StatusOr<Message>&& r) {
+    return [this, alive = std::weak_ptr<int>(alive_), seq, sent, latency](StatusOr<Message>&& r) {
+      // The Rpc outlives the client: an answer after the client is gone
+      // (a worker leaving after a failed batch) touches nothing of it.
+      if (alive.expired()) return;
       if (r.ok()) {
         ++push_requests_acknowledged_;
         ObserveSince(latency, sent, SteadyClock::now());

@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <vector>
 
 #include "common/base/status.h"
@@ -123,6 +124,10 @@ class KvClient {
   Status push_error_;
   std::vector<float> scratch_;
   KvClientMetrics metrics_;
+  // Expires with the client; push callbacks left in the Rpc check it (a
+  // push answered after the client is gone once crashed a worker leaving
+  // the job: integration.failure, the diverging run).
+  std::shared_ptr<int> alive_ = std::make_shared<int>(0);
 };
 
 }  // namespace mtps

@@ -458,7 +458,8 @@ Status Trainer::MaybeReportClock() {
   reported_clock_ = now_clock;
   return member_->rpc().StartAsync(
       kSchedulerNodeId, std::move(msg), config_.cluster().request_timeout_ms(),
-      [this](StatusOr<Message>&& r) {
+      [this, alive = std::weak_ptr<int>(alive_)](StatusOr<Message>&& r) {
+        if (alive.expired()) return;  // answered after the trainer is gone
         clock_report_in_flight_ = false;
         if (r.ok()) {
           known_min_clock_ = std::max(known_min_clock_, r->meta.clock().min_clock());
@@ -545,7 +546,7 @@ Status Trainer::TrainStaged(StagedBatch* staged, bool sync_dense) {
   const float* dense_push = param_grad_.data();
   if (local_dense_ != nullptr) {
     // A non-finite gradient got here only under SKIP_ROWS: no step from it.
-    if (AllFinite(param_grad_.data(), param_grad_.size())) {
+    if (dense_grad_finite_) {
       local_dense_->Step(params_.data(), param_grad_.data());
       dense_unsynced_ = true;
     }
@@ -574,7 +575,9 @@ Status Trainer::CheckFinite(const StagedBatch& staged) {
              std::to_string(losses_[i]);
     }
   }
-  if (what.empty() && !AllFinite(param_grad_.data(), param_grad_.size())) {
+  // The local dense step reads this too (one scan of the gradient).
+  dense_grad_finite_ = AllFinite(param_grad_.data(), param_grad_.size());
+  if (what.empty() && !dense_grad_finite_) {
     const size_t i = FirstNonfinite(param_grad_.data(), param_grad_.size());
     what = "dense gradient " + std::to_string(i) + " is " + std::to_string(param_grad_[i]);
   }

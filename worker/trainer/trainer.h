@@ -169,6 +169,7 @@ class Trainer {
   AlignedFloats dense_pulled_;               // a sync pull's answer
   bool dense_pull_due_ = true;               // the next training batch staged pulls the dense copy
   bool dense_unsynced_ = false;              // local steps since the latest sync push
+  bool dense_grad_finite_ = true;  // CheckFinite's finding on the latest batch's param_grad_
 
   // Consistency control.
   int64_t started_ = 0;          // training batches started
@@ -200,6 +201,9 @@ class Trainer {
   Counter* bad_lines_metric_ = nullptr;
   int64_t bad_lines_exported_ = 0;
   Gauge* memory_metric_ = nullptr;
+  // Expires with the trainer; its callbacks left in the member's Rpc (the
+  // clock report's) check it before touching the trainer.
+  std::shared_ptr<int> alive_ = std::make_shared<int>(0);
 };
 
 }  // namespace mtps
