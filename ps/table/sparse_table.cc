@@ -32,9 +32,23 @@ constexpr size_t kShrinkDen = 8;
 // An arena chunk holds the smallest power of two of rows that fills at least
 // one huge page; it is allocated huge-page aligned.
 constexpr size_t kHugePage = size_t{2} << 20;
-// How many keys ahead Pull and Push prefetch the home bucket. (Prefetching
-// the row too, from the home bucket 4 keys ahead, measured no faster.)
-constexpr size_t kPrefetchDistance = 8;
+// Pull and Push take a request's keys in blocks of kBlock, in two passes: the
+// first finds (or inserts) each key's row, prefetching home buckets
+// kBucketAhead keys ahead; the second copies or updates the rows, prefetching
+// them kRowAhead keys ahead. A key's two dependent cache misses (its bucket,
+// then its row) are each in flight beside other keys' instead of one after
+// the other.
+constexpr size_t kBlock = 128;
+constexpr size_t kBucketAhead = 16;
+constexpr size_t kRowAhead = 8;
+constexpr size_t kCacheLine = 64;
+
+// Prefetches the `bytes` bytes at p (for writing when kWrite).
+template <bool kWrite>
+inline void PrefetchSpan(const float* p, size_t bytes) {
+  const char* c = reinterpret_cast<const char*>(p);
+  for (size_t b = 0; b < bytes; b += kCacheLine) __builtin_prefetch(c + b, kWrite ? 1 : 0);
+}
 // Rows are 32-bit in the index and kNoRow is reserved (ps/table/table_config.h).
 constexpr uint64_t kMaxRows = static_cast<uint64_t>(kMaxTableRows);
 
@@ -631,27 +645,59 @@ void SparseTable::PullSelected(const uint64_t* keys, const uint32_t* sel, size_t
   BoundDeltaLists();
 }
 
+bool SparseTable::InsertMayFreeRows() const {
+  // The row cap evicts before inserting into a full table; with eviction by
+  // age, growing the index also sweeps it.
+  return (max_rows_ > 0 && num_rows_ >= max_rows_) ||
+         (evict_after_steps_ > 0 && occupied_ + 1 > grow_at_);
+}
+
 template <size_t kDim>
 void SparseTable::PullRows(const uint64_t* keys, const uint32_t* sel, size_t m, bool create_missing,
                            float* out) {
   const size_t dim = kDim != 0 ? kDim : static_cast<size_t>(dim_);
+  const size_t row_bytes = dim * sizeof(float);
   const bool insert = create_missing && sketch_ == nullptr;
-  for (size_t i = 0; i < m; ++i) {
-    if (i + kPrefetchDistance < m) {
-      Prefetch(keys[sel == nullptr ? i + kPrefetchDistance : sel[i + kPrefetchDistance]]);
-    }
-    const size_t pos = sel == nullptr ? i : sel[i];
-    float* dst = out + pos * dim;
-    const uint64_t key = keys[pos];
-    const Bucket* b = Find(key);
-    if (b == nullptr && insert) b = Insert(key);
-    if (b != nullptr) {
-      std::memcpy(dst, RowPtr(b->row), dim * sizeof(float));
-    } else {
-      for (size_t j = 0; j < dim; ++j) {
-        dst[j] = InitialValue(seed_, key, static_cast<int>(j), init_scale_);
+  auto position = [sel](size_t i) -> size_t { return sel == nullptr ? i : sel[i]; };
+  // The rows of the block's keys (nullptr: missing, answered with its
+  // initial value). Rows never move, and none is freed while they are held:
+  // an insertion that may free one first copies the rows found before it.
+  const float* rows[kBlock];
+  for (size_t start = 0; start < m; start += kBlock) {
+    const size_t end = std::min(m, start + kBlock);
+    size_t copied = start;
+    auto copy_to = [&](size_t to) {
+      for (size_t i = copied; i < std::min(to, copied + kRowAhead); ++i) {
+        if (rows[i - start] != nullptr) PrefetchSpan<false>(rows[i - start], row_bytes);
       }
+      for (size_t i = copied; i < to; ++i) {
+        if (i + kRowAhead < to && rows[i + kRowAhead - start] != nullptr) {
+          PrefetchSpan<false>(rows[i + kRowAhead - start], row_bytes);
+        }
+        const size_t pos = position(i);
+        float* dst = out + pos * dim;
+        const float* row = rows[i - start];
+        if (row != nullptr) {
+          std::memcpy(dst, row, row_bytes);
+        } else {
+          for (size_t j = 0; j < dim; ++j) {
+            dst[j] = InitialValue(seed_, keys[pos], static_cast<int>(j), init_scale_);
+          }
+        }
+      }
+      copied = to;
+    };
+    for (size_t i = start; i < end; ++i) {
+      if (i + kBucketAhead < m) Prefetch(keys[position(i + kBucketAhead)]);
+      const uint64_t key = keys[position(i)];
+      const Bucket* b = Find(key);
+      if (b == nullptr && insert) {
+        if (InsertMayFreeRows()) copy_to(i);
+        b = Insert(key);
+      }
+      rows[i - start] = b != nullptr ? RowPtr(b->row) : nullptr;
     }
+    copy_to(end);
   }
 }
 
@@ -659,44 +705,67 @@ template <SparseTable::OptimizerKind kKind>
 void SparseTable::PushRows(const uint64_t* keys, const uint32_t* sel, size_t m,
                            const float* grads) {
   const size_t dim = static_cast<size_t>(dim_);
+  const size_t row_bytes = row_floats_ * sizeof(float);
   const uint32_t now = static_cast<uint32_t>(step_);
   const FtrlParams ftrl{ftrl_alpha_, ftrl_beta_, ftrl_l1_, ftrl_l2_};
   const AdamStepper adam(learning_rate_, beta1_, beta2_);
   const AdamStep table_step = adam.At(static_cast<int64_t>(step_));
+  auto position = [sel](size_t i) -> size_t { return sel == nullptr ? i : sel[i]; };
   uint64_t stamp_change = 0;  // to stamp_sum_ (modulo 2^64)
-  for (size_t i = 0; i < m; ++i) {
-    if (i + kPrefetchDistance < m) {
-      Prefetch(keys[sel == nullptr ? i + kPrefetchDistance : sel[i + kPrefetchDistance]]);
-    }
-    const size_t pos = sel == nullptr ? i : sel[i];
-    const uint64_t key = keys[pos];
-    Bucket* b = Find(key);
-    if (b == nullptr) {
-      if (sketch_ != nullptr && sketch_->Add(key) < admission_min_count_) {
-        ++counters_.rejected;
-        continue;
+  // As in PullRows; nullptr: a key only counted by admission. A key
+  // repeated in the block has the same row twice and is updated twice, in
+  // order.
+  float* rows[kBlock];
+  for (size_t start = 0; start < m; start += kBlock) {
+    const size_t end = std::min(m, start + kBlock);
+    size_t updated = start;
+    auto update_to = [&](size_t to) {
+      for (size_t i = updated; i < std::min(to, updated + kRowAhead); ++i) {
+        if (rows[i - start] != nullptr) PrefetchSpan<true>(rows[i - start], row_bytes);
       }
-      b = Insert(key);
+      for (size_t i = updated; i < to; ++i) {
+        if (i + kRowAhead < to && rows[i + kRowAhead - start] != nullptr) {
+          PrefetchSpan<true>(rows[i + kRowAhead - start], row_bytes);
+        }
+        float* w = rows[i - start];
+        if (w == nullptr) continue;
+        const float* g = grads + position(i) * dim;
+        if constexpr (kKind == OptimizerKind::kSgd) {
+          SgdUpdate(w, g, dim, learning_rate_);
+        } else if constexpr (kKind == OptimizerKind::kAdagrad) {
+          AdagradUpdate(w, w + dim, g, dim, learning_rate_);
+        } else if constexpr (kKind == OptimizerKind::kAdam) {
+          // Per-row step count, kept with either step_count; it saturates
+          // where the bias correction is long 1.
+          uint32_t t = LoadU32(w + 3 * dim);
+          if (t != std::numeric_limits<uint32_t>::max()) ++t;
+          StoreU32(w + 3 * dim, t);
+          AdamUpdate(w, w + dim, w + 2 * dim, g, dim, beta1_, beta2_, epsilon_,
+                     adam_table_step_ ? table_step : adam.At(t));
+        } else {
+          FtrlUpdate(w, w + dim, w + 2 * dim, g, dim, ftrl);
+        }
+      }
+      updated = to;
+    };
+    for (size_t i = start; i < end; ++i) {
+      if (i + kBucketAhead < m) Prefetch(keys[position(i + kBucketAhead)]);
+      const uint64_t key = keys[position(i)];
+      Bucket* b = Find(key);
+      if (b == nullptr) {
+        if (sketch_ != nullptr && sketch_->Add(key) < admission_min_count_) {
+          ++counters_.rejected;
+          rows[i - start] = nullptr;
+          continue;
+        }
+        if (InsertMayFreeRows()) update_to(i);
+        b = Insert(key);
+      }
+      stamp_change += uint64_t{now} - b->step;
+      b->step = now;
+      rows[i - start] = RowPtr(b->row);
     }
-    stamp_change += uint64_t{now} - b->step;
-    b->step = now;
-    float* w = RowPtr(b->row);
-    const float* g = grads + pos * dim;
-    if constexpr (kKind == OptimizerKind::kSgd) {
-      SgdUpdate(w, g, dim, learning_rate_);
-    } else if constexpr (kKind == OptimizerKind::kAdagrad) {
-      AdagradUpdate(w, w + dim, g, dim, learning_rate_);
-    } else if constexpr (kKind == OptimizerKind::kAdam) {
-      // Per-row step count, kept with either step_count; it saturates where
-      // the bias correction is long 1.
-      uint32_t t = LoadU32(w + 3 * dim);
-      if (t != std::numeric_limits<uint32_t>::max()) ++t;
-      StoreU32(w + 3 * dim, t);
-      AdamUpdate(w, w + dim, w + 2 * dim, g, dim, beta1_, beta2_, epsilon_,
-                 adam_table_step_ ? table_step : adam.At(t));
-    } else {
-      FtrlUpdate(w, w + dim, w + 2 * dim, g, dim, ftrl);
-    }
+    update_to(end);
   }
   stamp_sum_ += stamp_change;
 }

@@ -381,6 +381,10 @@ class SparseTable {
   // eviction by age it also drops expired rows unless !sweep.
   void Rehash(size_t new_capacity, bool sweep = true);
   void Prefetch(uint64_t key) const;
+  // Whether inserting a row now may free another (row cap, or a growth of
+  // the index that sweeps for expired rows): row pointers held across it
+  // would then dangle.
+  bool InsertMayFreeRows() const;
   uint32_t Age(uint32_t stamp) const { return static_cast<uint32_t>(step_) - stamp; }
   // Pull of rows of kDim floats (0: dim_, known only at run time).
   template <size_t kDim>

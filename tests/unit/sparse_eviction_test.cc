@@ -3,9 +3,12 @@
 // std::unordered_map model, free-row reuse and memory accounting.
 #include <algorithm>
 #include <cstdint>
+#include <map>
 #include <random>
 #include <set>
+#include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -312,6 +315,149 @@ TEST(RowCapTest, CapOfOneAndTheSideBucketKey) {
   table.Pull(&five, 1, true, out.data());
   EXPECT_EQ(table.size(), 1u);
   EXPECT_TRUE(table.Contains(five));
+}
+
+// ---------------------------------------------------------------------------
+// Requests longer than a block. Pull and Push take keys in blocks of 128, in
+// two passes (find every row, then copy or update them): the rows found must
+// stay the keys' own even when an insertion in the block frees rows (row cap;
+// with eviction by age, a growth of the index sweeps).
+
+// Every row of the table, by key.
+std::map<uint64_t, std::vector<float>> Rows(const SparseTable& table) {
+  std::map<uint64_t, std::vector<float>> rows;
+  table.ForEachRow(
+      [&](uint64_t key, const float* w) { rows[key] = std::vector<float>(w, w + table.dim()); });
+  return rows;
+}
+
+// n keys drawn with repeats from pool.
+std::vector<uint64_t> Draw(const std::vector<uint64_t>& pool, size_t n, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<uint64_t> keys(n);
+  for (uint64_t& k : keys) k = pool[rng() % pool.size()];
+  return keys;
+}
+
+std::vector<float> Ramp(size_t n) {
+  std::vector<float> g(n);
+  for (size_t i = 0; i < n; ++i) g[i] = 0.001f * static_cast<float>(i % 997 + 1);
+  return g;
+}
+
+TEST(BlockedRequestTest, LongCreatingPullEqualsOnePullPerKeyWhileRowsAreFreed) {
+  struct Case {
+    const char* name;
+    int dim;
+    int64_t max_rows;
+    int64_t evict_after_steps;
+  };
+  for (const Case& c :
+       {Case{"plain", 16, 0, 0}, Case{"row cap", 16, 150, 0}, Case{"row cap, dim 5", 5, 150, 0},
+        Case{"age", 16, 0, 400}, Case{"age, dim 5", 5, 0, 400}}) {
+    SCOPED_TRACE(c.name);
+    SparseTableOptions o = SgdOptions(c.dim);
+    o.max_rows = c.max_rows;
+    o.evict_after_steps = c.evict_after_steps;
+    SparseTable one_call(o), per_key(o);
+    const std::vector<uint64_t> pool = DistinctKeys(700, 21);
+    // The same history on both: 140 rows pushed at step 1, then 400 steps
+    // of one other key. With eviction after 400 steps the old rows have
+    // expired, and the incremental sweep (1/100 of the index per step) has
+    // dropped only some of them.
+    const std::vector<uint64_t> old_keys(pool.begin(), pool.begin() + 140);
+    for (SparseTable* t : {&one_call, &per_key}) {
+      std::vector<float> g = Ramp(old_keys.size() * c.dim);
+      t->Push(old_keys.data(), old_keys.size(), g.data());
+      for (int step = 0; step < 400; ++step) PushAll(t, {pool[699]}, 0.5f);
+    }
+    const int64_t evicted_before = one_call.counters().evicted;
+    // Old and new keys with repeats: inserting the new ones evicts (row cap)
+    // or grows the index, which sweeps the expired rows out (age).
+    const std::vector<uint64_t> keys = Draw(pool, 1000, 22);
+    std::vector<float> a(keys.size() * c.dim), b(keys.size() * c.dim);
+    one_call.Pull(keys.data(), keys.size(), /*create_missing=*/true, a.data());
+    for (size_t i = 0; i < keys.size(); ++i) {
+      per_key.Pull(&keys[i], 1, /*create_missing=*/true, b.data() + i * c.dim);
+    }
+    EXPECT_EQ(a, b);
+    EXPECT_EQ(one_call.counters().evicted, per_key.counters().evicted);
+    EXPECT_EQ(one_call.counters().admitted, per_key.counters().admitted);
+    EXPECT_EQ(Rows(one_call), Rows(per_key));
+    if (c.max_rows > 0 || c.evict_after_steps > 0) {
+      EXPECT_GT(one_call.counters().evicted, evicted_before + 50);
+    }
+  }
+}
+
+TEST(BlockedRequestTest, LongPushEqualsOnePushPerKeyForEveryOptimizer) {
+  // Without eviction or Adam's table step, a push's result does not depend
+  // on the step, so one call of n keys must equal n calls of one key.
+  std::vector<std::pair<const char*, config::SparseOptimizer>> optimizers(4);
+  optimizers[0].first = "sgd";
+  optimizers[0].second.mutable_sgd()->set_learning_rate(0.1f);
+  optimizers[1].first = "adagrad";
+  optimizers[1].second.mutable_adagrad()->set_learning_rate(0.1f);
+  optimizers[2].first = "adam (row step)";
+  optimizers[2].second.mutable_adam()->set_step_count(config::Adam::ROW);
+  optimizers[3].first = "ftrl";
+  optimizers[3].second.mutable_ftrl()->set_alpha(0.1f);
+  for (const auto& [name, optimizer] : optimizers) {
+    for (int dim : {5, 16, 64}) {
+      SCOPED_TRACE(std::string(name) + ", dim " + std::to_string(dim));
+      SparseTableOptions o = SgdOptions(dim);
+      o.optimizer = optimizer;
+      SparseTable one_call(o), per_key(o);
+      const std::vector<uint64_t> keys = Draw(DistinctKeys(300, 23), 1000, 24);
+      const std::vector<float> g = Ramp(keys.size() * dim);
+      for (int round = 0; round < 2; ++round) {
+        one_call.Push(keys.data(), keys.size(), g.data());
+        for (size_t i = 0; i < keys.size(); ++i) per_key.Push(&keys[i], 1, g.data() + i * dim);
+      }
+      ASSERT_EQ(one_call.size(), per_key.size());
+      EXPECT_EQ(Rows(one_call), Rows(per_key));
+    }
+  }
+}
+
+TEST(BlockedRequestTest, LongPushUnderTheRowCapUpdatesOnlyEachKeysOwnRow) {
+  // SGD at rate 1 with an integer gradient per occurrence: a row present at
+  // the end is its value before the push (or its initial value, when it was
+  // created or re-created in the push) minus the gradients of its last
+  // occurrences, exactly. A row found before an eviction freed it and handed
+  // it to another key would carry the other key's gradients too.
+  SparseTableOptions o = SgdOptions(2);
+  o.max_rows = 100;
+  SparseTable table(o);
+  const std::vector<uint64_t> pool = DistinctKeys(300, 25);
+  const std::vector<uint64_t> before(pool.begin(), pool.begin() + 100);
+  PushAll(&table, before, 1000.0f);
+  const std::map<uint64_t, std::vector<float>> prev = Rows(table);
+  const std::vector<uint64_t> keys = Draw(pool, 600, 26);
+  std::vector<float> grads(keys.size() * 2);
+  for (size_t i = 0; i < keys.size(); ++i) grads[2 * i] = grads[2 * i + 1] = float(i + 1);
+  table.Push(keys.data(), keys.size(), grads.data());
+  ASSERT_GT(table.counters().evicted, 100);
+  ASSERT_EQ(table.size(), 100u);
+  for (const auto& [key, row] : Rows(table)) {
+    std::vector<size_t> occurrences;
+    for (size_t i = 0; i < keys.size(); ++i) {
+      if (keys[i] == key) occurrences.push_back(i);
+    }
+    bool explained = false;
+    // The row kept (or re-created) from before occurrence s.
+    for (size_t s = 0; s <= occurrences.size() && !explained; ++s) {
+      for (bool from_prev : {true, false}) {
+        if (from_prev && (s > 0 || prev.count(key) == 0)) continue;
+        std::vector<float> want = from_prev ? prev.at(key) : Initial(o, key);
+        for (size_t k = s; k < occurrences.size(); ++k) {
+          for (float& w : want) w -= grads[2 * occurrences[k]];
+        }
+        if (want == row) explained = true;
+      }
+    }
+    EXPECT_TRUE(explained) << "key " << key << ": row " << row[0] << ", " << row[1];
+  }
 }
 
 // ---------------------------------------------------------------------------
