@@ -36,6 +36,10 @@ for all cores. --json FILE also writes every run's numbers.
 Options: --pairs N (default 1), --servers/--workers (default 1/1),
 --epochs N (default: the config's), --set FIELD=VALUE (mtps only, repeatable),
 --torch-threads N, --rows N, --seed N, --out DIR (default runs/train-bench).
+--scaling ROWS runs mtps alone, alternating between --rows and ROWS
+generated rows, and prints how examples/s holds as the data grows.
+Every mtps run also prints the CPU seconds its processes spent per 1M
+training examples, by role (what a layout on more cores divides up).
 Standard library plus numpy (data generation); the numbers in the README
 come from this script.
 """
@@ -194,21 +198,37 @@ def generate(data_dir, rows, seed):
 # Runs
 # ---------------------------------------------------------------------------
 
-def children_rss(parent):
-    """{pid: VmHWM bytes} of the processes whose parent is `parent`."""
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def children_usage(parent):
+    """{pid: (role, VmHWM bytes, CPU seconds)} of the processes whose parent is `parent`.
+
+    The role is mtps-node's --role (scheduler, server, worker); None for
+    any other process (the launcher's helpers).
+    """
     out = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             with open("/proc/%s/stat" % entry) as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            if ppid != parent:
+                fields = f.read().rsplit(")", 1)[1].split()
+            if int(fields[1]) != parent:
                 continue
+            cpu = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
+            rss = 0
             with open("/proc/%s/status" % entry) as f:
                 for line in f:
                     if line.startswith("VmHWM:"):
-                        out[int(entry)] = int(line.split()[1]) * 1024
+                        rss = int(line.split()[1]) * 1024
+            with open("/proc/%s/cmdline" % entry) as f:
+                argv = f.read().split("\0")
+            role = None
+            for a in argv:
+                if a.startswith("--role="):
+                    role = a[len("--role="):]
+            out[int(entry)] = (role, rss, cpu)
         except (OSError, ValueError, IndexError):
             continue
     return out
@@ -224,16 +244,23 @@ def run_mtps(spec, args, run_dir):
         cmd += ["--set", s]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     peaks = {}
+    cpu = {}  # pid -> (role, CPU seconds at its last sample)
     peak_sum = 0
     done = threading.Event()
 
     def sample():
         nonlocal peak_sum
         while not done.wait(0.1):
-            now = children_rss(proc.pid)
-            for pid, rss in now.items():
+            now = children_usage(proc.pid)
+            for pid, (role, rss, seconds) in now.items():
                 peaks[pid] = max(peaks.get(pid, 0), rss)
-            peak_sum = max(peak_sum, sum(now.values()))
+                # A process that has exited but is not yet reaped has no
+                # command line any more: keep the role seen before.
+                if pid in cpu:
+                    cpu[pid] = (cpu[pid][0], seconds)
+                elif role:
+                    cpu[pid] = (role, seconds)
+            peak_sum = max(peak_sum, sum(rss for _, rss, _ in now.values()))
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
@@ -244,8 +271,16 @@ def run_mtps(spec, args, run_dir):
         sys.exit("mtps failed (%d): %s\n%s%s" % (proc.returncode, " ".join(cmd), out, err[-3000:]))
     summary = json.loads((run_dir / "summary.json").read_text())
     aucs = {task: m["auc"] for task, m in summary["eval"].items()}
+    # CPU seconds per 1M training examples by role, summed over the role's
+    # processes (sampled every 100 ms, so the last 100 ms and the held-out
+    # evaluation are included, roughly).
+    per_role = {}
+    for role, seconds in cpu.values():
+        per_role[role] = per_role.get(role, 0.0) + seconds
+    examples = max(1, summary["train"]["examples"])
     return {"examples_per_sec": summary["train"]["examples_per_sec"], "auc": aucs,
-            "rss_sum": peak_sum, "rss_max": max(peaks.values(), default=0)}
+            "rss_sum": peak_sum, "rss_max": max(peaks.values(), default=0),
+            "cpu_per_million": {r: s * 1e6 / examples for r, s in sorted(per_role.items())}}
 
 
 def torch_env():
@@ -307,6 +342,54 @@ def mb(n):
     return "%.0f MB" % (n / 1e6)
 
 
+def print_run(label, r):
+    line = "%s %9.0f examples/s  AUC %s  peak RSS %s (largest process %s)" % (
+        label, r["examples_per_sec"], " ".join("%s %.4f" % kv for kv in sorted(r["auc"].items())),
+        mb(r["rss_sum"]), mb(r["rss_max"]))
+    if "cpu_per_million" in r:
+        line += "  CPU s/1M %s" % " ".join(
+            "%s %.1f" % kv for kv in r["cpu_per_million"].items())
+    print(line, flush=True)
+
+
+def cpu_medians(runs):
+    roles = sorted({role for r in runs for role in r["cpu_per_million"]})
+    return ", ".join("%s %.1f" % (role, statistics.median(
+        r["cpu_per_million"].get(role, 0.0) for r in runs)) for role in roles)
+
+
+def scaling(args):
+    """mtps on --rows and on --scaling generated rows, alternating: examples/s should hold."""
+    sizes = [args.rows, args.scaling]
+    chosen = ["esmm", "mmoe"] if args.model == "all" else [args.model]
+    if "census" in chosen:
+        sys.exit("--scaling needs generated data: --model esmm or mmoe")
+    for rows in sizes:
+        data_dir = args.out / ("data-%d-s%d" % (rows, args.seed))
+        t = time.time()
+        generate(data_dir, rows, args.seed)
+        print("data: %s (%s)" % (data_dir, (data_dir / "README").read_text().strip()))
+        if time.time() - t > 1:
+            print("  generated in %.0f s" % (time.time() - t))
+    for model in chosen:
+        runs = {rows: [] for rows in sizes}
+        for pair in range(args.pairs):
+            for rows in (sizes if pair % 2 == 0 else sizes[::-1]):
+                spec = models(args.out / ("data-%d-s%d" % (rows, args.seed)))[model]
+                r = run_mtps(spec, args, args.out / "runs" / ("%s-%d-rows-%d" % (model, pair, rows)))
+                runs[rows].append(r)
+                print_run("%s pair %d %9d rows" % (model, pair, rows), r)
+        med = {rows: statistics.median(r["examples_per_sec"] for r in runs[rows]) for rows in sizes}
+        print("\n%s: %d rows %.0f examples/s, %d rows %.0f: ratio %.3f" %
+              (model, sizes[0], med[sizes[0]], sizes[1], med[sizes[1]],
+               med[sizes[1]] / med[sizes[0]]))
+        for rows in sizes:
+            print("  %d rows: peak RSS %s; CPU s per 1M training examples: %s" %
+                  (rows, mb(statistics.median(r["rss_sum"] for r in runs[rows])),
+                   cpu_medians(runs[rows])))
+        print()
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", choices=("esmm", "mmoe", "census", "all"), default="all")
@@ -320,7 +403,12 @@ def main():
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "train-bench")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--scaling", type=int, metavar="ROWS",
+                        help="mtps only: alternate runs on --rows and on ROWS generated rows")
     args = parser.parse_args()
+    if args.scaling:
+        scaling(args)
+        return
 
     data_dir = args.out / ("data-%d-s%d" % (args.rows, args.seed))
     specs = models(data_dir)
@@ -347,10 +435,7 @@ def main():
                 else:
                     r = run_torch(spec, args)
                 runs[side].append(r)
-                print("%s pair %d %-5s %9.0f examples/s  AUC %s  peak RSS %s (largest process %s)" %
-                      (model, pair, side, r["examples_per_sec"],
-                       " ".join("%s %.4f" % kv for kv in sorted(r["auc"].items())),
-                       mb(r["rss_sum"]), mb(r["rss_max"])), flush=True)
+                print_run("%s pair %d %-5s" % (model, pair, side), r)
         layers = spec["layers"]
         flops = sum(6 * i * o for i, o in layers)
         first_in, first_out = layers[0]
@@ -366,6 +451,7 @@ def main():
                 print("  AUC %-14s mtps %.4f  PyTorch %.4f  (%+.4f)" % (task, a, b, a - b))
         print("  peak RSS: mtps %s (largest process %s), PyTorch %s" %
               (mb(med("mtps", "rss_sum")), mb(med("mtps", "rss_max")), mb(med("torch", "rss_sum"))))
+        print("  mtps CPU s per 1M training examples: %s" % cpu_medians(runs["mtps"]))
         bound = None
         if gflops:
             bound = gflops * 1e9 / flops
