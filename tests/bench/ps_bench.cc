@@ -11,7 +11,9 @@
 //     throughput of a table built the same way from the same keys, on the same
 //     key streams, and the ratio network / in-process.
 // Then the table at scale: bytes per row against the raw 8 + 2 * 4 * dim bytes,
-// and in-process pull throughput, at --scale_rows rows.
+// and in-process pull throughput, at --scale_rows rows. And what each of the
+// table's features costs (section `features`): in-process pull and push of
+// tables that differ only in admission, eviction by age or the row cap.
 // Keys are drawn uniformly from a universe of --universe keys; the tables are
 // populated with the whole universe first, so pulls and pushes hit existing
 // rows. Prints Markdown tables to stdout (progress on stderr). A benchmark,
@@ -19,7 +21,8 @@
 //
 //   build/bin/ps_bench [--keys_per_request 4096,32768] [--dims 8,16,64] [--servers 1,2]
 //       [--universe 10000000] [--inflight 8] [--seconds 3]
-//       [--scale_rows 1000000,10000000,100000000] [--sections network,latency,scale]
+//       [--scale_rows 1000000,10000000,100000000] [--features_universe 2000000]
+//       [--features_evict_after 100000] [--sections network,latency,scale,features]
 #include <malloc.h>
 #include <unistd.h>
 
@@ -72,7 +75,13 @@ DEFINE_int64(key_pool, int64_t{1} << 24,
              "keys drawn in advance per stream; requests take consecutive windows of it");
 DEFINE_double(memory_margin_gib, 2,
               "a table size is skipped unless its estimated bytes plus this fit in MemAvailable");
-DEFINE_string(sections, "network,latency,scale", "which sections to run");
+DEFINE_int64(features_universe, 2000000,
+             "features section: rows of each table (and the keys' universe)");
+DEFINE_int64(features_evict_after, 100000,
+             "features section: evict_after_steps of the eviction case (no row gets that old "
+             "during the run)");
+DEFINE_string(sections, "network,latency,scale",
+              "which sections to run: network, latency, scale, features");
 DEFINE_uint64(seed, 1, "seed of the key streams");
 
 namespace mtps {
@@ -98,6 +107,8 @@ struct BenchOptions {
   int scale_keys_per_request = 0;
   int64_t key_pool = 0;
   double memory_margin_gib = 0;
+  int64_t features_universe = 0;
+  int64_t features_evict_after = 0;
   std::set<std::string> sections;
   uint64_t seed = 1;
 };
@@ -148,12 +159,17 @@ StatusOr<BenchOptions> OptionsFromFlags() {
   o.key_pool = FLAGS_key_pool;
   o.memory_margin_gib = FLAGS_memory_margin_gib;
   o.seed = FLAGS_seed;
+  o.features_universe = FLAGS_features_universe;
+  o.features_evict_after = FLAGS_features_evict_after;
+  if (o.features_evict_after < 1 || o.features_evict_after >= (int64_t{1} << 31)) {
+    return Status::InvalidArgument("--features_evict_after must be in [1, 2^31)");
+  }
   std::stringstream ss(FLAGS_sections);
   std::string s;
   while (std::getline(ss, s, ',')) {
-    if (s != "network" && s != "latency" && s != "scale") {
+    if (s != "network" && s != "latency" && s != "scale" && s != "features") {
       return Status::InvalidArgument("--sections: unknown section '" + s +
-                                     "' (network, latency, scale)");
+                                     "' (network, latency, scale, features)");
     }
     o.sections.insert(s);
   }
@@ -531,6 +547,13 @@ struct LatencyRow {
   int servers, dim, k;
   std::vector<double> pull_ms, push_ms;
 };
+// One (dim, keys per request) of the features section: per case, the
+// in-process pull and push rates.
+struct FeatureRow {
+  int dim, k;
+  std::vector<std::string> cases;
+  std::vector<Rate> pull, push;
+};
 struct ScaleRow {
   int64_t rows;
   bool skipped = false;
@@ -561,6 +584,9 @@ class Bench {
     if (o_.sections.count("scale") > 0) {
       for (int64_t rows : o_.scale_rows) MTPS_RETURN_IF_ERROR(RunScale(rows));
     }
+    if (o_.sections.count("features") > 0) {
+      for (int64_t dim : o_.dims) MTPS_RETURN_IF_ERROR(RunFeatures(static_cast<int>(dim)));
+    }
     return Status::OK();
   }
 
@@ -568,6 +594,7 @@ class Bench {
     if (!network_rows_.empty()) PrintNetwork();
     if (!latency_rows_.empty()) PrintLatency();
     if (!scale_rows_.empty()) PrintScale();
+    if (!feature_rows_.empty()) PrintFeatures();
   }
 
  private:
@@ -807,6 +834,128 @@ class Bench {
     return Status::OK();
   }
 
+  // The features section: tables of features_universe rows that differ only
+  // in one feature, populated with the same keys in the same order, then
+  // driven with the same key stream, rounds alternating over the tables.
+  Status RunFeatures(int dim) {
+    const int64_t rows = o_.features_universe;
+    struct Case {
+      std::string name;
+      SparseTableOptions options;
+      bool populate_by_push;  // admission: a row exists once pushed twice
+    };
+    std::vector<Case> cases;
+    cases.push_back({"every feature off", TableOptions(dim), false});
+    cases.push_back({"admission 2 (every key admitted)", TableOptions(dim), true});
+    cases.back().options.admission_min_count = 2;
+    cases.push_back(
+        {"eviction after " + WithCommas(o_.features_evict_after) + " steps (none that old)",
+         TableOptions(dim), false});
+    cases.back().options.evict_after_steps = o_.features_evict_after;
+    cases.push_back({"row cap 2x the rows (not reached)", TableOptions(dim), false});
+    cases.back().options.max_rows = 2 * rows;
+    cases.push_back({"row cap half the rows (a pull or push of a missing key evicts one)",
+                     TableOptions(dim), false});
+    cases.back().options.max_rows = rows / 2;
+    // Memory: each table's rows (embedding + Adagrad accumulator) and index.
+    size_t capacity = 16;
+    while (capacity * 7 / 10 < static_cast<size_t>(rows)) capacity <<= 1;
+    const double estimate =
+        static_cast<double>(cases.size()) *
+        static_cast<double>(capacity * 16 + static_cast<size_t>(rows) * 8 * dim +
+                            (size_t{8} << 20));
+    const double available = static_cast<double>(ReadMemInfoKiB("MemAvailable")) * 1024;
+    if (available < estimate + o_.memory_margin_gib * (1 << 30)) {
+      return Status::InvalidArgument(
+          "features section, dim " + std::to_string(dim) + ": needs about " +
+          Fixed(estimate / (1 << 30), 1) + " GiB plus the margin, MemAvailable " +
+          Fixed(available / (1 << 30), 1) + " GiB (lower --features_universe)");
+    }
+    const size_t max_k = static_cast<size_t>(
+        *std::max_element(o_.keys_per_request.begin(), o_.keys_per_request.end()));
+    const std::vector<float> grads = MakeGrads(max_k, static_cast<size_t>(dim));
+    const std::vector<float> zeros(static_cast<size_t>(kPopulateKeysPerRequest) * dim, 0.0f);
+    std::vector<std::unique_ptr<SparseTable>> tables;
+    for (const Case& c : cases) {
+      tables.push_back(std::make_unique<SparseTable>(c.options));
+      SparseTable* t = tables.back().get();
+      if (c.populate_by_push) {
+        for (int twice = 0; twice < 2; ++twice) {
+          TimeLoop(1e9, PopulateSource(rows), [&](const std::vector<uint64_t>& keys) {
+            t->Push(keys.data(), keys.size(), zeros.data());
+          });
+        }
+      } else {
+        PopulateTable(t, rows);
+      }
+      const int64_t want = c.options.max_rows > 0 ? std::min(rows, c.options.max_rows) : rows;
+      if (static_cast<int64_t>(t->size()) != want) {
+        return Status::Internal("features section, " + c.name + ": " + std::to_string(t->size()) +
+                                " rows after populating, expected " + std::to_string(want));
+      }
+    }
+    const KeyStream stream(static_cast<size_t>(std::min<int64_t>(o_.key_pool, int64_t{1} << 22)),
+                           static_cast<uint64_t>(rows), o_.seed + 2, max_k);
+    std::vector<float> out(max_k * static_cast<size_t>(dim));
+    const int rounds = std::max(1, o_.rounds);
+    const double slice = o_.seconds / rounds;
+    for (int64_t k64 : o_.keys_per_request) {
+      const size_t k = static_cast<size_t>(k64);
+      FeatureRow row{dim, static_cast<int>(k), {}, {}, {}};
+      for (const Case& c : cases) row.cases.push_back(c.name);
+      row.pull.resize(cases.size());
+      row.push.resize(cases.size());
+      int64_t first = 0;
+      for (int round = 0; round < rounds; ++round) {
+        int64_t longest = 0;
+        for (size_t c = 0; c < cases.size(); ++c) {
+          SparseTable* t = tables[c].get();
+          const RequestSource source = StreamSource(&stream, first, k);
+          const Rate pull = TimeLoop(slice, source, [&](const std::vector<uint64_t>& keys) {
+            t->Pull(keys.data(), keys.size(), /*create_missing=*/true, out.data());
+          });
+          const Rate push = TimeLoop(slice, source, [&](const std::vector<uint64_t>& keys) {
+            t->Push(keys.data(), keys.size(), grads.data());
+          });
+          for (auto [total, r] : {std::pair{&row.pull[c], &pull}, std::pair{&row.push[c], &push}}) {
+            total->keys += r->keys;
+            total->requests += r->requests;
+            total->seconds += r->seconds;
+            longest = std::max(longest, r->requests);
+          }
+        }
+        first += longest;
+      }
+      for (size_t c = 0; c < cases.size(); ++c) {
+        fprintf(stderr, "features dim %d k=%zu %s: pull %.2f M keys/s, push %.2f M\n", dim, k,
+                cases[c].name.c_str(), row.pull[c].KeysPerSecond() / 1e6,
+                row.push[c].KeysPerSecond() / 1e6);
+      }
+      feature_rows_.push_back(std::move(row));
+    }
+    return Status::OK();
+  }
+
+  void PrintFeatures() const {
+    printf(
+        "\n### What each table feature costs: in-process, one thread, keys/s\n\n"
+        "Tables of %s rows (Adagrad) that differ only in the feature, populated with the same "
+        "keys in the same order; the same uniform key stream on each, %d alternating rounds, %g "
+        "s per table and op in all. Creating pulls; push = Adagrad.\n\n",
+        WithCommas(o_.features_universe).c_str(), std::max(1, o_.rounds), o_.seconds);
+    printf("| dim | keys/request | table | pull | vs off | push | vs off |\n");
+    printf("| --- | --- | --- | --- | --- | --- | --- |\n");
+    for (const FeatureRow& r : feature_rows_) {
+      const double pull0 = r.pull[0].KeysPerSecond(), push0 = r.push[0].KeysPerSecond();
+      for (size_t c = 0; c < r.cases.size(); ++c) {
+        const double pull = r.pull[c].KeysPerSecond(), push = r.push[c].KeysPerSecond();
+        printf("| %d | %d | %s | %s | %s | %s | %s |\n", r.dim, r.k, r.cases[c].c_str(),
+               Millions(pull).c_str(), pull0 > 0 ? Fixed(pull / pull0, 2).c_str() : "-",
+               Millions(push).c_str(), push0 > 0 ? Fixed(push / push0, 2).c_str() : "-");
+      }
+    }
+  }
+
   void PrintNetwork() const {
     printf(
         "\n### Throughput: network (%d requests in flight) vs in-process, keys/s\n\n"
@@ -907,6 +1056,7 @@ class Bench {
   std::vector<NetworkRow> network_rows_;
   std::vector<LatencyRow> latency_rows_;
   std::vector<ScaleRow> scale_rows_;
+  std::vector<FeatureRow> feature_rows_;
 };
 
 }  // namespace
