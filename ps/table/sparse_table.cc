@@ -43,12 +43,18 @@ constexpr size_t kBucketAhead = 16;
 constexpr size_t kRowAhead = 8;
 constexpr size_t kCacheLine = 64;
 
-// Prefetches the `bytes` bytes at p (for writing when kWrite).
+// Prefetches the `bytes` bytes at p (for writing when kWrite). Rows need not
+// start on a line (an Adam row is 3 dim + 1 floats), so the lines are
+// counted from the one holding p.
 template <bool kWrite>
 inline void PrefetchSpan(const float* p, size_t bytes) {
-  const char* c = reinterpret_cast<const char*>(p);
-  for (size_t b = 0; b < bytes; b += kCacheLine) __builtin_prefetch(c + b, kWrite ? 1 : 0);
+  const uintptr_t end = reinterpret_cast<uintptr_t>(p) + bytes;
+  for (uintptr_t a = reinterpret_cast<uintptr_t>(p) & ~uintptr_t{kCacheLine - 1}; a < end;
+       a += kCacheLine) {
+    __builtin_prefetch(reinterpret_cast<const void*>(a), kWrite ? 1 : 0);
+  }
 }
+
 // Rows are 32-bit in the index and kNoRow is reserved (ps/table/table_config.h).
 constexpr uint64_t kMaxRows = static_cast<uint64_t>(kMaxTableRows);
 
@@ -391,6 +397,9 @@ SparseTable::Bucket* SparseTable::Find(uint64_t key) {
 
 SparseTable::Bucket* SparseTable::Insert(uint64_t key) {
   if (max_rows_ > 0 && num_rows_ >= max_rows_) EvictOneLru();
+  // The index grows before the row is taken and counted: if growing (or
+  // taking the row) throws, nothing of the key is left half-inserted.
+  if (key != kEmptyKey && occupied_ + 1 > grow_at_) Rehash(capacity_ * 2);
   const uint32_t row = NewRow(key);
   ++num_rows_;
   ++counters_.admitted;
@@ -406,7 +415,6 @@ SparseTable::Bucket* SparseTable::Insert(uint64_t key) {
     empty_key_bucket_ = Bucket{kEmptyKey, row, now};
     return &empty_key_bucket_;
   }
-  if (occupied_ + 1 > grow_at_) Rehash(capacity_ * 2);
   size_t i = h & mask_;
   while (buckets_[i].key != kEmptyKey) i = (i + 1) & mask_;
   buckets_[i] = Bucket{key, row, now};
@@ -707,7 +715,12 @@ void SparseTable::PullRows(const uint64_t* keys, const uint32_t* sel, size_t m, 
       const Bucket* b = Find(key);
       if (b == nullptr && insert) {
         if (InsertMayFreeRows()) copy_to(i);
-        b = Insert(key);
+        try {
+          b = Insert(key);
+        } catch (...) {
+          copy_to(i);  // out of rows or memory: the keys before it are served
+          throw;
+        }
       }
       rows[i - start] = b != nullptr ? RowPtr(b->row) : nullptr;
     }
@@ -773,7 +786,15 @@ void SparseTable::PushRows(const uint64_t* keys, const uint32_t* sel, size_t m,
           continue;
         }
         if (InsertMayFreeRows()) update_to(i);
-        b = Insert(key);
+        try {
+          b = Insert(key);
+        } catch (...) {
+          // Out of rows or memory: the keys before it are applied (and
+          // counted in the stamp digest), as one key at a time would have.
+          update_to(i);
+          stamp_sum_ += stamp_change;
+          throw;
+        }
       }
       stamp_change += uint64_t{now} - b->step;
       b->step = now;

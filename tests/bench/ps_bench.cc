@@ -174,6 +174,10 @@ StatusOr<BenchOptions> OptionsFromFlags() {
     o.sections.insert(s);
   }
   const int64_t max_k = *std::max_element(o.keys_per_request.begin(), o.keys_per_request.end());
+  if (o.sections.count("features") > 0 && o.features_universe < 2 * max_k) {
+    return Status::InvalidArgument(
+        "--features_universe must be at least twice the largest --keys_per_request");
+  }
   if (o.universe <= 0) return Status::InvalidArgument("--universe must be positive");
   if (o.inflight <= 0 || o.inflight > 1024) {
     return Status::InvalidArgument("--inflight must be in [1, 1024]");
@@ -553,6 +557,8 @@ struct FeatureRow {
   int dim, k;
   std::vector<std::string> cases;
   std::vector<Rate> pull, push;
+  // Rows the table created and evicted during the pulls and the pushes.
+  std::vector<int64_t> pull_created, push_created, evicted;
 };
 struct ScaleRow {
   int64_t rows;
@@ -854,8 +860,8 @@ class Bench {
     cases.back().options.evict_after_steps = o_.features_evict_after;
     cases.push_back({"row cap 2x the rows (not reached)", TableOptions(dim), false});
     cases.back().options.max_rows = 2 * rows;
-    cases.push_back({"row cap half the rows (a pull or push of a missing key evicts one)",
-                     TableOptions(dim), false});
+    cases.push_back(
+        {"row cap half the rows (each missing key evicts a row)", TableOptions(dim), false});
     cases.back().options.max_rows = rows / 2;
     // Memory: each table's rows (embedding + Adagrad accumulator) and index.
     size_t capacity = 16;
@@ -901,27 +907,41 @@ class Bench {
     const double slice = o_.seconds / rounds;
     for (int64_t k64 : o_.keys_per_request) {
       const size_t k = static_cast<size_t>(k64);
-      FeatureRow row{dim, static_cast<int>(k), {}, {}, {}};
+      FeatureRow row{dim, static_cast<int>(k), {}, {}, {}, {}, {}, {}};
       for (const Case& c : cases) row.cases.push_back(c.name);
       row.pull.resize(cases.size());
       row.push.resize(cases.size());
+      row.pull_created.assign(cases.size(), 0);
+      row.push_created.assign(cases.size(), 0);
+      row.evicted.assign(cases.size(), 0);
       int64_t first = 0;
       for (int round = 0; round < rounds; ++round) {
         int64_t longest = 0;
-        for (size_t c = 0; c < cases.size(); ++c) {
+        // The order of the tables turns each round, so none always runs
+        // right after the heaviest.
+        for (size_t j = 0; j < cases.size(); ++j) {
+          const size_t c = (j + static_cast<size_t>(round)) % cases.size();
           SparseTable* t = tables[c].get();
           const RequestSource source = StreamSource(&stream, first, k);
+          const int64_t admitted0 = t->counters().admitted, evicted0 = t->counters().evicted;
           const Rate pull = TimeLoop(slice, source, [&](const std::vector<uint64_t>& keys) {
             t->Pull(keys.data(), keys.size(), /*create_missing=*/true, out.data());
           });
-          const Rate push = TimeLoop(slice, source, [&](const std::vector<uint64_t>& keys) {
-            t->Push(keys.data(), keys.size(), grads.data());
-          });
+          const int64_t admitted1 = t->counters().admitted;
+          // The pushes take the windows after the pulls', not the keys the
+          // pulls just created.
+          const Rate push = TimeLoop(slice, StreamSource(&stream, first + pull.requests, k),
+                                     [&](const std::vector<uint64_t>& keys) {
+                                       t->Push(keys.data(), keys.size(), grads.data());
+                                     });
+          row.pull_created[c] += admitted1 - admitted0;
+          row.push_created[c] += t->counters().admitted - admitted1;
+          row.evicted[c] += t->counters().evicted - evicted0;
+          longest = std::max(longest, pull.requests + push.requests);
           for (auto [total, r] : {std::pair{&row.pull[c], &pull}, std::pair{&row.push[c], &push}}) {
             total->keys += r->keys;
             total->requests += r->requests;
             total->seconds += r->seconds;
-            longest = std::max(longest, r->requests);
           }
         }
         first += longest;
@@ -943,15 +963,23 @@ class Bench {
         "keys in the same order; the same uniform key stream on each, %d alternating rounds, %g "
         "s per table and op in all. Creating pulls; push = Adagrad.\n\n",
         WithCommas(o_.features_universe).c_str(), std::max(1, o_.rounds), o_.seconds);
-    printf("| dim | keys/request | table | pull | vs off | push | vs off |\n");
-    printf("| --- | --- | --- | --- | --- | --- | --- |\n");
+    printf(
+        "| dim | keys/request | table | pull | vs off | push | vs off | rows created per key "
+        "pulled / pushed | rows evicted |\n");
+    printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
+    auto per_key = [](int64_t n, const Rate& r) {
+      return r.keys > 0 ? Fixed(static_cast<double>(n) / static_cast<double>(r.keys), 3) : "-";
+    };
     for (const FeatureRow& r : feature_rows_) {
       const double pull0 = r.pull[0].KeysPerSecond(), push0 = r.push[0].KeysPerSecond();
       for (size_t c = 0; c < r.cases.size(); ++c) {
         const double pull = r.pull[c].KeysPerSecond(), push = r.push[c].KeysPerSecond();
-        printf("| %d | %d | %s | %s | %s | %s | %s |\n", r.dim, r.k, r.cases[c].c_str(),
-               Millions(pull).c_str(), pull0 > 0 ? Fixed(pull / pull0, 2).c_str() : "-",
-               Millions(push).c_str(), push0 > 0 ? Fixed(push / push0, 2).c_str() : "-");
+        printf("| %d | %d | %s | %s | %s | %s | %s | %s / %s | %s |\n", r.dim, r.k,
+               r.cases[c].c_str(), Millions(pull).c_str(),
+               pull0 > 0 ? Fixed(pull / pull0, 2).c_str() : "-", Millions(push).c_str(),
+               push0 > 0 ? Fixed(push / push0, 2).c_str() : "-",
+               per_key(r.pull_created[c], r.pull[c]).c_str(),
+               per_key(r.push_created[c], r.push[c]).c_str(), WithCommas(r.evicted[c]).c_str());
       }
     }
   }

@@ -2,6 +2,7 @@
 // eviction by age, the row cap's approximate LRU, deletion against a
 // std::unordered_map model, free-row reuse and memory accounting.
 #include <algorithm>
+#include <cstddef>
 #include <cstdint>
 #include <map>
 #include <random>
@@ -331,6 +332,13 @@ std::map<uint64_t, std::vector<float>> Rows(const SparseTable& table) {
   return rows;
 }
 
+// n distinct keys, key 0 (the one kept beside the index) among them.
+std::vector<uint64_t> PoolWithKeyZero(size_t n, uint64_t seed) {
+  std::vector<uint64_t> pool = DistinctKeys(n - 1, seed);
+  pool.insert(pool.begin() + static_cast<std::ptrdiff_t>(n / 10), SparseTable::kEmptyKey);
+  return pool;
+}
+
 // n keys drawn with repeats from pool.
 std::vector<uint64_t> Draw(const std::vector<uint64_t>& pool, size_t n, uint64_t seed) {
   std::mt19937_64 rng(seed);
@@ -360,7 +368,7 @@ TEST(BlockedRequestTest, LongCreatingPullEqualsOnePullPerKeyWhileRowsAreFreed) {
     o.max_rows = c.max_rows;
     o.evict_after_steps = c.evict_after_steps;
     SparseTable one_call(o), per_key(o);
-    const std::vector<uint64_t> pool = DistinctKeys(700, 21);
+    const std::vector<uint64_t> pool = PoolWithKeyZero(700, 21);
     // The same history on both: 140 rows pushed at step 1, then 400 steps
     // of one other key. With eviction after 400 steps the old rows have
     // expired, and the incremental sweep (1/100 of the index per step) has
@@ -407,15 +415,26 @@ TEST(BlockedRequestTest, LongPushEqualsOnePushPerKeyForEveryOptimizer) {
       SCOPED_TRACE(std::string(name) + ", dim " + std::to_string(dim));
       SparseTableOptions o = SgdOptions(dim);
       o.optimizer = optimizer;
-      SparseTable one_call(o), per_key(o);
-      const std::vector<uint64_t> keys = Draw(DistinctKeys(300, 23), 1000, 24);
+      SparseTable one_call(o), per_key(o), selected(o), selected_per_key(o);
+      const std::vector<uint64_t> keys = Draw(PoolWithKeyZero(300, 23), 1000, 24);
       const std::vector<float> g = Ramp(keys.size() * dim);
+      // A shard's share of a request: every third position, over 3 blocks.
+      std::vector<uint32_t> sel;
+      for (uint32_t i = 0; i < keys.size(); i += 3) sel.push_back(i);
       for (int round = 0; round < 2; ++round) {
         one_call.Push(keys.data(), keys.size(), g.data());
         for (size_t i = 0; i < keys.size(); ++i) per_key.Push(&keys[i], 1, g.data() + i * dim);
+        selected.PushSelected(keys.data(), sel.data(), sel.size(), g.data());
+        for (uint32_t i : sel) selected_per_key.Push(&keys[i], 1, g.data() + i * dim);
       }
       ASSERT_EQ(one_call.size(), per_key.size());
       EXPECT_EQ(Rows(one_call), Rows(per_key));
+      EXPECT_EQ(Rows(selected), Rows(selected_per_key));
+      // And a selected pull answers at the selected positions only.
+      std::vector<float> out(keys.size() * dim, -7.0f), want(keys.size() * dim, -7.0f);
+      selected.PullSelected(keys.data(), sel.data(), sel.size(), false, out.data());
+      for (uint32_t i : sel) selected_per_key.Pull(&keys[i], 1, false, want.data() + i * dim);
+      EXPECT_EQ(out, want);
     }
   }
 }
@@ -429,7 +448,7 @@ TEST(BlockedRequestTest, LongPushUnderTheRowCapUpdatesOnlyEachKeysOwnRow) {
   SparseTableOptions o = SgdOptions(2);
   o.max_rows = 100;
   SparseTable table(o);
-  const std::vector<uint64_t> pool = DistinctKeys(300, 25);
+  const std::vector<uint64_t> pool = PoolWithKeyZero(300, 25);
   const std::vector<uint64_t> before(pool.begin(), pool.begin() + 100);
   PushAll(&table, before, 1000.0f);
   const std::map<uint64_t, std::vector<float>> prev = Rows(table);
