@@ -27,6 +27,11 @@ constexpr uint32_t kAdagradCode = 1;
 constexpr uint32_t kAdamCode = 2;
 constexpr uint32_t kAddChangesCode = 3;
 
+// The kind of a block that `optimizer` steps.
+uint32_t SteppedCode(const DenseOptimizer& optimizer) {
+  return optimizer.kind() == DenseOptimizer::Kind::kAdam ? kAdamCode : kAdagradCode;
+}
+
 const char* KindName(uint32_t code) {
   switch (code) {
     case kAdagradCode:
@@ -75,8 +80,7 @@ DenseStore::Mode DenseStore::ModeOf(const config::Config& config) {
 }
 
 uint32_t DenseStore::KindCode() const {
-  if (mode_ == Mode::kAddChanges) return kAddChangesCode;
-  return optimizer_.kind() == DenseOptimizer::Kind::kAdam ? kAdamCode : kAdagradCode;
+  return mode_ == Mode::kAddChanges ? kAddChangesCode : SteppedCode(optimizer_);
 }
 
 uint32_t DenseStore::NumStates() const {
@@ -200,8 +204,7 @@ Status DenseStore::RestoreChecked(const char* data, size_t size) {
                               ", computed " + std::to_string(actual_sum) + ")");
   }
   // The optimizer must match; the mode may change (see the header).
-  const uint32_t stepped_code =
-      optimizer_.kind() == DenseOptimizer::Kind::kAdam ? kAdamCode : kAdagradCode;
+  const uint32_t stepped_code = SteppedCode(optimizer_);
   if (kind_code != kAddChangesCode && kind_code != stepped_code) {
     return Status::InvalidArgument(std::string("dense block's optimizer is ") +
                                    KindName(kind_code) + ", this store's is " +
