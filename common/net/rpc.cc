@@ -99,6 +99,7 @@ StatusOr<uint64_t> Rpc::SendRequest(int peer, Message msg, int64_t timeout_ms,
   Status s = transport_->Send(peer, std::move(msg));
   if (!s.ok()) return s;
   p.sent_at = SteadyClock::now();
+  p.started_at = p.sent_at;
   if (p.resendable) {
     p.interval_ms = p.held ? retry_.held_interval_ms : RetransmitTimeoutMs(peer);
     p.next_resend = p.sent_at + std::chrono::milliseconds(p.interval_ms);
@@ -191,7 +192,7 @@ void Rpc::SampleRoundTrip(const Pending& p) {
   // nothing about the round trip; held requests wait for events.
   if (p.resends > 0 || p.held) return;
   const double sample =
-      std::chrono::duration<double, std::milli>(SteadyClock::now() - p.sent_at).count();
+      std::chrono::duration<double, std::milli>(SteadyClock::now() - p.started_at).count();
   Peer& peer = peers_[p.peer];
   if (peer.srtt_ms < 0) {
     peer.srtt_ms = sample;
@@ -199,6 +200,26 @@ void Rpc::SampleRoundTrip(const Pending& p) {
   } else {
     peer.rttvar_ms = 0.75 * peer.rttvar_ms + 0.25 * std::abs(peer.srtt_ms - sample);
     peer.srtt_ms = 0.875 * peer.srtt_ms + 0.125 * sample;
+  }
+}
+
+void Rpc::RestartTimersBehind(int peer, uint64_t answered) {
+  auto it = peers_.find(peer);
+  if (it == peers_.end()) return;
+  const std::set<uint64_t>& outstanding = it->second.outstanding;
+  auto behind = outstanding.upper_bound(answered);
+  if (behind == outstanding.end()) return;
+  const auto now = SteadyClock::now();
+  const int64_t rto = RetransmitTimeoutMs(peer);
+  for (; behind != outstanding.end(); ++behind) {
+    auto p = pending_.find(*behind);
+    if (p == pending_.end()) continue;
+    Pending& r = p->second;
+    // A resent request keeps its backoff; a held one its fixed interval.
+    if (r.completed || !r.resendable || r.held || r.resends > 0) continue;
+    r.started_at = now;
+    r.interval_ms = rto;
+    r.next_resend = now + std::chrono::milliseconds(rto);
   }
 }
 
@@ -319,6 +340,7 @@ void Rpc::Dispatch(Incoming&& in) {
     return;
   }
   SampleRoundTrip(it->second);
+  RestartTimersBehind(in.peer, id);
   Status status = FromWireStatus(meta);
   if (status.code() == StatusCode::kStaleEpoch && it->second.resendable &&
       it->second.resends < retry_.max_resends) {

@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <deque>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -34,10 +35,12 @@ RetryPolicy FastRetry() {
 // A receiver with dedupe on, on its own thread, behind a fault injector that
 // drops its replies at `drop_replies`. PROGRESS requests are answered at once
 // (the answer carries the request's progress.examples doubled, so a copy's
-// answer can be checked); BARRIER requests are held until Release().
+// answer can be checked), or with `answer_gap_ms` > 0 one at a time in
+// arrival order, `answer_gap_ms` apart (a server working through a queue);
+// BARRIER requests are held until Release().
 class CountingServer {
  public:
-  CountingServer(zmq::context_t* ctx, double drop_replies)
+  CountingServer(zmq::context_t* ctx, double drop_replies, int64_t answer_gap_ms = 0)
       : transport_(std::make_unique<ZmqTransport>(ctx)), rpc_(&transport_, 1) {
     FaultOptions o;
     o.seed = 11;
@@ -47,7 +50,7 @@ class CountingServer {
     CHECK(port.ok()) << port.status();
     port_ = port.value();
     rpc_.set_dedupe(true);
-    rpc_.set_request_handler([this](Incoming&& in) {
+    rpc_.set_request_handler([this, answer_gap_ms](Incoming&& in) {
       const uint64_t id = in.msg.meta.request_id();
       {
         std::lock_guard<std::mutex> lock(mu_);
@@ -62,13 +65,21 @@ class CountingServer {
         rpc_.ReplyError(in, Status::StaleEpoch("not yet"));
         return;
       }
-      Message reply;
-      reply.meta.mutable_progress()->set_examples(2 * in.msg.meta.progress().examples());
-      rpc_.Reply(in, std::move(reply));
+      if (answer_gap_ms > 0) {
+        queued_.push_back(std::move(in));
+        return;
+      }
+      Answer(in);
     });
-    thread_ = std::thread([this] {
+    thread_ = std::thread([this, answer_gap_ms] {
+      SteadyClock::time_point next_answer = SteadyClock::now();
       while (!stop_) {
-        rpc_.Poll(Deadline::In(5));
+        rpc_.Poll(Deadline::In(answer_gap_ms > 0 ? 1 : 5));
+        if (!queued_.empty() && SteadyClock::now() >= next_answer) {
+          Answer(queued_.front());
+          queued_.pop_front();
+          next_answer = SteadyClock::now() + std::chrono::milliseconds(answer_gap_ms);
+        }
         if (release_ && !held_.empty()) {
           for (const Incoming& in : held_) rpc_.Reply(in, Message());
           held_.clear();
@@ -100,9 +111,16 @@ class CountingServer {
   size_t remembered() const { return remembered_; }
 
  private:
+  void Answer(const Incoming& in) {
+    Message reply;
+    reply.meta.mutable_progress()->set_examples(2 * in.msg.meta.progress().examples());
+    rpc_.Reply(in, std::move(reply));
+  }
+
   FaultInjectingTransport transport_;
   Rpc rpc_;
   int port_ = 0;
+  std::deque<Incoming> queued_;  // server thread: answered answer_gap_ms apart
   mutable std::mutex mu_;
   std::map<uint64_t, int> handled_;  // guarded by mu_
   std::vector<Incoming> held_;       // server thread
@@ -244,6 +262,61 @@ TEST(RpcRetryTest, TimeoutStartsAt200msAndAdaptsToTheMeasuredRoundTrip) {
   // A loopback round trip is far below a millisecond: the floor applies.
   EXPECT_LT(client.rpc.RetransmitTimeoutMs(1), 200);
   EXPECT_GE(client.rpc.RetransmitTimeoutMs(1), retry.min_interval_ms);
+}
+
+TEST(RpcRetryTest, ARequestQueuedBehindOthersWaitsFromTheAnswerBeforeIt) {
+  // 30 requests at once to a server that answers one every 20 ms: the last
+  // is answered about 600 ms after it was sent, twice the 300 ms timeout,
+  // but never more than 20 ms after the one before it. None is resent
+  // (counting each wait from the send instead resends the last half).
+  zmq::context_t ctx(1);
+  CountingServer server(&ctx, 0.0, /*answer_gap_ms=*/20);
+  RetryPolicy retry;
+  retry.min_interval_ms = 300;
+  retry.max_interval_ms = 300;
+  Client client(&ctx, server.port(), 0.0, retry);
+  constexpr int kRequests = 30;
+  int answered = 0;
+  for (int i = 0; i < kRequests; ++i) {
+    ASSERT_TRUE(client.rpc
+                    .StartAsync(1, Progress(i), kHangGuardMs,
+                                [&answered](StatusOr<Message>&& r) {
+                                  EXPECT_TRUE(r.ok()) << r.status();
+                                  ++answered;
+                                })
+                    .ok());
+  }
+  const Deadline guard = Deadline::In(kHangGuardMs);
+  while (answered < kRequests && !guard.Expired()) client.rpc.Poll(Deadline::In(10), true);
+  ASSERT_EQ(answered, kRequests);
+  EXPECT_EQ(client.rpc.counters().resent, 0);
+  for (const auto& [id, times] : server.handled()) EXPECT_EQ(times, 1) << "request " << id;
+}
+
+TEST(RpcRetryTest, ALostRequestBehindAnsweredOnesIsStillResent) {
+  // Younger requests' answers do not hold back an older lost one: with half
+  // the requests lost and the server answering in order, every request is
+  // answered, each handled once.
+  zmq::context_t ctx(1);
+  CountingServer server(&ctx, 0.0, /*answer_gap_ms=*/2);
+  Client client(&ctx, server.port(), 0.5, FastRetry());
+  constexpr int kRequests = 40;
+  int answered = 0;
+  for (int i = 0; i < kRequests; ++i) {
+    ASSERT_TRUE(client.rpc
+                    .StartAsync(1, Progress(i), kHangGuardMs,
+                                [&answered](StatusOr<Message>&& r) {
+                                  EXPECT_TRUE(r.ok()) << r.status();
+                                  ++answered;
+                                })
+                    .ok());
+  }
+  const Deadline guard = Deadline::In(kHangGuardMs);
+  while (answered < kRequests && !guard.Expired()) client.rpc.Poll(Deadline::In(10), true);
+  ASSERT_EQ(answered, kRequests);
+  EXPECT_GT(client.rpc.counters().resent, 0);
+  EXPECT_EQ(server.handled().size(), static_cast<size_t>(kRequests));
+  for (const auto& [id, times] : server.handled()) EXPECT_EQ(times, 1) << "request " << id;
 }
 
 TEST(RpcRetryTest, DoneBelowKeepsTheReceiversWindowSmall) {
