@@ -213,7 +213,7 @@ class ParameterServer {
 
   ClusterMember* member_;
   int dim_;
-  AnswerPool answers_;  // pull answers; before the partitions, whose shards write into them
+  ArrayPool<float> answers_;  // pull answers; before the partitions, whose shards write into them
   std::vector<std::unique_ptr<Partition>> partitions_;  // [0]: the server's own
   bool shards_stopped_ = false;
   Stats stats_;

@@ -42,8 +42,8 @@
 
 #include "common/base/deadline.h"
 #include "common/base/status.h"
+#include "common/net/array_pool.h"
 #include "common/net/transport.h"
-#include "ps/server/answer_pool.h"
 #include "ps/server/push_window.h"
 #include "ps/table/dense_store.h"
 #include "ps/table/sparse_table.h"
@@ -103,7 +103,7 @@ struct ShardTask {
   std::vector<uint64_t> key_copy;
   std::vector<float> value_copy;
   // Pull answer, num_keys * dim floats, allocated by the receive thread.
-  AnswerArray pull_values;
+  PooledArray<float> pull_values;
   size_t pull_count = 0;
 
   // kRestore: per shard, the serialized table and the name it came from

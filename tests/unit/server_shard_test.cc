@@ -82,7 +82,7 @@ std::shared_ptr<ShardTask> PullTask(const std::vector<uint64_t>& keys, int dim) 
   t->num_keys = keys.size();
   t->create_missing = true;
   t->pull_count = keys.size() * dim;
-  t->pull_values = AnswerArray::New(t->pull_count);
+  t->pull_values = PooledArray<float>::New(t->pull_count);
   return t;
 }
 

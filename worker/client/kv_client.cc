@@ -14,6 +14,42 @@ void ObserveSince(Histogram* h, SteadyClock::time_point start, SteadyClock::time
   if (h != nullptr) h->Observe(std::chrono::duration<double>(end - start).count());
 }
 
+// Row i of `from` to row pos[i] of `to` (kScatter), or row pos[i] of `from`
+// to row i of `to`, for i < n; pos null: row i to row i (one copy). A row
+// copy of a size known at compile time is a few vector moves, of a run-time
+// size a call to memcpy.
+template <bool kScatter, size_t kDim>
+void MoveRowsOf(const float* from, const uint32_t* pos, size_t n, size_t run_dim, float* to) {
+  const size_t dim = kDim != 0 ? kDim : run_dim;
+  if (pos == nullptr) {
+    std::memcpy(to, from, n * dim * sizeof(float));
+    return;
+  }
+  for (size_t i = 0; i < n; ++i) {
+    if constexpr (kScatter) {
+      std::memcpy(to + pos[i] * dim, from + i * dim, dim * sizeof(float));
+    } else {
+      std::memcpy(to + i * dim, from + pos[i] * dim, dim * sizeof(float));
+    }
+  }
+}
+
+template <bool kScatter>
+void MoveRows(const float* from, const uint32_t* pos, size_t n, size_t dim, float* to) {
+  switch (dim) {
+    case 8:
+      return MoveRowsOf<kScatter, 8>(from, pos, n, dim, to);
+    case 16:
+      return MoveRowsOf<kScatter, 16>(from, pos, n, dim, to);
+    case 32:
+      return MoveRowsOf<kScatter, 32>(from, pos, n, dim, to);
+    case 64:
+      return MoveRowsOf<kScatter, 64>(from, pos, n, dim, to);
+    default:
+      return MoveRowsOf<kScatter, 0>(from, pos, n, dim, to);
+  }
+}
+
 }  // namespace
 
 KvClient::KvClient(Rpc* rpc, std::vector<int> server_ids, KvClientOptions options)
@@ -22,6 +58,7 @@ KvClient::KvClient(Rpc* rpc, std::vector<int> server_ids, KvClientOptions option
       options_(options),
       partitioner_(static_cast<int>(server_ids_.size())) {
   slice_keys_.resize(server_ids_.size());
+  slice_counts_.resize(server_ids_.size());
   slice_positions_.resize(server_ids_.size());
 }
 
@@ -36,15 +73,36 @@ void KvClient::SetPrimaries(std::vector<int> primaries) {
 }
 
 void KvClient::Slice(const std::vector<uint64_t>& keys) {
-  int n = static_cast<int>(server_ids_.size());
-  for (int s = 0; s < n; ++s) {
-    slice_keys_[s].clear();
-    slice_positions_[s].clear();
+  const size_t n = server_ids_.size();
+  CHECK_LE(keys.size(), size_t{UINT32_MAX});
+  if (n == 1) {
+    slice_counts_[0] = keys.size();
+    slice_positions_[0].clear();
+    slice_keys_[0] = PooledArray<uint64_t>{};
+    if (keys.empty()) return;
+    slice_keys_[0] = key_pool_.Acquire(keys.size());
+    std::memcpy(slice_keys_[0].get(), keys.data(), keys.size() * sizeof(uint64_t));
+    return;
+  }
+  // One hash per key: count each server's keys, then place them.
+  server_of_.resize(keys.size());
+  std::fill(slice_counts_.begin(), slice_counts_.end(), 0);
+  for (size_t i = 0; i < keys.size(); ++i) {
+    const uint32_t s = static_cast<uint32_t>(partitioner_.ServerOf(keys[i]));
+    server_of_[i] = s;
+    ++slice_counts_[s];
+  }
+  for (size_t s = 0; s < n; ++s) {
+    slice_keys_[s] =
+        slice_counts_[s] > 0 ? key_pool_.Acquire(slice_counts_[s]) : PooledArray<uint64_t>{};
+    slice_positions_[s].resize(slice_counts_[s]);
+    slice_counts_[s] = 0;  // counted again while placing
   }
   for (size_t i = 0; i < keys.size(); ++i) {
-    int s = n == 1 ? 0 : partitioner_.ServerOf(keys[i]);
-    slice_keys_[s].push_back(keys[i]);
-    slice_positions_[s].push_back(static_cast<uint32_t>(i));
+    const uint32_t s = server_of_[i];
+    const size_t at = slice_counts_[s]++;
+    slice_keys_[s][at] = keys[i];
+    slice_positions_[s][at] = static_cast<uint32_t>(i);
   }
 }
 
@@ -85,6 +143,7 @@ Status KvClient::StartPull(const std::vector<uint64_t>& keys, bool create_missin
   Slice(keys);
   pull->sparse_ids.assign(n, 0);
   pull->dense_ids.assign(n, 0);
+  pull->counts.assign(slice_counts_.begin(), slice_counts_.end());
   pull->positions.resize(n);
   pull->started = SteadyClock::now();
   // Every request goes out before anything waits.
@@ -92,12 +151,12 @@ Status KvClient::StartPull(const std::vector<uint64_t>& keys, bool create_missin
     // The positions travel with the pull (a prefetched pull outlives the
     // next Slice); swapping keeps both buffers' capacity.
     pull->positions[s].swap(slice_positions_[s]);
-    if (!slice_keys_[s].empty()) {
+    if (slice_counts_[s] > 0) {
       Message msg(wire::PULL_SPARSE);
       msg.meta.set_partition(s);
       msg.meta.set_create_missing(create_missing);
-      // Zero-copy: ZeroMQ sends the slice's buffer and frees it when done.
-      msg.payloads.push_back(Payload::FromVector(std::move(slice_keys_[s])));
+      // Zero-copy: ZeroMQ sends the slice's array, then it returns to the pool.
+      msg.payloads.push_back(key_pool_.ToPayload(std::move(slice_keys_[s]), slice_counts_[s]));
       auto id = rpc_->Start(server_ids_[s], std::move(msg), options_.request_timeout_ms);
       if (!id.ok()) {
         Cancel(pull);
@@ -132,21 +191,20 @@ Status KvClient::FinishPull(PendingPull* pull, float* emb, float* dense) {
   Status first_error;
   for (int s = 0; s < static_cast<int>(pull->sparse_ids.size()); ++s) {
     if (pull->sparse_ids[s] != 0) {
+      const size_t count = pull->counts[s];
       const std::vector<uint32_t>& pos = pull->positions[s];
       SteadyClock::time_point arrived;
       auto r = rpc_->Wait(pull->sparse_ids[s], &arrived);
       if (r.ok()) ObserveSince(metrics_.pull_sparse, pull->started, arrived);
       Status st = r.ok() ? r->Expect({wire::F32}) : r.status();
-      if (st.ok() && r->payloads[0].count() != pos.size() * dim) {
+      if (st.ok() && r->payloads[0].count() != count * dim) {
         st = Status::Corruption("server " + std::to_string(s) + " answered " +
                                 std::to_string(r->payloads[0].count()) + " values for " +
-                                std::to_string(pos.size()) + " keys of dim " + std::to_string(dim));
+                                std::to_string(count) + " keys of dim " + std::to_string(dim));
       }
       if (st.ok()) {
-        const float* v = r->payloads[0].Data<float>(&scratch_);
-        for (size_t i = 0; i < pos.size(); ++i) {
-          std::memcpy(emb + pos[i] * dim, v + i * dim, dim * sizeof(float));
-        }
+        MoveRows</*kScatter=*/true>(r->payloads[0].Data<float>(&scratch_),
+                                    pos.empty() ? nullptr : pos.data(), count, dim, emb);
       } else if (first_error.ok()) {
         first_error = st;
       }
@@ -228,17 +286,17 @@ Status KvClient::Push(const std::vector<uint64_t>& keys, const float* emb_grad,
     };
   };
   for (int s = 0; s < n; ++s) {
-    if (!slice_keys_[s].empty()) {
-      std::vector<float> grads(slice_keys_[s].size() * dim);
+    const size_t count = slice_counts_[s];
+    if (count > 0) {
+      PooledArray<float> grads = grad_pool_.Acquire(count * dim);
       const std::vector<uint32_t>& pos = slice_positions_[s];
-      for (size_t i = 0; i < pos.size(); ++i) {
-        std::memcpy(grads.data() + i * dim, emb_grad + pos[i] * dim, dim * sizeof(float));
-      }
+      MoveRows</*kScatter=*/false>(emb_grad, pos.empty() ? nullptr : pos.data(), count, dim,
+                                   grads.get());
       Message msg(wire::PUSH_SPARSE);
       msg.meta.set_partition(s);
-      // Zero-copy: ZeroMQ sends the slice's buffer and frees it when done.
-      msg.payloads.push_back(Payload::FromVector(std::move(slice_keys_[s])));
-      msg.payloads.push_back(Payload::FromVector(std::move(grads)));
+      // Zero-copy: ZeroMQ sends the slice's arrays, then they return to the pools.
+      msg.payloads.push_back(key_pool_.ToPayload(std::move(slice_keys_[s]), count));
+      msg.payloads.push_back(grad_pool_.ToPayload(std::move(grads), count * dim));
       MTPS_RETURN_IF_ERROR(rpc_->StartAsync(server_ids_[s], std::move(msg),
                                             options_.request_timeout_ms,
                                             on_done_for(metrics_.push_sparse)));

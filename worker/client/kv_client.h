@@ -19,6 +19,7 @@
 #include "common/base/status.h"
 #include "common/cluster/partition.h"
 #include "common/metrics/metrics.h"
+#include "common/net/array_pool.h"
 #include "common/net/rpc.h"
 
 namespace mtps {
@@ -44,9 +45,12 @@ struct KvClientMetrics {
 // A pull in flight: started by KvClient::StartPull, completed (or dropped)
 // by FinishPull. Opaque to callers; reusable.
 struct PendingPull {
-  std::vector<uint64_t> sparse_ids, dense_ids;   // request ids per server (0: none)
-  std::vector<std::vector<uint32_t>> positions;  // per server, the indexes of its keys
-  SteadyClock::time_point started{};             // when StartPull sent them
+  std::vector<uint64_t> sparse_ids, dense_ids;  // request ids per server (0: none)
+  // Per server, how many keys it was sent and their indexes in the pull
+  // (empty with one server: every key, in order).
+  std::vector<size_t> counts;
+  std::vector<std::vector<uint32_t>> positions;
+  SteadyClock::time_point started{};  // when StartPull sent them
 };
 
 // See the file comment. Owned by the worker's Trainer; called only from the
@@ -102,7 +106,9 @@ class KvClient {
   }
 
  private:
-  // Splits keys by server: (*slices)[s] the keys, (*positions)[s] their indexes.
+  // Splits keys by server into slice_keys_[s] (slice_counts_[s] of them,
+  // in pooled arrays) and slice_positions_[s] (their indexes; left empty
+  // with one server, whose slice is every key in order).
   void Slice(const std::vector<uint64_t>& keys);
   // Serves traffic until at most `limit` Push calls are unanswered.
   Status WaitForPushesAtMost(size_t limit);
@@ -114,8 +120,14 @@ class KvClient {
   std::vector<int> server_ids_;
   KvClientOptions options_;
   KeyPartitioner partitioner_;
-  std::vector<std::vector<uint64_t>> slice_keys_;
+  // Request payloads are sent without a copy from arrays these pools keep
+  // mapped (no page faults, no zero-fill per request).
+  ArrayPool<uint64_t> key_pool_;
+  ArrayPool<float> grad_pool_;
+  std::vector<PooledArray<uint64_t>> slice_keys_;
+  std::vector<size_t> slice_counts_;
   std::vector<std::vector<uint32_t>> slice_positions_;
+  std::vector<uint32_t> server_of_;  // Slice's scratch: each key's server
   // Requests still unanswered per Push call not yet complete, oldest first;
   // the front is Push call number first_unacked_push_.
   std::deque<int> push_remaining_;

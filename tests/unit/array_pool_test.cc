@@ -1,8 +1,8 @@
-// Tests of AnswerPool (ps/server/answer_pool.h): arrays come back to the pool when
+// Tests of ArrayPool (common/net/array_pool.h): arrays come back to the pool when
 // ZeroMQ lets go of their payload and are reused for requests of similar
 // size, the pool keeps no more than its byte cap, and a payload may outlive
 // its pool.
-#include "ps/server/answer_pool.h"
+#include "common/net/array_pool.h"
 
 #include <cstring>
 #include <memory>
@@ -13,33 +13,33 @@
 namespace mtps {
 namespace {
 
-TEST(AnswerPoolTest, ReusesArraysOfSimilarSize) {
-  AnswerPool pool;
-  AnswerArray a = pool.Acquire(1000);
+TEST(ArrayPoolTest, ReusesArraysOfSimilarSize) {
+  ArrayPool<float> pool;
+  PooledArray<float> a = pool.Acquire(1000);
   EXPECT_EQ(a.capacity, 1024u);  // rounded up to a power of two
   float* first = a.get();
   pool.Release(std::move(a));
   EXPECT_EQ(pool.counters().pooled_bytes, 1024 * sizeof(float));
 
-  AnswerArray b = pool.Acquire(600);  // 1024 <= 2 x 600: reused
+  PooledArray<float> b = pool.Acquire(600);  // 1024 <= 2 x 600: reused
   EXPECT_EQ(b.get(), first);
   EXPECT_EQ(b.capacity, 1024u);
   EXPECT_EQ(pool.counters().reused, 1);
   EXPECT_EQ(pool.counters().pooled_bytes, 0u);
   pool.Release(std::move(b));
 
-  AnswerArray c = pool.Acquire(400);  // 1024 > 2 x 400: a new, smaller one
+  PooledArray<float> c = pool.Acquire(400);  // 1024 > 2 x 400: a new, smaller one
   EXPECT_NE(c.get(), first);
   EXPECT_EQ(c.capacity, 512u);
-  AnswerArray d = pool.Acquire(2000);  // larger than anything free
+  PooledArray<float> d = pool.Acquire(2000);  // larger than anything free
   EXPECT_EQ(d.capacity, 2048u);
   EXPECT_EQ(pool.counters().allocated, 3);
   EXPECT_EQ(pool.counters().reused, 1);
 }
 
-TEST(AnswerPoolTest, PayloadReturnsItsArrayWhenReleased) {
-  AnswerPool pool;
-  AnswerArray a = pool.Acquire(100);
+TEST(ArrayPoolTest, PayloadReturnsItsArrayWhenReleased) {
+  ArrayPool<float> pool;
+  PooledArray<float> a = pool.Acquire(100);
   for (size_t i = 0; i < 100; ++i) a[i] = static_cast<float>(i);
   float* data = a.get();
   {
@@ -53,25 +53,25 @@ TEST(AnswerPoolTest, PayloadReturnsItsArrayWhenReleased) {
   }
   // The message is gone: its array is back and serves the next pull.
   EXPECT_EQ(pool.counters().pooled_bytes, 128 * sizeof(float));
-  AnswerArray b = pool.Acquire(90);
+  PooledArray<float> b = pool.Acquire(90);
   EXPECT_EQ(b.get(), data);
 }
 
-TEST(AnswerPoolTest, KeepsNoMoreThanItsCap) {
-  AnswerPool pool(/*max_pooled_bytes=*/4096);
-  AnswerArray big = pool.Acquire(2048);   // 8 KiB
-  AnswerArray small = pool.Acquire(512);  // 2 KiB
+TEST(ArrayPoolTest, KeepsNoMoreThanItsCap) {
+  ArrayPool<float> pool(/*max_pooled_bytes=*/4096);
+  PooledArray<float> big = pool.Acquire(2048);   // 8 KiB
+  PooledArray<float> small = pool.Acquire(512);  // 2 KiB
   pool.Release(std::move(big));
   EXPECT_EQ(pool.counters().pooled_bytes, 0u);  // freed instead
   pool.Release(std::move(small));
   EXPECT_EQ(pool.counters().pooled_bytes, 2048u);
 }
 
-TEST(AnswerPoolTest, PayloadMayOutliveThePool) {
+TEST(ArrayPoolTest, PayloadMayOutliveThePool) {
   Payload p;
   {
-    AnswerPool pool;
-    AnswerArray a = pool.Acquire(64);
+    ArrayPool<float> pool;
+    PooledArray<float> a = pool.Acquire(64);
     std::memset(a.get(), 0, 64 * sizeof(float));
     p = pool.ToPayload(std::move(a), 64);
   }
