@@ -35,9 +35,10 @@ constexpr size_t kHugePage = size_t{2} << 20;
 // Pull and Push take a request's keys in blocks of kBlock, in two passes: the
 // first finds (or inserts) each key's row, prefetching home buckets
 // kBucketAhead keys ahead; the second copies or updates the rows, prefetching
-// them kRowAhead keys ahead. A key's two dependent cache misses (its bucket,
-// then its row) are each in flight beside other keys' instead of one after
-// the other.
+// them kRowAhead keys ahead (a pull of small rows prefetches them in the
+// first pass already). A key's two dependent cache misses (its bucket, then
+// its row) are each in flight beside other keys' instead of one after the
+// other.
 constexpr size_t kBlock = 128;
 constexpr size_t kBucketAhead = 16;
 constexpr size_t kRowAhead = 8;
@@ -680,6 +681,11 @@ void SparseTable::PullRows(const uint64_t* keys, const uint32_t* sel, size_t m, 
   const size_t dim = kDim != 0 ? kDim : static_cast<size_t>(dim_);
   const size_t row_bytes = dim * sizeof(float);
   const bool insert = create_missing && sketch_ == nullptr;
+  // Rows of at most two cache lines are also prefetched as soon as their
+  // bucket is read, a block ahead of their copy: at dim 16 that moved
+  // 13.4-14.4 -> 16.2-16.3 M keys/s (ps_bench in-process, 10M rows). Bigger
+  // rows would overrun the L1 cache by then (dim 64: 10-15% slower).
+  const bool early_rows = row_bytes <= 2 * kCacheLine;
   auto position = [sel](size_t i) -> size_t { return sel == nullptr ? i : sel[i]; };
   // The rows of the block's keys (nullptr: missing, answered with its
   // initial value). Rows never move, and none is freed while they are held:
@@ -723,6 +729,7 @@ void SparseTable::PullRows(const uint64_t* keys, const uint32_t* sel, size_t m, 
         }
       }
       rows[i - start] = b != nullptr ? RowPtr(b->row) : nullptr;
+      if (early_rows && b != nullptr) PrefetchSpan<false>(rows[i - start], row_bytes);
     }
     copy_to(end);
   }
