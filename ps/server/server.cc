@@ -710,6 +710,18 @@ void ParameterServer::Submit(Partition& part, std::shared_ptr<ShardTask> task) {
   ++queued_requests_;
   queued_pull_bytes_ += task->pull_values.capacity * sizeof(float);
   task->submitted = SteadyClock::now();
+  // (Not with a task_done hook: a test blocking there means a shard thread.)
+  if (part.shards.size() == 1 && task->sparse() && task->num_keys <= kServeHereMaxKeys &&
+      !test_hooks_.task_done) {
+    // A small request to an idle single shard is served on this thread,
+    // and answered at once.
+    task->remaining.store(1, std::memory_order_relaxed);
+    if (part.shards[0]->TryServeHere(task)) {
+      ++stats_.served_here;
+      SendFinished();
+      return;
+    }
+  }
   SubmitToShards(part.shards, std::move(task));
   WaitForRoom();
 }

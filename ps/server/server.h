@@ -98,6 +98,9 @@ class ParameterServer {
     // Requests after which the receive thread found the queues full and
     // waited for the shards (flow control taken; a test hook).
     int64_t room_waits = 0;
+    // Sparse requests served on the receive thread (one shard thread, idle,
+    // and at most kServeHereMaxKeys keys; see ServerShard::TryServeHere).
+    int64_t served_here = 0;
   };
   const Stats& stats() const { return stats_; }
 
@@ -117,6 +120,11 @@ class ParameterServer {
   // Queue bounds of the receive thread (see the flow control above).
   static constexpr int kMaxQueuedRequests = 256;
   static constexpr size_t kMaxQueuedPullBytes = size_t{1} << 30;
+  // With one shard thread, a sparse request of at most this many keys that
+  // finds the shard idle is served on the receive thread; a bigger one goes
+  // to the shard thread, so that the receive thread reads and checks the
+  // next requests meanwhile.
+  static constexpr size_t kServeHereMaxKeys = 8192;
 
  private:
   // One key partition this server holds (ps/server/server.h file comment):

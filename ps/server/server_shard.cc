@@ -92,29 +92,54 @@ void ServerShard::Loop() {
     std::shared_ptr<ShardTask> task;
     {
       std::unique_lock<std::mutex> lock(mu_);
-      wake_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+      thread_busy_ = false;
+      // Not while TryServeHere serves a task: the rows are its until then.
+      wake_.wait(lock, [this] { return !serving_here_ && (stopping_ || !queue_.empty()); });
       if (queue_.empty()) return;  // stopping, and everything queued is served
       task = std::move(queue_.front());
       queue_.pop_front();
+      thread_busy_ = true;
     }
-    int verdict = task->verdict.load(std::memory_order_acquire);
-    if (verdict == ShardTask::kUndecided) {
-      const int mine = task->deadline.Expired() ? ShardTask::kExpired : ShardTask::kServe;
-      // Whoever decides first decides for every shard.
-      if (task->verdict.compare_exchange_strong(verdict, mine, std::memory_order_acq_rel)) {
-        verdict = mine;
-      }
-    }
-    if (verdict == ShardTask::kServe) {
-      ServeCatching(*task);
-      rows_.store(static_cast<int64_t>(table_.size()), std::memory_order_relaxed);
-      // Shard 0 serves every task; a dense push it refused changed nothing.
-      if (window_ != nullptr && task->record_push && task->status.ok()) {
-        window_->Applied(task->push_key);
-      }
-    }
-    if (task->remaining.fetch_sub(1, std::memory_order_acq_rel) == 1) done_(std::move(task));
+    Run(std::move(task));
   }
+}
+
+bool ServerShard::TryServeHere(std::shared_ptr<ShardTask>& task) {
+  if (num_shards_ != 1 || (serve_hook_ != nullptr && *serve_hook_)) return false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_ || thread_busy_ || serving_here_ || !queue_.empty()) return false;
+    serving_here_ = true;
+  }
+  // The mutex orders this thread's use of the rows after the shard
+  // thread's last task, and (below) before its next one.
+  Run(std::move(task));
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    serving_here_ = false;
+  }
+  wake_.notify_one();  // a task Submitted meanwhile waited for this one
+  return true;
+}
+
+void ServerShard::Run(std::shared_ptr<ShardTask> task) {
+  int verdict = task->verdict.load(std::memory_order_acquire);
+  if (verdict == ShardTask::kUndecided) {
+    const int mine = task->deadline.Expired() ? ShardTask::kExpired : ShardTask::kServe;
+    // Whoever decides first decides for every shard.
+    if (task->verdict.compare_exchange_strong(verdict, mine, std::memory_order_acq_rel)) {
+      verdict = mine;
+    }
+  }
+  if (verdict == ShardTask::kServe) {
+    ServeCatching(*task);
+    rows_.store(static_cast<int64_t>(table_.size()), std::memory_order_relaxed);
+    // Shard 0 serves every task; a dense push it refused changed nothing.
+    if (window_ != nullptr && task->record_push && task->status.ok()) {
+      window_->Applied(task->push_key);
+    }
+  }
+  if (task->remaining.fetch_sub(1, std::memory_order_acq_rel) == 1) done_(std::move(task));
 }
 
 void SplitByShard(const uint64_t* keys, size_t n, int num_shards, std::vector<uint32_t>* positions,

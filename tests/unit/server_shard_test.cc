@@ -238,6 +238,88 @@ TEST(ServerShardTest, ExpiredTaskIsDroppedByEveryShard) {
   }
 }
 
+TEST(ServerShardTest, ASmallTaskIsServedHereOnlyWhileTheShardIsIdle) {
+  constexpr int kDim = 4;
+  const SparseTableOptions o = Options(kDim);
+  SparseTable reference(o);
+  std::mutex mu;
+  std::condition_variable cv;
+  bool hold = false, held = false;  // guarded by mu
+  std::vector<std::shared_ptr<ShardTask>> done;
+  ServerShard shard(0, 1, o, config::DenseOptimizer(), DenseStore::Mode::kOptimize,
+                    [&](std::shared_ptr<ShardTask> task) {
+                      std::unique_lock<std::mutex> lock(mu);
+                      done.push_back(std::move(task));
+                      if (hold) {  // the shard thread stays busy until released
+                        held = true;
+                        cv.notify_all();
+                        cv.wait_for(lock, std::chrono::seconds(10), [&] { return !hold; });
+                      }
+                      cv.notify_all();
+                    });
+  std::vector<uint64_t> keys(300);
+  for (size_t i = 0; i < keys.size(); ++i) keys[i] = i * 31;
+  auto pulled = [&](const std::shared_ptr<ShardTask>& t) {
+    return std::vector<float>(t->pull_values.get(), t->pull_values.get() + t->pull_count);
+  };
+
+  // Idle: served on this thread, done before TryServeHere returns.
+  std::vector<float> want1(keys.size() * kDim);
+  reference.Pull(keys.data(), keys.size(), true, want1.data());
+  auto first = PullTask(keys, kDim);
+  first->remaining = 1;
+  auto task = first;
+  ASSERT_TRUE(shard.TryServeHere(task));
+  EXPECT_EQ(task, nullptr);  // taken
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    ASSERT_EQ(done.size(), 1u);
+  }
+  EXPECT_EQ(pulled(first), want1);
+
+  // Busy: while the shard thread holds a push, a pull is not served here; it
+  // queues behind the push and sees it.
+  std::vector<float> g(keys.size() * kDim, 0.5f);
+  reference.Push(keys.data(), keys.size(), g.data());
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    hold = true;
+  }
+  auto push = PushTask(keys, g);
+  push->remaining = 1;
+  shard.Submit(push);
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(10), [&] { return held; }));
+  }
+  std::vector<float> want2(keys.size() * kDim);
+  reference.Pull(keys.data(), keys.size(), true, want2.data());
+  auto second = PullTask(keys, kDim);
+  second->remaining = 1;
+  task = second;
+  EXPECT_FALSE(shard.TryServeHere(task));
+  ASSERT_EQ(task, second);  // left to the caller
+  shard.Submit(std::move(task));
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    hold = false;
+    cv.notify_all();
+    ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(10), [&] { return done.size() == 3; }));
+  }
+  EXPECT_EQ(pulled(second), want2);
+  EXPECT_NE(want2, want1);
+  shard.Stop();
+  EXPECT_EQ(shard.table().steps(), reference.steps());
+  EXPECT_EQ(shard.table().size(), reference.size());
+
+  // Never with several shards: the task is split over them.
+  ServerShard one_of_two(0, 2, o, config::DenseOptimizer(), DenseStore::Mode::kOptimize,
+                         [](std::shared_ptr<ShardTask>) {});
+  task = PullTask(keys, kDim);
+  EXPECT_FALSE(one_of_two.TryServeHere(task));
+  EXPECT_NE(task, nullptr);
+}
+
 TEST(ServerShardTest, StopServesWhatIsQueued) {
   constexpr int kDim = 8;
   Shards shards(2, Options(kDim));
