@@ -99,7 +99,6 @@ StatusOr<uint64_t> Rpc::SendRequest(int peer, Message msg, int64_t timeout_ms,
   Status s = transport_->Send(peer, std::move(msg));
   if (!s.ok()) return s;
   p.sent_at = SteadyClock::now();
-  p.started_at = p.sent_at;
   if (p.resendable) {
     p.interval_ms = p.held ? retry_.held_interval_ms : RetransmitTimeoutMs(peer);
     p.next_resend = p.sent_at + std::chrono::milliseconds(p.interval_ms);
@@ -192,7 +191,7 @@ void Rpc::SampleRoundTrip(const Pending& p) {
   // nothing about the round trip; held requests wait for events.
   if (p.resends > 0 || p.held) return;
   const double sample =
-      std::chrono::duration<double, std::milli>(SteadyClock::now() - p.started_at).count();
+      std::chrono::duration<double, std::milli>(SteadyClock::now() - p.sent_at).count();
   Peer& peer = peers_[p.peer];
   if (peer.srtt_ms < 0) {
     peer.srtt_ms = sample;
@@ -216,8 +215,7 @@ void Rpc::RestartTimersBehind(int peer, uint64_t answered) {
     if (p == pending_.end()) continue;
     Pending& r = p->second;
     // A resent request keeps its backoff; a held one its fixed interval.
-    if (r.completed || !r.resendable || r.held || r.resends > 0) continue;
-    r.started_at = now;
+    if (r.completed || !r.resendable || r.held || r.resends > 0 || r.answered_stale) continue;
     r.interval_ms = rto;
     r.next_resend = now + std::chrono::milliseconds(rto);
   }
@@ -331,6 +329,9 @@ void Rpc::Dispatch(Incoming&& in) {
   }
   const wire::Meta& meta = in.msg.meta;
   uint64_t id = meta.request_id();
+  // Any answer from the peer, even to a request given up on here, means it
+  // got past that request.
+  if (meta.is_response()) RestartTimersBehind(in.peer, id);
   auto it = pending_.find(id);
   if (!meta.is_response() || it == pending_.end() || it->second.peer != in.peer ||
       it->second.completed) {
@@ -340,11 +341,12 @@ void Rpc::Dispatch(Incoming&& in) {
     return;
   }
   SampleRoundTrip(it->second);
-  RestartTimersBehind(in.peer, id);
   Status status = FromWireStatus(meta);
   if (status.code() == StatusCode::kStaleEpoch && it->second.resendable &&
       it->second.resends < retry_.max_resends) {
-    // Resent (with the epoch of the moment) at its next resend time.
+    // Resent (with the epoch of the moment) at its next resend time, which
+    // later answers do not push back.
+    it->second.answered_stale = true;
     VLOG(1) << wire::Op_Name(it->second.op) << " request " << id << ": " << status;
     return;
   }

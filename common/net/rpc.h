@@ -12,15 +12,16 @@
 // time left as its timeout), with exponential backoff, until it is answered,
 // its deadline passes, or its resend budget is spent. The timeout adapts to
 // the round trips measured to each peer (Jacobson/Karels, sampling only
-// requests answered without a resend: Karn). A peer serves the requests it
-// is sent in order, so a request queued behind others starts its wait when
-// the one before it is answered, as TCP restarts its timer on each new ACK
-// (RFC 6298, 5.3): each answer from a peer restarts the timers of the
-// requests sent to it after the answered one, and round trips are measured
-// from that restart. A deep queue of big requests is then not resent while
-// the peer keeps answering it, and the timeout tracks one request's service
-// time, not the queue's length; a request that is lost still times out once
-// the ones before it are answered. Requests a peer holds on
+// requests answered without a resend: Karn). A server serves most of a
+// sender's requests in the order sent (not all: a replicated push waits for
+// its backup, a dense request for one shard only), so a request queued
+// behind others starts its wait when one sent before it is answered, as TCP
+// restarts its timer on each ACK of new data (RFC 6298, 5.3): each answer
+// from a peer restarts the timers of the requests sent to it after the
+// answered one and not yet resent. A deep queue of big requests is then not
+// resent while the peer keeps answering it. An answer out of order only
+// delays a resend (by one timeout after the last older answer); a lost
+// request still times out once the ones before it are answered. Requests a peer holds on
 // purpose until an event (BARRIER, CLOCK, CHECKPOINT_READY, SNAPSHOT) are
 // resent every held_interval_ms until their deadline. HEARTBEAT, REGISTER and PING are never
 // resent. A resend is safe because receivers keep a RequestWindow: the
@@ -205,9 +206,7 @@ class Rpc {
     bool held = false;  // the peer holds it on purpose (fixed resend interval)
     Message retained;
     SteadyClock::time_point sent_at{};
-    // When its wait began: sent, or the latest answer to a request sent to
-    // the same peer before it (RestartTimersBehind).
-    SteadyClock::time_point started_at{};
+    bool answered_stale = false;  // answered STALE_EPOCH: resent at next_resend
     SteadyClock::time_point next_resend = SteadyClock::time_point::max();
     int64_t interval_ms = 0;
     int resends = 0;

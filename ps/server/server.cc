@@ -718,7 +718,7 @@ void ParameterServer::Submit(Partition& part, std::shared_ptr<ShardTask> task) {
     task->remaining.store(1, std::memory_order_relaxed);
     if (part.shards[0]->TryServeHere(task)) {
       ++stats_.served_here;
-      SendFinished();
+      FinishQueued(std::move(task));
       return;
     }
   }
@@ -761,14 +761,16 @@ void ParameterServer::SendFinished() {
     std::lock_guard<std::mutex> lock(done_mu_);
     finished.swap(done_);
   }
-  for (auto& task : finished) {
-    // The restore task was never counted (RestoreCheckpoint submits it).
-    if (task->kind != ShardTask::Kind::kRestore) {
-      --queued_requests_;
-      queued_pull_bytes_ -= task->pull_values.capacity * sizeof(float);
-    }
-    Finish(std::move(task));
+  for (auto& task : finished) FinishQueued(std::move(task));
+}
+
+void ParameterServer::FinishQueued(std::shared_ptr<ShardTask> task) {
+  // The restore task was never counted (RestoreCheckpoint submits it).
+  if (task->kind != ShardTask::Kind::kRestore) {
+    --queued_requests_;
+    queued_pull_bytes_ -= task->pull_values.capacity * sizeof(float);
   }
+  Finish(std::move(task));
 }
 
 void ParameterServer::Finish(std::shared_ptr<ShardTask> task_ptr) {

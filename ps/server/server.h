@@ -175,6 +175,8 @@ class ParameterServer {
   void OnDone(std::shared_ptr<ShardTask> task);
   // Receive thread: replies to every finished task.
   void SendFinished();
+  // A task submitted through Submit is done: uncounts it, then Finish.
+  void FinishQueued(std::shared_ptr<ShardTask> task);
   void Finish(std::shared_ptr<ShardTask> task);
   // Replication: a primary's applied push goes to the backup; the client is
   // answered when the backup acknowledged it.

@@ -100,12 +100,14 @@ void ServerShard::Loop() {
       queue_.pop_front();
       thread_busy_ = true;
     }
-    Run(std::move(task));
+    Run(task, /*here=*/false);
   }
 }
 
 bool ServerShard::TryServeHere(std::shared_ptr<ShardTask>& task) {
-  if (num_shards_ != 1 || (serve_hook_ != nullptr && *serve_hook_)) return false;
+  if (num_shards_ != 1 || !task->sparse() || (serve_hook_ != nullptr && *serve_hook_)) {
+    return false;
+  }
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (stopping_ || thread_busy_ || serving_here_ || !queue_.empty()) return false;
@@ -113,16 +115,18 @@ bool ServerShard::TryServeHere(std::shared_ptr<ShardTask>& task) {
   }
   // The mutex orders this thread's use of the rows after the shard
   // thread's last task, and (below) before its next one.
-  Run(std::move(task));
+  const bool bounded =
+      table_.BoundedFor(task->num_keys, task->kind == ShardTask::Kind::kPushSparse);
+  if (bounded) CHECK(Run(task, /*here=*/true)) << "a one-shard task finished by its shard";
   {
     std::lock_guard<std::mutex> lock(mu_);
     serving_here_ = false;
   }
   wake_.notify_one();  // a task Submitted meanwhile waited for this one
-  return true;
+  return bounded;
 }
 
-void ServerShard::Run(std::shared_ptr<ShardTask> task) {
+bool ServerShard::Run(const std::shared_ptr<ShardTask>& task, bool here) {
   int verdict = task->verdict.load(std::memory_order_acquire);
   if (verdict == ShardTask::kUndecided) {
     const int mine = task->deadline.Expired() ? ShardTask::kExpired : ShardTask::kServe;
@@ -139,7 +143,9 @@ void ServerShard::Run(std::shared_ptr<ShardTask> task) {
       window_->Applied(task->push_key);
     }
   }
-  if (task->remaining.fetch_sub(1, std::memory_order_acq_rel) == 1) done_(std::move(task));
+  if (task->remaining.fetch_sub(1, std::memory_order_acq_rel) != 1) return false;
+  if (!here) done_(task);
+  return true;
 }
 
 void SplitByShard(const uint64_t* keys, size_t n, int num_shards, std::vector<uint32_t>* positions,

@@ -196,14 +196,16 @@ class ServerShard {
   // Queues the task (any thread). Its `remaining` must count this shard.
   void Submit(std::shared_ptr<ShardTask> task);
 
-  // Serves `task` on the calling thread, as the shard thread would (its
-  // `done` callback included), when this is a server's only shard, its
-  // thread is idle, nothing is queued, and no serve hook is set; then takes
-  // the task and returns true. Else returns false and leaves `task` to the
-  // caller, who Submits it. Saves a small request the two thread hand-offs
-  // (the receive thread's to the shard and back). The rows stay one
-  // thread's at a time: the shard thread takes nothing from its queue until
-  // this returns.
+  // Serves the sparse `task` on the calling thread, as the shard thread
+  // would, when this is a server's only shard, its thread is idle, nothing
+  // is queued, no serve hook is set, and the table is sure to do no work
+  // over all its rows for it (SparseTable::BoundedFor: no index resize); then
+  // returns true with `task` finished, for the caller to answer (the `done`
+  // callback is not called). Else returns false and leaves `task` as it was,
+  // for the caller to Submit. Saves a small request the two thread
+  // hand-offs (the receive thread's to the shard and back) without ever
+  // keeping the caller long. The rows stay one thread's at a time: the shard
+  // thread takes nothing from its queue until this returns.
   bool TryServeHere(std::shared_ptr<ShardTask>& task);
 
   // Serves what is queued, then ends and joins the thread. Idempotent.
@@ -227,8 +229,10 @@ class ServerShard {
 
  private:
   void Loop();
-  // What the shard does with a task it took (on whichever thread serves it).
-  void Run(std::shared_ptr<ShardTask> task);
+  // What the shard does with a task it took (on whichever thread serves
+  // it). Returns whether this shard was the last to finish it; if so it has
+  // called `done` unless `here`.
+  bool Run(const std::shared_ptr<ShardTask>& task, bool here);
   void Serve(ShardTask& task);
   // Serve, turning an exception into the task's failure.
   void ServeCatching(ShardTask& task);

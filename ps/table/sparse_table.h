@@ -209,7 +209,18 @@ class SparseTable {
   // Grows the index so that `rows` rows fit without another rehash.
   void Reserve(size_t rows);
 
-  size_t size() const { return num_rows_; }                      // rows
+  size_t size() const { return num_rows_; }  // rows
+  // Whether a Pull (or, `push`, a Push) of at most n keys is sure to do no
+  // work over the whole table: no index growth or shrink, no compaction of
+  // the delta lists. Its cost is then bounded by n.
+  bool BoundedFor(size_t n, bool push) const {
+    if (push && evict_after_steps_ > 0) return false;  // a push's sweep may shrink the index
+    const size_t limit = DeltaListLimit();
+    // A key adds at most one bucket, and (with room to spare) two entries
+    // to each delta list.
+    return occupied_ + n <= grow_at_ && removed_.size() + 2 * n <= limit &&
+           dirty_pos_.size() + 2 * n <= limit && created_at_base_.size() + 2 * n <= limit;
+  }
   int64_t steps() const { return static_cast<int64_t>(step_); }  // Push calls so far
   const Counters& counters() const { return counters_; }
   // The admission sketch (nullptr when admission is off); for tests.
@@ -361,8 +372,9 @@ class SparseTable {
   }
   // Keeps the lists within their bounds; called where the index is
   // consistent (the end of Pull, Push and Erase).
+  size_t DeltaListLimit() const { return 4096 + capacity_ / 4; }
   void BoundDeltaLists() {
-    const size_t limit = 4096 + capacity_ / 4;
+    const size_t limit = DeltaListLimit();
     if (removed_.size() > limit || dirty_pos_.size() > limit || created_at_base_.size() > limit) {
       CompactDeltaLists(limit);
     }

@@ -265,17 +265,17 @@ TEST(RpcRetryTest, TimeoutStartsAt200msAndAdaptsToTheMeasuredRoundTrip) {
 }
 
 TEST(RpcRetryTest, ARequestQueuedBehindOthersWaitsFromTheAnswerBeforeIt) {
-  // 30 requests at once to a server that answers one every 20 ms: the last
-  // is answered about 600 ms after it was sent, twice the 300 ms timeout,
+  // 60 requests at once to a server that answers one every 20 ms: the last
+  // is answered about 1200 ms after it was sent, past the 1000 ms timeout,
   // but never more than 20 ms after the one before it. None is resent
-  // (counting each wait from the send instead resends the last half).
+  // (counting each wait from the send instead resends the last few).
   zmq::context_t ctx(1);
   CountingServer server(&ctx, 0.0, /*answer_gap_ms=*/20);
   RetryPolicy retry;
-  retry.min_interval_ms = 300;
-  retry.max_interval_ms = 300;
+  retry.min_interval_ms = 1000;
+  retry.max_interval_ms = 1000;
   Client client(&ctx, server.port(), 0.0, retry);
-  constexpr int kRequests = 30;
+  constexpr int kRequests = 60;
   int answered = 0;
   for (int i = 0; i < kRequests; ++i) {
     ASSERT_TRUE(client.rpc
@@ -294,9 +294,9 @@ TEST(RpcRetryTest, ARequestQueuedBehindOthersWaitsFromTheAnswerBeforeIt) {
 }
 
 TEST(RpcRetryTest, ALostRequestBehindAnsweredOnesIsStillResent) {
-  // Younger requests' answers do not hold back an older lost one: with half
-  // the requests lost and the server answering in order, every request is
-  // answered, each handled once.
+  // Answers to younger requests do not starve an older lost one of its
+  // resends: with half the requests lost and the server answering in
+  // order, every request is answered, each handled once.
   zmq::context_t ctx(1);
   CountingServer server(&ctx, 0.0, /*answer_gap_ms=*/2);
   Client client(&ctx, server.port(), 0.5, FastRetry());
