@@ -12,6 +12,7 @@
 #include <atomic>
 #include <deque>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <thread>
 
@@ -264,6 +265,23 @@ TEST(RpcRetryTest, TimeoutStartsAt200msAndAdaptsToTheMeasuredRoundTrip) {
   EXPECT_GE(client.rpc.RetransmitTimeoutMs(1), retry.min_interval_ms);
 }
 
+// Starts n PROGRESS requests to node 1 at once, then serves the Rpc until
+// all are answered (OK) or kHangGuardMs passed; returns how many were.
+int AllAtOnce(Rpc* rpc, int n) {
+  // Shared with the callbacks: one may outlive this call when it gives up.
+  auto answered = std::make_shared<int>(0);
+  for (int i = 0; i < n; ++i) {
+    Status s = rpc->StartAsync(1, Progress(i), kHangGuardMs, [answered](StatusOr<Message>&& r) {
+      EXPECT_TRUE(r.ok()) << r.status();
+      ++*answered;
+    });
+    EXPECT_TRUE(s.ok()) << s;
+  }
+  const Deadline guard = Deadline::In(kHangGuardMs);
+  while (*answered < n && !guard.Expired()) rpc->Poll(Deadline::In(10), true);
+  return *answered;
+}
+
 TEST(RpcRetryTest, ARequestQueuedBehindOthersWaitsFromTheAnswerBeforeIt) {
   // 60 requests at once to a server that answers one every 20 ms: the last
   // is answered about 1200 ms after it was sent, past the 1000 ms timeout,
@@ -276,19 +294,7 @@ TEST(RpcRetryTest, ARequestQueuedBehindOthersWaitsFromTheAnswerBeforeIt) {
   retry.max_interval_ms = 1000;
   Client client(&ctx, server.port(), 0.0, retry);
   constexpr int kRequests = 60;
-  int answered = 0;
-  for (int i = 0; i < kRequests; ++i) {
-    ASSERT_TRUE(client.rpc
-                    .StartAsync(1, Progress(i), kHangGuardMs,
-                                [&answered](StatusOr<Message>&& r) {
-                                  EXPECT_TRUE(r.ok()) << r.status();
-                                  ++answered;
-                                })
-                    .ok());
-  }
-  const Deadline guard = Deadline::In(kHangGuardMs);
-  while (answered < kRequests && !guard.Expired()) client.rpc.Poll(Deadline::In(10), true);
-  ASSERT_EQ(answered, kRequests);
+  ASSERT_EQ(AllAtOnce(&client.rpc, kRequests), kRequests);
   EXPECT_EQ(client.rpc.counters().resent, 0);
   for (const auto& [id, times] : server.handled()) EXPECT_EQ(times, 1) << "request " << id;
 }
@@ -301,19 +307,7 @@ TEST(RpcRetryTest, ALostRequestBehindAnsweredOnesIsStillResent) {
   CountingServer server(&ctx, 0.0, /*answer_gap_ms=*/2);
   Client client(&ctx, server.port(), 0.5, FastRetry());
   constexpr int kRequests = 40;
-  int answered = 0;
-  for (int i = 0; i < kRequests; ++i) {
-    ASSERT_TRUE(client.rpc
-                    .StartAsync(1, Progress(i), kHangGuardMs,
-                                [&answered](StatusOr<Message>&& r) {
-                                  EXPECT_TRUE(r.ok()) << r.status();
-                                  ++answered;
-                                })
-                    .ok());
-  }
-  const Deadline guard = Deadline::In(kHangGuardMs);
-  while (answered < kRequests && !guard.Expired()) client.rpc.Poll(Deadline::In(10), true);
-  ASSERT_EQ(answered, kRequests);
+  ASSERT_EQ(AllAtOnce(&client.rpc, kRequests), kRequests);
   EXPECT_GT(client.rpc.counters().resent, 0);
   EXPECT_EQ(server.handled().size(), static_cast<size_t>(kRequests));
   for (const auto& [id, times] : server.handled()) EXPECT_EQ(times, 1) << "request " << id;
