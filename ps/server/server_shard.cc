@@ -100,7 +100,7 @@ void ServerShard::Loop() {
       queue_.pop_front();
       thread_busy_ = true;
     }
-    Run(task, /*here=*/false);
+    Run(std::move(task), /*here=*/false);
   }
 }
 
@@ -126,7 +126,7 @@ bool ServerShard::TryServeHere(std::shared_ptr<ShardTask>& task) {
   return bounded;
 }
 
-bool ServerShard::Run(const std::shared_ptr<ShardTask>& task, bool here) {
+bool ServerShard::Run(std::shared_ptr<ShardTask> task, bool here) {
   int verdict = task->verdict.load(std::memory_order_acquire);
   if (verdict == ShardTask::kUndecided) {
     const int mine = task->deadline.Expired() ? ShardTask::kExpired : ShardTask::kServe;
@@ -144,7 +144,7 @@ bool ServerShard::Run(const std::shared_ptr<ShardTask>& task, bool here) {
     }
   }
   if (task->remaining.fetch_sub(1, std::memory_order_acq_rel) != 1) return false;
-  if (!here) done_(task);
+  if (!here) done_(std::move(task));
   return true;
 }
 

@@ -232,7 +232,7 @@ class ServerShard {
   // What the shard does with a task it took (on whichever thread serves
   // it). Returns whether this shard was the last to finish it; if so it has
   // called `done` unless `here`.
-  bool Run(const std::shared_ptr<ShardTask>& task, bool here);
+  bool Run(std::shared_ptr<ShardTask> task, bool here);
   void Serve(ShardTask& task);
   // Serve, turning an exception into the task's failure.
   void ServeCatching(ShardTask& task);
