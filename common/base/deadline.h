@@ -34,6 +34,15 @@ class Deadline {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(at_ - SteadyClock::now());
     return std::max<int64_t>(0, left.count());
   }
+  // The timeout in whole milliseconds for a poll that must not wake before
+  // the deadline: what is left rounded up, 0 once it passed. (Rounded down, a
+  // deadline under 1 ms away gives poll(0), and a caller that polls until the
+  // deadline spins: up to 1 ms of CPU at every timer.)
+  int64_t PollTimeoutMs() const {
+    const auto left = at_ - SteadyClock::now();
+    if (left <= SteadyClock::duration::zero()) return 0;
+    return std::chrono::ceil<std::chrono::milliseconds>(left).count();
+  }
   bool operator<(const Deadline& other) const { return at_ < other.at_; }
   static Deadline Earlier(const Deadline& a, const Deadline& b) { return a < b ? a : b; }
 

@@ -225,7 +225,7 @@ StatusOr<Incoming> ZmqTransport::Receive(Deadline deadline) {
     }
     items.back() = zmq::pollitem_t{nullptr, wake_fd_, ZMQ_POLLIN, 0};
     try {
-      zmq::poll(items.data(), items.size(), std::chrono::milliseconds(deadline.RemainingMs()));
+      zmq::poll(items.data(), items.size(), std::chrono::milliseconds(deadline.PollTimeoutMs()));
     } catch (const zmq::error_t& e) {
       if (e.num() != EINTR) return Status::Unavailable(std::string("poll failed: ") + e.what());
     }

@@ -118,11 +118,15 @@ bool ServerShard::TryServeHere(std::shared_ptr<ShardTask>& task) {
   const bool bounded =
       table_.BoundedFor(task->num_keys, task->kind == ShardTask::Kind::kPushSparse);
   if (bounded) CHECK(Run(task, /*here=*/true)) << "a one-shard task finished by its shard";
+  bool waited;
   {
     std::lock_guard<std::mutex> lock(mu_);
     serving_here_ = false;
+    waited = stopping_ || !queue_.empty();
   }
-  wake_.notify_one();  // a task Submitted meanwhile waited for this one
+  // A task Submitted meanwhile (or Stop) waited for this one; with none the
+  // shard thread stays asleep.
+  if (waited) wake_.notify_one();
   return bounded;
 }
 
