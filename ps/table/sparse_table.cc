@@ -18,6 +18,7 @@
 #include "common/base/hash.h"
 #include "common/config/config_check.h"
 #include "common/optim/optimizer.h"
+#include "ps/table/prefetch.h"
 #include "ps/table/table_config.h"
 
 namespace mtps {
@@ -32,29 +33,12 @@ constexpr size_t kShrinkDen = 8;
 // An arena chunk holds the smallest power of two of rows that fills at least
 // one huge page; it is allocated huge-page aligned.
 constexpr size_t kHugePage = size_t{2} << 20;
-// Pull and Push take a request's keys in blocks of kBlock, in two passes: the
-// first finds (or inserts) each key's row, prefetching home buckets
-// kBucketAhead keys ahead; the second copies or updates the rows, prefetching
-// them kRowAhead keys ahead (a pull of small rows prefetches them in the
-// first pass already). A key's two dependent cache misses (its bucket, then
-// its row) are each in flight beside other keys' instead of one after the
-// other.
-constexpr size_t kBlock = 128;
-constexpr size_t kBucketAhead = 16;
-constexpr size_t kRowAhead = 8;
-constexpr size_t kCacheLine = 64;
-
-// Prefetches the `bytes` bytes at p (for writing when kWrite). Rows need not
-// start on a line (an Adam row is 3 dim + 1 floats), so the lines are
-// counted from the one holding p.
-template <bool kWrite>
-inline void PrefetchSpan(const float* p, size_t bytes) {
-  const uintptr_t end = reinterpret_cast<uintptr_t>(p) + bytes;
-  for (uintptr_t a = reinterpret_cast<uintptr_t>(p) & ~uintptr_t{kCacheLine - 1}; a < end;
-       a += kCacheLine) {
-    __builtin_prefetch(reinterpret_cast<const void*>(a), kWrite ? 1 : 0);
-  }
-}
+// The two passes per block and their prefetch distances: ps/table/prefetch.h.
+using table_prefetch::kBlock;
+using table_prefetch::kBucketAhead;
+using table_prefetch::kCacheLine;
+using table_prefetch::kRowAhead;
+using table_prefetch::PrefetchSpan;
 
 // Rows are 32-bit in the index and kNoRow is reserved (ps/table/table_config.h).
 constexpr uint64_t kMaxRows = static_cast<uint64_t>(kMaxTableRows);

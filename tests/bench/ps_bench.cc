@@ -14,6 +14,9 @@
 // and in-process pull throughput, at --scale_rows rows. And what each of the
 // table's features costs (section `features`): in-process pull and push of
 // tables that differ only in admission, eviction by age or the row cap.
+// And what the memory system allows (section `floor`): the table beside its
+// own layout on bare arrays (the same two dependent accesses per key, nothing
+// else) and beside one access per key (BareLayout, tests/bench/bare_layout.h).
 // Keys are drawn uniformly from a universe of --universe keys; the tables are
 // populated with the whole universe first, so pulls and pushes hit existing
 // rows. Prints Markdown tables to stdout (progress on stderr). A benchmark,
@@ -22,7 +25,8 @@
 //   build/bin/ps_bench [--keys_per_request 4096,32768] [--dims 8,16,64] [--servers 1,2]
 //       [--universe 10000000] [--inflight 8] [--seconds 3]
 //       [--scale_rows 1000000,10000000,100000000] [--features_universe 2000000]
-//       [--features_evict_after 100000] [--sections network,latency,scale,features]
+//       [--features_evict_after 100000]
+//       [--sections network,latency,scale,features,floor]
 #include <malloc.h>
 #include <unistd.h>
 
@@ -51,6 +55,7 @@
 #include "common/net/rpc.h"
 #include "ps/server/server_config.h"
 #include "ps/table/sparse_table.h"
+#include "tests/bench/bare_layout.h"
 #include "tests/bench/bench_cluster.h"
 #include "worker/client/kv_client.h"
 
@@ -81,7 +86,7 @@ DEFINE_int64(features_evict_after, 100000,
              "features section: evict_after_steps of the eviction case (no row gets that old "
              "during the run)");
 DEFINE_string(sections, "network,latency,scale",
-              "which sections to run: network, latency, scale, features");
+              "which sections to run: network, latency, scale, features, floor");
 DEFINE_uint64(seed, 1, "seed of the key streams");
 
 namespace mtps {
@@ -167,9 +172,9 @@ StatusOr<BenchOptions> OptionsFromFlags() {
   std::stringstream ss(FLAGS_sections);
   std::string s;
   while (std::getline(ss, s, ',')) {
-    if (s != "network" && s != "latency" && s != "scale" && s != "features") {
+    if (s != "network" && s != "latency" && s != "scale" && s != "features" && s != "floor") {
       return Status::InvalidArgument("--sections: unknown section '" + s +
-                                     "' (network, latency, scale, features)");
+                                     "' (network, latency, scale, features, floor)");
     }
     o.sections.insert(s);
   }
@@ -560,6 +565,13 @@ struct FeatureRow {
   // Rows the table created and evicted during the pulls and the pushes.
   std::vector<int64_t> pull_created, push_created, evicted;
 };
+// One (dim, keys per request) of the floor section: in-process rates of the
+// table, of its layout on bare arrays, and of one access per key.
+struct FloorRow {
+  int dim, k;
+  Rate pull[5], push[5];  // table, bare layout, one access, slots, tagged slots (if built)
+  bool with_inline = false;
+};
 struct ScaleRow {
   int64_t rows;
   bool skipped = false;
@@ -593,6 +605,9 @@ class Bench {
     if (o_.sections.count("features") > 0) {
       for (int64_t dim : o_.dims) MTPS_RETURN_IF_ERROR(RunFeatures(static_cast<int>(dim)));
     }
+    if (o_.sections.count("floor") > 0) {
+      for (int64_t dim : o_.dims) MTPS_RETURN_IF_ERROR(RunFloor(static_cast<int>(dim)));
+    }
     return Status::OK();
   }
 
@@ -601,6 +616,7 @@ class Bench {
     if (!latency_rows_.empty()) PrintLatency();
     if (!scale_rows_.empty()) PrintScale();
     if (!feature_rows_.empty()) PrintFeatures();
+    if (!floor_rows_.empty()) PrintFloor();
   }
 
  private:
@@ -956,6 +972,158 @@ class Bench {
     return Status::OK();
   }
 
+  // The floor section: a table of `universe` rows and its layout on bare
+  // arrays (the same index capacity, the same keys inserted in the same
+  // order), driven with the network section's key stream; rounds alternate
+  // table, bare layout and direct rows, so all three meet the same phases of
+  // the machine.
+  Status RunFloor(int dim) {
+    const int64_t rows = o_.universe;
+    SparseTable table(TableOptions(dim));
+    table.Reserve(static_cast<size_t>(rows));
+    const size_t capacity = table.memory_report().index_bytes / 16;  // 16-byte buckets
+    const double row_bytes = 8.0 * dim;  // weights and Adagrad accumulators
+    const double estimate = 2 * (static_cast<double>(capacity) * 16 + rows * row_bytes);
+    const double available = static_cast<double>(ReadMemInfoKiB("MemAvailable")) * 1024;
+    // The slots of key and row come on top, if they fit.
+    const double inline_bytes = static_cast<double>(BareLayout::InlineBytes(capacity, dim));
+    const bool with_inline =
+        available >= estimate + inline_bytes + o_.memory_margin_gib * (1 << 30);
+    if (!with_inline) {
+      fprintf(stderr, "floor dim %d: no room for the slots of key and row (%.1f GiB)\n", dim,
+              inline_bytes / (1 << 30));
+    }
+    if (available < estimate + o_.memory_margin_gib * (1 << 30)) {
+      return Status::InvalidArgument("floor section, dim " + std::to_string(dim) +
+                                     ": needs about " + Fixed(estimate / (1 << 30), 1) +
+                                     " GiB plus the margin, MemAvailable " +
+                                     Fixed(available / (1 << 30), 1) + " GiB (lower --universe)");
+    }
+    const double populate = PopulateTable(&table, rows);
+    BareLayout bare(capacity, static_cast<size_t>(rows), dim,
+                    TableOptions(dim).optimizer.adagrad().initial_accumulator(), with_inline);
+    TimeLoop(1e9, PopulateSource(rows), [&](const std::vector<uint64_t>& keys) {
+      for (uint64_t key : keys) CHECK(bare.Insert(key)) << "bare layout full";
+    });
+    if (table.memory_report().index_bytes / 16 != capacity ||
+        static_cast<int64_t>(table.size()) != rows || static_cast<int64_t>(bare.size()) != rows) {
+      return Status::Internal("floor section: the table holds " + std::to_string(table.size()) +
+                              " rows and the bare layout " + std::to_string(bare.size()) +
+                              ", expected " + std::to_string(rows) + " in " +
+                              std::to_string(capacity) + " buckets each");
+    }
+    fprintf(stderr, "floor dim %d: table and bare layout of %" PRId64 " rows (table in %.1f s)\n",
+            dim, rows, populate);
+    const size_t max_k = static_cast<size_t>(
+        *std::max_element(o_.keys_per_request.begin(), o_.keys_per_request.end()));
+    const KeyStream stream(static_cast<size_t>(o_.key_pool), static_cast<uint64_t>(rows), o_.seed,
+                           max_k);
+    const std::vector<float> grads = MakeGrads(max_k, static_cast<size_t>(dim));
+    const float lr = TableOptions(dim).optimizer.adagrad().learning_rate();
+    std::vector<float> out(max_k * static_cast<size_t>(dim));
+    const int rounds = std::max(1, o_.rounds);
+    const double slice = o_.seconds / rounds;
+    size_t lost = 0;  // keys the bare layout did not find (must stay 0)
+    for (int64_t k64 : o_.keys_per_request) {
+      const size_t k = static_cast<size_t>(k64);
+      FloorRow row{dim, static_cast<int>(k), {}, {}, with_inline};
+      const int kinds = with_inline ? 5 : 3;
+      int64_t first = 0;
+      for (int round = 0; round < rounds; ++round) {
+        const RequestSource source = StreamSource(&stream, first, k);
+        using Op = std::function<void(const std::vector<uint64_t>&)>;
+        // table, bare layout, one access, slots of key and row, tagged slots
+        const Op pulls[5] = {
+            [&](const std::vector<uint64_t>& keys) {
+              table.Pull(keys.data(), keys.size(), /*create_missing=*/true, out.data());
+            },
+            [&](const std::vector<uint64_t>& keys) {
+              lost += keys.size() - bare.Pull(keys.data(), keys.size(), out.data());
+            },
+            [&](const std::vector<uint64_t>& keys) {
+              bare.PullDirect(keys.data(), keys.size(), out.data());
+            },
+            [&](const std::vector<uint64_t>& keys) {
+              lost += keys.size() - bare.PullInline(keys.data(), keys.size(), out.data());
+            },
+            [&](const std::vector<uint64_t>& keys) {
+              lost += keys.size() - bare.PullTagged(keys.data(), keys.size(), out.data());
+            }};
+        const Op pushes[5] = {
+            [&](const std::vector<uint64_t>& keys) {
+              table.Push(keys.data(), keys.size(), grads.data());
+            },
+            [&](const std::vector<uint64_t>& keys) {
+              lost += keys.size() - bare.Push(keys.data(), keys.size(), grads.data(), lr);
+            },
+            [&](const std::vector<uint64_t>& keys) {
+              bare.PushDirect(keys.data(), keys.size(), grads.data(), lr);
+            },
+            [&](const std::vector<uint64_t>& keys) {
+              lost += keys.size() - bare.PushInline(keys.data(), keys.size(), grads.data(), lr);
+            },
+            [&](const std::vector<uint64_t>& keys) {
+              lost += keys.size() - bare.PushTagged(keys.data(), keys.size(), grads.data(), lr);
+            }};
+        int64_t longest = 0;
+        for (int j = 0; j < kinds; ++j) {
+          const int c = (j + round) % kinds;  // the order turns each round
+          const Rate pull = TimeLoop(slice, source, pulls[c]);
+          const Rate push = TimeLoop(slice, source, pushes[c]);
+          for (auto [total, r] : {std::pair{&row.pull[c], &pull}, std::pair{&row.push[c], &push}}) {
+            total->keys += r->keys;
+            total->requests += r->requests;
+            total->seconds += r->seconds;
+          }
+          longest = std::max({longest, pull.requests, push.requests});
+        }
+        first += longest;
+      }
+      fprintf(stderr, "floor dim %d k=%zu: pull / push M keys/s:", dim, k);
+      for (int c = 0; c < kinds; ++c) {
+        fprintf(stderr, " %.2f / %.2f", row.pull[c].KeysPerSecond() / 1e6,
+                row.push[c].KeysPerSecond() / 1e6);
+      }
+      fprintf(stderr, "\n");
+      floor_rows_.push_back(row);
+    }
+    if (lost > 0) {
+      return Status::Internal("floor section: the bare layout missed " + std::to_string(lost) +
+                              " keys it holds");
+    }
+    return Status::OK();
+  }
+
+  void PrintFloor() const {
+    printf(
+        "\n### The table against its memory floor: in-process, one thread, keys/s\n\n"
+        "%s rows, Adagrad, the network section's key stream. table = SparseTable; bare layout = "
+        "its index and rows on bare arrays, the same two passes and prefetches and nothing else "
+        "(two dependent memory accesses per key); slots = rows in the index (key and row "
+        "together, linear probing at the table's capacity); tagged slots = the same slots found "
+        "through a byte per slot that stays in the caches; one access = the row found from the "
+        "key by arithmetic, no index. - where the slots did not fit in memory. %d alternating "
+        "rounds, %g s per kind and op in all.\n\n",
+        WithCommas(o_.universe).c_str(), std::max(1, o_.rounds), o_.seconds);
+    printf(
+        "| dim | keys/request | op | table | bare layout | slots | tagged slots | one access | "
+        "table / bare | table / tagged | table / one access |\n");
+    printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
+    auto ratio = [](double a, double b) { return b > 0 ? Fixed(a / b, 2) : std::string("-"); };
+    for (const FloorRow& r : floor_rows_) {
+      for (int op = 0; op < 2; ++op) {
+        const Rate* m = op == 0 ? r.pull : r.push;
+        double v[5];
+        for (int c = 0; c < 5; ++c) v[c] = m[c].KeysPerSecond();
+        auto rate = [&](int c) { return c < 3 || r.with_inline ? Millions(v[c]) : "-"; };
+        printf("| %d | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", r.dim, r.k,
+               op == 0 ? "pull" : "push", rate(0).c_str(), rate(1).c_str(), rate(3).c_str(),
+               rate(4).c_str(), rate(2).c_str(), ratio(v[0], v[1]).c_str(),
+               ratio(v[0], v[4]).c_str(), ratio(v[0], v[2]).c_str());
+      }
+    }
+  }
+
   void PrintFeatures() const {
     printf(
         "\n### What each table feature costs: in-process, one thread, keys/s\n\n"
@@ -1085,6 +1253,7 @@ class Bench {
   std::vector<LatencyRow> latency_rows_;
   std::vector<ScaleRow> scale_rows_;
   std::vector<FeatureRow> feature_rows_;
+  std::vector<FloorRow> floor_rows_;
 };
 
 }  // namespace
