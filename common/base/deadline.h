@@ -29,7 +29,8 @@ class Deadline {
 
   SteadyClock::time_point at() const { return at_; }
   bool Expired() const { return SteadyClock::now() >= at_; }
-  // Milliseconds left, never negative.
+  // Milliseconds left, rounded down, never negative. Not for a poll's
+  // timeout (see PollTimeoutMs).
   int64_t RemainingMs() const {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(at_ - SteadyClock::now());
     return std::max<int64_t>(0, left.count());

@@ -4,13 +4,14 @@
 #include <sys/mman.h>
 
 #include <algorithm>
-#include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <new>
 
 #include <glog/logging.h>
 
 #include "common/base/hash.h"
+#include "common/optim/optimizer.h"
 #include "ps/table/prefetch.h"
 
 namespace mtps {
@@ -34,11 +35,29 @@ void* MapZeroed(size_t bytes) {
   return mem;
 }
 
+// The table's Adagrad step (weights, then accumulators).
 inline void Adagrad(float* row, const float* g, size_t dim, float lr) {
-  float* acc = row + dim;
-  for (size_t j = 0; j < dim; ++j) {
-    acc[j] += g[j] * g[j];
-    row[j] -= lr * g[j] / std::sqrt(acc[j]);
+  AdagradUpdate(row, row + dim, g, dim, lr);
+}
+
+// A row copy of a size known at compile time, as the table's PullRows<kDim>
+// makes it for dims 8-64 (a run-time size is a call to memcpy per row).
+inline void CopyRow(float* dst, const float* src, size_t dim) {
+  switch (dim) {
+    case 8:
+      std::memcpy(dst, src, 8 * sizeof(float));
+      return;
+    case 16:
+      std::memcpy(dst, src, 16 * sizeof(float));
+      return;
+    case 32:
+      std::memcpy(dst, src, 32 * sizeof(float));
+      return;
+    case 64:
+      std::memcpy(dst, src, 64 * sizeof(float));
+      return;
+    default:
+      std::memcpy(dst, src, dim * sizeof(float));
   }
 }
 
@@ -108,7 +127,7 @@ size_t BareLayout::PullInline(const uint64_t* keys, size_t n, float* out) const 
     }
     const float* row = FindSlot(keys[i]);
     if (row == nullptr) continue;
-    std::memcpy(out + i * dim_, row, bytes);
+    CopyRow(out + i * dim_, row, dim_);
     ++found;
   }
   return found;
@@ -156,7 +175,7 @@ size_t BareLayout::Pull(const uint64_t* keys, size_t n, float* out) const {
         PrefetchSpan<false>(rows[i + kRowAhead - start], bytes);
       }
       if (rows[i - start] == nullptr) continue;
-      std::memcpy(out + i * dim_, rows[i - start], bytes);
+      CopyRow(out + i * dim_, rows[i - start], dim_);
       ++found;
     }
   }
@@ -194,7 +213,7 @@ void BareLayout::PullDirect(const uint64_t* keys, size_t n, float* out) const {
     if (i + kBucketAhead < n) {
       PrefetchSpan<false>(RowAt(Mix64(keys[i + kBucketAhead]) % rows_), bytes);
     }
-    std::memcpy(out + i * dim_, RowAt(Mix64(keys[i]) % rows_), bytes);
+    CopyRow(out + i * dim_, RowAt(Mix64(keys[i]) % rows_), dim_);
   }
 }
 
@@ -245,7 +264,7 @@ size_t BareLayout::Tagged(const uint64_t* keys, size_t n, float* out, const floa
     if (kPush) {
       Adagrad(row, grads + i * dim_, dim_, lr);
     } else {
-      std::memcpy(out + i * dim_, row, dim_ * sizeof(float));
+      CopyRow(out + i * dim_, row, dim_);
     }
     ++found;
   }

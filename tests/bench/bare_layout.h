@@ -14,7 +14,7 @@
 // its row together (linear probing at the same capacity): what a table with
 // its rows in the index would reach, probes included. PullTagged and
 // PushTagged find the same slots through a byte per slot (7 bits of the
-// hash, as Swiss tables do), an array small enough to stay in the caches, so
+// hash, as Swiss tables do), an array small enough to stay mostly in the caches, so
 // only the slot itself comes from memory.
 //
 // Thread-compatible (one thread at a time). A benchmark aid, not a table:

@@ -1101,7 +1101,8 @@ class Bench {
         "its index and rows on bare arrays, the same two passes and prefetches and nothing else "
         "(two dependent memory accesses per key); slots = rows in the index (key and row "
         "together, linear probing at the table's capacity); tagged slots = the same slots found "
-        "through a byte per slot that stays in the caches; one access = the row found from the "
+        "through a byte per slot that stays mostly in the caches; one access = the row found from "
+        "the "
         "key by arithmetic, no index. - where the slots did not fit in memory. %d alternating "
         "rounds, %g s per kind and op in all.\n\n",
         WithCommas(o_.universe).c_str(), std::max(1, o_.rounds), o_.seconds);

@@ -5,6 +5,9 @@
 // event it needs (a request in the backlog, a number of ticks) and counts what
 // happened; time limits are only generous deadlines that turn a hang into a
 // failure (kHangGuardMs), so a slow or ThreadSanitizer build passes alike.
+// One exception bounds CPU, not time: a wait for a near deadline must sleep
+// (its thread's CPU time under a quarter of the wait, which a loaded machine
+// only makes easier).
 #include <gtest/gtest.h>
 
 #include <time.h>
@@ -340,6 +343,22 @@ TEST_F(RpcTest, MalformedResponseFailsItsRequestAtOnce) {
   EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument) << r.status();
   EXPECT_NE(r.status().message().find("malformed response"), std::string::npos) << r.status();
   EXPECT_EQ(rpc.outstanding(), 0u);
+}
+
+TEST(DeadlineTest, APollTimeoutIsTheTimeLeftRoundedUp) {
+  EXPECT_EQ(Deadline(SteadyClock::now() - std::chrono::milliseconds(1)).PollTimeoutMs(), 0);
+  EXPECT_EQ(Deadline::Now().PollTimeoutMs(), 0);
+  // 10 s ahead, a moment later: rounded up 10000, rounded down 9999. Under a
+  // millisecond passes between the two lines on all but a stalled machine,
+  // so one of a few tries sees 10000 (rounding down never would).
+  bool rounded_up = false;
+  for (int i = 0; i < 5 && !rounded_up; ++i) {
+    const Deadline d(SteadyClock::now() + std::chrono::seconds(10));
+    const int64_t ms = d.PollTimeoutMs();
+    EXPECT_LE(ms, 10000);
+    rounded_up = ms == 10000;
+  }
+  EXPECT_TRUE(rounded_up);
 }
 
 TEST_F(RpcTest, AWaitForADeadlineUnderAMillisecondAwaySleeps) {
