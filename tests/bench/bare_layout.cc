@@ -155,35 +155,13 @@ const float* BareLayout::FindRow(uint64_t key) const {
   }
 }
 
-size_t BareLayout::Pull(const uint64_t* keys, size_t n, float* out) const {
-  const size_t bytes = dim_ * sizeof(float);
-  const bool early_rows = bytes <= 2 * kCacheLine;  // as the table does
-  const float* rows[kBlock];
-  size_t found = 0;
-  for (size_t start = 0; start < n; start += kBlock) {
-    const size_t end = std::min(n, start + kBlock);
-    for (size_t i = start; i < end; ++i) {
-      if (i + kBucketAhead < n) __builtin_prefetch(&index_[Mix64(keys[i + kBucketAhead]) & mask_]);
-      rows[i - start] = FindRow(keys[i]);
-      if (early_rows && rows[i - start] != nullptr) PrefetchSpan<false>(rows[i - start], bytes);
-    }
-    for (size_t i = start; i < std::min(end, start + kRowAhead); ++i) {
-      if (rows[i - start] != nullptr) PrefetchSpan<false>(rows[i - start], bytes);
-    }
-    for (size_t i = start; i < end; ++i) {
-      if (i + kRowAhead < end && rows[i + kRowAhead - start] != nullptr) {
-        PrefetchSpan<false>(rows[i + kRowAhead - start], bytes);
-      }
-      if (rows[i - start] == nullptr) continue;
-      CopyRow(out + i * dim_, rows[i - start], dim_);
-      ++found;
-    }
-  }
-  return found;
-}
-
-size_t BareLayout::Push(const uint64_t* keys, size_t n, const float* grads, float lr) {
-  const size_t bytes = row_floats_ * sizeof(float);
+template <bool kPush>
+size_t BareLayout::TwoPass(const uint64_t* keys, size_t n, float* out, const float* grads,
+                           float lr) const {
+  // A pull reads the weights (and, if small, prefetches them in the first
+  // pass, as the table does); a push updates the whole row.
+  const size_t bytes = (kPush ? row_floats_ : dim_) * sizeof(float);
+  const bool early_rows = !kPush && bytes <= 2 * kCacheLine;
   float* rows[kBlock];
   size_t found = 0;
   for (size_t start = 0; start < n; start += kBlock) {
@@ -191,20 +169,33 @@ size_t BareLayout::Push(const uint64_t* keys, size_t n, const float* grads, floa
     for (size_t i = start; i < end; ++i) {
       if (i + kBucketAhead < n) __builtin_prefetch(&index_[Mix64(keys[i + kBucketAhead]) & mask_]);
       rows[i - start] = const_cast<float*>(FindRow(keys[i]));
+      if (early_rows && rows[i - start] != nullptr) PrefetchSpan<false>(rows[i - start], bytes);
     }
     for (size_t i = start; i < std::min(end, start + kRowAhead); ++i) {
-      if (rows[i - start] != nullptr) PrefetchSpan<true>(rows[i - start], bytes);
+      if (rows[i - start] != nullptr) PrefetchSpan<kPush>(rows[i - start], bytes);
     }
     for (size_t i = start; i < end; ++i) {
       if (i + kRowAhead < end && rows[i + kRowAhead - start] != nullptr) {
-        PrefetchSpan<true>(rows[i + kRowAhead - start], bytes);
+        PrefetchSpan<kPush>(rows[i + kRowAhead - start], bytes);
       }
       if (rows[i - start] == nullptr) continue;
-      Adagrad(rows[i - start], grads + i * dim_, dim_, lr);
+      if (kPush) {
+        Adagrad(rows[i - start], grads + i * dim_, dim_, lr);
+      } else {
+        CopyRow(out + i * dim_, rows[i - start], dim_);
+      }
       ++found;
     }
   }
   return found;
+}
+
+size_t BareLayout::Pull(const uint64_t* keys, size_t n, float* out) const {
+  return TwoPass<false>(keys, n, out, nullptr, 0);
+}
+
+size_t BareLayout::Push(const uint64_t* keys, size_t n, const float* grads, float lr) {
+  return TwoPass<true>(keys, n, nullptr, grads, lr);
 }
 
 void BareLayout::PullDirect(const uint64_t* keys, size_t n, float* out) const {

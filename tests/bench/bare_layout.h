@@ -89,6 +89,9 @@ class BareLayout {
   size_t TagCandidate(uint64_t h) const;
   // Its row if the candidate holds key; else FindSlot's answer.
   float* CheckSlot(size_t candidate, uint64_t key) const;
+  // Pull (kPush false) and Push: the table's two passes per block.
+  template <bool kPush>
+  size_t TwoPass(const uint64_t* keys, size_t n, float* out, const float* grads, float lr) const;
   template <bool kPush>
   size_t Tagged(const uint64_t* keys, size_t n, float* out, const float* grads, float lr) const;
 
